@@ -1,0 +1,77 @@
+//! Shared state and the router.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServeConfig;
+use crate::db::Db;
+use crate::http::{files, health, indexes, simple, upload};
+use crate::storage::Storage;
+
+/// Largest JSON API request body.
+const MAX_API_BODY: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The metadata database.
+    pub db: Db,
+    /// The blob store.
+    pub storage: Storage,
+    /// The resolved configuration.
+    pub config: Arc<ServeConfig>,
+    /// Compiled HTML templates.
+    pub templates: Arc<minijinja::Environment<'static>>,
+}
+
+impl AppState {
+    /// Builds the state, compiling the templates.
+    pub fn new(db: Db, storage: Storage, config: ServeConfig) -> anyhow::Result<Self> {
+        let mut templates = minijinja::Environment::new();
+        templates.add_template("project.html", include_str!("http/templates/project.html"))?;
+        templates.add_template("projects.html", include_str!("http/templates/projects.html"))?;
+        Ok(Self {
+            db,
+            storage,
+            config: Arc::new(config),
+            templates: Arc::new(templates),
+        })
+    }
+}
+
+/// All routes. Literal segments (`+api`, `+simple`, `+f`) win over `{ns}/{name}`, and index
+/// names cannot start with `+`, so the two never collide.
+pub fn router(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route("/{ns}/{name}", post(upload::upload_file).get(indexes::show_index))
+        .route("/{ns}/{name}/", post(upload::upload_file).get(indexes::show_index))
+        // The upload handler enforces its own, configurable limits while streaming.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/+health", get(health::health))
+        .route(
+            "/+api/v1/indexes",
+            get(indexes::list_indexes).post(indexes::create_index),
+        )
+        .route(
+            "/+api/v1/indexes/{ns}/{name}",
+            get(indexes::show_index)
+                .patch(indexes::modify_index)
+                .delete(indexes::delete_index),
+        )
+        .route("/{ns}/{name}/+simple", get(simple::add_trailing_slash))
+        .route("/{ns}/{name}/+simple/", get(simple::list_projects))
+        .route("/{ns}/{name}/+simple/{project}", get(simple::add_trailing_slash))
+        .route("/{ns}/{name}/+simple/{project}/", get(simple::show_project))
+        .route("/{ns}/{name}/+f/{sha256}/{filename}", get(files::get_file))
+        .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .merge(uploads)
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

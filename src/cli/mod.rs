@@ -1,0 +1,56 @@
+//! Subcommands. Exit codes: 0 success, 2 usage or server error.
+
+mod index;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use kiln::client::{Client, DEFAULT_SERVER};
+
+/// Kiln: a Python package index server for CI.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the index server.
+    Serve(serve::ServeArgs),
+    /// Create, show, list, modify and delete indexes.
+    Index {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: index::IndexCommand,
+    },
+}
+
+/// How client subcommands reach the server.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The Kiln server URL.
+    #[arg(long, env = "KILN_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    server: String,
+    /// API token (needed for changes; reads are public).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.server, self.token.clone())?)
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Index { client, action } => index::run(&client.client()?, action).await,
+    }
+}

@@ -1,0 +1,182 @@
+//! Server configuration: defaults, then an optional TOML file, then `KILN_*` environment
+//! variables, then command-line flags — each later source wins.
+//!
+//! Secrets (the first-start admin token, passwords in URLs) never appear in `Debug` output.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::ArchiveLimits;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
+/// Default largest upload: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1024 * 1024 * 1024;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The keys a config file may set (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `listen = "127.0.0.1:3141"`
+    pub listen: Option<SocketAddr>,
+    /// `data_dir = "/var/lib/kiln"`
+    pub data_dir: Option<PathBuf>,
+    /// `database_url = "sqlite:///var/lib/kiln/kiln.db"`
+    pub database_url: Option<String>,
+    /// `storage = "file:///var/lib/kiln/storage"`
+    pub storage: Option<String>,
+    /// `max_upload_size = "1GiB"`
+    pub max_upload_size: Option<String>,
+    /// `log_format = "json"`
+    pub log_format: Option<LogFormat>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file, naming the file in any error.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file `{}`", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file `{}`", path.display()))
+    }
+}
+
+/// Everything `kiln serve` needs, fully resolved.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Where the default database and storage live, and upload temp files.
+    pub data_dir: PathBuf,
+    /// sqlx database URL.
+    pub database_url: String,
+    /// Object store URL.
+    pub storage_url: String,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Bounds on reading archives.
+    pub archive_limits: ArchiveLimits,
+    /// Fixes the admin token at first start (`KILN_ADMIN_TOKEN`); ignored later.
+    pub admin_token: Option<String>,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Defaults for a data directory: SQLite file and blob directory inside it.
+    #[must_use]
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address is valid"),
+            data_dir: data_dir.to_path_buf(),
+            database_url: default_database_url(data_dir),
+            storage_url: default_storage_url(data_dir),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD,
+            archive_limits: ArchiveLimits::default(),
+            admin_token: None,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Where upload bodies are spooled while they are verified.
+    #[must_use]
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &crate::db::redact_url(&self.database_url))
+            .field("storage_url", &self.storage_url)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("archive_limits", &self.archive_limits)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// `sqlite://<data_dir>/kiln.db?mode=rwc`
+#[must_use]
+pub fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("kiln.db").display())
+}
+
+/// `file://<data_dir>/storage`
+#[must_use]
+pub fn default_storage_url(data_dir: &Path) -> String {
+    format!("file://{}", data_dir.join("storage").display())
+}
+
+/// Parses a size such as `1048576`, `512KiB`, `100MB` or `1GiB` (binary and decimal units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("size `{text}` must start with a whole number"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("size `{text}` has unknown unit `{other}`")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1024 * 1024 * 1024));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert_eq!(parse_size("2 kib"), Ok(2048));
+        insta::assert_snapshot!(parse_size("lots").unwrap_err(), @"size `lots` must start with a whole number");
+        insta::assert_snapshot!(parse_size("3XB").unwrap_err(), @"size `3XB` has unknown unit `xb`");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut config = ServeConfig::for_data_dir(Path::new("/d"));
+        config.admin_token = Some("kiln_secret".into());
+        config.database_url = "postgres://u:pw@h/db".into();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("kiln_secret") && !shown.contains("pw@"), "{shown}");
+    }
+
+    #[test]
+    fn config_file_refuses_unknown_keys() {
+        let err = toml::from_str::<ConfigFile>("listne = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `listne`"), "{err}");
+    }
+}

@@ -1,0 +1,187 @@
+//! File rows: which index lists which artifact under which filename.
+
+use super::{Db, DbError, WriteTx, placeholders};
+
+/// A file listed on an index.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FileRecord {
+    /// The index that lists it.
+    pub index_id: i64,
+    /// Normalized project name.
+    pub project: String,
+    /// Normalized PEP 440 version.
+    pub version: String,
+    /// The filename as uploaded.
+    pub filename: String,
+    /// `wheel` or `sdist`.
+    pub kind: String,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// `Requires-Python`, if any.
+    pub requires_python: Option<String>,
+    /// SHA-256 of the core metadata file, when it was extracted.
+    pub metadata_sha256: Option<String>,
+    /// 1 when yanked (PEP 592).
+    pub yanked: i64,
+    /// Why it was yanked.
+    pub yanked_reason: Option<String>,
+    /// When it was uploaded (RFC 3339, UTC).
+    pub uploaded_at: String,
+}
+
+const FILE_COLUMNS: &str = "index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at";
+
+/// A file row to insert.
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    /// The index that lists it.
+    pub index_id: i64,
+    /// Normalized project name.
+    pub project: &'a str,
+    /// Normalized version.
+    pub version: &'a str,
+    /// The filename.
+    pub filename: &'a str,
+    /// `wheel` or `sdist`.
+    pub kind: &'a str,
+    /// SHA-256 of the bytes.
+    pub sha256: &'a str,
+    /// Size in bytes.
+    pub size: i64,
+    /// `Requires-Python`.
+    pub requires_python: Option<&'a str>,
+    /// SHA-256 and size of the core metadata blob.
+    pub metadata: Option<(&'a str, i64)>,
+    /// Who uploaded it (token name).
+    pub uploaded_by: &'a str,
+    /// When (RFC 3339).
+    pub uploaded_at: &'a str,
+}
+
+impl Db {
+    /// The file an index itself lists under `filename`, if any.
+    pub async fn find_file_tx(
+        tx: &mut WriteTx,
+        index_id: i64,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND filename = $2"
+        ))
+        .bind(index_id)
+        .bind(filename)
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    /// Same as [`Db::find_file_tx`], outside a transaction (a cheap pre-check).
+    pub async fn find_file(
+        &self,
+        index_id: i64,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND filename = $2"
+        ))
+        .bind(index_id)
+        .bind(filename)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Inserts a file row and the blob rows it points at. Call only once the blobs are
+    /// durable in storage. A concurrent insert of the same filename yields `Conflict`.
+    pub async fn insert_file(tx: &mut WriteTx, file: &NewFile<'_>) -> Result<(), DbError> {
+        let blobs = std::iter::once((file.sha256, file.size)).chain(file.metadata);
+        for (sha256, size) in blobs {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(sha256)
+            .bind(size)
+            .bind(file.uploaded_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, \
+             requires_python, metadata_sha256, uploaded_at, uploaded_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(file.index_id)
+        .bind(file.project)
+        .bind(file.version)
+        .bind(file.filename)
+        .bind(file.kind)
+        .bind(file.sha256)
+        .bind(file.size)
+        .bind(file.requires_python)
+        .bind(file.metadata.map(|(sha, _)| sha))
+        .bind(file.uploaded_at)
+        .bind(file.uploaded_by)
+        .execute(&mut **tx)
+        .await
+        .map_err(DbError::from_write)?;
+        Ok(())
+    }
+
+    /// Every file of `project` listed on any of `index_ids`. Cost: O(files of that project
+    /// on those indexes), through the `files_by_project` index.
+    pub async fn files_of_project(
+        &self,
+        index_ids: &[i64],
+        project: &str,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        if index_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE project = $1 AND index_id IN ({})",
+            placeholders(2, index_ids.len())
+        );
+        let mut query = sqlx::query_as(&sql).bind(project);
+        for id in index_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// The distinct projects listed on any of `index_ids`, sorted.
+    pub async fn projects_of(&self, index_ids: &[i64]) -> Result<Vec<String>, DbError> {
+        if index_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT project FROM files WHERE index_id IN ({}) ORDER BY project",
+            placeholders(1, index_ids.len())
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for id in index_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// The files with `sha256` listed on any of `index_ids` (to authorize a download).
+    pub async fn files_with_digest(
+        &self,
+        index_ids: &[i64],
+        sha256: &str,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        if index_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE sha256 = $1 AND index_id IN ({})",
+            placeholders(2, index_ids.len())
+        );
+        let mut query = sqlx::query_as(&sql).bind(sha256);
+        for id in index_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+}

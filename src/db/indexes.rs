@@ -1,0 +1,243 @@
+//! Index rows and their ordered bases.
+
+use std::collections::HashMap;
+
+use sqlx::AnyConnection;
+
+use super::{Db, DbError, WriteTx};
+use crate::domain::{Index, IndexKind, IndexName, IndexSettings};
+
+#[derive(sqlx::FromRow)]
+struct IndexRow {
+    id: i64,
+    namespace: String,
+    name: String,
+    kind: String,
+    volatile: i64,
+    promotion_only: i64,
+    description: String,
+    created_at: String,
+    updated_at: String,
+}
+
+const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, created_at, updated_at";
+
+impl IndexRow {
+    fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
+        let corrupt = |what: &str| {
+            DbError::Other(sqlx::Error::Decode(
+                format!("index row {}: {what}", self.id).into(),
+            ))
+        };
+        let name = IndexName::from_parts(&self.namespace, &self.name)
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let kind = IndexKind::from_db(&self.kind).ok_or_else(|| corrupt("unknown kind"))?;
+        Ok(Index {
+            id: self.id,
+            name,
+            settings: IndexSettings {
+                kind,
+                bases,
+                volatile: self.volatile != 0,
+                promotion_only: self.promotion_only != 0,
+                description: self.description,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+async fn bases_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<IndexName>, DbError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.namespace, i.name FROM index_bases b JOIN indexes i ON i.id = b.base_id \
+         WHERE b.index_id = $1 ORDER BY b.position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(ns, name)| {
+            IndexName::from_parts(&ns, &name)
+                .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
+        })
+        .collect()
+}
+
+async fn find_index(conn: &mut AnyConnection, name: &IndexName) -> Result<Option<Index>, DbError> {
+    let row: Option<IndexRow> = sqlx::query_as(&format!(
+        "SELECT {INDEX_COLUMNS} FROM indexes WHERE namespace = $1 AND name = $2"
+    ))
+    .bind(name.namespace())
+    .bind(name.name())
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => {
+            let bases = bases_of(conn, row.id).await?;
+            Ok(Some(row.into_index(bases)?))
+        }
+        None => Ok(None),
+    }
+}
+
+impl Db {
+    /// Looks an index up by name.
+    pub async fn find_index(&self, name: &IndexName) -> Result<Option<Index>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        find_index(&mut conn, name).await
+    }
+
+    /// Looks an index up by name inside a write transaction.
+    pub async fn find_index_tx(
+        tx: &mut WriteTx,
+        name: &IndexName,
+    ) -> Result<Option<Index>, DbError> {
+        find_index(tx, name).await
+    }
+
+    /// Every index, ordered by name, with its bases.
+    pub async fn list_indexes(&self) -> Result<Vec<Index>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<IndexRow> = sqlx::query_as(&format!(
+            "SELECT {INDEX_COLUMNS} FROM indexes ORDER BY namespace, name"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let edges: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT b.index_id, i.namespace, i.name FROM index_bases b \
+             JOIN indexes i ON i.id = b.base_id ORDER BY b.index_id, b.position",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut bases: HashMap<i64, Vec<IndexName>> = HashMap::new();
+        for (id, ns, name) in edges {
+            let base = IndexName::from_parts(&ns, &name)
+                .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))?;
+            bases.entry(id).or_default().push(base);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let own = bases.remove(&row.id).unwrap_or_default();
+                row.into_index(own)
+            })
+            .collect()
+    }
+
+    /// The ids of an index's direct bases, in order.
+    pub async fn base_ids(&self, id: i64) -> Result<Vec<i64>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT base_id FROM index_bases WHERE index_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// All `(index, base)` edges, for cycle detection inside a write transaction.
+    pub async fn base_edges_tx(tx: &mut WriteTx) -> Result<Vec<(i64, i64)>, DbError> {
+        Ok(
+            sqlx::query_as("SELECT index_id, base_id FROM index_bases")
+                .fetch_all(&mut **tx)
+                .await?,
+        )
+    }
+
+    /// Inserts an index and its bases (given as ids, in order); returns its id.
+    pub async fn insert_index(
+        tx: &mut WriteTx,
+        name: &IndexName,
+        settings: &IndexSettings,
+        base_ids: &[i64],
+        now: &str,
+    ) -> Result<i64, DbError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        )
+        .bind(name.namespace())
+        .bind(name.name())
+        .bind(settings.kind.as_str())
+        .bind(i64::from(settings.volatile))
+        .bind(i64::from(settings.promotion_only))
+        .bind(&settings.description)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DbError::from_write)?;
+        Self::set_bases(tx, id, base_ids).await?;
+        Ok(id)
+    }
+
+    /// Replaces an index's settings and bases.
+    pub async fn update_index(
+        tx: &mut WriteTx,
+        id: i64,
+        settings: &IndexSettings,
+        base_ids: &[i64],
+        now: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(i64::from(settings.volatile))
+        .bind(i64::from(settings.promotion_only))
+        .bind(&settings.description)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Self::set_bases(tx, id, base_ids).await
+    }
+
+    async fn set_bases(tx: &mut WriteTx, id: i64, base_ids: &[i64]) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM index_bases WHERE index_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        for (position, base_id) in base_ids.iter().enumerate() {
+            sqlx::query("INSERT INTO index_bases (index_id, position, base_id) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(*base_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Names of the indexes that list `id` among their bases.
+    pub async fn dependents_tx(tx: &mut WriteTx, id: i64) -> Result<Vec<IndexName>, DbError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT i.namespace, i.name FROM index_bases b JOIN indexes i ON i.id = b.index_id \
+             WHERE b.base_id = $1 ORDER BY i.namespace, i.name",
+        )
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.into_iter()
+            .map(|(ns, name)| {
+                IndexName::from_parts(&ns, &name)
+                    .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
+            })
+            .collect()
+    }
+
+    /// Deletes an index, its bases and its file rows (blobs stay).
+    pub async fn delete_index(tx: &mut WriteTx, id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM files WHERE index_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM index_bases WHERE index_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM indexes WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}

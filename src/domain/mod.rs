@@ -1,0 +1,18 @@
+//! Pure domain types: names, versions, filenames, digests and index settings.
+//!
+//! Nothing in here does I/O except through a reader it is handed, so every rule can be
+//! unit-tested (and fuzzed) without a server, a database or a disk.
+
+pub mod digest;
+pub mod dist_filename;
+pub mod index;
+pub mod index_name;
+pub mod metadata;
+pub mod project_name;
+
+pub use digest::Sha256Digest;
+pub use dist_filename::{DistFilename, DistKind, FilenameError};
+pub use index::{Index, IndexKind, IndexSettings};
+pub use index_name::{IndexName, IndexNameError};
+pub use metadata::{ArchiveLimits, CoreMetadata, MetadataError};
+pub use project_name::{ProjectName, ProjectNameError};

@@ -1,0 +1,98 @@
+//! Extractors: they turn raw request parts into domain values before a handler runs.
+
+use axum::extract::{FromRef, FromRequestParts, Path};
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine as _;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::IndexName;
+use crate::service::ServiceError;
+use crate::service::auth::{Principal, authenticate};
+
+/// The authenticated caller of a write. Missing credentials answer 401, invalid ones 403.
+///
+/// Accepted forms: `Authorization: Bearer <token>`, and HTTP Basic with user `__token__`
+/// and the token as password (what twine, `uv publish` and pip send).
+#[derive(Debug, Clone)]
+pub struct User(pub Principal);
+
+impl<S> FromRequestParts<S> for User
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let secret = token_from_headers(parts)?;
+        let principal = authenticate(&state.db, &secret).await?;
+        Ok(Self(principal))
+    }
+}
+
+fn token_from_headers(parts: &Parts) -> Result<String, ServiceError> {
+    let missing = || {
+        ServiceError::Unauthenticated(
+            "this needs a token: pass it as `Authorization: Bearer <token>`, or as the password of user `__token__` (twine: `-u __token__ -p <token>`)".into(),
+        )
+    };
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| ServiceError::Forbidden("the Authorization header is not ASCII".into()))?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(missing)?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Ok(rest.trim().to_owned()),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    ServiceError::Forbidden("the Basic credentials are not valid base64".into())
+                })?;
+            let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+            if user != "__token__" {
+                return Err(ServiceError::Forbidden(
+                    "Kiln authenticates by token: use the username `__token__` and the token as the password".into(),
+                ));
+            }
+            if password.is_empty() {
+                return Err(missing());
+            }
+            Ok(password.to_owned())
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// The index named by the `{ns}/{name}` path segments.
+#[derive(Debug, Clone)]
+pub struct IndexPath(pub IndexName);
+
+impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let get = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let (ns, name) = (get("ns"), get("name"));
+        IndexName::from_parts(ns, name)
+            .map(Self)
+            .map_err(|e| ApiError::not_found(format!("no index `{ns}/{name}`: {e}")))
+    }
+}
+

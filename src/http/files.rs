@@ -1,0 +1,222 @@
+//! File downloads: `/{ns}/{name}/+f/{sha256}/{filename}` and its PEP 658 `.metadata`.
+//!
+//! A file is served through an index only if that index's chain lists it, so the URL of a
+//! private index's file cannot be replayed through another index. Bytes are immutable, so
+//! responses carry `Cache-Control: immutable`, the digest as a strong ETag, and support a
+//! single HTTP byte range (pip resumes interrupted downloads with one).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::IndexPath;
+use super::simple::etag_matches;
+use crate::app::AppState;
+use crate::domain::Sha256Digest;
+use crate::service::{ServiceError, indexes, resolve};
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `GET /{ns}/{name}/+f/{sha256}/{filename}`
+pub async fn get_file(
+    State(state): State<AppState>,
+    IndexPath(index_name): IndexPath,
+    Path((_, _, digest, filename)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "file `{filename}` with sha256 `{digest}` is not on index `{index_name}` or its bases"
+        ))
+    };
+    let sha256: Sha256Digest = digest.parse().map_err(|_| not_found())?;
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    let chain = resolve::chain(&state.db, &index).await?;
+    let listed = state
+        .db
+        .files_with_digest(&chain, sha256.as_str())
+        .await
+        .map_err(ServiceError::from)?;
+    if let Some(file) = listed.iter().find(|f| f.filename == filename) {
+        let size = u64::try_from(file.size).unwrap_or(0);
+        return stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await;
+    }
+    // PEP 658: `<file URL>.metadata` is the wheel's METADATA.
+    let metadata = filename.strip_suffix(".metadata").and_then(|wheel| {
+        listed
+            .iter()
+            .find(|f| f.filename == wheel)
+            .and_then(|f| f.metadata_sha256.clone())
+    });
+    let Some(metadata_sha256) = metadata else {
+        return Err(not_found());
+    };
+    let metadata_sha256: Sha256Digest = metadata_sha256
+        .parse()
+        .map_err(|e| ServiceError::Internal(format!("stored metadata digest: {e}")))?;
+    let bytes = state
+        .storage
+        .read_all(&metadata_sha256)
+        .await
+        .map_err(ServiceError::from)?;
+    let etag = format!("\"{metadata_sha256}\"");
+    if if_none_match(&headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+    let mut response = bytes.into_response();
+    set_immutable_headers(response.headers_mut(), &etag, "text/plain; charset=utf-8");
+    Ok(response)
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, etag))
+}
+
+fn not_modified(etag: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, header_value(etag));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    response
+}
+
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("generated header values are ASCII")
+}
+
+fn set_immutable_headers(headers: &mut HeaderMap, etag: &str, content_type: &'static str) {
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::ETAG, header_value(etag));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
+/// What a `Range` header asks of a blob of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// The whole blob (no range, an `If-Range` mismatch, or several ranges).
+    Full,
+    /// One satisfiable range, end exclusive.
+    Partial(std::ops::Range<u64>),
+    /// No satisfiable range: 416.
+    Unsatisfiable,
+}
+
+/// Interprets `Range` (and `If-Range`) for a blob with `etag` and `size`.
+#[must_use]
+pub fn range_request(headers: &HeaderMap, etag: &str, size: u64) -> RangeRequest {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeRequest::Full;
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        if if_range.trim() != etag {
+            return RangeRequest::Full;
+        }
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(range) else {
+        // A malformed Range header is ignored (RFC 9110 §14.2).
+        return RangeRequest::Full;
+    };
+    match parsed.validate(size) {
+        Ok(ranges) if ranges.len() == 1 => {
+            let r = &ranges[0];
+            RangeRequest::Partial(*r.start()..*r.end() + 1)
+        }
+        Ok(_) => RangeRequest::Full,
+        Err(_) => RangeRequest::Unsatisfiable,
+    }
+}
+
+async fn stream_blob(
+    state: &AppState,
+    sha256: &Sha256Digest,
+    size: u64,
+    content_type: &'static str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{sha256}\"");
+    if if_none_match(headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+    let (status, range) = match range_request(headers, &etag, size) {
+        RangeRequest::Full => (StatusCode::OK, None),
+        RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
+        RangeRequest::Unsatisfiable => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the requested range is outside the file's {size} bytes"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+            return Ok(response);
+        }
+    };
+    let stream = state
+        .storage
+        .stream(sha256, range.clone())
+        .await
+        .map_err(ServiceError::from)?;
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    set_immutable_headers(out, &etag, content_type);
+    let length = match &range {
+        Some(r) => {
+            out.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
+            );
+            r.end - r.start
+        }
+        None => size,
+    };
+    out.insert(header::CONTENT_LENGTH, header_value(&length.to_string()));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn interprets_ranges() {
+        let etag = "\"e\"";
+        assert_eq!(range_request(&with(&[]), etag, 10), RangeRequest::Full);
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "bytes=2-4")]), etag, 10),
+            RangeRequest::Partial(2..5)
+        );
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "bytes=-3")]), etag, 10),
+            RangeRequest::Partial(7..10)
+        );
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "bytes=20-")]), etag, 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "bytes=0-1, 4-5")]), etag, 10),
+            RangeRequest::Full
+        );
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "bytes=2-4"), (header::IF_RANGE, "\"old\"")]), etag, 10),
+            RangeRequest::Full
+        );
+        assert_eq!(range_request(&with(&[(header::RANGE, "pages=1")]), etag, 10), RangeRequest::Full);
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP handlers, one module per resource. Handlers extract, call one service, and shape
+//! the response; the rules live in [`crate::service`].
+
+pub mod error;
+pub mod extract;
+pub mod files;
+pub mod health;
+pub mod indexes;
+pub mod simple;
+pub mod upload;

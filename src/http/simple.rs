@@ -1,0 +1,404 @@
+//! The simple repository API: PEP 503 HTML and PEP 691 JSON, chosen by `Accept` (or
+//! `?format=`), with PEP 629 version meta, PEP 658/714 core metadata, PEP 592 yanks and
+//! PEP 700 `versions`, `size` and `upload-time`.
+//!
+//! Traps:
+//! - JSON carries only `core-metadata`; the older `dist-info-metadata` key crashes old pip.
+//!   HTML carries both `data-core-metadata` and `data-dist-info-metadata`, as PyPI does.
+//! - File URLs are relative (`../../+f/…`), so pages work behind a reverse proxy that
+//!   mounts Kiln under a path prefix.
+//! - Pages change whenever CI uploads, so they are `max-age=0, must-revalidate` with a
+//!   strong ETag; a client with a fresh copy gets 304 and no body.
+
+use std::str::FromStr;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use pep440_rs::Version;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::IndexPath;
+use crate::app::AppState;
+use crate::db::FileRecord;
+use crate::domain::ProjectName;
+use crate::service::{indexes, resolve};
+
+const API_VERSION: &str = "1.1";
+const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
+const HTML_V1_TYPE: &str = "application/vnd.pypi.simple.v1+html";
+const HTML_TYPE: &str = "text/html; charset=utf-8";
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// PEP 691 JSON.
+    Json,
+    /// PEP 503 HTML, labelled with the versioned PEP 691 media type.
+    HtmlV1,
+    /// PEP 503 HTML, labelled `text/html`.
+    Html,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => JSON_TYPE,
+            Self::HtmlV1 => HTML_V1_TYPE,
+            Self::Html => HTML_TYPE,
+        }
+    }
+
+    fn from_media_type(media: &str) -> Option<Self> {
+        match media {
+            "application/vnd.pypi.simple.v1+json" | "application/vnd.pypi.simple.latest+json" => {
+                Some(Self::Json)
+            }
+            "application/vnd.pypi.simple.v1+html" | "application/vnd.pypi.simple.latest+html" => {
+                Some(Self::HtmlV1)
+            }
+            "text/html" | "text/*" | "*/*" => Some(Self::Html),
+            _ => None,
+        }
+    }
+}
+
+/// Picks a format from `?format=` or the `Accept` header (PEP 691): the acceptable type
+/// with the highest q-value, earlier entries winning ties; HTML when nothing was asked.
+/// `None` means nothing acceptable is offered (406).
+#[must_use]
+pub fn negotiate(query_format: Option<&str>, accept: Option<&str>) -> Option<Format> {
+    if let Some(format) = query_format {
+        return match format {
+            "json" => Some(Format::Json),
+            "html" => Some(Format::Html),
+            other => Format::from_media_type(other),
+        };
+    }
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Some(Format::Html);
+    };
+    let mut best: Option<(f32, Format)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
+        if let Some(format) = Format::from_media_type(&media) {
+            if best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, format));
+            }
+        }
+    }
+    best.map(|(_, format)| format)
+}
+
+/// `?format=` on simple pages.
+#[derive(Debug, Deserialize)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonMeta {
+    #[serde(rename = "api-version")]
+    api_version: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonProjectList {
+    meta: JsonMeta,
+    projects: Vec<JsonProjectEntry>,
+}
+
+#[derive(Serialize)]
+struct JsonProjectEntry {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct JsonProject<'a> {
+    meta: JsonMeta,
+    name: &'a str,
+    versions: Vec<String>,
+    files: Vec<JsonFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonHashes<'a> {
+    sha256: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonCoreMetadata<'a> {
+    Hashes(JsonHashes<'a>),
+    Absent(bool),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonYanked<'a> {
+    Reason(&'a str),
+    Flag(bool),
+}
+
+#[derive(Serialize)]
+struct JsonFile<'a> {
+    filename: &'a str,
+    url: String,
+    hashes: JsonHashes<'a>,
+    #[serde(rename = "requires-python", skip_serializing_if = "Option::is_none")]
+    requires_python: Option<&'a str>,
+    #[serde(rename = "core-metadata")]
+    core_metadata: JsonCoreMetadata<'a>,
+    yanked: JsonYanked<'a>,
+    size: i64,
+    #[serde(rename = "upload-time")]
+    upload_time: &'a str,
+}
+
+#[derive(Serialize)]
+struct HtmlFile<'a> {
+    filename: &'a str,
+    url: String,
+    sha256: &'a str,
+    requires_python: Option<&'a str>,
+    metadata_sha256: Option<&'a str>,
+    yanked: bool,
+    yanked_reason: Option<&'a str>,
+}
+
+fn file_url(file: &FileRecord) -> String {
+    format!("../../+f/{}/{}", file.sha256, file.filename)
+}
+
+/// `GET /{ns}/{name}/+simple/{project}/`
+pub async fn show_project(
+    State(state): State<AppState>,
+    IndexPath(index_name): IndexPath,
+    Path((_, _, raw_project)): Path<(String, String, String)>,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = negotiated(&query, &headers)?;
+    let project = ProjectName::new(&raw_project).map_err(|e| ApiError::not_found(e.to_string()))?;
+    if project.as_str() != raw_project {
+        return Ok(redirect_permanent(&format!("../{project}/")));
+    }
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    let chain = resolve::chain(&state.db, &index).await?;
+    let files = resolve::project_files(&state.db, &chain, &project).await?;
+    if files.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "project `{project}` is not on index `{index_name}` or its bases"
+        )));
+    }
+    let body = match format {
+        Format::Json => render_project_json(&project, &files)?,
+        Format::Html | Format::HtmlV1 => render_project_html(&state, &project, &files)?,
+    };
+    Ok(cacheable_page(format, body, &headers))
+}
+
+fn render_project_json(project: &ProjectName, files: &[FileRecord]) -> Result<Vec<u8>, ApiError> {
+    let mut versions: Vec<(Option<Version>, &str)> = files
+        .iter()
+        .map(|f| (Version::from_str(&f.version).ok(), f.version.as_str()))
+        .collect();
+    versions.sort();
+    versions.dedup_by(|a, b| a.1 == b.1);
+    let page = JsonProject {
+        meta: JsonMeta {
+            api_version: API_VERSION,
+        },
+        name: project.as_str(),
+        versions: versions.into_iter().map(|(_, v)| v.to_owned()).collect(),
+        files: files
+            .iter()
+            .map(|f| JsonFile {
+                filename: &f.filename,
+                url: file_url(f),
+                hashes: JsonHashes { sha256: &f.sha256 },
+                requires_python: f.requires_python.as_deref(),
+                core_metadata: match &f.metadata_sha256 {
+                    Some(sha) => JsonCoreMetadata::Hashes(JsonHashes { sha256: sha }),
+                    None => JsonCoreMetadata::Absent(false),
+                },
+                yanked: match (f.yanked != 0, &f.yanked_reason) {
+                    (true, Some(reason)) if !reason.is_empty() => JsonYanked::Reason(reason),
+                    (yanked, _) => JsonYanked::Flag(yanked),
+                },
+                size: f.size,
+                upload_time: &f.uploaded_at,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&page).map_err(|e| internal(&e))
+}
+
+fn render_project_html(
+    state: &AppState,
+    project: &ProjectName,
+    files: &[FileRecord],
+) -> Result<Vec<u8>, ApiError> {
+    let files: Vec<HtmlFile<'_>> = files
+        .iter()
+        .map(|f| HtmlFile {
+            filename: &f.filename,
+            url: file_url(f),
+            sha256: &f.sha256,
+            requires_python: f.requires_python.as_deref(),
+            metadata_sha256: f.metadata_sha256.as_deref(),
+            yanked: f.yanked != 0,
+            yanked_reason: f.yanked_reason.as_deref(),
+        })
+        .collect();
+    let template = state.templates.get_template("project.html").map_err(|e| internal(&e))?;
+    template
+        .render(minijinja::context! { api_version => API_VERSION, name => project.as_str(), files })
+        .map(String::into_bytes)
+        .map_err(|e| internal(&e))
+}
+
+/// `GET /{ns}/{name}/+simple/`
+pub async fn list_projects(
+    State(state): State<AppState>,
+    IndexPath(index_name): IndexPath,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = negotiated(&query, &headers)?;
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    let chain = resolve::chain(&state.db, &index).await?;
+    let projects = state.db.projects_of(&chain).await.map_err(|e| internal(&e))?;
+    let body = match format {
+        Format::Json => serde_json::to_vec(&JsonProjectList {
+            meta: JsonMeta {
+                api_version: API_VERSION,
+            },
+            projects: projects
+                .into_iter()
+                .map(|name| JsonProjectEntry { name })
+                .collect(),
+        })
+        .map_err(|e| internal(&e))?,
+        Format::Html | Format::HtmlV1 => {
+            let template = state.templates.get_template("projects.html").map_err(|e| internal(&e))?;
+            template
+                .render(minijinja::context! {
+                    api_version => API_VERSION, index => index_name.to_string(), projects
+                })
+                .map(String::into_bytes)
+                .map_err(|e| internal(&e))?
+        }
+    };
+    Ok(cacheable_page(format, body, &headers))
+}
+
+/// `GET /{ns}/{name}/+simple` and `…/+simple/{project}`: add the trailing slash pip expects.
+pub async fn add_trailing_slash(uri: axum::http::Uri) -> Redirect {
+    let path = uri.path();
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let target = match uri.query() {
+        Some(q) => format!("{last}/?{q}"),
+        None => format!("{last}/"),
+    };
+    Redirect::permanent(&target)
+}
+
+fn negotiated(query: &FormatQuery, headers: &HeaderMap) -> Result<Format, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    negotiate(query.format.as_deref(), accept).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("none of the requested media types is offered; use `{JSON_TYPE}` or `text/html`"),
+        )
+    })
+}
+
+fn redirect_permanent(location: &str) -> Response {
+    let mut response = Redirect::permanent(location).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, must-revalidate"));
+    response
+}
+
+/// Wraps a page with its content type, a strong ETag and revalidation headers, answering
+/// `If-None-Match` with 304.
+fn cacheable_page(format: Format, body: Vec<u8>, request: &HeaderMap) -> Response {
+    let digest = crate::domain::Sha256Digest::of(&body);
+    let etag = format!("\"{}\"", &digest.as_str()[..32]);
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, &etag));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))],
+            body,
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag is a valid header"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, must-revalidate"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+/// `If-None-Match` comparison (weak, per RFC 9110 §13.1.2): any listed tag, or `*`.
+#[must_use]
+pub fn etag_matches(header_value: &str, etag: &str) -> bool {
+    header_value.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+fn internal(err: &dyn std::fmt::Display) -> ApiError {
+    crate::service::ServiceError::Internal(err.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_like_pep_691() {
+        let pip = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+        assert_eq!(negotiate(None, Some(pip)), Some(Format::Json));
+        assert_eq!(negotiate(None, None), Some(Format::Html));
+        assert_eq!(negotiate(None, Some("text/html")), Some(Format::Html));
+        assert_eq!(negotiate(None, Some("*/*")), Some(Format::Html));
+        assert_eq!(
+            negotiate(None, Some("application/vnd.pypi.simple.v1+html")),
+            Some(Format::HtmlV1)
+        );
+        assert_eq!(
+            negotiate(None, Some("text/html;q=0.2, application/vnd.pypi.simple.latest+json;q=0.9")),
+            Some(Format::Json)
+        );
+        assert_eq!(negotiate(None, Some("application/xml")), None);
+        assert_eq!(negotiate(None, Some("application/vnd.pypi.simple.v1+json;q=0")), None);
+        assert_eq!(negotiate(Some("json"), Some("text/html")), Some(Format::Json));
+        assert_eq!(negotiate(Some("application/vnd.pypi.simple.v1+json"), None), Some(Format::Json));
+        assert_eq!(negotiate(Some("yaml"), None), None);
+    }
+
+    #[test]
+    fn compares_etags() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("W/\"abc\", \"x\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
+    }
+}

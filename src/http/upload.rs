@@ -1,0 +1,118 @@
+//! `POST /{ns}/{name}/`: the legacy upload API, as twine and `uv publish` send it.
+//!
+//! Authentication and the index's own rules are checked from the headers, before a byte
+//! of the body is read, so a refused upload costs the client one round trip, not a
+//! gigabyte. The multipart body is then parsed with explicit limits and handed, spooled
+//! and hashed, to [`publish`](crate::service::publish).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{IndexPath, User};
+use crate::app::AppState;
+use crate::service::ServiceError;
+use crate::service::publish::{
+    self, PublishLimits, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
+};
+use crate::service::indexes;
+
+/// Largest text field (a long description can be big, but not this big).
+const MAX_TEXT_FIELD: u64 = 4 * 1024 * 1024;
+/// Room for all the text fields around the file.
+const FORM_OVERHEAD: u64 = 32 * 1024 * 1024;
+
+fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
+    match err {
+        multer::Error::FieldSizeExceeded { field_name, .. } => ServiceError::TooLarge(format!(
+            "form field `{}` is over its size limit (the file limit is {limit} bytes, `--max-upload-size`; text fields {MAX_TEXT_FIELD} bytes)",
+            field_name.unwrap_or_default()
+        )),
+        multer::Error::StreamSizeExceeded { .. } => ServiceError::TooLarge(format!(
+            "the upload body is over this server's limit ({limit} bytes for the file, `--max-upload-size`)"
+        )),
+        other => ServiceError::Invalid(format!("malformed multipart upload body: {other}")),
+    }
+}
+
+/// `POST /{ns}/{name}/`
+pub async fn upload_file(
+    State(state): State<AppState>,
+    IndexPath(index_name): IndexPath,
+    User(principal): User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    check_can_upload(&index, &principal)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "uploads must be `multipart/form-data` with a boundary, as twine and `uv publish` send them",
+        )
+    })?;
+    let limit = state.config.max_upload_bytes;
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(limit.saturating_add(FORM_OVERHEAD))
+            .per_field(MAX_TEXT_FIELD)
+            .for_field("content", limit.saturating_add(1)),
+    );
+    let mut multipart =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let mut form = UploadForm::default();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "content" {
+            if form.content.is_some() {
+                return Err(ApiError::bad_request("the upload form has two `content` files"));
+            }
+            let filename = field.file_name().unwrap_or_default().to_owned();
+            let stream = field.map_err(|e| multipart_error(e, limit));
+            form.content = Some(spool(filename, stream, &state.config.tmp_dir(), limit).await?);
+        } else {
+            let value = field.text().await.map_err(|e| multipart_error(e, limit))?;
+            if SINGLE_FIELDS.contains(&name.as_str())
+                && form.fields.insert(name.clone(), value).is_some()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "form field `{name}` appears more than once"
+                )));
+            }
+        }
+    }
+    let limits = PublishLimits {
+        max_upload_bytes: limit,
+        archive: state.config.archive_limits,
+    };
+    let published =
+        publish::publish(&state.db, &state.storage, limits, &index, &principal, form).await?;
+    let (result, file) = match published {
+        Published::Created(file) => ("created", file),
+        Published::AlreadyPresent(file) => ("already-present", file),
+    };
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "result": result,
+            "index": index_name.to_string(),
+            "filename": file.filename,
+            "sha256": file.sha256,
+            "url": format!("/{index_name}/+f/{}/{}", file.sha256, file.filename),
+        })),
+    )
+        .into_response())
+}

@@ -1,0 +1,82 @@
+//! Kiln: a Python package index server for CI.
+//!
+//! Each branch's wheel is built once and every later stage installs those exact bytes from
+//! the branch's index, which inherits master and production. This crate is the server
+//! (`serve`), its storage and its rules, and the typed client the CLI uses.
+//!
+//! Layers, top to bottom: [`http`] handlers → [`service`] use cases → [`db`] and
+//! [`storage`]; [`domain`] types are shared by all and do no I/O.
+
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod service;
+pub mod storage;
+pub mod telemetry;
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, router};
+use crate::config::ServeConfig;
+use crate::db::Db;
+use crate::service::bootstrap::{Bootstrapped, bootstrap};
+use crate::storage::Storage;
+
+/// A server whose database and storage are open, ready to accept connections.
+pub struct Server {
+    state: AppState,
+    /// Set on the very first start: the layout and admin token that were created.
+    pub bootstrapped: Option<Bootstrapped>,
+}
+
+impl Server {
+    /// Opens (and on first start, initializes) the data directory, database and storage.
+    pub async fn open(config: ServeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory `{}`", config.data_dir.display()))?;
+        let tmp = config.tmp_dir();
+        // Spooled bodies of uploads that were cut off by a crash are garbage.
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)
+                .with_context(|| format!("clearing `{}`", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating `{}`", tmp.display()))?;
+        let db = Db::connect(&config.database_url).await.with_context(|| {
+            format!("opening database `{}`", db::redact_url(&config.database_url))
+        })?;
+        let storage = Storage::from_url(&config.storage_url)
+            .with_context(|| format!("opening storage `{}`", config.storage_url))?;
+        let bootstrapped = bootstrap(&db, config.admin_token.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrapping the first-start layout: {e}"))?;
+        let state = AppState::new(db, storage, config)?;
+        Ok(Self {
+            state,
+            bootstrapped,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let db = self.state.db.clone();
+        let address = listener.local_addr()?;
+        tracing::info!(listen.address = %address, "kiln is serving");
+        axum::serve(listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        db.close().await;
+        tracing::info!("kiln stopped");
+        Ok(())
+    }
+}

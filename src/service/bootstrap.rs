@@ -1,0 +1,76 @@
+//! First start: an empty database gets a usable layout and an admin token.
+//!
+//! `root/prod` is promotion-only (append-only production); `root/master` inherits from it,
+//! so a branch index that inherits `root/master` sees master's builds and everything
+//! released. It all happens in one transaction, claimed with a conditional write, so two
+//! replicas starting together bootstrap once.
+
+use super::auth::{create_token, generate_secret};
+use super::indexes::create_index_tx;
+use super::{ServiceError, now_rfc3339};
+use crate::db::{Db, DbError};
+use crate::domain::{IndexKind, IndexName, IndexSettings};
+
+/// The production index created at first start.
+pub const PROD_INDEX: &str = "root/prod";
+/// The master index created at first start.
+pub const MASTER_INDEX: &str = "root/master";
+
+/// What a first start created; shown to the operator once.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    /// The admin token secret.
+    pub admin_token: String,
+    /// False when the operator fixed the token with `KILN_ADMIN_TOKEN`.
+    pub generated: bool,
+}
+
+/// Creates the first-start layout unless it exists; returns what it created.
+pub async fn bootstrap(
+    db: &Db,
+    admin_token: Option<&str>,
+) -> Result<Option<Bootstrapped>, ServiceError> {
+    if db.is_bootstrapped().await? {
+        return Ok(None);
+    }
+    let mut tx = db.begin_write().await?;
+    if !Db::claim_bootstrap(&mut tx, &now_rfc3339()).await? {
+        return Ok(None);
+    }
+    let prod: IndexName = PROD_INDEX.parse().expect("constant index name is valid");
+    let master: IndexName = MASTER_INDEX.parse().expect("constant index name is valid");
+    create_index_tx(
+        &mut tx,
+        &prod,
+        &IndexSettings {
+            kind: IndexKind::Stage,
+            bases: Vec::new(),
+            volatile: false,
+            promotion_only: true,
+            description: "Production: green master builds, promoted; append-only.".into(),
+        },
+    )
+    .await?;
+    create_index_tx(
+        &mut tx,
+        &master,
+        &IndexSettings {
+            kind: IndexKind::Stage,
+            bases: vec![prod],
+            volatile: false,
+            promotion_only: false,
+            description: "Builds of the main branch.".into(),
+        },
+    )
+    .await?;
+    let (secret, generated) = match admin_token {
+        Some(token) => (token.to_owned(), false),
+        None => (generate_secret(), true),
+    };
+    create_token(&mut tx, "admin", &secret, true).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Some(Bootstrapped {
+        admin_token: secret,
+        generated,
+    }))
+}

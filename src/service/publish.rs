@@ -1,0 +1,386 @@
+//! Publishing a file to an index: the legacy upload API that twine and `uv publish` speak.
+//!
+//! The order is the guarantee. (1) The body is spooled to a temporary file while its
+//! SHA-256 and MD5 are computed and its size is capped. (2) Everything is validated —
+//! filename grammar, form fields against the filename, digests, archive and METADATA —
+//! before a byte reaches storage. (3) The blob (and its METADATA blob) is written
+//! create-only and made durable. (4) Only then do the rows appear, in one transaction. A
+//! crash at any point leaves at worst an orphan blob, never a row without bytes, and a
+//! failed upload leaves nothing at all: the temporary file is removed when dropped.
+//!
+//! Re-uploading the same bytes under the same filename succeeds (twine retries after any
+//! 5xx, and CI jobs are re-run); different bytes under a published filename never do.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use md5::Md5;
+use pep440_rs::Version;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::auth::Principal;
+use super::{ServiceError, now_rfc3339};
+use crate::db::{Db, DbError, FileRecord, NewFile};
+use crate::domain::metadata::{self, ArchiveLimits};
+use crate::domain::{DistFilename, DistKind, Index, ProjectName, Sha256Digest};
+use crate::storage::Storage;
+
+/// An uploaded file body, spooled to disk and hashed.
+#[derive(Debug)]
+pub struct SpooledFile {
+    /// The filename the client gave the part.
+    pub filename: String,
+    /// The temporary file; removed when dropped.
+    pub path: tempfile::TempPath,
+    /// Bytes received.
+    pub size: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// MD5 of the bytes, hex (only to check a client's `md5_digest`).
+    pub md5: String,
+}
+
+/// The fields of an upload form that Kiln reads, and the file.
+#[derive(Debug, Default)]
+pub struct UploadForm {
+    /// Single-valued text fields by name (`:action`, `name`, `version`, …).
+    pub fields: HashMap<String, String>,
+    /// The `content` part.
+    pub content: Option<SpooledFile>,
+}
+
+/// Form fields that must not appear twice: a second value could disagree with the first.
+pub const SINGLE_FIELDS: &[&str] = &[
+    ":action",
+    "protocol_version",
+    "name",
+    "version",
+    "filetype",
+    "sha256_digest",
+    "md5_digest",
+    "requires_python",
+];
+
+/// Limits applied while publishing.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// Largest file accepted.
+    pub max_upload_bytes: u64,
+    /// Bounds on reading the archive.
+    pub archive: ArchiveLimits,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The file is new on this index.
+    Created(FileRecord),
+    /// The same bytes were already listed under this filename; nothing changed.
+    AlreadyPresent(FileRecord),
+}
+
+/// Refuses uploads a principal may not make, before the body is read.
+pub fn check_can_upload(index: &Index, _principal: &Principal) -> Result<(), ServiceError> {
+    if index.settings.promotion_only {
+        return Err(ServiceError::Forbidden(format!(
+            "index `{}` is promotion-only: files reach it only by `kiln promote` of a green build from its source index, never by direct upload",
+            index.name
+        )));
+    }
+    Ok(())
+}
+
+/// Streams a body into a temporary file in `tmp_dir`, hashing it and enforcing `limit`.
+pub async fn spool<S, E>(
+    filename: String,
+    mut body: S,
+    tmp_dir: &std::path::Path,
+    limit: u64,
+) -> Result<SpooledFile, ServiceError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<ServiceError>,
+{
+    let temp = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempfile_in(tmp_dir)
+        .map_err(|e| ServiceError::Internal(format!("creating upload temp file: {e}")))?;
+    let (std_file, path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut sha256 = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(Into::into)?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ServiceError::TooLarge(format!(
+                "`{filename}` is larger than this server's upload limit of {limit} bytes (`--max-upload-size`)"
+            )));
+        }
+        sha256.update(&chunk);
+        md5.update(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    Ok(SpooledFile {
+        filename,
+        path,
+        size,
+        sha256: Sha256Digest::from_bytes(&sha256.finalize().into()),
+        md5: hex::encode(md5.finalize()),
+    })
+}
+
+fn field<'a>(form: &'a UploadForm, name: &str) -> Option<&'a str> {
+    form.fields.get(name).map(String::as_str)
+}
+
+fn required<'a>(form: &'a UploadForm, name: &str) -> Result<&'a str, ServiceError> {
+    field(form, name).ok_or_else(|| {
+        ServiceError::Invalid(format!("the upload form has no `{name}` field"))
+    })
+}
+
+/// Validates an upload and lists its file on `index`.
+pub async fn publish(
+    db: &Db,
+    storage: &Storage,
+    limits: PublishLimits,
+    index: &Index,
+    principal: &Principal,
+    form: UploadForm,
+) -> Result<Published, ServiceError> {
+    check_can_upload(index, principal)?;
+    let action = field(&form, ":action").unwrap_or("file_upload");
+    if action != "file_upload" {
+        return Err(ServiceError::Invalid(format!(
+            "unknown `:action` `{}`: Kiln accepts only `file_upload`",
+            action.escape_debug()
+        )));
+    }
+    if let Some(protocol) = field(&form, "protocol_version") {
+        if protocol != "1" {
+            return Err(ServiceError::Invalid(format!(
+                "unsupported `protocol_version` `{}`: Kiln speaks version 1",
+                protocol.escape_debug()
+            )));
+        }
+    }
+    let name = required(&form, "name")?;
+    let version = required(&form, "version")?;
+    let content = form.content.as_ref().ok_or_else(|| {
+        ServiceError::Invalid("the upload form has no `content` file".into())
+    })?;
+    let dist = check_form(&form, name, version, content)?;
+    check_digests(&form, content)?;
+
+    // A retried upload of the same bytes is answered before any further work.
+    if let Some(existing) = db.find_file(index.id, &dist.filename).await? {
+        return same_or_conflict(index, existing, &content.sha256);
+    }
+
+    let metadata = inspect(&dist, content, limits.archive).await?;
+    let requires_python = match &metadata {
+        Some((_, meta)) => meta.requires_python.clone(),
+        None => field(&form, "requires_python")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    };
+
+    storage
+        .put_file(&content.sha256, &content.path, content.size)
+        .await?;
+    let metadata_blob = match metadata {
+        Some((bytes, _)) => {
+            let digest = Sha256Digest::of(&bytes);
+            let size = bytes.len() as i64;
+            storage.put_bytes(&digest, Bytes::from(bytes)).await?;
+            Some((digest, size))
+        }
+        None => None,
+    };
+
+    let version = dist.version.to_string();
+    let now = now_rfc3339();
+    let new = NewFile {
+        index_id: index.id,
+        project: dist.project.as_str(),
+        version: &version,
+        filename: &dist.filename,
+        kind: dist.kind.as_str(),
+        sha256: content.sha256.as_str(),
+        size: i64::try_from(content.size).unwrap_or(i64::MAX),
+        requires_python: requires_python.as_deref(),
+        metadata: metadata_blob.as_ref().map(|(d, s)| (d.as_str(), *s)),
+        uploaded_by: &principal.name,
+        uploaded_at: &now,
+    };
+    let mut tx = db.begin_write().await?;
+    if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
+        return same_or_conflict(index, existing, &content.sha256);
+    }
+    match Db::insert_file(&mut tx, &new).await {
+        Ok(()) => {}
+        Err(DbError::Conflict) => {
+            drop(tx);
+            let existing = db.find_file(index.id, &dist.filename).await?.ok_or_else(|| {
+                ServiceError::Internal("file row vanished after a conflict".into())
+            })?;
+            return same_or_conflict(index, existing, &content.sha256);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let record = Db::find_file_tx(&mut tx, index.id, &dist.filename)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("inserted file row not found".into()))?;
+    tx.commit().await.map_err(DbError::from)?;
+    tracing::info!(
+        index.name = %index.name,
+        file.name = %record.filename,
+        file.sha256 = %record.sha256,
+        size_bytes = record.size,
+        uploaded_by = %principal.name,
+        "file published"
+    );
+    Ok(Published::Created(record))
+}
+
+/// Checks the form's name, version and filetype against the filename.
+fn check_form(
+    form: &UploadForm,
+    name: &str,
+    version: &str,
+    content: &SpooledFile,
+) -> Result<DistFilename, ServiceError> {
+    let dist = DistFilename::parse(&content.filename)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let form_project = ProjectName::new(name)
+        .map_err(|e| ServiceError::Invalid(format!("form field `name`: {e}")))?;
+    if form_project != dist.project {
+        return Err(ServiceError::Invalid(format!(
+            "form field `name` is `{name}`, but `{}` is a file of project `{}`",
+            dist.filename, dist.project
+        )));
+    }
+    let form_version = Version::from_str(version).map_err(|_| {
+        ServiceError::Invalid(format!(
+            "form field `version` `{}` is not a valid PEP 440 version",
+            version.escape_debug()
+        ))
+    })?;
+    if form_version != dist.version {
+        return Err(ServiceError::Invalid(format!(
+            "form field `version` is `{version}`, but `{}` is a file of version `{}`",
+            dist.filename, dist.version
+        )));
+    }
+    if let Some(filetype) = field(form, "filetype") {
+        if filetype != dist.kind.form_filetype() {
+            return Err(ServiceError::Invalid(format!(
+                "form field `filetype` is `{}`, but `{}` is a {} (`{}`)",
+                filetype.escape_debug(),
+                dist.filename,
+                dist.kind,
+                dist.kind.form_filetype()
+            )));
+        }
+    }
+    if content.size == 0 {
+        return Err(ServiceError::Invalid(format!(
+            "`{}` is empty",
+            dist.filename
+        )));
+    }
+    Ok(dist)
+}
+
+/// Checks the digests the client sent against the bytes received.
+fn check_digests(form: &UploadForm, content: &SpooledFile) -> Result<(), ServiceError> {
+    let sha256 = field(form, "sha256_digest");
+    let md5 = field(form, "md5_digest");
+    if sha256.is_none() && md5.is_none() {
+        return Err(ServiceError::Invalid(
+            "the upload form has no `sha256_digest` field: without it Kiln cannot tell a corrupted transfer from the file you built".into(),
+        ));
+    }
+    if let Some(expected) = sha256 {
+        if !expected.trim().eq_ignore_ascii_case(content.sha256.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "`sha256_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
+                content.filename,
+                expected.escape_debug(),
+                content.sha256
+            )));
+        }
+    }
+    if let Some(expected) = md5 {
+        if !expected.trim().eq_ignore_ascii_case(&content.md5) {
+            return Err(ServiceError::Invalid(format!(
+                "`md5_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
+                content.filename,
+                expected.escape_debug(),
+                content.md5
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a wheel's METADATA (checking it agrees with the filename), or sanity-checks an
+/// sdist's container format.
+async fn inspect(
+    dist: &DistFilename,
+    content: &SpooledFile,
+    limits: ArchiveLimits,
+) -> Result<Option<(Vec<u8>, metadata::CoreMetadata)>, ServiceError> {
+    let path = content.path.to_path_buf();
+    let dist = dist.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        match dist.kind {
+            DistKind::Wheel => metadata::read_wheel_metadata(file, &dist, limits)
+                .map(Some)
+                .map_err(|e| ServiceError::Invalid(e.to_string())),
+            DistKind::Sdist => {
+                use std::io::Read as _;
+                let mut magic = [0u8; 4];
+                let n = file.read(&mut magic)?;
+                let (ok, what) = if dist.filename.ends_with(".zip") {
+                    (n == 4 && magic[..2] == *b"PK", "a zip archive")
+                } else {
+                    (n >= 2 && magic[..2] == [0x1f, 0x8b], "a gzip-compressed tar archive")
+                };
+                if ok {
+                    Ok(None)
+                } else {
+                    Err(ServiceError::Invalid(format!(
+                        "`{}` is not {what}, as its extension says",
+                        dist.filename
+                    )))
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("inspecting upload: {e}")))?
+}
+
+fn same_or_conflict(
+    index: &Index,
+    existing: FileRecord,
+    sha256: &Sha256Digest,
+) -> Result<Published, ServiceError> {
+    if existing.sha256 == sha256.as_str() {
+        Ok(Published::AlreadyPresent(existing))
+    } else {
+        Err(ServiceError::Conflict(format!(
+            "File already exists: `{}` is on index `{}` with different contents (sha256 {}, this upload {}). Builds must be reproducible: once published, a file never changes, because test results and lock files refer to its sha256. Publish a new version (or build number) instead.",
+            existing.filename, index.name, existing.sha256, sha256
+        )))
+    }
+}

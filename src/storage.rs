@@ -1,0 +1,280 @@
+//! Artifact bytes, content-addressed, behind `object_store`.
+//!
+//! Keys are `blobs/sha256/ab/cd/<digest>`: the digest *is* the identity, so a blob is
+//! written once, never changed, and shared by every index that lists it. Writes happen
+//! only after the digest was verified, and are create-only where the store supports it;
+//! for large multipart writes the content address makes a racing second writer harmless
+//! (same key, same bytes).
+//!
+//! Traps:
+//! - `object_store`'s local backend does not fsync. A database row must never point at
+//!   bytes a power cut could lose, so local writes are synced (file and directory) here.
+//! - Its local reads come in 8 KiB chunks through a blocking pool; downloads of local files
+//!   are streamed from the file directly with large buffers instead.
+
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::domain::Sha256Digest;
+
+/// Blobs up to this size are written in one create-only `put`.
+const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
+/// Part size for multipart writes and buffer size for local reads.
+const CHUNK: usize = 8 * 1024 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// What went wrong with the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The blob does not exist.
+    #[error("blob `{0}` is missing from storage")]
+    NotFound(String),
+    /// The storage URL is not one this build supports.
+    #[error("unsupported storage URL `{0}`: use `file:///absolute/path` or `memory://`")]
+    UnsupportedUrl(String),
+    /// Anything the store reported.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// Local file I/O (temp files, fsync).
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// The blob store, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Set for the local backend: where keys live on disk (for fsync and fast reads).
+    local_root: Option<PathBuf>,
+}
+
+impl Storage {
+    /// Opens the store a URL names: `file:///path` (created if missing) or `memory://`.
+    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        if url == "memory://" {
+            return Ok(Self {
+                store: Arc::new(InMemory::new()),
+                local_root: None,
+            });
+        }
+        let parsed =
+            url::Url::parse(url).map_err(|_| StorageError::UnsupportedUrl(url.to_owned()))?;
+        if parsed.scheme() != "file" {
+            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+        }
+        let root = parsed
+            .to_file_path()
+            .map_err(|()| StorageError::UnsupportedUrl(url.to_owned()))?;
+        std::fs::create_dir_all(&root)?;
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
+            local_root: Some(root),
+        })
+    }
+
+    /// The key of the blob with this digest.
+    #[must_use]
+    pub fn blob_key(digest: &Sha256Digest) -> Path {
+        let hex = digest.as_str();
+        Path::from(format!("blobs/sha256/{}/{}/{hex}", &hex[0..2], &hex[2..4]))
+    }
+
+    /// True if the blob is stored.
+    pub async fn exists(&self, digest: &Sha256Digest) -> Result<bool, StorageError> {
+        match self.store.head(&Self::blob_key(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores small bytes (already verified to hash to `digest`) durably.
+    pub async fn put_bytes(&self, digest: &Sha256Digest, bytes: Bytes) -> Result<(), StorageError> {
+        let key = Self::blob_key(digest);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(&key, PutPayload::from(bytes), options).await {
+            // Content-addressed: whoever wrote it first wrote the same bytes.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.sync_local(&key).await
+    }
+
+    /// Stores the file at `src` (already verified to hash to `digest`) durably.
+    pub async fn put_file(
+        &self,
+        digest: &Sha256Digest,
+        src: &FsPath,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        if self.exists(digest).await? {
+            return Ok(());
+        }
+        if size <= SINGLE_PUT_LIMIT {
+            let bytes = tokio::fs::read(src).await?;
+            return self.put_bytes(digest, bytes.into()).await;
+        }
+        let key = Self::blob_key(digest);
+        let upload = self.store.put_multipart(&key).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut file = tokio::fs::File::open(src).await?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        self.sync_local(&key).await
+    }
+
+    async fn sync_local(&self, key: &Path) -> Result<(), StorageError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let path = root.join(key.as_ref());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&path)?.sync_all()?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    /// Reads a whole (small) blob, e.g. a METADATA file.
+    pub async fn read_all(&self, digest: &Sha256Digest) -> Result<Bytes, StorageError> {
+        let key = Self::blob_key(digest);
+        match self.store.get(&key).await {
+            Ok(result) => Ok(result.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(StorageError::NotFound(digest.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams a blob, or the byte range `range` of it.
+    pub async fn stream(
+        &self,
+        digest: &Sha256Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
+        let key = Self::blob_key(digest);
+        let options = GetOptions {
+            range: range.clone().map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(&key, options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::NotFound(digest.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let span = result.range.clone();
+        match result.payload {
+            GetResultPayload::File(file, _) => {
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(SeekFrom::Start(span.start)).await?;
+                let reader = file.take(span.end - span.start);
+                Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER).boxed())
+            }
+            GetResultPayload::Stream(stream) => Ok(stream.map_err(std::io::Error::other).boxed()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conformance story every backend must pass.
+    async fn story(storage: Storage) {
+        let data = Bytes::from_static(b"hello wheel");
+        let digest = Sha256Digest::of(&data);
+        assert!(!storage.exists(&digest).await.unwrap());
+        storage.put_bytes(&digest, data.clone()).await.unwrap();
+        // A second identical write is a no-op, not an error.
+        storage.put_bytes(&digest, data.clone()).await.unwrap();
+        assert!(storage.exists(&digest).await.unwrap());
+        assert_eq!(storage.read_all(&digest).await.unwrap(), data);
+        let part: Vec<Bytes> = storage
+            .stream(&digest, Some(6..11))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(part.concat(), b"wheel");
+
+        // A large file goes through the multipart path.
+        let big = vec![7u8; usize::try_from(SINGLE_PUT_LIMIT).unwrap() + 1234];
+        let big_digest = Sha256Digest::of(&big);
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &big).unwrap();
+        storage
+            .put_file(&big_digest, tmp.path(), big.len() as u64)
+            .await
+            .unwrap();
+        let all: Vec<Bytes> = storage
+            .stream(&big_digest, None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.concat(), big);
+        let missing = Sha256Digest::of(b"nope");
+        assert!(matches!(
+            storage.read_all(&missing).await,
+            Err(StorageError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn in_memory_conforms() {
+        story(Storage::from_url("memory://").unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn local_directory_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        story(Storage::from_url(url.as_str()).unwrap()).await;
+    }
+
+    #[test]
+    fn refuses_unknown_urls() {
+        assert!(matches!(
+            Storage::from_url("ftp://x"),
+            Err(StorageError::UnsupportedUrl(_))
+        ));
+    }
+}
