@@ -44,6 +44,29 @@ impl AppState {
     }
 }
 
+/// Percent-decodes `+` in the path before routing. pip quotes every path segment, so
+/// `/+f/…` and `/+simple/…` arrive as `/%2Bf/…`; `+` in a path means itself, so the two
+/// spellings are the same resource. Nothing else is decoded here (a decoded `%2F` would
+/// change which route matches); extractors decode parameters themselves.
+pub fn decode_plus<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let uri = request.uri();
+    if uri.path().contains("%2B") || uri.path().contains("%2b") {
+        let path = uri.path().replace("%2B", "+").replace("%2b", "+");
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(rewritten) = path_and_query.parse() {
+            parts.path_and_query = Some(rewritten);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
 /// All routes. Literal segments (`+api`, `+simple`, `+f`) win over `{ns}/{name}`, and index
 /// names cannot start with `+`, so the two never collide.
 pub fn router(state: AppState) -> Router {

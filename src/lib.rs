@@ -23,6 +23,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::{AppState, router};
+use tower::Layer as _;
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::service::bootstrap::{Bootstrapped, bootstrap};
@@ -71,7 +72,11 @@ impl Server {
         let db = self.state.db.clone();
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");
-        axum::serve(listener, router(self.state))
+        let app = tower::util::MapRequestLayer::new(app::decode_plus).layer(router(self.state));
+        axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;

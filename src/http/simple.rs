@@ -167,12 +167,30 @@ struct JsonFile<'a> {
 #[derive(Serialize)]
 struct HtmlFile<'a> {
     filename: &'a str,
-    url: String,
+    /// Pre-escaped (see [`escape_attribute`]) and marked safe for the template.
+    url: minijinja::Value,
     sha256: &'a str,
     requires_python: Option<&'a str>,
     metadata_sha256: Option<&'a str>,
     yanked: bool,
     yanked_reason: Option<&'a str>,
+}
+
+/// Escapes the characters that matter inside a double-quoted attribute, leaving `/` alone
+/// (the template engine's default escapes it too, which is valid but trips naive parsers).
+fn escape_attribute(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn file_url(file: &FileRecord) -> String {
@@ -252,7 +270,7 @@ fn render_project_html(
         .iter()
         .map(|f| HtmlFile {
             filename: &f.filename,
-            url: file_url(f),
+            url: minijinja::Value::from_safe_string(escape_attribute(&file_url(f))),
             sha256: &f.sha256,
             requires_python: f.requires_python.as_deref(),
             metadata_sha256: f.metadata_sha256.as_deref(),

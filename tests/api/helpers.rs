@@ -1,0 +1,354 @@
+//! Test support: a real server on a free loopback port, synthetic distributions, and the
+//! real Python clients (pip, uv, twine) installed into a venv under `target/`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use kiln::config::ServeConfig;
+use sha2::Digest as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin token every test server is bootstrapped with.
+pub const ADMIN_TOKEN: &str = "kiln_test-admin-token-0123456789abcdef";
+
+/// A running Kiln server with its own data directory.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The data directory (kept until the app is dropped).
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts a server on a fresh data directory.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server on a fresh data directory, adjusting its configuration first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let data_dir = tempfile::tempdir().expect("creating a temp data dir");
+        Self::start(data_dir, adjust).await
+    }
+
+    async fn start(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = ServeConfig::for_data_dir(data_dir.path());
+        config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a free port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = kiln::Server::open(config).await.expect("opening the server");
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            server
+                .run(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server run");
+        });
+        Self { base, data_dir, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        Self::start(data_dir, |_| {}).await
+    }
+
+    /// Stops the server, waiting for in-flight requests.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// The simple index URL of an index.
+    pub fn simple(&self, index: &str) -> String {
+        self.url(&format!("{index}/+simple/"))
+    }
+
+    /// A typed API client with the admin token.
+    pub fn client(&self) -> kiln::client::Client {
+        kiln::client::Client::new(&self.base, Some(ADMIN_TOKEN.to_owned())).unwrap()
+    }
+
+    /// Creates `name` with `bases` through the API.
+    pub async fn create_index(&self, name: &str, bases: &[&str]) {
+        let settings = kiln::domain::IndexSettings {
+            kind: kiln::domain::IndexKind::Stage,
+            bases: bases.iter().map(|b| b.parse().unwrap()).collect(),
+            volatile: false,
+            promotion_only: false,
+            description: String::new(),
+        };
+        self.client()
+            .create_index(&name.parse().unwrap(), &settings)
+            .await
+            .unwrap_or_else(|e| panic!("creating index {name}: {e}"));
+    }
+
+    /// Uploads a distribution the way twine does, with the admin token.
+    pub async fn upload(&self, index: &str, dist: &Dist) -> reqwest::Response {
+        self.upload_form(index, dist.form(), Some(ADMIN_TOKEN)).await
+    }
+
+    /// Posts an arbitrary upload form.
+    pub async fn upload_form(
+        &self,
+        index: &str,
+        form: reqwest::multipart::Form,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let request = reqwest::Client::new().post(self.url(&format!("{index}/"))).multipart(form);
+        let request = match token {
+            Some(token) => request.basic_auth("__token__", Some(token)),
+            None => request,
+        };
+        request.send().await.expect("upload request")
+    }
+
+    /// GET with optional headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = no_redirect_client().get(self.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.expect("GET request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A reqwest client that shows redirects instead of following them.
+pub fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A synthetic distribution file.
+#[derive(Clone, Debug)]
+pub struct Dist {
+    /// Project name as written in METADATA and the form.
+    pub name: String,
+    /// Version as written.
+    pub version: String,
+    /// The filename.
+    pub filename: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Dist {
+    /// A pure-Python wheel that pip and uv can install: METADATA, WHEEL, RECORD and a module.
+    pub fn wheel(name: &str, version: &str) -> Self {
+        Self::wheel_with(name, version, &[], "")
+    }
+
+    /// A wheel with extra METADATA headers (e.g. `Requires-Dist: other`) and a marker
+    /// string in its module, so two builds of one version can differ.
+    pub fn wheel_with(name: &str, version: &str, headers: &[&str], marker: &str) -> Self {
+        let escaped = name.replace('-', "_");
+        let dist_info = format!("{escaped}-{version}.dist-info");
+        let mut metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        for header in headers {
+            metadata.push_str(header);
+            metadata.push('\n');
+        }
+        let module = format!("{escaped}/__init__.py");
+        let members = vec![
+            (module, format!("VERSION = {version:?}\nMARKER = {marker:?}\n").into_bytes()),
+            (format!("{dist_info}/METADATA"), metadata.into_bytes()),
+            (
+                format!("{dist_info}/WHEEL"),
+                b"Wheel-Version: 1.0\nGenerator: kiln-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
+            ),
+        ];
+        let filename = format!("{escaped}-{version}-py3-none-any.whl");
+        Self { name: name.into(), version: version.into(), filename, bytes: build_wheel(&dist_info, members) }
+    }
+
+    /// A distribution with arbitrary bytes and filename (for hostile uploads).
+    pub fn raw(name: &str, version: &str, filename: &str, bytes: Vec<u8>) -> Self {
+        Self { name: name.into(), version: version.into(), filename: filename.into(), bytes }
+    }
+
+    /// Hex SHA-256 of the bytes.
+    pub fn sha256(&self) -> String {
+        hex::encode(sha2::Sha256::digest(&self.bytes))
+    }
+
+    /// The form fields twine sends, without the file.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let filetype = if self.filename.ends_with(".whl") { "bdist_wheel" } else { "sdist" };
+        vec![
+            (":action".into(), "file_upload".into()),
+            ("protocol_version".into(), "1".into()),
+            ("name".into(), self.name.clone()),
+            ("version".into(), self.version.clone()),
+            ("filetype".into(), filetype.into()),
+            ("pyversion".into(), "py3".into()),
+            ("metadata_version".into(), "2.1".into()),
+            ("sha256_digest".into(), self.sha256()),
+            ("md5_digest".into(), format!("{:x}", md5::Md5::digest(&self.bytes))),
+        ]
+    }
+
+    /// The full multipart form twine sends.
+    pub fn form(&self) -> reqwest::multipart::Form {
+        form_of(self.fields(), Some((&self.filename, self.bytes.clone())))
+    }
+
+    /// Writes the file into `dir` and returns its path.
+    pub fn write_to(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(&self.filename);
+        std::fs::write(&path, &self.bytes).unwrap();
+        path
+    }
+}
+
+/// Builds a multipart form from fields and an optional `content` file.
+pub fn form_of(fields: Vec<(String, String)>, content: Option<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k, v);
+    }
+    if let Some((filename, bytes)) = content {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(filename.to_owned())
+            .mime_str("application/octet-stream")
+            .unwrap();
+        form = form.part("content", part);
+    }
+    form
+}
+
+fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut record = String::new();
+    for (path, data) in &members {
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
+        record.push_str(&format!("{path},sha256={hash},{}\n", data.len()));
+    }
+    record.push_str(&format!("{dist_info}/RECORD,,\n"));
+    members.push((format!("{dist_info}/RECORD"), record.into_bytes()));
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    for (path, data) in members {
+        zip.start_file(path, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(&data).unwrap();
+    }
+    zip.finish().unwrap();
+    buf.into_inner()
+}
+
+/// Reads a problem document's `detail`.
+pub async fn detail(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["detail"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The real Python clients, installed once per checkout into `target/test-venv`.
+pub struct PythonTools {
+    bin: PathBuf,
+}
+
+/// Versions installed into the test venv (PyPI is one of the reachable registries).
+const PYTHON_REQUIREMENTS: &[&str] = &["pip==26.3", "twine==7.0.0", "uv==0.13.9", "build==1.6.1"];
+
+/// The test venv, created on first use (under a file lock, so parallel test binaries wait
+/// for one another instead of racing).
+pub fn python() -> &'static PythonTools {
+    static TOOLS: OnceLock<PythonTools> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let venv = target.join("test-venv");
+        let lock = std::fs::File::create(target.join("test-venv.lock")).unwrap();
+        lock.lock().expect("locking target/test-venv.lock");
+        let marker = venv.join(format!(".kiln-ready-{}", PYTHON_REQUIREMENTS.join("_")));
+        if !marker.exists() {
+            let python = std::env::var("KILN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+            run_checked(Command::new(&python).args(["-m", "venv", "--clear"]).arg(&venv), "creating target/test-venv (is python3 with the venv module installed?)");
+            run_checked(
+                Command::new(venv.join("bin/python"))
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                    .args(PYTHON_REQUIREMENTS),
+                "installing pip, twine, uv and build into target/test-venv (PyPI must be reachable)",
+            );
+            std::fs::write(&marker, b"").unwrap();
+        }
+        PythonTools { bin: venv.join("bin") }
+    })
+}
+
+fn run_checked(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl PythonTools {
+    /// A command for a tool in the venv, isolated from the user's configuration.
+    pub fn command(&self, tool: &str) -> Command {
+        let mut command = Command::new(self.bin.join(tool));
+        for var in ["PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_DEFAULT_INDEX", "TWINE_USERNAME", "TWINE_PASSWORD", "TWINE_REPOSITORY_URL"] {
+            command.env_remove(var);
+        }
+        command
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("UV_NO_CONFIG", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        command
+    }
+
+    /// The venv's python.
+    pub fn python_path(&self) -> PathBuf {
+        self.bin.join("python")
+    }
+}
+
+/// Runs a command to completion off the async runtime's threads.
+pub async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().expect("spawning a client command"))
+        .await
+        .unwrap()
+}
+
+/// Formats a command's output for assertion messages.
+pub fn show(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
