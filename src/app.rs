@@ -34,7 +34,10 @@ impl AppState {
     pub fn new(db: Db, storage: Storage, config: ServeConfig) -> anyhow::Result<Self> {
         let mut templates = minijinja::Environment::new();
         templates.add_template("project.html", include_str!("http/templates/project.html"))?;
-        templates.add_template("projects.html", include_str!("http/templates/projects.html"))?;
+        templates.add_template(
+            "projects.html",
+            include_str!("http/templates/projects.html"),
+        )?;
         Ok(Self {
             db,
             storage,
@@ -71,8 +74,14 @@ pub fn decode_plus<B>(mut request: axum::http::Request<B>) -> axum::http::Reques
 /// names cannot start with `+`, so the two never collide.
 pub fn router(state: AppState) -> Router {
     let uploads = Router::new()
-        .route("/{ns}/{name}", post(upload::upload_file).get(indexes::show_index))
-        .route("/{ns}/{name}/", post(upload::upload_file).get(indexes::show_index))
+        .route(
+            "/{ns}/{name}",
+            post(upload::upload_file).get(indexes::show_index),
+        )
+        .route(
+            "/{ns}/{name}/",
+            post(upload::upload_file).get(indexes::show_index),
+        )
         // The upload handler enforces its own, configurable limits while streaming.
         .layer(DefaultBodyLimit::disable());
     Router::new()
@@ -89,7 +98,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/{ns}/{name}/+simple", get(simple::add_trailing_slash))
         .route("/{ns}/{name}/+simple/", get(simple::list_projects))
-        .route("/{ns}/{name}/+simple/{project}", get(simple::add_trailing_slash))
+        .route(
+            "/{ns}/{name}/+simple/{project}",
+            get(simple::add_trailing_slash),
+        )
         .route("/{ns}/{name}/+simple/{project}/", get(simple::show_project))
         .route("/{ns}/{name}/+f/{sha256}/{filename}", get(files::get_file))
         .layer(DefaultBodyLimit::max(MAX_API_BODY))

@@ -22,7 +22,9 @@ pub enum ClientError {
         detail: String,
     },
     /// The server could not be reached.
-    #[error("cannot reach Kiln at {url}: {source}; is `kiln serve` running there, and is --server / KILN_SERVER right?")]
+    #[error(
+        "cannot reach Kiln at {url}: {source}; is `kiln serve` running there, and is --server / KILN_SERVER right?"
+    )]
     Unreachable {
         /// The URL that was tried.
         url: String,
@@ -69,7 +71,11 @@ impl Client {
                 url: server.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { base, token: token.filter(|t| !t.is_empty()), http })
+        Ok(Self {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
     }
 
     /// The absolute URL of a server path such as `+api/v1/indexes`.
@@ -89,15 +95,21 @@ impl Client {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request.send().await.map_err(|source| ClientError::Unreachable {
-            url: url.to_owned(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.to_owned(),
+                source,
+            })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|source| ClientError::Unreachable {
-            url: url.to_owned(),
-            source,
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.to_owned(),
+                source,
+            })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
@@ -124,10 +136,12 @@ impl Client {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<T, ClientError> {
-        self.send(request, url).await?.ok_or_else(|| ClientError::Unexpected {
-            url: url.to_owned(),
-            reason: "empty body".into(),
-        })
+        self.send(request, url)
+            .await?
+            .ok_or_else(|| ClientError::Unexpected {
+                url: url.to_owned(),
+                reason: "empty body".into(),
+            })
     }
 
     /// Every index.
@@ -186,7 +200,8 @@ impl Client {
     /// Deletes an index.
     pub async fn delete_index(&self, name: &IndexName) -> Result<(), ClientError> {
         let url = self.url(&format!("+api/v1/indexes/{name}"));
-        self.send::<serde_json::Value>(self.http.delete(&url), &url).await?;
+        self.send::<serde_json::Value>(self.http.delete(&url), &url)
+            .await?;
         Ok(())
     }
 }

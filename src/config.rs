@@ -81,7 +81,9 @@ impl ServeConfig {
     #[must_use]
     pub fn for_data_dir(data_dir: &Path) -> Self {
         Self {
-            listen: DEFAULT_LISTEN.parse().expect("default listen address is valid"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address is valid"),
             data_dir: data_dir.to_path_buf(),
             database_url: default_database_url(data_dir),
             storage_url: default_storage_url(data_dir),
@@ -171,7 +173,10 @@ mod tests {
         config.admin_token = Some("kiln_secret".into());
         config.database_url = "postgres://u:pw@h/db".into();
         let shown = format!("{config:?}");
-        assert!(!shown.contains("kiln_secret") && !shown.contains("pw@"), "{shown}");
+        assert!(
+            !shown.contains("kiln_secret") && !shown.contains("pw@"),
+            "{shown}"
+        );
     }
 
     #[test]

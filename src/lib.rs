@@ -23,11 +23,11 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::{AppState, router};
-use tower::Layer as _;
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::service::bootstrap::{Bootstrapped, bootstrap};
 use crate::storage::Storage;
+use tower::Layer as _;
 
 /// A server whose database and storage are open, ready to accept connections.
 pub struct Server {
@@ -49,7 +49,10 @@ impl Server {
         }
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating `{}`", tmp.display()))?;
         let db = Db::connect(&config.database_url).await.with_context(|| {
-            format!("opening database `{}`", db::redact_url(&config.database_url))
+            format!(
+                "opening database `{}`",
+                db::redact_url(&config.database_url)
+            )
         })?;
         let storage = Storage::from_url(&config.storage_url)
             .with_context(|| format!("opening storage `{}`", config.storage_url))?;
@@ -77,9 +80,9 @@ impl Server {
             listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
         )
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         db.close().await;
         tracing::info!("kiln stopped");
         Ok(())

@@ -112,7 +112,11 @@ impl Storage {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.store.put_opts(&key, PutPayload::from(bytes), options).await {
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(bytes), options)
+            .await
+        {
             // Content-addressed: whoever wrote it first wrote the same bytes.
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),

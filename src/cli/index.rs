@@ -68,7 +68,14 @@ fn print_index(view: &IndexView, server: &Client) {
     let bases: Vec<String> = settings.bases.iter().map(ToString::to_string).collect();
     println!("{}", view.index.name);
     println!("  kind:           {}", settings.kind.as_str());
-    println!("  bases:          {}", if bases.is_empty() { "(none)".into() } else { bases.join(", ") });
+    println!(
+        "  bases:          {}",
+        if bases.is_empty() {
+            "(none)".into()
+        } else {
+            bases.join(", ")
+        }
+    );
     println!("  volatile:       {}", settings.volatile);
     println!("  promotion_only: {}", settings.promotion_only);
     if !settings.description.is_empty() {
@@ -106,7 +113,13 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             }
         }
         IndexCommand::Show { name } => print_index(&client.get_index(&name).await?, client),
-        IndexCommand::Create { name, bases, volatile, promotion_only, description } => {
+        IndexCommand::Create {
+            name,
+            bases,
+            volatile,
+            promotion_only,
+            description,
+        } => {
             let settings = IndexSettings {
                 kind: IndexKind::Stage,
                 bases,
@@ -118,7 +131,13 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             println!("created index {}", view.index.name);
             print_index(&view, client);
         }
-        IndexCommand::Modify { name, bases, volatile, promotion_only, description } => {
+        IndexCommand::Modify {
+            name,
+            bases,
+            volatile,
+            promotion_only,
+            description,
+        } => {
             let bases = bases
                 .map(|list| {
                     list.iter()
@@ -127,7 +146,12 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .transpose()?;
-            let patch = IndexPatch { bases, volatile, promotion_only, description };
+            let patch = IndexPatch {
+                bases,
+                volatile,
+                promotion_only,
+                description,
+            };
             let view = client.modify_index(&name, &patch).await?;
             println!("modified index {}", view.index.name);
             print_index(&view, client);

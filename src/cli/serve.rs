@@ -64,7 +64,9 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(format) = args.log_format.or(file.log_format) {
         config.log_format = format;
     }
-    config.admin_token = std::env::var("KILN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    config.admin_token = std::env::var("KILN_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
     Ok(config)
 }
 
@@ -74,7 +76,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(config = ?config, "starting kiln");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding {} (is another server using the port? try --listen)", config.listen))?;
+        .with_context(|| {
+            format!(
+                "binding {} (is another server using the port? try --listen)",
+                config.listen
+            )
+        })?;
     let address = listener.local_addr()?;
     let data_dir = config.data_dir.clone();
     let server = kiln::Server::open(config).await?;
@@ -85,7 +92,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_first_start(created: &Bootstrapped, data_dir: &Path, address: SocketAddr) -> anyhow::Result<()> {
+fn print_first_start(
+    created: &Bootstrapped,
+    data_dir: &Path,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
     let base = format!("http://{address}");
     let token_line = if created.generated {
         let path = data_dir.join("admin-token");
@@ -98,7 +109,11 @@ fn print_first_start(created: &Bootstrapped, data_dir: &Path, address: SocketAdd
     } else {
         "admin token: the value of KILN_ADMIN_TOKEN".to_owned()
     };
-    let token = if created.generated { created.admin_token.as_str() } else { "$KILN_ADMIN_TOKEN" };
+    let token = if created.generated {
+        created.admin_token.as_str()
+    } else {
+        "$KILN_ADMIN_TOKEN"
+    };
     // Printed, not logged: the token must not end up in log aggregation.
     println!(
         "\nKiln initialized {dir}\n  indexes: root/prod (promotion-only, append-only), {MASTER_INDEX} (bases: root/prod)\n  {token_line}\n\n\

@@ -20,7 +20,8 @@ struct IndexRow {
     updated_at: String,
 }
 
-const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, created_at, updated_at";
+const INDEX_COLUMNS: &str =
+    "id, namespace, name, kind, volatile, promotion_only, description, created_at, updated_at";
 
 impl IndexRow {
     fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
@@ -136,11 +137,9 @@ impl Db {
 
     /// All `(index, base)` edges, for cycle detection inside a write transaction.
     pub async fn base_edges_tx(tx: &mut WriteTx) -> Result<Vec<(i64, i64)>, DbError> {
-        Ok(
-            sqlx::query_as("SELECT index_id, base_id FROM index_bases")
-                .fetch_all(&mut **tx)
-                .await?,
-        )
+        Ok(sqlx::query_as("SELECT index_id, base_id FROM index_bases")
+            .fetch_all(&mut **tx)
+            .await?)
     }
 
     /// Inserts an index and its bases (given as ids, in order); returns its id.
@@ -197,12 +196,14 @@ impl Db {
             .execute(&mut **tx)
             .await?;
         for (position, base_id) in base_ids.iter().enumerate() {
-            sqlx::query("INSERT INTO index_bases (index_id, position, base_id) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(*base_id)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO index_bases (index_id, position, base_id) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(*base_id)
+            .execute(&mut **tx)
+            .await?;
         }
         Ok(())
     }

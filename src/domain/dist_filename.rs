@@ -62,7 +62,9 @@ pub enum FilenameError {
     #[error("filename must be between 1 and {max} characters", max = DistFilename::MAX_LEN)]
     Length,
     /// Contains `/`, `\`, NUL, a control character or is a dot path.
-    #[error("filename `{0}` must be a plain file name: no path separators, `..`, or control characters")]
+    #[error(
+        "filename `{0}` must be a plain file name: no path separators, `..`, or control characters"
+    )]
     NotPlain(String),
     /// The extension is not one Kiln serves.
     #[error("filename `{0}` is neither a wheel (`.whl`) nor an sdist (`.tar.gz` or `.zip`)")]

@@ -70,7 +70,11 @@ fn validate_part(part: &str) -> Result<(), IndexNameError> {
         Ok(())
     } else {
         Err(IndexNameError::Part(
-            part.chars().take(80).collect::<String>().escape_debug().to_string(),
+            part.chars()
+                .take(80)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
         ))
     }
 }

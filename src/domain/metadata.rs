@@ -278,8 +278,8 @@ mod tests {
             ("my_pkg/__init__.py", b""),
             ("My_Pkg-1.0.dist-info/METADATA", METADATA.as_bytes()),
         ]);
-        let (raw, m) = read_wheel_metadata(Cursor::new(bytes), &dist, ArchiveLimits::default())
-            .unwrap();
+        let (raw, m) =
+            read_wheel_metadata(Cursor::new(bytes), &dist, ArchiveLimits::default()).unwrap();
         assert_eq!(raw, METADATA.as_bytes());
         assert_eq!(m.requires_python.as_deref(), Some(">=3.8"));
     }
@@ -309,7 +309,10 @@ mod tests {
             read(wheel(&[("my_pkg-1.0.dist-info/METADATA", b"Name: other\nVersion: 1.0\n")]), ArchiveLimits::default()),
             @"`my_pkg-1.0-py3-none-any.whl`: METADATA says Name `other`, but the filename says `my-pkg`"
         );
-        let tight = ArchiveLimits { max_entries: 1, max_metadata_bytes: 10 };
+        let tight = ArchiveLimits {
+            max_entries: 1,
+            max_metadata_bytes: 10,
+        };
         insta::assert_snapshot!(
             read(wheel(&[("a", b""), ("b", b"")]), tight),
             @"`my_pkg-1.0-py3-none-any.whl` has more than 1 archive entries"

@@ -85,7 +85,13 @@ impl From<JsonRejection> for ApiError {
 fn reason_phrase(detail: &str) -> String {
     let mut out: String = detail
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(400)
         .collect();
     if out.is_empty() {

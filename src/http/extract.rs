@@ -95,4 +95,3 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
             .map_err(|e| ApiError::not_found(format!("no index `{ns}/{name}`: {e}")))
     }
 }
-

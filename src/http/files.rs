@@ -113,10 +113,10 @@ pub fn range_request(headers: &HeaderMap, etag: &str, size: u64) -> RangeRequest
     let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeRequest::Full;
     };
-    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        if if_range.trim() != etag {
-            return RangeRequest::Full;
-        }
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+        && if_range.trim() != etag
+    {
+        return RangeRequest::Full;
     }
     let Ok(parsed) = http_range_header::parse_range_header(range) else {
         // A malformed Range header is ignored (RFC 9110 §14.2).
@@ -152,9 +152,10 @@ async fn stream_blob(
                 format!("the requested range is outside the file's {size} bytes"),
             )
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}")),
+            );
             return Ok(response);
         }
     };
@@ -214,9 +215,16 @@ mod tests {
             RangeRequest::Full
         );
         assert_eq!(
-            range_request(&with(&[(header::RANGE, "bytes=2-4"), (header::IF_RANGE, "\"old\"")]), etag, 10),
+            range_request(
+                &with(&[(header::RANGE, "bytes=2-4"), (header::IF_RANGE, "\"old\"")]),
+                etag,
+                10
+            ),
             RangeRequest::Full
         );
-        assert_eq!(range_request(&with(&[(header::RANGE, "pages=1")]), etag, 10), RangeRequest::Full);
+        assert_eq!(
+            range_request(&with(&[(header::RANGE, "pages=1")]), etag, 10),
+            RangeRequest::Full
+        );
     }
 }

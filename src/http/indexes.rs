@@ -1,9 +1,9 @@
 //! The index management API under `/+api/v1/indexes`.
 
+use axum::Json;
 use axum::extract::{FromRequest, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
@@ -73,7 +73,11 @@ pub struct ModifyIndex {
 
 /// `GET /+api/v1/indexes`
 pub async fn list_indexes(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let all = state.db.list_indexes().await.map_err(crate::service::ServiceError::from)?;
+    let all = state
+        .db
+        .list_indexes()
+        .await
+        .map_err(crate::service::ServiceError::from)?;
     let views: Vec<IndexView> = all.into_iter().map(IndexView::from).collect();
     Ok(Json(views).into_response())
 }

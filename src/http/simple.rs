@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
@@ -90,10 +90,10 @@ pub fn negotiate(query_format: Option<&str>, accept: Option<&str>) -> Option<For
         if q <= 0.0 {
             continue;
         }
-        if let Some(format) = Format::from_media_type(&media) {
-            if best.is_none_or(|(best_q, _)| q > best_q) {
-                best = Some((q, format));
-            }
+        if let Some(format) = Format::from_media_type(&media)
+            && best.is_none_or(|(best_q, _)| q > best_q)
+        {
+            best = Some((q, format));
         }
     }
     best.map(|(_, format)| format)
@@ -278,7 +278,10 @@ fn render_project_html(
             yanked_reason: f.yanked_reason.as_deref(),
         })
         .collect();
-    let template = state.templates.get_template("project.html").map_err(|e| internal(&e))?;
+    let template = state
+        .templates
+        .get_template("project.html")
+        .map_err(|e| internal(&e))?;
     template
         .render(minijinja::context! { api_version => API_VERSION, name => project.as_str(), files })
         .map(String::into_bytes)
@@ -295,7 +298,11 @@ pub async fn list_projects(
     let format = negotiated(&query, &headers)?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let chain = resolve::chain(&state.db, &index).await?;
-    let projects = state.db.projects_of(&chain).await.map_err(|e| internal(&e))?;
+    let projects = state
+        .db
+        .projects_of(&chain)
+        .await
+        .map_err(|e| internal(&e))?;
     let body = match format {
         Format::Json => serde_json::to_vec(&JsonProjectList {
             meta: JsonMeta {
@@ -308,7 +315,10 @@ pub async fn list_projects(
         })
         .map_err(|e| internal(&e))?,
         Format::Html | Format::HtmlV1 => {
-            let template = state.templates.get_template("projects.html").map_err(|e| internal(&e))?;
+            let template = state
+                .templates
+                .get_template("projects.html")
+                .map_err(|e| internal(&e))?;
             template
                 .render(minijinja::context! {
                     api_version => API_VERSION, index => index_name.to_string(), projects
@@ -321,14 +331,14 @@ pub async fn list_projects(
 }
 
 /// `GET /{ns}/{name}/+simple` and `…/+simple/{project}`: add the trailing slash pip expects.
-pub async fn add_trailing_slash(uri: axum::http::Uri) -> Redirect {
+pub async fn add_trailing_slash(uri: axum::http::Uri) -> Response {
     let path = uri.path();
     let last = path.rsplit('/').next().unwrap_or_default();
     let target = match uri.query() {
         Some(q) => format!("{last}/?{q}"),
         None => format!("{last}/"),
     };
-    Redirect::permanent(&target)
+    redirect_permanent(&target)
 }
 
 fn negotiated(query: &FormatQuery, headers: &HeaderMap) -> Result<Format, ApiError> {
@@ -336,17 +346,30 @@ fn negotiated(query: &FormatQuery, headers: &HeaderMap) -> Result<Format, ApiErr
     negotiate(query.format.as_deref(), accept).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
-            format!("none of the requested media types is offered; use `{JSON_TYPE}` or `text/html`"),
+            format!(
+                "none of the requested media types is offered; use `{JSON_TYPE}` or `text/html`"
+            ),
         )
     })
 }
 
+/// 301, as PyPI answers for non-normalized names and missing slashes. The location is
+/// relative, so it survives a reverse proxy's path prefix.
 fn redirect_permanent(location: &str) -> Response {
-    let mut response = Redirect::permanent(location).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, must-revalidate"));
-    response
+    match HeaderValue::from_str(location) {
+        Ok(location) => (
+            StatusCode::MOVED_PERMANENTLY,
+            [
+                (header::LOCATION, location),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=0, must-revalidate"),
+                ),
+            ],
+        )
+            .into_response(),
+        Err(_) => ApiError::not_found("no such page").into_response(),
+    }
 }
 
 /// Wraps a page with its content type, a strong ETag and revalidation headers, answering
@@ -362,14 +385,23 @@ fn cacheable_page(format: Format, body: Vec<u8>, request: &HeaderMap) -> Respons
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            )],
             body,
         )
             .into_response()
     };
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag is a valid header"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, must-revalidate"));
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag is a valid header"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=0, must-revalidate"),
+    );
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
@@ -402,13 +434,25 @@ mod tests {
             Some(Format::HtmlV1)
         );
         assert_eq!(
-            negotiate(None, Some("text/html;q=0.2, application/vnd.pypi.simple.latest+json;q=0.9")),
+            negotiate(
+                None,
+                Some("text/html;q=0.2, application/vnd.pypi.simple.latest+json;q=0.9")
+            ),
             Some(Format::Json)
         );
         assert_eq!(negotiate(None, Some("application/xml")), None);
-        assert_eq!(negotiate(None, Some("application/vnd.pypi.simple.v1+json;q=0")), None);
-        assert_eq!(negotiate(Some("json"), Some("text/html")), Some(Format::Json));
-        assert_eq!(negotiate(Some("application/vnd.pypi.simple.v1+json"), None), Some(Format::Json));
+        assert_eq!(
+            negotiate(None, Some("application/vnd.pypi.simple.v1+json;q=0")),
+            None
+        );
+        assert_eq!(
+            negotiate(Some("json"), Some("text/html")),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            negotiate(Some("application/vnd.pypi.simple.v1+json"), None),
+            Some(Format::Json)
+        );
         assert_eq!(negotiate(Some("yaml"), None), None);
     }
 

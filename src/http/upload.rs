@@ -17,10 +17,10 @@ use super::error::ApiError;
 use super::extract::{IndexPath, User};
 use crate::app::AppState;
 use crate::service::ServiceError;
+use crate::service::indexes;
 use crate::service::publish::{
     self, PublishLimits, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
 };
-use crate::service::indexes;
 
 /// Largest text field (a long description can be big, but not this big).
 const MAX_TEXT_FIELD: u64 = 4 * 1024 * 1024;
@@ -29,8 +29,15 @@ const FORM_OVERHEAD: u64 = 32 * 1024 * 1024;
 
 fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
     match err {
+        multer::Error::FieldSizeExceeded { field_name, .. }
+            if field_name.as_deref() == Some("content") =>
+        {
+            ServiceError::TooLarge(format!(
+                "the uploaded file is larger than this server's upload limit of {limit} bytes (`--max-upload-size`)"
+            ))
+        }
         multer::Error::FieldSizeExceeded { field_name, .. } => ServiceError::TooLarge(format!(
-            "form field `{}` is over its size limit (the file limit is {limit} bytes, `--max-upload-size`; text fields {MAX_TEXT_FIELD} bytes)",
+            "form field `{}` is larger than the limit of {MAX_TEXT_FIELD} bytes for text fields",
             field_name.unwrap_or_default()
         )),
         multer::Error::StreamSizeExceeded { .. } => ServiceError::TooLarge(format!(
@@ -65,7 +72,8 @@ pub async fn upload_file(
         multer::SizeLimit::new()
             .whole_stream(limit.saturating_add(FORM_OVERHEAD))
             .per_field(MAX_TEXT_FIELD)
-            .for_field("content", limit.saturating_add(1)),
+            // Slack above the limit lets `spool` refuse first, naming the file.
+            .for_field("content", limit.saturating_add(64 * 1024)),
     );
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
@@ -78,7 +86,9 @@ pub async fn upload_file(
         let name = field.name().unwrap_or_default().to_owned();
         if name == "content" {
             if form.content.is_some() {
-                return Err(ApiError::bad_request("the upload form has two `content` files"));
+                return Err(ApiError::bad_request(
+                    "the upload form has two `content` files",
+                ));
             }
             let filename = field.file_name().unwrap_or_default().to_owned();
             let stream = field.map_err(|e| multipart_error(e, limit));

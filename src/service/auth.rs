@@ -51,7 +51,14 @@ pub async fn create_token(
             "a token must be at least 16 characters long".into(),
         ));
     }
-    Db::insert_token(tx, name, &hash_secret(secret), is_admin, &super::now_rfc3339()).await?;
+    Db::insert_token(
+        tx,
+        name,
+        &hash_secret(secret),
+        is_admin,
+        &super::now_rfc3339(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -140,9 +140,8 @@ fn field<'a>(form: &'a UploadForm, name: &str) -> Option<&'a str> {
 }
 
 fn required<'a>(form: &'a UploadForm, name: &str) -> Result<&'a str, ServiceError> {
-    field(form, name).ok_or_else(|| {
-        ServiceError::Invalid(format!("the upload form has no `{name}` field"))
-    })
+    field(form, name)
+        .ok_or_else(|| ServiceError::Invalid(format!("the upload form has no `{name}` field")))
 }
 
 /// Validates an upload and lists its file on `index`.
@@ -162,19 +161,20 @@ pub async fn publish(
             action.escape_debug()
         )));
     }
-    if let Some(protocol) = field(&form, "protocol_version") {
-        if protocol != "1" {
-            return Err(ServiceError::Invalid(format!(
-                "unsupported `protocol_version` `{}`: Kiln speaks version 1",
-                protocol.escape_debug()
-            )));
-        }
+    if let Some(protocol) = field(&form, "protocol_version")
+        && protocol != "1"
+    {
+        return Err(ServiceError::Invalid(format!(
+            "unsupported `protocol_version` `{}`: Kiln speaks version 1",
+            protocol.escape_debug()
+        )));
     }
     let name = required(&form, "name")?;
     let version = required(&form, "version")?;
-    let content = form.content.as_ref().ok_or_else(|| {
-        ServiceError::Invalid("the upload form has no `content` file".into())
-    })?;
+    let content = form
+        .content
+        .as_ref()
+        .ok_or_else(|| ServiceError::Invalid("the upload form has no `content` file".into()))?;
     let dist = check_form(&form, name, version, content)?;
     check_digests(&form, content)?;
 
@@ -198,7 +198,7 @@ pub async fn publish(
     let metadata_blob = match metadata {
         Some((bytes, _)) => {
             let digest = Sha256Digest::of(&bytes);
-            let size = bytes.len() as i64;
+            let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
             storage.put_bytes(&digest, Bytes::from(bytes)).await?;
             Some((digest, size))
         }
@@ -228,9 +228,12 @@ pub async fn publish(
         Ok(()) => {}
         Err(DbError::Conflict) => {
             drop(tx);
-            let existing = db.find_file(index.id, &dist.filename).await?.ok_or_else(|| {
-                ServiceError::Internal("file row vanished after a conflict".into())
-            })?;
+            let existing = db
+                .find_file(index.id, &dist.filename)
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::Internal("file row vanished after a conflict".into())
+                })?;
             return same_or_conflict(index, existing, &content.sha256);
         }
         Err(e) => return Err(e.into()),
@@ -257,8 +260,8 @@ fn check_form(
     version: &str,
     content: &SpooledFile,
 ) -> Result<DistFilename, ServiceError> {
-    let dist = DistFilename::parse(&content.filename)
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let dist =
+        DistFilename::parse(&content.filename).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let form_project = ProjectName::new(name)
         .map_err(|e| ServiceError::Invalid(format!("form field `name`: {e}")))?;
     if form_project != dist.project {
@@ -279,16 +282,16 @@ fn check_form(
             dist.filename, dist.version
         )));
     }
-    if let Some(filetype) = field(form, "filetype") {
-        if filetype != dist.kind.form_filetype() {
-            return Err(ServiceError::Invalid(format!(
-                "form field `filetype` is `{}`, but `{}` is a {} (`{}`)",
-                filetype.escape_debug(),
-                dist.filename,
-                dist.kind,
-                dist.kind.form_filetype()
-            )));
-        }
+    if let Some(filetype) = field(form, "filetype")
+        && filetype != dist.kind.form_filetype()
+    {
+        return Err(ServiceError::Invalid(format!(
+            "form field `filetype` is `{}`, but `{}` is a {} (`{}`)",
+            filetype.escape_debug(),
+            dist.filename,
+            dist.kind,
+            dist.kind.form_filetype()
+        )));
     }
     if content.size == 0 {
         return Err(ServiceError::Invalid(format!(
@@ -308,25 +311,27 @@ fn check_digests(form: &UploadForm, content: &SpooledFile) -> Result<(), Service
             "the upload form has no `sha256_digest` field: without it Kiln cannot tell a corrupted transfer from the file you built".into(),
         ));
     }
-    if let Some(expected) = sha256 {
-        if !expected.trim().eq_ignore_ascii_case(content.sha256.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "`sha256_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
-                content.filename,
-                expected.escape_debug(),
-                content.sha256
-            )));
-        }
+    if let Some(expected) = sha256
+        && !expected
+            .trim()
+            .eq_ignore_ascii_case(content.sha256.as_str())
+    {
+        return Err(ServiceError::Invalid(format!(
+            "`sha256_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
+            content.filename,
+            expected.escape_debug(),
+            content.sha256
+        )));
     }
-    if let Some(expected) = md5 {
-        if !expected.trim().eq_ignore_ascii_case(&content.md5) {
-            return Err(ServiceError::Invalid(format!(
-                "`md5_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
-                content.filename,
-                expected.escape_debug(),
-                content.md5
-            )));
-        }
+    if let Some(expected) = md5
+        && !expected.trim().eq_ignore_ascii_case(&content.md5)
+    {
+        return Err(ServiceError::Invalid(format!(
+            "`md5_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
+            content.filename,
+            expected.escape_debug(),
+            content.md5
+        )));
     }
     Ok(())
 }
@@ -350,10 +355,16 @@ async fn inspect(
                 use std::io::Read as _;
                 let mut magic = [0u8; 4];
                 let n = file.read(&mut magic)?;
-                let (ok, what) = if dist.filename.ends_with(".zip") {
+                let is_zip = std::path::Path::new(&dist.filename)
+                    .extension()
+                    .is_some_and(|ext| ext.eq_ignore_ascii_case("zip"));
+                let (ok, what) = if is_zip {
                     (n == 4 && magic[..2] == *b"PK", "a zip archive")
                 } else {
-                    (n >= 2 && magic[..2] == [0x1f, 0x8b], "a gzip-compressed tar archive")
+                    (
+                        n >= 2 && magic[..2] == [0x1f, 0x8b],
+                        "a gzip-compressed tar archive",
+                    )
                 };
                 if ok {
                     Ok(None)

@@ -82,10 +82,16 @@ mod tests {
                 file(7, "p-1.0-py3-none-any.whl", "own"),
             ],
         );
-        let got: Vec<_> = merged.iter().map(|f| (f.filename.as_str(), f.sha256.as_str())).collect();
+        let got: Vec<_> = merged
+            .iter()
+            .map(|f| (f.filename.as_str(), f.sha256.as_str()))
+            .collect();
         assert_eq!(
             got,
-            [("p-1.0-py3-none-any.whl", "own"), ("p-0.9-py3-none-any.whl", "base")]
+            [
+                ("p-1.0-py3-none-any.whl", "own"),
+                ("p-0.9-py3-none-any.whl", "base")
+            ]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Test support: a real server on a free loopback port, synthetic distributions, and the
 //! real Python clients (pip, uv, twine) installed into a venv under `target/`.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,9 +41,13 @@ impl TestApp {
         let mut config = ServeConfig::for_data_dir(data_dir.path());
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a free port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a free port");
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = kiln::Server::open(config).await.expect("opening the server");
+        let server = kiln::Server::open(config)
+            .await
+            .expect("opening the server");
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(async move {
             server
@@ -52,7 +57,12 @@ impl TestApp {
                 .await
                 .expect("server run");
         });
-        Self { base, data_dir, shutdown: Some(tx), handle: Some(handle) }
+        Self {
+            base,
+            data_dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// Stops the server gracefully and starts a new one on the same data directory.
@@ -104,7 +114,8 @@ impl TestApp {
 
     /// Uploads a distribution the way twine does, with the admin token.
     pub async fn upload(&self, index: &str, dist: &Dist) -> reqwest::Response {
-        self.upload_form(index, dist.form(), Some(ADMIN_TOKEN)).await
+        self.upload_form(index, dist.form(), Some(ADMIN_TOKEN))
+            .await
     }
 
     /// Posts an arbitrary upload form.
@@ -114,7 +125,9 @@ impl TestApp {
         form: reqwest::multipart::Form,
         token: Option<&str>,
     ) -> reqwest::Response {
-        let request = reqwest::Client::new().post(self.url(&format!("{index}/"))).multipart(form);
+        let request = reqwest::Client::new()
+            .post(self.url(&format!("{index}/")))
+            .multipart(form);
         let request = match token {
             Some(token) => request.basic_auth("__token__", Some(token)),
             None => request,
@@ -187,12 +200,39 @@ impl Dist {
             ),
         ];
         let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self { name: name.into(), version: version.into(), filename, bytes: build_wheel(&dist_info, members) }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            filename,
+            bytes: build_wheel(&dist_info, members),
+        }
+    }
+
+    /// A wheel named `name`/`version` whose METADATA file says something else entirely.
+    pub fn wheel_with_metadata(name: &str, version: &str, metadata: &str) -> Self {
+        let escaped = name.replace('-', "_");
+        let dist_info = format!("{escaped}-{version}.dist-info");
+        let members = vec![(
+            format!("{dist_info}/METADATA"),
+            metadata.as_bytes().to_vec(),
+        )];
+        let filename = format!("{escaped}-{version}-py3-none-any.whl");
+        Self {
+            name: name.into(),
+            version: version.into(),
+            filename,
+            bytes: build_wheel(&dist_info, members),
+        }
     }
 
     /// A distribution with arbitrary bytes and filename (for hostile uploads).
     pub fn raw(name: &str, version: &str, filename: &str, bytes: Vec<u8>) -> Self {
-        Self { name: name.into(), version: version.into(), filename: filename.into(), bytes }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            filename: filename.into(),
+            bytes,
+        }
     }
 
     /// Hex SHA-256 of the bytes.
@@ -202,7 +242,14 @@ impl Dist {
 
     /// The form fields twine sends, without the file.
     pub fn fields(&self) -> Vec<(String, String)> {
-        let filetype = if self.filename.ends_with(".whl") { "bdist_wheel" } else { "sdist" };
+        let filetype = if std::path::Path::new(&self.filename)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
+        {
+            "bdist_wheel"
+        } else {
+            "sdist"
+        };
         vec![
             (":action".into(), "file_upload".into()),
             ("protocol_version".into(), "1".into()),
@@ -212,7 +259,10 @@ impl Dist {
             ("pyversion".into(), "py3".into()),
             ("metadata_version".into(), "2.1".into()),
             ("sha256_digest".into(), self.sha256()),
-            ("md5_digest".into(), format!("{:x}", md5::Md5::digest(&self.bytes))),
+            (
+                "md5_digest".into(),
+                format!("{:x}", md5::Md5::digest(&self.bytes)),
+            ),
         ]
     }
 
@@ -230,7 +280,10 @@ impl Dist {
 }
 
 /// Builds a multipart form from fields and an optional `content` file.
-pub fn form_of(fields: Vec<(String, String)>, content: Option<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+pub fn form_of(
+    fields: Vec<(String, String)>,
+    content: Option<(&str, Vec<u8>)>,
+) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new();
     for (k, v) in fields {
         form = form.text(k, v);
@@ -249,15 +302,17 @@ fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> 
     use base64::Engine as _;
     let mut record = String::new();
     for (path, data) in &members {
-        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
-        record.push_str(&format!("{path},sha256={hash},{}\n", data.len()));
+        let hash =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
+        let _ = writeln!(record, "{path},sha256={hash},{}", data.len());
     }
-    record.push_str(&format!("{dist_info}/RECORD,,\n"));
+    let _ = writeln!(record, "{dist_info}/RECORD,,");
     members.push((format!("{dist_info}/RECORD"), record.into_bytes()));
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buf);
     for (path, data) in members {
-        zip.start_file(path, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.start_file(path, zip::write::SimpleFileOptions::default())
+            .unwrap();
         zip.write_all(&data).unwrap();
     }
     zip.finish().unwrap();
@@ -268,7 +323,10 @@ fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> 
 pub async fn detail(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (status, body["detail"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 /// The real Python clients, installed once per checkout into `target/test-venv`.
@@ -319,7 +377,18 @@ impl PythonTools {
     /// A command for a tool in the venv, isolated from the user's configuration.
     pub fn command(&self, tool: &str) -> Command {
         let mut command = Command::new(self.bin.join(tool));
-        for var in ["PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_DEFAULT_INDEX", "TWINE_USERNAME", "TWINE_PASSWORD", "TWINE_REPOSITORY_URL"] {
+        for var in [
+            "PIP_FIND_LINKS",
+            "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL",
+            "UV_INDEX_URL",
+            "UV_EXTRA_INDEX_URL",
+            "UV_INDEX",
+            "UV_DEFAULT_INDEX",
+            "TWINE_USERNAME",
+            "TWINE_PASSWORD",
+            "TWINE_REPOSITORY_URL",
+        ] {
             command.env_remove(var);
         }
         command

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, a real server per test on a free loopback port, driven by
+//! HTTP and by the real Python clients.
+
+mod clients;
+mod helpers;
+mod indexes;
+mod lifecycle;
+mod simple;
+mod uploads;

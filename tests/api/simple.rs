@@ -1,0 +1,337 @@
+//! The simple API, inheritance and file downloads, seen over HTTP.
+
+use crate::helpers::{Dist, TestApp, detail};
+
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+
+async fn json_page(app: &TestApp, index: &str, project: &str) -> serde_json::Value {
+    let response = app
+        .get(&format!("{index}/+simple/{project}/"), &[("Accept", JSON)])
+        .await;
+    assert_eq!(response.status(), 200, "{index} {project}");
+    assert_eq!(response.headers()["content-type"], JSON);
+    response.json().await.unwrap()
+}
+
+fn listed(page: &serde_json::Value) -> Vec<(String, String)> {
+    page["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["filename"].as_str().unwrap().to_owned(),
+                f["hashes"]["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn branch_inherits_master_own_files_first_without_duplicates() {
+    let app = TestApp::spawn().await;
+    app.create_index("acme/feature-x", &["root/master"]).await;
+    let master_old = Dist::wheel("demo", "0.9");
+    let master_new = Dist::wheel_with("demo", "1.0", &[], "master build");
+    let branch_new = Dist::wheel_with("demo", "1.0", &[], "branch build");
+    let branch_only = Dist::wheel("demo", "1.1.dev3");
+    for (index, dist) in [
+        ("root/master", &master_old),
+        ("root/master", &master_new),
+        ("acme/feature-x", &branch_new),
+        ("acme/feature-x", &branch_only),
+    ] {
+        assert_eq!(app.upload(index, dist).await.status(), 200);
+    }
+    let page = json_page(&app, "acme/feature-x", "demo").await;
+    assert_eq!(
+        listed(&page),
+        vec![
+            (branch_new.filename.clone(), branch_new.sha256()),
+            (branch_only.filename.clone(), branch_only.sha256()),
+            (master_old.filename.clone(), master_old.sha256()),
+        ],
+        "own files first, then the base's, and the branch's 1.0 shadows master's"
+    );
+    assert_eq!(
+        page["versions"],
+        serde_json::json!(["0.9", "1.0", "1.1.dev3"])
+    );
+    // Master does not see the branch's files.
+    let master = json_page(&app, "root/master", "demo").await;
+    assert_eq!(listed(&master).len(), 2);
+    assert_eq!(
+        listed(&master)[1],
+        (master_new.filename.clone(), master_new.sha256())
+    );
+
+    // A diamond visits each base once.
+    app.create_index("acme/diamond", &["acme/feature-x", "root/master"])
+        .await;
+    let diamond = json_page(&app, "acme/diamond", "demo").await;
+    assert_eq!(listed(&diamond), listed(&page));
+
+    // The project list merges the chain.
+    let list = app
+        .get("acme/feature-x/+simple/", &[("Accept", JSON)])
+        .await;
+    let list: serde_json::Value = list.json().await.unwrap();
+    assert_eq!(list["projects"], serde_json::json!([{"name": "demo"}]));
+    assert_eq!(list["meta"]["api-version"], "1.1");
+}
+
+#[tokio::test]
+async fn json_and_html_carry_the_same_facts() {
+    let app = TestApp::spawn().await;
+    let dist = Dist::wheel_with("Demo_Pkg", "2.0", &["Requires-Python: >=3.8"], "");
+    assert_eq!(app.upload("root/master", &dist).await.status(), 200);
+    let page = json_page(&app, "root/master", "demo-pkg").await;
+    let file = &page["files"][0];
+    assert_eq!(page["name"], "demo-pkg");
+    assert_eq!(file["requires-python"], ">=3.8");
+    assert_eq!(file["size"], dist.bytes.len());
+    assert_eq!(file["yanked"], false);
+    assert!(file["upload-time"].as_str().unwrap().ends_with('Z'));
+    let metadata_sha = file["core-metadata"]["sha256"].as_str().unwrap().to_owned();
+    assert!(
+        file.get("dist-info-metadata").is_none(),
+        "the JSON key crashes older pip"
+    );
+    assert_eq!(
+        file["url"],
+        format!("../../+f/{}/{}", dist.sha256(), dist.filename)
+    );
+
+    let html = app
+        .get("root/master/+simple/demo-pkg/", &[("Accept", "text/html")])
+        .await;
+    assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
+    let html = html.text().await.unwrap();
+    assert!(
+        html.contains(r#"<meta name="pypi:repository-version" content="1.1">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"href="../../+f/{sha}/{name}#sha256={sha}""#,
+            sha = dist.sha256(),
+            name = dist.filename
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"data-requires-python="&gt;=3.8""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"data-core-metadata="sha256={metadata_sha}""#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"data-dist-info-metadata="sha256={metadata_sha}""#
+        )),
+        "{html}"
+    );
+
+    // PEP 658: the METADATA file is served and hashes to what the page says.
+    let metadata = app
+        .get(
+            &format!(
+                "root/master/+f/{}/{}.metadata",
+                dist.sha256(),
+                dist.filename
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(metadata.status(), 200);
+    let bytes = metadata.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"Metadata-Version: 2.1\nName: Demo_Pkg"));
+    assert_eq!(
+        kiln::domain::Sha256Digest::of(&bytes).to_string(),
+        metadata_sha
+    );
+
+    // Negotiation: ?format=, the versioned HTML type, and 406 when nothing fits.
+    let forced = app
+        .get(
+            "root/master/+simple/demo-pkg/?format=json",
+            &[("Accept", "text/html")],
+        )
+        .await;
+    assert_eq!(forced.headers()["content-type"], JSON);
+    let v1html = app
+        .get(
+            "root/master/+simple/demo-pkg/",
+            &[("Accept", "application/vnd.pypi.simple.v1+html")],
+        )
+        .await;
+    assert_eq!(
+        v1html.headers()["content-type"],
+        "application/vnd.pypi.simple.v1+html"
+    );
+    let refused = app
+        .get(
+            "root/master/+simple/demo-pkg/",
+            &[("Accept", "application/xml")],
+        )
+        .await;
+    assert_eq!(refused.status(), 406);
+}
+
+#[tokio::test]
+async fn redirects_to_normalized_names_and_trailing_slashes() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload("root/master", &Dist::wheel("demo-pkg", "1.0"))
+            .await
+            .status(),
+        200
+    );
+    let response = app.get("root/master/+simple/Demo_Pkg/", &[]).await;
+    assert_eq!(response.status(), 301);
+    assert_eq!(response.headers()["location"], "../demo-pkg/");
+    let response = app.get("root/master/+simple/demo-pkg", &[]).await;
+    assert_eq!(response.status(), 301);
+    assert_eq!(response.headers()["location"], "demo-pkg/");
+    let response = app.get("root/master/+simple", &[]).await;
+    assert_eq!(response.headers()["location"], "+simple/");
+    // pip percent-encodes `+`.
+    let response = app.get("root/master/%2Bsimple/demo-pkg/", &[]).await;
+    assert_eq!(response.status(), 200);
+    let (status, message) = detail(app.get("root/master/+simple/nothing-here/", &[]).await).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        message,
+        "project `nothing-here` is not on index `root/master` or its bases"
+    );
+}
+
+#[tokio::test]
+async fn pages_revalidate_with_strong_etags() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload("root/master", &Dist::wheel("demo", "1.0"))
+            .await
+            .status(),
+        200
+    );
+    let first = app
+        .get("root/master/+simple/demo/", &[("Accept", JSON)])
+        .await;
+    assert_eq!(
+        first.headers()["cache-control"],
+        "max-age=0, must-revalidate"
+    );
+    assert_eq!(first.headers()["vary"], "Accept");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "strong ETag: {etag}"
+    );
+    let cached = app
+        .get(
+            "root/master/+simple/demo/",
+            &[("Accept", JSON), ("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    // HTML is a different representation with a different tag.
+    let html = app
+        .get(
+            "root/master/+simple/demo/",
+            &[("Accept", "text/html"), ("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(html.status(), 200);
+    // A new upload changes the page and its tag.
+    assert_eq!(
+        app.upload("root/master", &Dist::wheel("demo", "1.1"))
+            .await
+            .status(),
+        200
+    );
+    let changed = app
+        .get(
+            "root/master/+simple/demo/",
+            &[("Accept", JSON), ("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn files_support_ranges_etags_and_stay_inside_their_chain() {
+    let app = TestApp::spawn().await;
+    app.create_index("acme/private-branch", &["root/master"])
+        .await;
+    let dist = Dist::wheel("demo", "1.0");
+    assert_eq!(app.upload("acme/private-branch", &dist).await.status(), 200);
+    let path = format!("acme/private-branch/+f/{}/{}", dist.sha256(), dist.filename);
+
+    let full = app.get(&path, &[]).await;
+    assert_eq!(full.status(), 200);
+    assert_eq!(
+        full.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let etag = full.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", dist.sha256()));
+    assert_eq!(full.bytes().await.unwrap(), dist.bytes);
+
+    let part = app.get(&path, &[("Range", "bytes=10-19")]).await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", dist.bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), dist.bytes[10..20]);
+    let tail = app.get(&path, &[("Range", "bytes=-7")]).await;
+    assert_eq!(
+        tail.bytes().await.unwrap(),
+        dist.bytes[dist.bytes.len() - 7..]
+    );
+    let beyond = app.get(&path, &[("Range", "bytes=999999-")]).await;
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{}", dist.bytes.len()).as_str()
+    );
+    let stale = app
+        .get(&path, &[("Range", "bytes=0-3"), ("If-Range", "\"other\"")])
+        .await;
+    assert_eq!(
+        stale.status(),
+        200,
+        "a mismatched If-Range gets the whole file"
+    );
+    let cached = app.get(&path, &[("If-None-Match", &etag)]).await;
+    assert_eq!(cached.status(), 304);
+
+    // The branch's file is not reachable through master, nor under a wrong name.
+    let through_master = app
+        .get(
+            &format!("root/master/+f/{}/{}", dist.sha256(), dist.filename),
+            &[],
+        )
+        .await;
+    assert_eq!(through_master.status(), 404);
+    let renamed = app
+        .get(
+            &format!(
+                "acme/private-branch/+f/{}/other-1.0-py3-none-any.whl",
+                dist.sha256()
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(renamed.status(), 404);
+    let bad_digest = app
+        .get("acme/private-branch/+f/not-a-digest/x.whl", &[])
+        .await;
+    assert_eq!(bad_digest.status(), 404);
+}
