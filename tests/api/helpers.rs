@@ -1,16 +1,17 @@
 //! Test support: a real server on a free loopback port, synthetic distributions, and the
 //! real Python clients (pip, uv, twine) installed into a venv under `target/`.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use kiln::config::ServeConfig;
-use sha2::Digest as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+#[path = "../support/dist.rs"]
+mod dist;
+pub use dist::{Dist, form_of};
 
 /// The admin token every test server is bootstrapped with.
 pub const ADMIN_TOKEN: &str = "kiln_test-admin-token-0123456789abcdef";
@@ -159,164 +160,6 @@ pub fn no_redirect_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-/// A synthetic distribution file.
-#[derive(Clone, Debug)]
-pub struct Dist {
-    /// Project name as written in METADATA and the form.
-    pub name: String,
-    /// Version as written.
-    pub version: String,
-    /// The filename.
-    pub filename: String,
-    /// The bytes.
-    pub bytes: Vec<u8>,
-}
-
-impl Dist {
-    /// A pure-Python wheel that pip and uv can install: METADATA, WHEEL, RECORD and a module.
-    pub fn wheel(name: &str, version: &str) -> Self {
-        Self::wheel_with(name, version, &[], "")
-    }
-
-    /// A wheel with extra METADATA headers (e.g. `Requires-Dist: other`) and a marker
-    /// string in its module, so two builds of one version can differ.
-    pub fn wheel_with(name: &str, version: &str, headers: &[&str], marker: &str) -> Self {
-        let escaped = name.replace('-', "_");
-        let dist_info = format!("{escaped}-{version}.dist-info");
-        let mut metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
-        for header in headers {
-            metadata.push_str(header);
-            metadata.push('\n');
-        }
-        let module = format!("{escaped}/__init__.py");
-        let members = vec![
-            (module, format!("VERSION = {version:?}\nMARKER = {marker:?}\n").into_bytes()),
-            (format!("{dist_info}/METADATA"), metadata.into_bytes()),
-            (
-                format!("{dist_info}/WHEEL"),
-                b"Wheel-Version: 1.0\nGenerator: kiln-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
-            ),
-        ];
-        let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self {
-            name: name.into(),
-            version: version.into(),
-            filename,
-            bytes: build_wheel(&dist_info, members),
-        }
-    }
-
-    /// A wheel named `name`/`version` whose METADATA file says something else entirely.
-    pub fn wheel_with_metadata(name: &str, version: &str, metadata: &str) -> Self {
-        let escaped = name.replace('-', "_");
-        let dist_info = format!("{escaped}-{version}.dist-info");
-        let members = vec![(
-            format!("{dist_info}/METADATA"),
-            metadata.as_bytes().to_vec(),
-        )];
-        let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self {
-            name: name.into(),
-            version: version.into(),
-            filename,
-            bytes: build_wheel(&dist_info, members),
-        }
-    }
-
-    /// A distribution with arbitrary bytes and filename (for hostile uploads).
-    pub fn raw(name: &str, version: &str, filename: &str, bytes: Vec<u8>) -> Self {
-        Self {
-            name: name.into(),
-            version: version.into(),
-            filename: filename.into(),
-            bytes,
-        }
-    }
-
-    /// Hex SHA-256 of the bytes.
-    pub fn sha256(&self) -> String {
-        hex::encode(sha2::Sha256::digest(&self.bytes))
-    }
-
-    /// The form fields twine sends, without the file.
-    pub fn fields(&self) -> Vec<(String, String)> {
-        let filetype = if std::path::Path::new(&self.filename)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
-        {
-            "bdist_wheel"
-        } else {
-            "sdist"
-        };
-        vec![
-            (":action".into(), "file_upload".into()),
-            ("protocol_version".into(), "1".into()),
-            ("name".into(), self.name.clone()),
-            ("version".into(), self.version.clone()),
-            ("filetype".into(), filetype.into()),
-            ("pyversion".into(), "py3".into()),
-            ("metadata_version".into(), "2.1".into()),
-            ("sha256_digest".into(), self.sha256()),
-            (
-                "md5_digest".into(),
-                format!("{:x}", md5::Md5::digest(&self.bytes)),
-            ),
-        ]
-    }
-
-    /// The full multipart form twine sends.
-    pub fn form(&self) -> reqwest::multipart::Form {
-        form_of(self.fields(), Some((&self.filename, self.bytes.clone())))
-    }
-
-    /// Writes the file into `dir` and returns its path.
-    pub fn write_to(&self, dir: &Path) -> PathBuf {
-        let path = dir.join(&self.filename);
-        std::fs::write(&path, &self.bytes).unwrap();
-        path
-    }
-}
-
-/// Builds a multipart form from fields and an optional `content` file.
-pub fn form_of(
-    fields: Vec<(String, String)>,
-    content: Option<(&str, Vec<u8>)>,
-) -> reqwest::multipart::Form {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, v) in fields {
-        form = form.text(k, v);
-    }
-    if let Some((filename, bytes)) = content {
-        let part = reqwest::multipart::Part::bytes(bytes)
-            .file_name(filename.to_owned())
-            .mime_str("application/octet-stream")
-            .unwrap();
-        form = form.part("content", part);
-    }
-    form
-}
-
-fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> {
-    use base64::Engine as _;
-    let mut record = String::new();
-    for (path, data) in &members {
-        let hash =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data));
-        let _ = writeln!(record, "{path},sha256={hash},{}", data.len());
-    }
-    let _ = writeln!(record, "{dist_info}/RECORD,,");
-    members.push((format!("{dist_info}/RECORD"), record.into_bytes()));
-    let mut buf = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut buf);
-    for (path, data) in members {
-        zip.start_file(path, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(&data).unwrap();
-    }
-    zip.finish().unwrap();
-    buf.into_inner()
 }
 
 /// Reads a problem document's `detail`.

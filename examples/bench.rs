@@ -1,0 +1,535 @@
+//! Kiln beside devpi-server (and nginx as a static reference), in one run on one machine.
+//!
+//! ```text
+//! cargo run --release --example bench            # full run (a few minutes)
+//! cargo run --release --example bench -- --quick # 3 s load phases instead of 10 s
+//! ```
+//!
+//! It installs devpi-server, devpi-client, twine, pip and uv into `target/bench-venv` (from
+//! PyPI) on first use, builds the release `kiln` binary, generates a synthetic set (500
+//! small wheels over 50 projects, one ~50 MB wheel, a 20-package dependency chain), and for
+//! each server measures: start-up to healthy, idle RSS, twine upload files/s, simple-page
+//! requests/s and p50/p99 latency with `wrk -t2 -c32` (HTML and JSON), large-file download
+//! MB/s, cold `pip install` and `uv pip install` of the chain, and peak RSS. It prints a
+//! Markdown table for `docs/benchmarks.md`. Everything binds to 127.0.0.1.
+#![expect(
+    clippy::cast_precision_loss,
+    reason = "benchmark figures are printed with a few digits; f64 is plenty"
+)]
+
+#[path = "../tests/support/dist.rs"]
+mod dist;
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use dist::Dist;
+
+const PROJECTS: usize = 50;
+const VERSIONS: usize = 10;
+const CHAIN: usize = 20;
+const LARGE_BYTES: usize = 50 * 1024 * 1024;
+const PAGE_PROJECT: &str = "bench-proj-00";
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+const DEVPI_PASSWORD: &str = "bench-password";
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let load_seconds = if quick { 3 } else { 10 };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = ensure_venv(&root)?;
+    let kiln_bin = build_kiln(&root)?;
+    let work = tempfile::tempdir()?;
+    let sets = generate(work.path())?;
+    eprintln!("generated {} small wheels, a {} MB wheel and a {CHAIN}-package chain", sets.small.len(), LARGE_BYTES / 1024 / 1024);
+
+    let mut rows = Vec::new();
+    let kiln = Target::start_kiln(&kiln_bin, &work.path().join("kiln"))?;
+    rows.push(measure(&kiln, &venv, &sets, load_seconds, work.path())?);
+    let page_html = http_get(&format!("{}{PAGE_PROJECT}/", kiln.simple), "text/html")?;
+    drop(kiln);
+    let devpi = Target::start_devpi(&venv, &work.path().join("devpi"))?;
+    rows.push(measure(&devpi, &venv, &sets, load_seconds, work.path())?);
+    drop(devpi);
+    if let Some(row) = nginx_reference(work.path(), &page_html, &sets.large, load_seconds)? {
+        rows.push(row);
+    }
+    print_table(&rows, load_seconds);
+    Ok(())
+}
+
+/// One server under test.
+struct Target {
+    name: &'static str,
+    child: Child,
+    /// Simple index URL of the benchmark index.
+    simple: String,
+    /// Upload URL and credentials for twine.
+    upload: String,
+    user: &'static str,
+    password: String,
+    startup: Duration,
+    idle_rss_mb: f64,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Target {
+    fn start_kiln(bin: &Path, data: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}/");
+        let token = "kiln_bench-admin-token-0123456789abcdef";
+        let started = Instant::now();
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data)
+            .env("KILN_ADMIN_TOKEN", token)
+            .env("KILN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        wait_healthy(&format!("{base}+health"))?;
+        let startup = started.elapsed();
+        let idle_rss_mb = rss_mb(child.id(), "VmRSS")?;
+        Ok(Self {
+            name: "Kiln (SQLite + local dir)",
+            child,
+            simple: format!("{base}root/master/+simple/"),
+            upload: format!("{base}root/master/"),
+            user: "__token__",
+            password: token.to_owned(),
+            startup,
+            idle_rss_mb,
+        })
+    }
+
+    fn start_devpi(venv: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let server_dir = dir.join("server");
+        run_ok(
+            Command::new(venv.join("bin/devpi-init"))
+                .arg("--serverdir")
+                .arg(&server_dir)
+                .args(["--root-passwd", DEVPI_PASSWORD, "--no-root-pypi"]),
+            "devpi-init",
+        )?;
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}/");
+        let started = Instant::now();
+        let child = Command::new(venv.join("bin/devpi-server"))
+            .arg("--serverdir")
+            .arg(&server_dir)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--offline-mode"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait_healthy(&format!("{base}+api"))?;
+        let startup = started.elapsed();
+        let idle_rss_mb = rss_mb(child.id(), "VmRSS")?;
+        let client_dir = dir.join("client");
+        let devpi = |args: &[&str]| -> anyhow::Result<()> {
+            run_ok(
+                Command::new(venv.join("bin/devpi")).arg("--clientdir").arg(&client_dir).args(args),
+                "devpi client",
+            )
+        };
+        devpi(&["use", &base])?;
+        devpi(&["login", "root", "--password", DEVPI_PASSWORD])?;
+        devpi(&["index", "-c", "root/bench", "bases=", "volatile=False"])?;
+        Ok(Self {
+            name: "devpi-server",
+            child,
+            simple: format!("{base}root/bench/+simple/"),
+            upload: format!("{base}root/bench/"),
+            user: "root",
+            password: DEVPI_PASSWORD.to_owned(),
+            startup,
+            idle_rss_mb,
+        })
+    }
+}
+
+struct Sets {
+    small: Vec<PathBuf>,
+    large: Dist,
+    large_path: PathBuf,
+    chain: Vec<PathBuf>,
+}
+
+fn generate(dir: &Path) -> anyhow::Result<Sets> {
+    let small_dir = dir.join("small");
+    let chain_dir = dir.join("chain");
+    let large_dir = dir.join("large");
+    for d in [&small_dir, &chain_dir, &large_dir] {
+        std::fs::create_dir_all(d)?;
+    }
+    let mut small = Vec::new();
+    for p in 0..PROJECTS {
+        for v in 0..VERSIONS {
+            small.push(Dist::wheel(&format!("bench-proj-{p:02}"), &format!("1.{v}")).write_to(&small_dir));
+        }
+    }
+    let chain = (0..CHAIN)
+        .map(|i| {
+            let requires = format!("Requires-Dist: chain-{:02}", i + 1);
+            let headers: Vec<&str> = if i + 1 < CHAIN { vec![requires.as_str()] } else { vec![] };
+            Dist::wheel_with(&format!("chain-{i:02}"), "1.0", &headers, "").write_to(&chain_dir)
+        })
+        .collect();
+    // Pseudo-random (xorshift) bytes: incompressible, so no transfer gets a free ride.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..LARGE_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    let large = Dist::wheel_with_data("bench-large", "1.0", data);
+    let large_path = large.write_to(&large_dir);
+    Ok(Sets { small, large, large_path, chain })
+}
+
+#[derive(Default)]
+struct Row {
+    name: String,
+    startup_ms: Option<f64>,
+    idle_rss_mb: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    uploads_per_s: Option<f64>,
+    html: Option<Load>,
+    json: Option<Load>,
+    download_mb_s: Option<f64>,
+    pip_s: Option<f64>,
+    uv_s: Option<f64>,
+}
+
+#[derive(Clone, Copy)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn measure(target: &Target, venv: &Path, sets: &Sets, seconds: u32, work: &Path) -> anyhow::Result<Row> {
+    eprintln!("== {}", target.name);
+    let started = Instant::now();
+    twine(venv, target, &sets.small)?;
+    let uploads_per_s = sets.small.len() as f64 / started.elapsed().as_secs_f64();
+    eprintln!("uploaded {} files: {uploads_per_s:.1} files/s", sets.small.len());
+    twine(venv, target, std::slice::from_ref(&sets.large_path))?;
+    twine(venv, target, &sets.chain)?;
+
+    let page = format!("{}{PAGE_PROJECT}/", target.simple);
+    let html = wrk(&page, "text/html", seconds)?;
+    let json = wrk(&page, JSON, seconds)?;
+    let large_url = file_url(&target.simple, &sets.large)?;
+    let download_mb_s = download(&large_url, sets.large.bytes.len())?;
+    let pip_s = install(venv, "pip", &target.simple, work)?;
+    let uv_s = install(venv, "uv", &target.simple, work)?;
+    Ok(Row {
+        name: target.name.to_owned(),
+        startup_ms: Some(target.startup.as_secs_f64() * 1000.0),
+        idle_rss_mb: Some(target.idle_rss_mb),
+        peak_rss_mb: Some(rss_mb(target.child.id(), "VmHWM")?),
+        uploads_per_s: Some(uploads_per_s),
+        html: Some(html),
+        json: Some(json),
+        download_mb_s: Some(download_mb_s),
+        pip_s: Some(pip_s),
+        uv_s: Some(uv_s),
+    })
+}
+
+fn twine(venv: &Path, target: &Target, files: &[PathBuf]) -> anyhow::Result<()> {
+    run_ok(
+        Command::new(venv.join("bin/twine"))
+            .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &target.upload])
+            .args(["-u", target.user, "-p", &target.password])
+            .args(files),
+        "twine upload",
+    )
+}
+
+/// The URL of the large wheel, read from the server's own JSON page.
+fn file_url(simple: &str, dist: &Dist) -> anyhow::Result<String> {
+    let page_url = format!("{simple}{}/", dist.name);
+    let body = http_get(&page_url, JSON)?;
+    let page: serde_json::Value = serde_json::from_str(&body).context("parsing a JSON simple page")?;
+    let relative = page["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["filename"] == dist.filename.as_str()))
+        .and_then(|f| f["url"].as_str())
+        .context("large wheel missing from its page")?;
+    let url = url::Url::parse(&page_url)?.join(relative)?;
+    let mut url = url.to_string();
+    if let Some(hash) = url.find('#') {
+        url.truncate(hash);
+    }
+    Ok(url)
+}
+
+fn wrk(url: &str, accept: &str, seconds: u32) -> anyhow::Result<Load> {
+    let output = Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency", "-H", &format!("Accept: {accept}"), url])
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim)
+    };
+    let rps: f64 = field("Requests/sec:").context("wrk printed no Requests/sec")?.parse()?;
+    if text.contains("Non-2xx") {
+        bail!("wrk saw non-2xx responses from {url}:\n{text}");
+    }
+    Ok(Load {
+        rps,
+        p50_ms: parse_ms(field("50%").context("no p50")?)?,
+        p99_ms: parse_ms(field("99%").context("no p99")?)?,
+    })
+}
+
+fn parse_ms(text: &str) -> anyhow::Result<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse()?;
+    Ok(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        other => bail!("unknown wrk unit `{other}`"),
+    })
+}
+
+/// Best of three downloads with curl, in MB/s.
+fn download(url: &str, expected: usize) -> anyhow::Result<f64> {
+    let mut best = 0.0_f64;
+    for _ in 0..3 {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut parts = text.split_whitespace();
+        let size: usize = parts.next().context("curl size")?.parse()?;
+        let secs: f64 = parts.next().context("curl time")?.parse()?;
+        if size != expected {
+            bail!("downloaded {size} bytes from {url}, expected {expected}");
+        }
+        best = best.max(size as f64 / secs / 1e6);
+    }
+    Ok(best)
+}
+
+fn install(venv: &Path, tool: &str, index: &str, work: &Path) -> anyhow::Result<f64> {
+    let target = work.join(format!("install-{tool}-{}", free_port()?));
+    let mut command = Command::new(venv.join(format!("bin/{tool}")));
+    if tool == "pip" {
+        command.args(["install", "--no-cache-dir", "--quiet"]);
+    } else {
+        command.args(["pip", "install", "--no-cache", "--quiet", "--python"]).arg(venv.join("bin/python"));
+    }
+    command.arg("--target").arg(&target).args(["--index-url", index, "chain-00"]);
+    for var in ["PIP_FIND_LINKS", "PIP_INDEX_URL", "UV_INDEX_URL"] {
+        command.env_remove(var);
+    }
+    command.env("PIP_CONFIG_FILE", "/dev/null").env("UV_NO_CONFIG", "1");
+    let started = Instant::now();
+    run_ok(&mut command, &format!("{tool} install"))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// nginx serving the same project page and large file as static files.
+fn nginx_reference(work: &Path, page_html: &str, large: &Dist, seconds: u32) -> anyhow::Result<Option<Row>> {
+    let Ok(nginx) = which("nginx") else {
+        eprintln!("nginx not installed: skipping the static reference row");
+        return Ok(None);
+    };
+    let root = work.join("nginx");
+    std::fs::create_dir_all(root.join("www/page"))?;
+    std::fs::write(root.join("www/page/index.html"), page_html)?;
+    std::fs::write(root.join("www/large.whl"), &large.bytes)?;
+    let port = free_port()?;
+    let conf = format!(
+        "daemon off; worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; sendfile on; tcp_nopush on;\n\
+           client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
+           server {{ listen 127.0.0.1:{port}; root {root}/www; }} }}\n",
+        root = root.display()
+    );
+    std::fs::write(root.join("nginx.conf"), conf)?;
+    let mut child = Command::new(nginx)
+        .args(["-c"])
+        .arg(root.join("nginx.conf"))
+        .args(["-p"])
+        .arg(&root)
+        .stderr(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}/");
+    let result = (|| -> anyhow::Result<Row> {
+        wait_healthy(&format!("{base}page/"))?;
+        let html = wrk(&format!("{base}page/"), "text/html", seconds)?;
+        let download_mb_s = download(&format!("{base}large.whl"), large.bytes.len())?;
+        Ok(Row { name: "nginx (static files, reference)".into(), html: Some(html), download_mb_s: Some(download_mb_s), ..Row::default() })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result.map(Some)
+}
+
+fn print_table(rows: &[Row], seconds: u32) {
+    let f = |v: Option<f64>, digits: usize| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"));
+    println!("\n| server | start-up to healthy (ms) | idle RSS (MB) | peak RSS (MB) | twine uploads (files/s) | HTML page req/s | HTML p50 / p99 (ms) | JSON page req/s | JSON p50 / p99 (ms) | 50 MB download (MB/s) | pip install chain (s) | uv pip install chain (s) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let load = |l: Option<Load>| l.map_or(("—".to_owned(), "—".to_owned()), |l| (format!("{:.0}", l.rps), format!("{:.2} / {:.2}", l.p50_ms, l.p99_ms)));
+        let (hr, hl) = load(r.html);
+        let (jr, jl) = load(r.json);
+        println!(
+            "| {} | {} | {} | {} | {} | {hr} | {hl} | {jr} | {jl} | {} | {} | {} |",
+            r.name,
+            f(r.startup_ms, 0),
+            f(r.idle_rss_mb, 1),
+            f(r.peak_rss_mb, 1),
+            f(r.uploads_per_s, 1),
+            f(r.download_mb_s, 0),
+            f(r.pip_s, 2),
+            f(r.uv_s, 2),
+        );
+    }
+    if let [kiln, devpi, ..] = rows {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+            _ => "—".into(),
+        };
+        println!(
+            "\nKiln / devpi-server: HTML req/s {}, JSON req/s {}, uploads {}, downloads {}.",
+            ratio(kiln.html.map(|l| l.rps), devpi.html.map(|l| l.rps)),
+            ratio(kiln.json.map(|l| l.rps), devpi.json.map(|l| l.rps)),
+            ratio(kiln.uploads_per_s, devpi.uploads_per_s),
+            ratio(kiln.download_mb_s, devpi.download_mb_s),
+        );
+        if let Some(nginx) = rows.get(2) {
+            println!("Kiln / nginx: downloads {}.", ratio(kiln.download_mb_s, nginx.download_mb_s));
+        }
+    }
+    println!("(wrk -t2 -c32 -d{seconds}s --latency; {} cores)", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
+}
+
+fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/bench-venv");
+    let marker = venv.join(".kiln-bench-ready");
+    if !marker.exists() {
+        eprintln!("installing devpi-server, devpi-client, twine, pip and uv into {}", venv.display());
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+        run_ok(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "devpi-server", "devpi-client", "twine==7.0.0", "uv==0.13.9", "pip==26.3"]),
+            "pip install devpi-server …",
+        )?;
+        std::fs::write(&marker, b"")?;
+    }
+    Ok(venv)
+}
+
+fn build_kiln(root: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_ok(Command::new(cargo).current_dir(root).args(["build", "--release", "--quiet", "--bin", "kiln"]), "cargo build --release --bin kiln")?;
+    Ok(root.join("target/release/kiln"))
+}
+
+fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("starting {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn which(name: &str) -> anyhow::Result<PathBuf> {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+        let path = Path::new(dir).join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!("{name} not found")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_healthy(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_status(url).is_ok_and(|s| s == 200) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("{url} did not answer 200 within 60 s")
+}
+
+fn rss_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no such field in /proc/PID/status")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// A minimal HTTP/1.1 GET over loopback (no client library needed for a benchmark probe).
+fn http_request(url: &str, accept: &str) -> anyhow::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").context("http URLs only")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.get(9..12).context("short response")?.parse()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let chunked = text.split_once("\r\n\r\n").is_some_and(|(h, _)| h.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    Ok((status, if chunked { dechunk(&body) } else { body }))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || tail.len() < size {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = tail[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn http_status(url: &str) -> anyhow::Result<u16> {
+    Ok(http_request(url, "*/*")?.0)
+}
+
+fn http_get(url: &str, accept: &str) -> anyhow::Result<String> {
+    let (status, body) = http_request(url, accept)?;
+    if status != 200 {
+        bail!("GET {url} answered {status}");
+    }
+    Ok(body)
+}
