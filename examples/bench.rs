@@ -44,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     let kiln_bin = build_kiln(&root)?;
     let work = tempfile::tempdir()?;
     let sets = generate(work.path())?;
-    eprintln!("generated {} small wheels, a {} MB wheel and a {CHAIN}-package chain", sets.small.len(), LARGE_BYTES / 1024 / 1024);
+    eprintln!(
+        "generated {} small wheels, a {} MB wheel and a {CHAIN}-package chain",
+        sets.small.len(),
+        LARGE_BYTES / 1024 / 1024
+    );
 
     let mut rows = Vec::new();
     let kiln = Target::start_kiln(&kiln_bin, &work.path().join("kiln"))?;
@@ -89,7 +93,12 @@ impl Target {
         let token = "kiln_bench-admin-token-0123456789abcdef";
         let started = Instant::now();
         let child = Command::new(bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(data)
             .env("KILN_ADMIN_TOKEN", token)
             .env("KILN_LOG", "warn")
@@ -126,7 +135,13 @@ impl Target {
         let child = Command::new(venv.join("bin/devpi-server"))
             .arg("--serverdir")
             .arg(&server_dir)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--offline-mode"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--offline-mode",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -136,7 +151,10 @@ impl Target {
         let client_dir = dir.join("client");
         let devpi = |args: &[&str]| -> anyhow::Result<()> {
             run_ok(
-                Command::new(venv.join("bin/devpi")).arg("--clientdir").arg(&client_dir).args(args),
+                Command::new(venv.join("bin/devpi"))
+                    .arg("--clientdir")
+                    .arg(&client_dir)
+                    .args(args),
                 "devpi client",
             )
         };
@@ -173,13 +191,19 @@ fn generate(dir: &Path) -> anyhow::Result<Sets> {
     let mut small = Vec::new();
     for p in 0..PROJECTS {
         for v in 0..VERSIONS {
-            small.push(Dist::wheel(&format!("bench-proj-{p:02}"), &format!("1.{v}")).write_to(&small_dir));
+            small.push(
+                Dist::wheel(&format!("bench-proj-{p:02}"), &format!("1.{v}")).write_to(&small_dir),
+            );
         }
     }
     let chain = (0..CHAIN)
         .map(|i| {
             let requires = format!("Requires-Dist: chain-{:02}", i + 1);
-            let headers: Vec<&str> = if i + 1 < CHAIN { vec![requires.as_str()] } else { vec![] };
+            let headers: Vec<&str> = if i + 1 < CHAIN {
+                vec![requires.as_str()]
+            } else {
+                vec![]
+            };
             Dist::wheel_with(&format!("chain-{i:02}"), "1.0", &headers, "").write_to(&chain_dir)
         })
         .collect();
@@ -195,7 +219,12 @@ fn generate(dir: &Path) -> anyhow::Result<Sets> {
         .collect();
     let large = Dist::wheel_with_data("bench-large", "1.0", data);
     let large_path = large.write_to(&large_dir);
-    Ok(Sets { small, large, large_path, chain })
+    Ok(Sets {
+        small,
+        large,
+        large_path,
+        chain,
+    })
 }
 
 #[derive(Default)]
@@ -219,12 +248,21 @@ struct Load {
     p99_ms: f64,
 }
 
-fn measure(target: &Target, venv: &Path, sets: &Sets, seconds: u32, work: &Path) -> anyhow::Result<Row> {
+fn measure(
+    target: &Target,
+    venv: &Path,
+    sets: &Sets,
+    seconds: u32,
+    work: &Path,
+) -> anyhow::Result<Row> {
     eprintln!("== {}", target.name);
     let started = Instant::now();
     twine(venv, target, &sets.small)?;
     let uploads_per_s = sets.small.len() as f64 / started.elapsed().as_secs_f64();
-    eprintln!("uploaded {} files: {uploads_per_s:.1} files/s", sets.small.len());
+    eprintln!(
+        "uploaded {} files: {uploads_per_s:.1} files/s",
+        sets.small.len()
+    );
     twine(venv, target, std::slice::from_ref(&sets.large_path))?;
     twine(venv, target, &sets.chain)?;
 
@@ -252,7 +290,13 @@ fn measure(target: &Target, venv: &Path, sets: &Sets, seconds: u32, work: &Path)
 fn twine(venv: &Path, target: &Target, files: &[PathBuf]) -> anyhow::Result<()> {
     run_ok(
         Command::new(venv.join("bin/twine"))
-            .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &target.upload])
+            .args([
+                "upload",
+                "--non-interactive",
+                "--disable-progress-bar",
+                "--repository-url",
+                &target.upload,
+            ])
             .args(["-u", target.user, "-p", &target.password])
             .args(files),
         "twine upload",
@@ -263,10 +307,15 @@ fn twine(venv: &Path, target: &Target, files: &[PathBuf]) -> anyhow::Result<()> 
 fn file_url(simple: &str, dist: &Dist) -> anyhow::Result<String> {
     let page_url = format!("{simple}{}/", dist.name);
     let body = http_get(&page_url, JSON)?;
-    let page: serde_json::Value = serde_json::from_str(&body).context("parsing a JSON simple page")?;
+    let page: serde_json::Value =
+        serde_json::from_str(&body).context("parsing a JSON simple page")?;
     let relative = page["files"]
         .as_array()
-        .and_then(|files| files.iter().find(|f| f["filename"] == dist.filename.as_str()))
+        .and_then(|files| {
+            files
+                .iter()
+                .find(|f| f["filename"] == dist.filename.as_str())
+        })
         .and_then(|f| f["url"].as_str())
         .context("large wheel missing from its page")?;
     let url = url::Url::parse(&page_url)?.join(relative)?;
@@ -279,14 +328,27 @@ fn file_url(simple: &str, dist: &Dist) -> anyhow::Result<String> {
 
 fn wrk(url: &str, accept: &str, seconds: u32) -> anyhow::Result<Load> {
     let output = Command::new("wrk")
-        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency", "-H", &format!("Accept: {accept}"), url])
+        .args([
+            "-t2",
+            "-c32",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Accept: {accept}"),
+            url,
+        ])
         .output()
         .context("running wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |prefix: &str| -> Option<&str> {
-        text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim)
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
     };
-    let rps: f64 = field("Requests/sec:").context("wrk printed no Requests/sec")?.parse()?;
+    let rps: f64 = field("Requests/sec:")
+        .context("wrk printed no Requests/sec")?
+        .parse()?;
     if text.contains("Non-2xx") {
         bail!("wrk saw non-2xx responses from {url}:\n{text}");
     }
@@ -298,7 +360,9 @@ fn wrk(url: &str, accept: &str, seconds: u32) -> anyhow::Result<Load> {
 }
 
 fn parse_ms(text: &str) -> anyhow::Result<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.trim().parse()?;
     Ok(match unit {
@@ -314,7 +378,14 @@ fn download(url: &str, expected: usize) -> anyhow::Result<f64> {
     let mut best = 0.0_f64;
     for _ in 0..3 {
         let output = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download} %{time_total}",
+                url,
+            ])
             .output()?;
         let text = String::from_utf8_lossy(&output.stdout);
         let mut parts = text.split_whitespace();
@@ -334,20 +405,32 @@ fn install(venv: &Path, tool: &str, index: &str, work: &Path) -> anyhow::Result<
     if tool == "pip" {
         command.args(["install", "--no-cache-dir", "--quiet"]);
     } else {
-        command.args(["pip", "install", "--no-cache", "--quiet", "--python"]).arg(venv.join("bin/python"));
+        command
+            .args(["pip", "install", "--no-cache", "--quiet", "--python"])
+            .arg(venv.join("bin/python"));
     }
-    command.arg("--target").arg(&target).args(["--index-url", index, "chain-00"]);
+    command
+        .arg("--target")
+        .arg(&target)
+        .args(["--index-url", index, "chain-00"]);
     for var in ["PIP_FIND_LINKS", "PIP_INDEX_URL", "UV_INDEX_URL"] {
         command.env_remove(var);
     }
-    command.env("PIP_CONFIG_FILE", "/dev/null").env("UV_NO_CONFIG", "1");
+    command
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .env("UV_NO_CONFIG", "1");
     let started = Instant::now();
     run_ok(&mut command, &format!("{tool} install"))?;
     Ok(started.elapsed().as_secs_f64())
 }
 
 /// nginx serving the same project page and large file as static files.
-fn nginx_reference(work: &Path, page_html: &str, large: &Dist, seconds: u32) -> anyhow::Result<Option<Row>> {
+fn nginx_reference(
+    work: &Path,
+    page_html: &str,
+    large: &Dist,
+    seconds: u32,
+) -> anyhow::Result<Option<Row>> {
     let Ok(nginx) = which("nginx") else {
         eprintln!("nginx not installed: skipping the static reference row");
         return Ok(None);
@@ -378,7 +461,12 @@ fn nginx_reference(work: &Path, page_html: &str, large: &Dist, seconds: u32) -> 
         wait_healthy(&format!("{base}page/"))?;
         let html = wrk(&format!("{base}page/"), "text/html", seconds)?;
         let download_mb_s = download(&format!("{base}large.whl"), large.bytes.len())?;
-        Ok(Row { name: "nginx (static files, reference)".into(), html: Some(html), download_mb_s: Some(download_mb_s), ..Row::default() })
+        Ok(Row {
+            name: "nginx (static files, reference)".into(),
+            html: Some(html),
+            download_mb_s: Some(download_mb_s),
+            ..Row::default()
+        })
     })();
     let _ = child.kill();
     let _ = child.wait();
@@ -386,11 +474,22 @@ fn nginx_reference(work: &Path, page_html: &str, large: &Dist, seconds: u32) -> 
 }
 
 fn print_table(rows: &[Row], seconds: u32) {
-    let f = |v: Option<f64>, digits: usize| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"));
-    println!("\n| server | start-up to healthy (ms) | idle RSS (MB) | peak RSS (MB) | twine uploads (files/s) | HTML page req/s | HTML p50 / p99 (ms) | JSON page req/s | JSON p50 / p99 (ms) | 50 MB download (MB/s) | pip install chain (s) | uv pip install chain (s) |");
+    let f = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    println!(
+        "\n| server | start-up to healthy (ms) | idle RSS (MB) | peak RSS (MB) | twine uploads (files/s) | HTML page req/s | HTML p50 / p99 (ms) | JSON page req/s | JSON p50 / p99 (ms) | 50 MB download (MB/s) | pip install chain (s) | uv pip install chain (s) |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let load = |l: Option<Load>| l.map_or(("—".to_owned(), "—".to_owned()), |l| (format!("{:.0}", l.rps), format!("{:.2} / {:.2}", l.p50_ms, l.p99_ms)));
+        let load = |l: Option<Load>| {
+            l.map_or(("—".to_owned(), "—".to_owned()), |l| {
+                (
+                    format!("{:.0}", l.rps),
+                    format!("{:.2} / {:.2}", l.p50_ms, l.p99_ms),
+                )
+            })
+        };
         let (hr, hl) = load(r.html);
         let (jr, jl) = load(r.json);
         println!(
@@ -418,20 +517,40 @@ fn print_table(rows: &[Row], seconds: u32) {
             ratio(kiln.download_mb_s, devpi.download_mb_s),
         );
         if let Some(nginx) = rows.get(2) {
-            println!("Kiln / nginx: downloads {}.", ratio(kiln.download_mb_s, nginx.download_mb_s));
+            println!(
+                "Kiln / nginx: downloads {}.",
+                ratio(kiln.download_mb_s, nginx.download_mb_s)
+            );
         }
     }
-    println!("(wrk -t2 -c32 -d{seconds}s --latency; {} cores)", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
+    println!(
+        "(wrk -t2 -c32 -d{seconds}s --latency; {} cores)",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
 }
 
 fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join("target/bench-venv");
     let marker = venv.join(".kiln-bench-ready");
     if !marker.exists() {
-        eprintln!("installing devpi-server, devpi-client, twine, pip and uv into {}", venv.display());
-        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+        eprintln!(
+            "installing devpi-server, devpi-client, twine, pip and uv into {}",
+            venv.display()
+        );
         run_ok(
-            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "devpi-server", "devpi-client", "twine==7.0.0", "uv==0.13.9", "pip==26.3"]),
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
+        run_ok(
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "devpi-server",
+                "devpi-client",
+                "twine==7.0.0",
+                "uv==0.13.9",
+                "pip==26.3",
+            ]),
             "pip install devpi-server …",
         )?;
         std::fs::write(&marker, b"")?;
@@ -441,12 +560,23 @@ fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
 
 fn build_kiln(root: &Path) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_ok(Command::new(cargo).current_dir(root).args(["build", "--release", "--quiet", "--bin", "kiln"]), "cargo build --release --bin kiln")?;
+    run_ok(
+        Command::new(cargo).current_dir(root).args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "kiln",
+        ]),
+        "cargo build --release --bin kiln",
+    )?;
     Ok(root.join("target/release/kiln"))
 }
 
 fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command.output().with_context(|| format!("starting {what}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("starting {what}"))?;
     if !output.status.success() {
         bail!(
             "{what} failed:\n{}\n{}",
@@ -458,7 +588,11 @@ fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 fn which(name: &str) -> anyhow::Result<PathBuf> {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let path = Path::new(dir).join(name);
         if path.is_file() {
             return Ok(path);
@@ -468,7 +602,9 @@ fn which(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn wait_healthy(url: &str) -> anyhow::Result<()> {
@@ -498,13 +634,22 @@ fn http_request(url: &str, accept: &str) -> anyhow::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").context("http URLs only")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut stream = std::net::TcpStream::connect(host)?;
-    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.get(9..12).context("short response")?.parse()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    let chunked = text.split_once("\r\n\r\n").is_some_and(|(h, _)| h.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    let chunked = text.split_once("\r\n\r\n").is_some_and(|(h, _)| {
+        h.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    });
     Ok((status, if chunked { dechunk(&body) } else { body }))
 }
 
@@ -512,7 +657,9 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || tail.len() < size {
             break;
         }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// Compiled HTML templates.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// Rendered simple pages.
+    pub pages: Arc<crate::http::page_cache::PageCache>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             storage,
             config: Arc::new(config),
             templates: Arc::new(templates),
+            pages: Arc::default(),
         })
     }
 }

@@ -35,7 +35,7 @@ use crate::domain::Sha256Digest;
 const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
 /// Part size for multipart writes and buffer size for local reads.
 const CHUNK: usize = 8 * 1024 * 1024;
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 1024 * 1024;
 
 /// What went wrong with the object store.
 #[derive(Debug, thiserror::Error)]

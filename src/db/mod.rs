@@ -9,7 +9,11 @@
 //! - Every write transaction starts by bumping `kiln_meta.generation` ([`Db::begin_write`]).
 //!   On SQLite that takes the write lock up front, so a transaction never has to upgrade a
 //!   read snapshot (which fails with `SQLITE_BUSY` instead of waiting); and the counter is
-//!   what in-process caches compare against to notice any write, from any process.
+//!   what in-process caches compare against ([`Db::generation`]) to notice any write.
+//! - A SQLite database belongs to one `kiln serve` process, enforced by an exclusive lock
+//!   on `<database file>.lock`. That is what lets [`Db::generation`] answer from memory on
+//!   SQLite (every write goes through this process); a shared, multi-replica backend has
+//!   to read the counter from the database instead.
 //! - A row that points at a blob is written only after the blob is durable (see
 //!   `service::publish`); nothing here deletes blobs.
 
@@ -18,6 +22,8 @@ mod indexes;
 mod tokens;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -39,6 +45,11 @@ pub enum DbError {
     /// A unique key already holds a row.
     #[error("already exists")]
     Conflict,
+    /// Another process already serves this SQLite database.
+    #[error(
+        "database `{0}` is in use by another `kiln serve` (SQLite allows one server process; use PostgreSQL to run several)"
+    )]
+    InUse(String),
     /// The database URL names an engine this build does not support.
     #[error("unsupported database URL `{0}`: use `sqlite://PATH` (PostgreSQL support is planned)")]
     UnsupportedUrl(String),
@@ -59,14 +70,45 @@ impl DbError {
     }
 }
 
-/// A write transaction that already holds the write lock (see the module docs).
-pub type WriteTx = sqlx::Transaction<'static, sqlx::Any>;
+/// A write transaction that already holds the write lock (see the module docs). It
+/// dereferences to the connection, so queries run on `&mut **tx`.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    generation: Arc<AtomicI64>,
+}
+
+impl WriteTx {
+    /// Commits, and lets in-process caches know that something changed.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 /// The database handle, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Bumped after every commit made through this handle.
+    generation: Arc<AtomicI64>,
+    /// Held for the life of the handle: the SQLite file's single-owner lock.
+    _owner_lock: Option<Arc<std::fs::File>>,
 }
 
 impl Db {
@@ -77,6 +119,9 @@ impl Db {
             Backend::Sqlite
         } else {
             return Err(DbError::UnsupportedUrl(redact_url(url)));
+        };
+        let owner_lock = match backend {
+            Backend::Sqlite => sqlite_owner_lock(url)?,
         };
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
@@ -98,8 +143,17 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let db = Self { pool, backend };
+        let mut db = Self {
+            pool,
+            backend,
+            generation: Arc::new(AtomicI64::new(0)),
+            _owner_lock: owner_lock,
+        };
         db.migrate().await?;
+        let stored: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
+            .fetch_one(&db.pool)
+            .await?;
+        db.generation = Arc::new(AtomicI64::new(stored));
         Ok(db)
     }
 
@@ -122,16 +176,22 @@ impl Db {
         sqlx::query("UPDATE kiln_meta SET generation = generation + 1 WHERE id = 1")
             .execute(&mut *tx)
             .await?;
-        Ok(tx)
+        Ok(WriteTx {
+            tx,
+            generation: Arc::clone(&self.generation),
+        })
     }
 
-    /// The current generation: it changes on every committed write.
+    /// A counter that changes whenever a write commits. On SQLite this process makes every
+    /// write, so the answer comes from memory (see the module docs).
+    #[expect(
+        clippy::unused_async,
+        reason = "a shared multi-replica backend reads the counter with a query"
+    )]
     pub async fn generation(&self) -> Result<i64, DbError> {
-        Ok(
-            sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        match self.backend {
+            Backend::Sqlite => Ok(self.generation.load(Ordering::SeqCst)),
+        }
     }
 
     /// True once the first-start layout has been created.
@@ -164,6 +224,31 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Takes the exclusive lock that makes this process the SQLite file's only server.
+fn sqlite_owner_lock(url: &str) -> Result<Option<Arc<std::fs::File>>, DbError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| DbError::Other(sqlx::Error::Io(e)))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Arc::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbError::InUse(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(DbError::Other(sqlx::Error::Io(e))),
     }
 }
 

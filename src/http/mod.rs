@@ -6,5 +6,6 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod indexes;
+pub mod page_cache;
 pub mod simple;
 pub mod upload;

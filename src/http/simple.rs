@@ -10,6 +10,7 @@
 //! - Pages change whenever CI uploads, so they are `max-age=0, must-revalidate` with a
 //!   strong ETag; a client with a fresh copy gets 304 and no body.
 
+use std::future::Future;
 use std::str::FromStr;
 
 use axum::extract::{Path, Query, State};
@@ -20,10 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::IndexPath;
+use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::ProjectName;
-use crate::service::{indexes, resolve};
+use crate::service::{ServiceError, indexes, resolve};
 
 const API_VERSION: &str = "1.1";
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -31,7 +33,7 @@ const HTML_V1_TYPE: &str = "application/vnd.pypi.simple.v1+html";
 const HTML_TYPE: &str = "text/html; charset=utf-8";
 
 /// The representation a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// PEP 691 JSON.
     Json,
@@ -210,19 +212,59 @@ pub async fn show_project(
     if project.as_str() != raw_project {
         return Ok(redirect_permanent(&format!("../{project}/")));
     }
-    let index = indexes::get_index(&state.db, &index_name).await?;
+    let key = PageKey {
+        index: index_name,
+        project: Some(project),
+        format,
+    };
+    let page = cached_page(&state, key, render_project).await?;
+    Ok(page_response(format, page, &headers))
+}
+
+/// Answers from the page cache, rendering (and remembering) on a miss.
+async fn cached_page<F, Fut>(state: &AppState, key: PageKey, render: F) -> Result<Page, ApiError>
+where
+    F: FnOnce(AppState, PageKey) -> Fut,
+    Fut: Future<Output = Result<Page, ApiError>>,
+{
+    // Read before rendering: a write that lands meanwhile leaves this entry already stale.
+    let generation = state.db.generation().await.map_err(ServiceError::from)?;
+    if let Some(page) = state.pages.get(&key, generation) {
+        return Ok(page);
+    }
+    let page = render(state.clone(), key.clone()).await?;
+    state.pages.put(key, generation, page.clone());
+    Ok(page)
+}
+
+async fn render_project(state: AppState, key: PageKey) -> Result<Page, ApiError> {
+    let project = key.project.as_ref().expect("project pages have a project");
+    let index = match indexes::get_index(&state.db, &key.index).await {
+        Ok(index) => index,
+        Err(ServiceError::NotFound(message)) => return Ok(Page::Missing(message)),
+        Err(e) => return Err(e.into()),
+    };
     let chain = resolve::chain(&state.db, &index).await?;
-    let files = resolve::project_files(&state.db, &chain, &project).await?;
+    let files = resolve::project_files(&state.db, &chain, project).await?;
     if files.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "project `{project}` is not on index `{index_name}` or its bases"
+        return Ok(Page::Missing(format!(
+            "project `{project}` is not on index `{}` or its bases",
+            key.index
         )));
     }
-    let body = match format {
-        Format::Json => render_project_json(&project, &files)?,
-        Format::Html | Format::HtmlV1 => render_project_html(&state, &project, &files)?,
+    let body = match key.format {
+        Format::Json => render_project_json(project, &files)?,
+        Format::Html | Format::HtmlV1 => render_project_html(&state, project, &files)?,
     };
-    Ok(cacheable_page(format, body, &headers))
+    Ok(found(body))
+}
+
+fn found(body: Vec<u8>) -> Page {
+    let digest = crate::domain::Sha256Digest::of(&body);
+    Page::Found {
+        etag: format!("\"{}\"", &digest.as_str()[..32]),
+        body: body.into(),
+    }
 }
 
 fn render_project_json(project: &ProjectName, files: &[FileRecord]) -> Result<Vec<u8>, ApiError> {
@@ -296,14 +338,28 @@ pub async fn list_projects(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let format = negotiated(&query, &headers)?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
+    let key = PageKey {
+        index: index_name,
+        project: None,
+        format,
+    };
+    let page = cached_page(&state, key, render_project_list).await?;
+    Ok(page_response(format, page, &headers))
+}
+
+async fn render_project_list(state: AppState, key: PageKey) -> Result<Page, ApiError> {
+    let index = match indexes::get_index(&state.db, &key.index).await {
+        Ok(index) => index,
+        Err(ServiceError::NotFound(message)) => return Ok(Page::Missing(message)),
+        Err(e) => return Err(e.into()),
+    };
     let chain = resolve::chain(&state.db, &index).await?;
     let projects = state
         .db
         .projects_of(&chain)
         .await
-        .map_err(|e| internal(&e))?;
-    let body = match format {
+        .map_err(ServiceError::from)?;
+    let body = match key.format {
         Format::Json => serde_json::to_vec(&JsonProjectList {
             meta: JsonMeta {
                 api_version: API_VERSION,
@@ -321,13 +377,13 @@ pub async fn list_projects(
                 .map_err(|e| internal(&e))?;
             template
                 .render(minijinja::context! {
-                    api_version => API_VERSION, index => index_name.to_string(), projects
+                    api_version => API_VERSION, index => key.index.to_string(), projects
                 })
                 .map(String::into_bytes)
                 .map_err(|e| internal(&e))?
         }
     };
-    Ok(cacheable_page(format, body, &headers))
+    Ok(found(body))
 }
 
 /// `GET /{ns}/{name}/+simple` and `…/+simple/{project}`: add the trailing slash pip expects.
@@ -372,11 +428,13 @@ fn redirect_permanent(location: &str) -> Response {
     }
 }
 
-/// Wraps a page with its content type, a strong ETag and revalidation headers, answering
-/// `If-None-Match` with 304.
-fn cacheable_page(format: Format, body: Vec<u8>, request: &HeaderMap) -> Response {
-    let digest = crate::domain::Sha256Digest::of(&body);
-    let etag = format!("\"{}\"", &digest.as_str()[..32]);
+/// Wraps a page with its content type, its strong ETag and revalidation headers,
+/// answering `If-None-Match` with 304; a cached "not found" becomes a 404.
+fn page_response(format: Format, page: Page, request: &HeaderMap) -> Response {
+    let (body, etag) = match page {
+        Page::Found { body, etag } => (body, etag),
+        Page::Missing(message) => return ApiError::not_found(message).into_response(),
+    };
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -83,7 +83,12 @@ impl Dist {
             (format!("{dist_info}/METADATA"), metadata.into_bytes()),
         ];
         let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self { name: name.into(), version: version.into(), filename, bytes: build_wheel(&dist_info, members) }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            filename,
+            bytes: build_wheel(&dist_info, members),
+        }
     }
 
     /// A distribution with arbitrary bytes and filename (for hostile uploads).
@@ -179,4 +184,3 @@ fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> 
     zip.finish().unwrap();
     buf.into_inner()
 }
-
