@@ -271,8 +271,16 @@ fn measure(
     let json = wrk(&page, JSON, seconds)?;
     let large_url = file_url(&target.simple, &sets.large)?;
     let download_mb_s = download(&large_url, sets.large.bytes.len())?;
-    let pip_s = install(venv, "pip", &target.simple, work)?;
-    let uv_s = install(venv, "uv", &target.simple, work)?;
+    // Best of two cold installs (no client cache either time): the first run of a Python
+    // tool also pays for loading the interpreter's own files from disk.
+    let pip_s = install(venv, "pip", &target.simple, work)?.min(install(
+        venv,
+        "pip",
+        &target.simple,
+        work,
+    )?);
+    let uv_s =
+        install(venv, "uv", &target.simple, work)?.min(install(venv, "uv", &target.simple, work)?);
     Ok(Row {
         name: target.name.to_owned(),
         startup_ms: Some(target.startup.as_secs_f64() * 1000.0),

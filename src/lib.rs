@@ -27,6 +27,7 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::service::bootstrap::{Bootstrapped, bootstrap};
 use crate::storage::Storage;
+use axum::serve::ListenerExt as _;
 use tower::Layer as _;
 
 /// A server whose database and storage are open, ready to accept connections.
@@ -76,6 +77,13 @@ impl Server {
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");
         let app = tower::util::MapRequestLayer::new(app::decode_plus).layer(router(self.state));
+        // Without TCP_NODELAY, small responses on a kept-alive connection can wait for the
+        // peer's delayed ACK (Nagle), which adds tens of milliseconds to every pip request.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(
             listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(app),

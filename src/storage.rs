@@ -27,7 +27,7 @@ use object_store::{
     GetOptions, GetRange, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
     WriteMultipart,
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use crate::domain::Sha256Digest;
 
@@ -35,7 +35,9 @@ use crate::domain::Sha256Digest;
 const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
 /// Part size for multipart writes and buffer size for local reads.
 const CHUNK: usize = 8 * 1024 * 1024;
-const READ_BUFFER: usize = 1024 * 1024;
+const READ_BUFFER: usize = 512 * 1024;
+/// Chunks a local download may be read ahead of the socket.
+const READ_AHEAD: usize = 4;
 
 /// What went wrong with the object store.
 #[derive(Debug, thiserror::Error)]
@@ -204,15 +206,50 @@ impl Storage {
         };
         let span = result.range.clone();
         match result.payload {
-            GetResultPayload::File(file, _) => {
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(SeekFrom::Start(span.start)).await?;
-                let reader = file.take(span.end - span.start);
-                Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER).boxed())
-            }
+            GetResultPayload::File(file, _) => Ok(read_ahead(file, span)),
             GetResultPayload::Stream(stream) => Ok(stream.map_err(std::io::Error::other).boxed()),
         }
     }
+}
+
+/// Streams `span` of a local file, read on a blocking thread that stays up to
+/// [`READ_AHEAD`] chunks ahead of the socket, so disk reads and socket writes overlap.
+/// A client that stops reading leaves the thread parked on a full channel; a client that
+/// disconnects drops the receiver and the thread ends at its next send.
+fn read_ahead(mut file: std::fs::File, span: Range<u64>) -> ByteStream {
+    use std::io::{Read as _, Seek as _};
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(err) = file.seek(SeekFrom::Start(span.start)) {
+            let _ = tx.blocking_send(Err(err));
+            return;
+        }
+        let mut remaining = span.end - span.start;
+        while remaining > 0 {
+            let want = usize::try_from(remaining.min(READ_BUFFER as u64)).unwrap_or(READ_BUFFER);
+            let mut buf = vec![0u8; want];
+            let item = match file.read(&mut buf) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "blob is shorter than its recorded size",
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    remaining -= n as u64;
+                    Ok(Bytes::from(buf))
+                }
+                Err(err) => Err(err),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 #[cfg(test)]
