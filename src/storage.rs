@@ -35,9 +35,9 @@ use crate::domain::Sha256Digest;
 const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
 /// Part size for multipart writes and buffer size for local reads.
 const CHUNK: usize = 8 * 1024 * 1024;
-const READ_BUFFER: usize = 512 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
 /// Chunks a local download may be read ahead of the socket.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 8;
 
 /// What went wrong with the object store.
 #[derive(Debug, thiserror::Error)]
