@@ -292,3 +292,70 @@ fn cli_without_a_server_says_what_to_check() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn config_file_then_env_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-env");
+    let file_port = free_port();
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{file_port}\"\ndata_dir = \"{}\"\nmax_upload_size = \"1KiB\"\n",
+            dir.path().join("from-file").display()
+        ),
+    )
+    .unwrap();
+    let mut child = kiln()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("KILN_DATA_DIR", &data)
+        .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{file_port}");
+    let healthy = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        reqwest::blocking_get_ok(&format!("{base}/+health"))
+    });
+    assert!(healthy, "the listen address comes from the config file");
+    assert!(
+        data.join("kiln.db").exists(),
+        "KILN_DATA_DIR overrides the file's data_dir"
+    );
+    assert!(!dir.path().join("from-file").exists());
+    let big = Dist::raw("demo", "1.0", "demo-1.0.tar.gz", vec![0x1f; 4096]);
+    let response = ::reqwest::Client::new()
+        .post(format!("{base}/root/master/"))
+        .bearer_auth(ADMIN_TOKEN)
+        .multipart(big.form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        413,
+        "max_upload_size comes from the config file"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listne = \"x\"\n").unwrap();
+    let output = kiln()
+        .arg("serve")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("unknown field `listne`"),
+        "{stderr}"
+    );
+}
