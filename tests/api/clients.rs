@@ -280,13 +280,7 @@ async fn twine_uploads_retries_and_shows_the_conflict_reason() {
         show(&output)
     );
 
-    let page = app
-        .get(
-            "root/master/+simple/demo/",
-            &[("Accept", "application/vnd.pypi.simple.v1+json")],
-        )
-        .await;
-    let page: serde_json::Value = page.json().await.unwrap();
+    let page = app.json_page("root/master", "demo").await;
     assert_eq!(page["files"][0]["hashes"]["sha256"], wheel.sha256());
     assert_eq!(page["files"][0]["requires-python"], ">=3.8");
 }
@@ -313,12 +307,6 @@ async fn uv_publish_uploads() {
         "uv publish again: {}",
         show(&output)
     );
-    let page = app
-        .get(
-            "root/master/+simple/published-by-uv/",
-            &[("Accept", "application/vnd.pypi.simple.v1+json")],
-        )
-        .await;
-    let page: serde_json::Value = page.json().await.unwrap();
+    let page = app.json_page("root/master", "published-by-uv").await;
     assert_eq!(page["files"][0]["hashes"]["sha256"], wheel.sha256());
 }

@@ -136,6 +136,22 @@ impl TestApp {
         request.send().await.expect("upload request")
     }
 
+    /// A project's PEP 691 JSON page (asserting it exists).
+    pub async fn json_page(&self, index: &str, project: &str) -> serde_json::Value {
+        let response = self
+            .get(
+                &format!("{index}/+simple/{project}/"),
+                &[("Accept", "application/vnd.pypi.simple.v1+json")],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{index} {project}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/vnd.pypi.simple.v1+json"
+        );
+        response.json().await.unwrap()
+    }
+
     /// GET with optional headers.
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = no_redirect_client().get(self.url(path));

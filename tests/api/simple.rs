@@ -4,15 +4,6 @@ use crate::helpers::{Dist, TestApp, detail};
 
 const JSON: &str = "application/vnd.pypi.simple.v1+json";
 
-async fn json_page(app: &TestApp, index: &str, project: &str) -> serde_json::Value {
-    let response = app
-        .get(&format!("{index}/+simple/{project}/"), &[("Accept", JSON)])
-        .await;
-    assert_eq!(response.status(), 200, "{index} {project}");
-    assert_eq!(response.headers()["content-type"], JSON);
-    response.json().await.unwrap()
-}
-
 fn listed(page: &serde_json::Value) -> Vec<(String, String)> {
     page["files"]
         .as_array()
@@ -43,7 +34,7 @@ async fn branch_inherits_master_own_files_first_without_duplicates() {
     ] {
         assert_eq!(app.upload(index, dist).await.status(), 200);
     }
-    let page = json_page(&app, "acme/feature-x", "demo").await;
+    let page = app.json_page("acme/feature-x", "demo").await;
     assert_eq!(
         listed(&page),
         vec![
@@ -58,7 +49,7 @@ async fn branch_inherits_master_own_files_first_without_duplicates() {
         serde_json::json!(["0.9", "1.0", "1.1.dev3"])
     );
     // Master does not see the branch's files.
-    let master = json_page(&app, "root/master", "demo").await;
+    let master = app.json_page("root/master", "demo").await;
     assert_eq!(listed(&master).len(), 2);
     assert_eq!(
         listed(&master)[1],
@@ -68,7 +59,7 @@ async fn branch_inherits_master_own_files_first_without_duplicates() {
     // A diamond visits each base once.
     app.create_index("acme/diamond", &["acme/feature-x", "root/master"])
         .await;
-    let diamond = json_page(&app, "acme/diamond", "demo").await;
+    let diamond = app.json_page("acme/diamond", "demo").await;
     assert_eq!(listed(&diamond), listed(&page));
 
     // The project list merges the chain.
@@ -85,7 +76,7 @@ async fn json_and_html_carry_the_same_facts() {
     let app = TestApp::spawn().await;
     let dist = Dist::wheel_with("Demo_Pkg", "2.0", &["Requires-Python: >=3.8"], "");
     assert_eq!(app.upload("root/master", &dist).await.status(), 200);
-    let page = json_page(&app, "root/master", "demo-pkg").await;
+    let page = app.json_page("root/master", "demo-pkg").await;
     let file = &page["files"][0];
     assert_eq!(page["name"], "demo-pkg");
     assert_eq!(file["requires-python"], ">=3.8");

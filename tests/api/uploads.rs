@@ -81,13 +81,7 @@ async fn accepts_sdists_and_bearer_tokens() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let page = app
-        .get(
-            "root/master/+simple/demo/",
-            &[("Accept", "application/vnd.pypi.simple.v1+json")],
-        )
-        .await;
-    let page: serde_json::Value = page.json().await.unwrap();
+    let page = app.json_page("root/master", "demo").await;
     assert_eq!(page["files"][0]["filename"], "demo-2.0.tar.gz");
     assert_eq!(page["files"][0]["core-metadata"], false);
 }
@@ -421,13 +415,7 @@ async fn different_bytes_under_a_published_name_conflict() {
     assert!(message.contains("Builds must be reproducible"), "{message}");
     assert!(message.contains(&first.sha256()), "{message}");
     // The first file is untouched.
-    let page = app
-        .get(
-            "root/master/+simple/demo/",
-            &[("Accept", "application/vnd.pypi.simple.v1+json")],
-        )
-        .await;
-    let page: serde_json::Value = page.json().await.unwrap();
+    let page = app.json_page("root/master", "demo").await;
     assert_eq!(page["files"][0]["hashes"]["sha256"], first.sha256());
 }
 

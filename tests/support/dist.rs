@@ -47,30 +47,29 @@ impl Dist {
                 b"Wheel-Version: 1.0\nGenerator: kiln-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
             ),
         ];
-        let filename = format!("{escaped}-{version}-py3-none-any.whl");
+        Self::assemble(name, version, members)
+    }
+
+    /// Zips `members` (plus a RECORD) into `{name}-{version}-py3-none-any.whl`.
+    fn assemble(name: &str, version: &str, members: Vec<(String, Vec<u8>)>) -> Self {
+        let escaped = name.replace('-', "_");
+        let dist_info = format!("{escaped}-{version}.dist-info");
         Self {
             name: name.into(),
             version: version.into(),
-            filename,
+            filename: format!("{escaped}-{version}-py3-none-any.whl"),
             bytes: build_wheel(&dist_info, members),
         }
     }
 
     /// A wheel named `name`/`version` whose METADATA file says something else entirely.
     pub fn wheel_with_metadata(name: &str, version: &str, metadata: &str) -> Self {
-        let escaped = name.replace('-', "_");
-        let dist_info = format!("{escaped}-{version}.dist-info");
+        let dist_info = format!("{}-{version}.dist-info", name.replace('-', "_"));
         let members = vec![(
             format!("{dist_info}/METADATA"),
             metadata.as_bytes().to_vec(),
         )];
-        let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self {
-            name: name.into(),
-            version: version.into(),
-            filename,
-            bytes: build_wheel(&dist_info, members),
-        }
+        Self::assemble(name, version, members)
     }
 
     /// A wheel carrying `data` as an uncompressed `data.bin` (for large-file benchmarks).
@@ -82,13 +81,7 @@ impl Dist {
             (format!("{escaped}/data.bin"), data),
             (format!("{dist_info}/METADATA"), metadata.into_bytes()),
         ];
-        let filename = format!("{escaped}-{version}-py3-none-any.whl");
-        Self {
-            name: name.into(),
-            version: version.into(),
-            filename,
-            bytes: build_wheel(&dist_info, members),
-        }
+        Self::assemble(name, version, members)
     }
 
     /// A distribution with arbitrary bytes and filename (for hostile uploads).
