@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::service::ServiceError;
 use crate::service::indexes;
 use crate::service::publish::{
-    self, PublishLimits, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
+    self, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
 };
 
 /// Largest text field (a long description can be big, but not this big).
@@ -104,12 +104,15 @@ pub async fn upload_file(
             }
         }
     }
-    let limits = PublishLimits {
-        max_upload_bytes: limit,
-        archive: state.config.archive_limits,
-    };
-    let published =
-        publish::publish(&state.db, &state.storage, limits, &index, &principal, form).await?;
+    let published = publish::publish(
+        &state.db,
+        &state.storage,
+        state.config.archive_limits,
+        &index,
+        &principal,
+        form,
+    )
+    .await?;
     let (result, file) = match published {
         Published::Created(file) => ("created", file),
         Published::AlreadyPresent(file) => ("already-present", file),

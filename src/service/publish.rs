@@ -64,15 +64,6 @@ pub const SINGLE_FIELDS: &[&str] = &[
     "requires_python",
 ];
 
-/// Limits applied while publishing.
-#[derive(Debug, Clone, Copy)]
-pub struct PublishLimits {
-    /// Largest file accepted.
-    pub max_upload_bytes: u64,
-    /// Bounds on reading the archive.
-    pub archive: ArchiveLimits,
-}
-
 /// What publishing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -148,7 +139,7 @@ fn required<'a>(form: &'a UploadForm, name: &str) -> Result<&'a str, ServiceErro
 pub async fn publish(
     db: &Db,
     storage: &Storage,
-    limits: PublishLimits,
+    archive_limits: ArchiveLimits,
     index: &Index,
     principal: &Principal,
     form: UploadForm,
@@ -183,7 +174,7 @@ pub async fn publish(
         return same_or_conflict(index, existing, &content.sha256);
     }
 
-    let metadata = inspect(&dist, content, limits.archive).await?;
+    let metadata = inspect(&dist, content, archive_limits).await?;
     let requires_python = match &metadata {
         Some((_, meta)) => meta.requires_python.clone(),
         None => field(&form, "requires_python")
