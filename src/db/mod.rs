@@ -143,31 +143,18 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let mut db = Self {
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
+        Ok(Self {
             pool,
             backend,
-            generation: Arc::new(AtomicI64::new(0)),
+            generation: Arc::new(AtomicI64::new(stored)),
             _owner_lock: owner_lock,
-        };
-        db.migrate().await?;
-        let stored: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
-            .fetch_one(&db.pool)
-            .await?;
-        db.generation = Arc::new(AtomicI64::new(stored));
-        Ok(db)
-    }
-
-    async fn migrate(&self) -> Result<(), DbError> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Which engine this is.
-    #[must_use]
-    pub fn backend(&self) -> Backend {
-        self.backend
+        })
     }
 
     /// Starts a write transaction, bumping the generation counter first.

@@ -59,12 +59,6 @@ impl ProjectName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// True when `raw` is already in normalized form (used for PEP 503 redirects).
-    #[must_use]
-    pub fn is_normalized(raw: &str) -> bool {
-        normalize(raw) == raw
-    }
 }
 
 fn normalize(raw: &str) -> String {
@@ -99,8 +93,7 @@ mod tests {
         assert_eq!(ProjectName::new("My_Pkg").unwrap().as_str(), "my-pkg");
         assert_eq!(ProjectName::new("a.-_b").unwrap().as_str(), "a-b");
         assert_eq!(ProjectName::new("Django").unwrap().as_str(), "django");
-        assert!(ProjectName::is_normalized("my-pkg"));
-        assert!(!ProjectName::is_normalized("My-Pkg"));
+        assert_eq!(ProjectName::new("my-pkg").unwrap().as_str(), "my-pkg");
     }
 
     #[test]

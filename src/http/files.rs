@@ -15,7 +15,7 @@ use super::extract::IndexPath;
 use super::simple::etag_matches;
 use crate::app::AppState;
 use crate::domain::Sha256Digest;
-use crate::service::{ServiceError, indexes, resolve};
+use crate::service::{ServiceError, resolve};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -32,8 +32,7 @@ pub async fn get_file(
         ))
     };
     let sha256: Sha256Digest = digest.parse().map_err(|_| not_found())?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    let chain = resolve::chain(&state.db, &index).await?;
+    let chain = resolve::chain_of(&state.db, &index_name).await?;
     let listed = state
         .db
         .files_with_digest(&chain, sha256.as_str())

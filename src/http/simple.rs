@@ -25,7 +25,7 @@ use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::ProjectName;
-use crate::service::{ServiceError, indexes, resolve};
+use crate::service::{ServiceError, resolve};
 
 const API_VERSION: &str = "1.1";
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -222,32 +222,32 @@ pub async fn show_project(
 }
 
 /// Answers from the page cache, rendering (and remembering) on a miss.
+/// A render's `NotFound` (no such index, no such project) is remembered as a 404 page.
 async fn cached_page<F, Fut>(state: &AppState, key: PageKey, render: F) -> Result<Page, ApiError>
 where
     F: FnOnce(AppState, PageKey) -> Fut,
-    Fut: Future<Output = Result<Page, ApiError>>,
+    Fut: Future<Output = Result<Page, ServiceError>>,
 {
     // Read before rendering: a write that lands meanwhile leaves this entry already stale.
     let generation = state.db.generation().await.map_err(ServiceError::from)?;
     if let Some(page) = state.pages.get(&key, generation) {
         return Ok(page);
     }
-    let page = render(state.clone(), key.clone()).await?;
+    let page = match render(state.clone(), key.clone()).await {
+        Ok(page) => page,
+        Err(ServiceError::NotFound(message)) => Page::Missing(message),
+        Err(err) => return Err(err.into()),
+    };
     state.pages.put(key, generation, page.clone());
     Ok(page)
 }
 
-async fn render_project(state: AppState, key: PageKey) -> Result<Page, ApiError> {
+async fn render_project(state: AppState, key: PageKey) -> Result<Page, ServiceError> {
     let project = key.project.as_ref().expect("project pages have a project");
-    let index = match indexes::get_index(&state.db, &key.index).await {
-        Ok(index) => index,
-        Err(ServiceError::NotFound(message)) => return Ok(Page::Missing(message)),
-        Err(e) => return Err(e.into()),
-    };
-    let chain = resolve::chain(&state.db, &index).await?;
+    let chain = resolve::chain_of(&state.db, &key.index).await?;
     let files = resolve::project_files(&state.db, &chain, project).await?;
     if files.is_empty() {
-        return Ok(Page::Missing(format!(
+        return Err(ServiceError::NotFound(format!(
             "project `{project}` is not on index `{}` or its bases",
             key.index
         )));
@@ -267,7 +267,10 @@ fn found(body: Vec<u8>) -> Page {
     }
 }
 
-fn render_project_json(project: &ProjectName, files: &[FileRecord]) -> Result<Vec<u8>, ApiError> {
+fn render_project_json(
+    project: &ProjectName,
+    files: &[FileRecord],
+) -> Result<Vec<u8>, ServiceError> {
     let mut versions: Vec<(Option<Version>, &str)> = files
         .iter()
         .map(|f| (Version::from_str(&f.version).ok(), f.version.as_str()))
@@ -307,7 +310,7 @@ fn render_project_html(
     state: &AppState,
     project: &ProjectName,
     files: &[FileRecord],
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, ServiceError> {
     let files: Vec<HtmlFile<'_>> = files
         .iter()
         .map(|f| HtmlFile {
@@ -347,13 +350,8 @@ pub async fn list_projects(
     Ok(page_response(format, page, &headers))
 }
 
-async fn render_project_list(state: AppState, key: PageKey) -> Result<Page, ApiError> {
-    let index = match indexes::get_index(&state.db, &key.index).await {
-        Ok(index) => index,
-        Err(ServiceError::NotFound(message)) => return Ok(Page::Missing(message)),
-        Err(e) => return Err(e.into()),
-    };
-    let chain = resolve::chain(&state.db, &index).await?;
+async fn render_project_list(state: AppState, key: PageKey) -> Result<Page, ServiceError> {
+    let chain = resolve::chain_of(&state.db, &key.index).await?;
     let projects = state
         .db
         .projects_of(&chain)
@@ -472,8 +470,8 @@ pub fn etag_matches(header_value: &str, etag: &str) -> bool {
     })
 }
 
-fn internal(err: &dyn std::fmt::Display) -> ApiError {
-    crate::service::ServiceError::Internal(err.to_string()).into()
+fn internal(err: &dyn std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(err.to_string())
 }
 
 #[cfg(test)]

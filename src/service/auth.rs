@@ -76,18 +76,6 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, ServiceErr
     }
 }
 
-/// Refuses non-admin principals for index management.
-pub fn require_admin(principal: &Principal, action: &str) -> Result<(), ServiceError> {
-    if principal.is_admin {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(format!(
-            "{action} needs an admin token; token `{}` is not one",
-            principal.name
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,9 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use super::ServiceError;
+use super::{ServiceError, indexes};
 use crate::db::{Db, FileRecord};
-use crate::domain::{Index, ProjectName};
+use crate::domain::{Index, IndexName, ProjectName};
 
 /// The ids of the indexes an index draws from, in resolution order (itself first).
 pub async fn chain(db: &Db, index: &Index) -> Result<Vec<i64>, ServiceError> {
@@ -24,6 +24,12 @@ pub async fn chain(db: &Db, index: &Index) -> Result<Vec<i64>, ServiceError> {
         queue.extend(db.base_ids(id).await?);
     }
     Ok(order)
+}
+
+/// The chain of the index called `name`; `NotFound` if there is no such index.
+pub async fn chain_of(db: &Db, name: &IndexName) -> Result<Vec<i64>, ServiceError> {
+    let index = indexes::get_index(db, name).await?;
+    chain(db, &index).await
 }
 
 /// The files of `project` visible through `chain`, own-first and de-duplicated by filename.
