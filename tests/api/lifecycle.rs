@@ -88,7 +88,7 @@ impl Served {
         let mut child = command.spawn().expect("spawning kiln serve");
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {
-            if reqwest::blocking_get_ok(&format!("{base}/+health")) {
+            if probe::blocking_get_ok(&format!("{base}/+health")) {
                 return Self { child, base };
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -120,7 +120,7 @@ impl Served {
     }
 }
 
-mod reqwest {
+mod probe {
     /// A dependency-free health probe (blocking, for use before the runtime matters).
     pub fn blocking_get_ok(url: &str) -> bool {
         use std::io::{Read, Write};
@@ -179,7 +179,7 @@ async fn binary_bootstraps_once_prints_instructions_and_stops_on_sigterm() {
     // A second start reuses everything and prints no new token.
     let served = Served::start(data.path(), None);
     let base = served.base.clone();
-    let status = ::reqwest::Client::new()
+    let status = reqwest::Client::new()
         .post(format!("{base}/+api/v1/indexes"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"name": "acme/x", "bases": ["root/master"]}))
@@ -320,7 +320,7 @@ async fn config_file_then_env_then_flags() {
     let base = format!("http://127.0.0.1:{file_port}");
     let healthy = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        reqwest::blocking_get_ok(&format!("{base}/+health"))
+        probe::blocking_get_ok(&format!("{base}/+health"))
     });
     assert!(healthy, "the listen address comes from the config file");
     assert!(
@@ -329,7 +329,7 @@ async fn config_file_then_env_then_flags() {
     );
     assert!(!dir.path().join("from-file").exists());
     let big = Dist::raw("demo", "1.0", "demo-1.0.tar.gz", vec![0x1f; 4096]);
-    let response = ::reqwest::Client::new()
+    let response = reqwest::Client::new()
         .post(format!("{base}/root/master/"))
         .bearer_auth(ADMIN_TOKEN)
         .multipart(big.form())

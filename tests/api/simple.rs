@@ -197,6 +197,12 @@ async fn redirects_to_normalized_names_and_trailing_slashes() {
         message,
         "project `nothing-here` is not on index `root/master` or its bases"
     );
+    // The detail is also the HTTP reason phrase: the one line twine and requests print.
+    let status_line = raw_status_line(&app, "/root/master/+simple/nothing-here/").await;
+    assert_eq!(
+        status_line,
+        "HTTP/1.1 404 project `nothing-here` is not on index `root/master` or its bases"
+    );
 }
 
 #[tokio::test]
@@ -325,4 +331,27 @@ async fn files_support_ranges_etags_and_stay_inside_their_chain() {
         .get("acme/private-branch/+f/not-a-digest/x.whl", &[])
         .await;
     assert_eq!(bad_digest.status(), 404);
+}
+
+/// The first line of a raw HTTP/1.1 response (reqwest does not expose the reason phrase).
+/// Blocking I/O runs off the test's single runtime thread, which the server needs.
+async fn raw_status_line(app: &TestApp, path: &str) -> String {
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || blocking_status_line(&host, &path))
+        .await
+        .unwrap()
+}
+
+fn blocking_status_line(host: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
 }

@@ -363,7 +363,6 @@ async fn refuses_bad_uploads_with_a_reason_and_stores_nothing() {
             case.content.as_ref().map(|(f, b)| (f.as_str(), b.clone())),
         );
         let response = app.upload_form(case.index, form, case.token).await;
-        let reason = response.status().canonical_reason().map(str::to_owned);
         let www_authenticate = response.headers().get("www-authenticate").cloned();
         let (status, message) = detail(response).await;
         assert_eq!(
@@ -377,7 +376,6 @@ async fn refuses_bad_uploads_with_a_reason_and_stores_nothing() {
             case.what,
             case.message
         );
-        assert!(reason.is_some(), "{}", case.what);
         if status == 401 {
             assert!(
                 www_authenticate.is_some(),
@@ -407,8 +405,6 @@ async fn different_bytes_under_a_published_name_conflict() {
     assert_ne!(first.sha256(), second.sha256());
     assert_eq!(app.upload("root/master", &first).await.status(), 200);
     let response = app.upload("root/master", &second).await;
-    let reason = response.status().canonical_reason();
-    assert_eq!(reason, Some("Conflict"));
     let (status, message) = detail(response).await;
     assert_eq!(status, 409);
     assert!(message.starts_with("File already exists"), "{message}");
