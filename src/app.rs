@@ -10,11 +10,13 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{files, health, indexes, simple, upload};
+use crate::http::{builds, files, health, indexes, results, simple, upload};
 use crate::storage::Storage;
 
 /// Largest JSON API request body.
 const MAX_API_BODY: usize = 64 * 1024;
+/// Largest build and result body: they carry up to 64 KiB of log tail, JSON-escaped.
+const MAX_REPORT_BODY: usize = 512 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -87,6 +89,22 @@ pub fn router(state: AppState) -> Router {
         )
         // The upload handler enforces its own, configurable limits while streaming.
         .layer(DefaultBodyLimit::disable());
+    let release = "/+api/v1/builds/{ns}/{name}/{project}/{version}";
+    let reports = Router::new()
+        .route(release, post(builds::claim_build).get(builds::show_build))
+        .route(
+            &format!("{release}/heartbeat"),
+            post(builds::heartbeat_build),
+        )
+        .route(&format!("{release}/complete"), post(builds::complete_build))
+        .route(&format!("{release}/fail"), post(builds::fail_build))
+        .route("/+api/v1/results", post(results::report_result))
+        .route("/+api/v1/results/{sha256}", get(results::show_results))
+        .route(
+            "/+api/v1/releases/{ns}/{name}/{project}/{version}",
+            get(results::show_release),
+        )
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BODY));
     Router::new()
         .route("/+health", get(health::health))
         .route(
@@ -109,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{ns}/{name}/+f/{sha256}/{filename}", get(files::get_file))
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .merge(uploads)
+        .merge(reports)
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -4,8 +4,11 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::domain::{IndexName, IndexSettings};
+use crate::http::builds::{BuildView, ClaimBuild, LeaseBody};
 use crate::http::indexes::IndexView;
+use crate::http::results::{ArtifactResults, ReleaseStatus};
 use crate::service::indexes::IndexPatch;
+use crate::service::results::{ResultView, StageReport};
 
 /// Default server URL for client subcommands.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:3141";
@@ -204,4 +207,199 @@ impl Client {
             .await?;
         Ok(())
     }
+
+    fn build_url(&self, index: &IndexName, project: &str, version: &str, action: &str) -> String {
+        let mut url = self.url(&format!("+api/v1/builds/{index}/"));
+        url.push_str(&encode_segment(project));
+        url.push('/');
+        url.push_str(&encode_segment(version));
+        if !action.is_empty() {
+            url.push('/');
+            url.push_str(action);
+        }
+        url
+    }
+
+    /// Claims the build of a release (see `service::builds`).
+    pub async fn claim_build(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        claim: &ClaimBuild,
+    ) -> Result<BuildView, ClientError> {
+        let url = self.build_url(index, project, version, "");
+        self.expect(self.http.post(&url).json(claim), &url).await
+    }
+
+    /// The build state of a release; with `wait`, long-polls while it is `building`.
+    pub async fn show_build(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        wait: Option<std::time::Duration>,
+    ) -> Result<BuildView, ClientError> {
+        let mut url = self.build_url(index, project, version, "");
+        if let Some(wait) = wait {
+            url = format!("{url}?wait={:.3}", wait.as_secs_f64());
+        }
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Moves a lease the caller holds: `heartbeat`, `complete` or `fail`.
+    pub async fn lease_action(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        action: &str,
+        body: &LeaseBody,
+    ) -> Result<BuildView, ClientError> {
+        let url = self.build_url(index, project, version, action);
+        self.expect(self.http.post(&url).json(body), &url).await
+    }
+
+    /// Uploads a wheel or sdist with the legacy upload API, under a build lease if given.
+    pub async fn upload_file(
+        &self,
+        index: &IndexName,
+        path: &std::path::Path,
+        project: &str,
+        version: &str,
+        lease_id: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        use sha2::Digest as _;
+        let url = self.url(&format!("{index}/"));
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| ClientError::Unexpected {
+                url: url.clone(),
+                reason: format!("reading `{}`: {e}", path.display()),
+            })?;
+        let filename = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let filetype = if std::path::Path::new(&filename)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
+        {
+            "bdist_wheel"
+        } else {
+            "sdist"
+        };
+        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        let form = reqwest::multipart::Form::new()
+            .text(":action", "file_upload")
+            .text("protocol_version", "1")
+            .text("name", project.to_owned())
+            .text("version", version.to_owned())
+            .text("filetype", filetype)
+            .text("sha256_digest", sha256)
+            .part(
+                "content",
+                reqwest::multipart::Part::bytes(bytes).file_name(filename),
+            );
+        let mut request = self.http.post(&url).multipart(form);
+        if let Some(lease) = lease_id {
+            request = request.header(crate::http::upload::LEASE_HEADER, lease);
+        }
+        self.expect(request, &url).await
+    }
+
+    /// Downloads a server-relative file URL into `dest`, checking its sha256.
+    pub async fn download_file(
+        &self,
+        file_url: &str,
+        sha256: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), ClientError> {
+        use futures_util::StreamExt as _;
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let url = self.url(file_url);
+        let unexpected = |reason: String| ClientError::Unexpected {
+            url: url.clone(),
+            reason,
+        };
+        let response =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
+        if !response.status().is_success() {
+            return Err(ClientError::Api {
+                status: response.status().as_u16(),
+                detail: format!("downloading {url}"),
+            });
+        }
+        let partial = dest.with_extension("part");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| unexpected(format!("creating `{}`: {e}", partial.display())))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| unexpected(format!("writing `{}`: {e}", partial.display())))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| unexpected(format!("writing `{}`: {e}", partial.display())))?;
+        let got = hex::encode(hasher.finalize());
+        if got != sha256 {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(unexpected(format!(
+                "downloaded bytes have sha256 {got}, expected {sha256}"
+            )));
+        }
+        tokio::fs::rename(&partial, dest)
+            .await
+            .map_err(|e| unexpected(format!("renaming to `{}`: {e}", dest.display())))
+    }
+
+    /// Records a stage result.
+    pub async fn report_result(&self, report: &StageReport) -> Result<ResultView, ClientError> {
+        let url = self.url("+api/v1/results");
+        self.expect(self.http.post(&url).json(report), &url).await
+    }
+
+    /// Every result of an artifact.
+    pub async fn show_results(&self, sha256: &str) -> Result<ArtifactResults, ClientError> {
+        let url = self.url(&format!("+api/v1/results/{}", encode_segment(sha256)));
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// A release's build state, files and stage matrix, as seen from `index`.
+    pub async fn show_release(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+    ) -> Result<ReleaseStatus, ClientError> {
+        let url = self.url(&format!(
+            "+api/v1/releases/{index}/{}/{}",
+            encode_segment(project),
+            encode_segment(version)
+        ));
+        self.expect(self.http.get(&url), &url).await
+    }
+}
+
+/// Percent-encodes one path segment (versions may hold `+`, names anything a user typed).
+fn encode_segment(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -13,6 +14,8 @@ use crate::domain::ArchiveLimits;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
+/// Default build lease: a builder that stops heartbeating for this long loses it.
+pub const DEFAULT_BUILD_LEASE: Duration = Duration::from_secs(600);
 /// Default largest upload: 1 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 1024 * 1024 * 1024;
 
@@ -43,6 +46,8 @@ pub struct ConfigFile {
     pub max_upload_size: Option<String>,
     /// `log_format = "json"`
     pub log_format: Option<LogFormat>,
+    /// `build_lease_timeout = "10m"`
+    pub build_lease_timeout: Option<String>,
 }
 
 impl ConfigFile {
@@ -74,6 +79,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Log output format.
     pub log_format: LogFormat,
+    /// How long a build lease lasts without a heartbeat.
+    pub build_lease_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -91,6 +98,7 @@ impl ServeConfig {
             archive_limits: ArchiveLimits::default(),
             admin_token: None,
             log_format: LogFormat::Text,
+            build_lease_ttl: DEFAULT_BUILD_LEASE,
         }
     }
 
@@ -112,6 +120,7 @@ impl fmt::Debug for ServeConfig {
             .field("archive_limits", &self.archive_limits)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("log_format", &self.log_format)
+            .field("build_lease_ttl", &self.build_lease_ttl)
             .finish()
     }
 }
@@ -153,6 +162,35 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
+/// Parses a duration such as `600`, `90s`, `10m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("duration `{text}` must start with a whole number"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        other => {
+            return Err(format!(
+                "duration `{text}` has unknown unit `{other}` (use s, m or h)"
+            ));
+        }
+    };
+    let total = number
+        .checked_mul(seconds)
+        .ok_or_else(|| format!("duration `{text}` is too large"))?;
+    if total == 0 {
+        return Err(format!("duration `{text}` must be more than zero"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +203,15 @@ mod tests {
         assert_eq!(parse_size("2 kib"), Ok(2048));
         insta::assert_snapshot!(parse_size("lots").unwrap_err(), @"size `lots` must start with a whole number");
         insta::assert_snapshot!(parse_size("3XB").unwrap_err(), @"size `3XB` has unknown unit `xb`");
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        insta::assert_snapshot!(parse_duration("0s").unwrap_err(), @"duration `0s` must be more than zero");
+        insta::assert_snapshot!(parse_duration("5d").unwrap_err(), @"duration `5d` has unknown unit `d` (use s, m or h)");
     }
 
     #[test]

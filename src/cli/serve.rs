@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use kiln::config::{ConfigFile, LogFormat, ServeConfig, parse_size};
+use kiln::config::{ConfigFile, LogFormat, ServeConfig, parse_duration, parse_size};
 use kiln::service::bootstrap::{Bootstrapped, MASTER_INDEX};
 
 #[derive(Debug, Args)]
@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Largest accepted upload, e.g. `1GiB` or `500MB` [default: 1GiB].
     #[arg(long, env = "KILN_MAX_UPLOAD_SIZE")]
     max_upload_size: Option<String>,
+    /// How long a build lease lasts without a heartbeat, e.g. `10m` or `90s` [default: 10m].
+    #[arg(long, env = "KILN_BUILD_LEASE_TIMEOUT")]
+    build_lease_timeout: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -60,6 +63,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(size) = args.max_upload_size.or(file.max_upload_size) {
         config.max_upload_bytes =
             parse_size(&size).map_err(|e| anyhow::anyhow!("--max-upload-size: {e}"))?;
+    }
+    if let Some(timeout) = args.build_lease_timeout.or(file.build_lease_timeout) {
+        config.build_lease_ttl =
+            parse_duration(&timeout).map_err(|e| anyhow::anyhow!("--build-lease-timeout: {e}"))?;
     }
     if let Some(format) = args.log_format.or(file.log_format) {
         config.log_format = format;

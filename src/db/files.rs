@@ -185,3 +185,48 @@ impl Db {
         Ok(query.fetch_all(&self.pool).await?)
     }
 }
+
+impl Db {
+    /// The files one index itself lists for a release (project and normalized version).
+    pub async fn release_files(
+        &self,
+        index_id: i64,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2 AND version = $3 ORDER BY filename"
+        ))
+        .bind(index_id)
+        .bind(project)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Same as [`Db::release_files`], inside a write transaction.
+    pub async fn release_files_tx(
+        tx: &mut WriteTx,
+        index_id: i64,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2 AND version = $3 ORDER BY filename"
+        ))
+        .bind(index_id)
+        .bind(project)
+        .bind(version)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// True if a blob with this digest is stored (results may only name known artifacts).
+    pub async fn blob_exists(&self, sha256: &str) -> Result<bool, DbError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,4 +1,4 @@
-//! The metadata database: indexes, files, tokens.
+//! The metadata database: indexes, files, tokens, build leases and stage results.
 //!
 //! One query layer serves every backend: queries go through sqlx's `Any` driver, written
 //! in the SQL that SQLite and PostgreSQL share (`$N` placeholders, `ON CONFLICT`,
@@ -17,8 +17,10 @@
 //! - A row that points at a blob is written only after the blob is durable (see
 //!   `service::publish`); nothing here deletes blobs.
 
+mod builds;
 mod files;
 mod indexes;
+mod results;
 mod tokens;
 
 use std::str::FromStr;
@@ -29,7 +31,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use builds::{BuildKey, BuildRecord, BuildState};
 pub use files::{FileRecord, NewFile};
+pub use results::{NewResult, ResultRecord};
 pub use tokens::TokenRecord;
 
 /// Which engine the database URL named.
@@ -75,6 +79,7 @@ impl DbError {
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     generation: Arc<AtomicI64>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl WriteTx {
@@ -82,6 +87,7 @@ impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await?;
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
         Ok(())
     }
 }
@@ -107,6 +113,8 @@ pub struct Db {
     backend: Backend,
     /// Bumped after every commit made through this handle.
     generation: Arc<AtomicI64>,
+    /// Woken after every commit made through this handle (long polls wait on it).
+    changed: Arc<tokio::sync::Notify>,
     /// Held for the life of the handle: the SQLite file's single-owner lock.
     _owner_lock: Option<Arc<std::fs::File>>,
 }
@@ -153,6 +161,7 @@ impl Db {
             pool,
             backend,
             generation: Arc::new(AtomicI64::new(stored)),
+            changed: Arc::default(),
             _owner_lock: owner_lock,
         })
     }
@@ -166,7 +175,15 @@ impl Db {
         Ok(WriteTx {
             tx,
             generation: Arc::clone(&self.generation),
+            changed: Arc::clone(&self.changed),
         })
+    }
+
+    /// Wakes after the next commit through this handle. Commits by another replica do
+    /// not wake it, so a long poll also re-reads on a short timer.
+    #[must_use]
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.changed)
     }
 
     /// A counter that changes whenever a write commits. On SQLite this process makes every

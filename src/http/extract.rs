@@ -95,3 +95,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
             .map_err(|e| ApiError::not_found(format!("no index `{ns}/{name}`: {e}")))
     }
 }
+
+/// A release named by `{ns}/{name}/{project}/{version}` path segments.
+#[derive(Debug, Clone)]
+pub struct ReleasePath(pub IndexName, pub crate::service::builds::Release);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReleasePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let IndexPath(index) = IndexPath::from_request_parts(parts, state).await?;
+        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let get = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let release = crate::service::builds::Release::parse(get("project"), get("version"))?;
+        Ok(Self(index, release))
+    }
+}

@@ -1,11 +1,13 @@
 //! HTTP handlers, one module per resource. Handlers extract, call one service, and shape
 //! the response; the rules live in [`crate::service`].
 
+pub mod builds;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
 pub mod indexes;
 pub mod page_cache;
+pub mod results;
 pub mod simple;
 pub mod upload;

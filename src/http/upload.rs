@@ -22,6 +22,8 @@ use crate::service::publish::{
     self, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
 };
 
+/// The header a builder sends its build lease in, tying the upload to the lease.
+pub const LEASE_HEADER: &str = "x-kiln-lease";
 /// Largest text field (a long description can be big, but not this big).
 const MAX_TEXT_FIELD: u64 = 4 * 1024 * 1024;
 /// Room for all the text fields around the file.
@@ -77,7 +79,13 @@ pub async fn upload_file(
     );
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
-    let mut form = UploadForm::default();
+    let mut form = UploadForm {
+        lease_id: headers
+            .get(LEASE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ..UploadForm::default()
+    };
     while let Some(field) = multipart
         .next_field()
         .await

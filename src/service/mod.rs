@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod builds;
 pub mod indexes;
 pub mod publish;
 pub mod resolve;
+pub mod results;
 
 use crate::db::DbError;
 use crate::storage::StorageError;

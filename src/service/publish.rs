@@ -50,6 +50,8 @@ pub struct UploadForm {
     pub fields: HashMap<String, String>,
     /// The `content` part.
     pub content: Option<SpooledFile>,
+    /// The build lease the upload is made under (`X-Kiln-Lease`), if any.
+    pub lease_id: Option<String>,
 }
 
 /// Form fields that must not appear twice: a second value could disagree with the first.
@@ -211,28 +213,10 @@ pub async fn publish(
         uploaded_by: &principal.name,
         uploaded_at: &now,
     };
-    let mut tx = db.begin_write().await?;
-    if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
-        return same_or_conflict(index, existing, &content.sha256);
-    }
-    match Db::insert_file(&mut tx, &new).await {
-        Ok(()) => {}
-        Err(DbError::Conflict) => {
-            drop(tx);
-            let existing = db
-                .find_file(index.id, &dist.filename)
-                .await?
-                .ok_or_else(|| {
-                    ServiceError::Internal("file row vanished after a conflict".into())
-                })?;
-            return same_or_conflict(index, existing, &content.sha256);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let record = Db::find_file_tx(&mut tx, index.id, &dist.filename)
-        .await?
-        .ok_or_else(|| ServiceError::Internal("inserted file row not found".into()))?;
-    tx.commit().await.map_err(DbError::from)?;
+    let record = match insert_row(db, index, &dist, &new, form.lease_id.as_deref()).await? {
+        Ok(record) => record,
+        Err(existing) => return same_or_conflict(index, existing, &content.sha256),
+    };
     tracing::info!(
         index.name = %index.name,
         file.name = %record.filename,
@@ -242,6 +226,42 @@ pub async fn publish(
         "file published"
     );
     Ok(Published::Created(record))
+}
+
+/// Inserts the file row in one transaction, unless the filename is already taken:
+/// `Ok(Err(existing))` hands back the row that holds it. While the release is being built
+/// under a lease, only the lease holder's upload is accepted.
+async fn insert_row(
+    db: &Db,
+    index: &Index,
+    dist: &DistFilename,
+    new: &NewFile<'_>,
+    lease_id: Option<&str>,
+) -> Result<Result<FileRecord, FileRecord>, ServiceError> {
+    let mut tx = db.begin_write().await?;
+    if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
+        return Ok(Err(existing));
+    }
+    super::builds::check_upload_lease(&mut tx, index, &dist.project, new.version, lease_id).await?;
+    match Db::insert_file(&mut tx, new).await {
+        Ok(()) => {}
+        Err(DbError::Conflict) => {
+            drop(tx);
+            let existing = db
+                .find_file(index.id, &dist.filename)
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::Internal("file row vanished after a conflict".into())
+                })?;
+            return Ok(Err(existing));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let record = Db::find_file_tx(&mut tx, index.id, &dist.filename)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("inserted file row not found".into()))?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Ok(record))
 }
 
 /// Checks the form's name, version and filetype against the filename.

@@ -1,0 +1,242 @@
+//! Build leases: which runner builds a release, until when, and how it ended.
+//!
+//! Every state change is a conditional write — an `INSERT … ON CONFLICT DO NOTHING` that
+//! only one claimer wins, or an `UPDATE … WHERE lease_id = $old` that only the holder (or
+//! one taker-over of an expired lease) can make — so "one build per release" holds across
+//! replicas sharing the database, not just inside one process.
+
+use super::{Db, DbError, WriteTx};
+
+/// Where a build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildState {
+    /// A runner holds the lease and is building.
+    Building,
+    /// The build finished and its files are on the index.
+    Ready,
+    /// The build failed; nobody builds again unless asked to retry.
+    Failed,
+}
+
+impl BuildState {
+    /// The database spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Building => "building",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn from_db(value: &str) -> Result<Self, DbError> {
+        match value {
+            "building" => Ok(Self::Building),
+            "ready" => Ok(Self::Ready),
+            "failed" => Ok(Self::Failed),
+            other => Err(DbError::Other(sqlx::Error::Decode(
+                format!("unknown build state `{other}`").into(),
+            ))),
+        }
+    }
+}
+
+/// A build lease row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRecord {
+    /// Row id.
+    pub id: i64,
+    /// Where it builds.
+    pub state: BuildState,
+    /// The holder's secret.
+    pub lease_id: String,
+    /// 1 for the first claim, +1 per takeover or retry.
+    pub attempt: i64,
+    /// Who builds (token name and runner).
+    pub builder: String,
+    /// When the lease lapses without a heartbeat, ms since the epoch.
+    pub expires_at_ms: i64,
+    /// The tail of a failed build's output.
+    pub error_tail: Option<String>,
+    /// First claimed (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct BuildRow {
+    id: i64,
+    state: String,
+    lease_id: String,
+    attempt: i64,
+    builder: String,
+    expires_at_ms: i64,
+    error_tail: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<BuildRow> for BuildRecord {
+    type Error = DbError;
+
+    fn try_from(row: BuildRow) -> Result<Self, DbError> {
+        Ok(Self {
+            id: row.id,
+            state: BuildState::from_db(&row.state)?,
+            lease_id: row.lease_id,
+            attempt: row.attempt,
+            builder: row.builder,
+            expires_at_ms: row.expires_at_ms,
+            error_tail: row.error_tail,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const BUILD_COLUMNS: &str =
+    "id, state, lease_id, attempt, builder, expires_at_ms, error_tail, created_at, updated_at";
+
+/// The key of a build: a release on one index.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildKey<'a> {
+    /// The index it is built into.
+    pub index_id: i64,
+    /// Normalized project name.
+    pub project: &'a str,
+    /// Normalized version.
+    pub version: &'a str,
+}
+
+impl Db {
+    /// The build row of a release, if any.
+    pub async fn find_build(&self, key: BuildKey<'_>) -> Result<Option<BuildRecord>, DbError> {
+        let row: Option<BuildRow> = sqlx::query_as(&format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3"
+        ))
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Same as [`Db::find_build`], inside a write transaction.
+    pub async fn find_build_tx(
+        tx: &mut WriteTx,
+        key: BuildKey<'_>,
+    ) -> Result<Option<BuildRecord>, DbError> {
+        let row: Option<BuildRow> = sqlx::query_as(&format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3"
+        ))
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Inserts a `building` row unless one exists; true if this call created it.
+    pub async fn insert_build(
+        tx: &mut WriteTx,
+        key: BuildKey<'_>,
+        lease_id: &str,
+        builder: &str,
+        expires_at_ms: i64,
+        now: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO builds (index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'building', $4, 1, $5, $6, $7, $7) \
+             ON CONFLICT (index_id, project, version) DO NOTHING",
+        )
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .bind(lease_id)
+        .bind(builder)
+        .bind(expires_at_ms)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(DbError::from_write)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Hands the build to a new holder, if `old_lease` still holds it (a takeover of an
+    /// expired lease, a retry of a failed build, or a rebuild). True if this call won.
+    pub async fn reclaim_build(
+        tx: &mut WriteTx,
+        id: i64,
+        old_lease: &str,
+        new_lease: &str,
+        builder: &str,
+        expires_at_ms: i64,
+        now: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE builds SET state = 'building', lease_id = $1, attempt = attempt + 1, builder = $2, \
+             expires_at_ms = $3, error_tail = NULL, updated_at = $4 WHERE id = $5 AND lease_id = $6",
+        )
+        .bind(new_lease)
+        .bind(builder)
+        .bind(expires_at_ms)
+        .bind(now)
+        .bind(id)
+        .bind(old_lease)
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Extends a lease the caller still holds; false if it is no longer theirs.
+    pub async fn extend_lease(
+        &self,
+        key: BuildKey<'_>,
+        lease_id: &str,
+        expires_at_ms: i64,
+        now: &str,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE builds SET expires_at_ms = $1, updated_at = $2 WHERE index_id = $3 AND project = $4 AND version = $5 AND lease_id = $6 AND state = 'building'",
+        )
+        .bind(expires_at_ms)
+        .bind(now)
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .bind(lease_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a build the caller holds: `Ready`, or `Failed` with the output's tail.
+    pub async fn finish_build(
+        tx: &mut WriteTx,
+        key: BuildKey<'_>,
+        lease_id: &str,
+        state: BuildState,
+        error_tail: Option<&str>,
+        now: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE builds SET state = $1, error_tail = $2, updated_at = $3 WHERE index_id = $4 AND project = $5 AND version = $6 AND lease_id = $7 AND state = 'building'",
+        )
+        .bind(state.as_str())
+        .bind(error_tail)
+        .bind(now)
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .bind(lease_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

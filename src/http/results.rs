@@ -1,0 +1,97 @@
+//! Stage results and release status: `POST /+api/v1/results`,
+//! `GET /+api/v1/results/{sha256}` and `GET /+api/v1/releases/{ns}/{name}/{project}/{version}`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::builds::{BuildView, ReleaseFile};
+use super::error::ApiError;
+use super::extract::{ReleasePath, User};
+use super::indexes::ApiJson;
+use crate::app::AppState;
+use crate::service::results::{self, ResultView, StageReport};
+use crate::service::{builds, indexes};
+
+/// `POST /+api/v1/results`
+pub async fn report_result(
+    State(state): State<AppState>,
+    User(principal): User,
+    ApiJson(report): ApiJson<StageReport>,
+) -> Result<Response, ApiError> {
+    let stored = results::record(&state.db, &principal, &report).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// The results of one artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactResults {
+    /// The artifact.
+    pub sha256: String,
+    /// The latest result of each stage.
+    pub latest: BTreeMap<String, ResultView>,
+    /// Every result, oldest first.
+    pub history: Vec<ResultView>,
+}
+
+/// `GET /+api/v1/results/{sha256}`
+pub async fn show_results(
+    State(state): State<AppState>,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    let history = results::history(&state.db, &sha256).await?;
+    Ok(Json(ArtifactResults {
+        sha256,
+        latest: results::latest_per_stage(&history),
+        history,
+    })
+    .into_response())
+}
+
+/// A file of a release with its stage matrix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// The file.
+    #[serde(flatten)]
+    pub file: ReleaseFile,
+    /// The index that lists it.
+    pub index: String,
+    /// The latest result of each stage.
+    pub stages: BTreeMap<String, ResultView>,
+}
+
+/// A release as `kiln status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseStatus {
+    /// The build of the release into the asked index.
+    pub build: BuildView,
+    /// The release's files visible from that index, with their verdicts.
+    pub files: Vec<FileStatus>,
+}
+
+/// `GET /+api/v1/releases/{ns}/{name}/{project}/{version}`
+pub async fn show_release(
+    State(state): State<AppState>,
+    ReleasePath(index_name, release): ReleasePath,
+) -> Result<Response, ApiError> {
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    let build = builds::status(&state.db, &index, &release).await?;
+    let verdicts = results::release_verdicts(&state.db, &index, &release).await?;
+    let build = super::builds::view(&index_name, &release, build, state.config.build_lease_ttl);
+    Ok(Json(ReleaseStatus {
+        build,
+        files: verdicts
+            .into_iter()
+            .map(|v| FileStatus {
+                file: ReleaseFile::of(&v.index, &v.file),
+                index: v.index.to_string(),
+                stages: v.latest,
+            })
+            .collect(),
+    })
+    .into_response())
+}

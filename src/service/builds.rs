@@ -1,0 +1,507 @@
+//! Build-once coordination: however many CI runners ask for the same release at once,
+//! exactly one gets the lease and builds; the others wait for its upload.
+//!
+//! A release here is (index, project, version) on the index it is built into — the index's
+//! *own* files, never inherited ones: a branch build is its own artifact even when master
+//! happens to have a file of the same version.
+//!
+//! States, as a claimer sees them:
+//! - `ready`: the index lists files for the release (built under a lease, uploaded by hand,
+//!   or left by an earlier pipeline run with the same build number) — use them.
+//! - `claimed`: the caller won the lease; it builds, heartbeats, uploads under the lease,
+//!   and completes (or fails) it.
+//! - `building`: someone else holds an unexpired lease — wait ([`wait`]) and claim again.
+//! - `failed`: the holder reported a failed build; its output's tail comes back so every
+//!   waiter fails fast with the real error. Nobody builds again unless a claim asks to
+//!   `retry`.
+//!
+//! Traps:
+//! - Every transition is a conditional write in the database (see `db::builds`), so the
+//!   guarantee survives several replicas; nothing here relies on process memory except the
+//!   wake-up of long polls, which also re-read on a short timer.
+//! - A lease that lapsed is taken over by the next claimer; its old holder then learns at
+//!   its next heartbeat, upload or completion that the lease is gone (409), and its upload
+//!   is refused, so two builds of one release can never both be published.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use pep440_rs::Version;
+
+use super::auth::Principal;
+use super::{ServiceError, now_rfc3339};
+use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, WriteTx};
+use crate::domain::{Index, ProjectName};
+
+/// Longest build output tail kept for a failed build.
+pub const MAX_ERROR_TAIL: usize = 64 * 1024;
+/// Longest accepted long poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a long poll re-reads the database even without a local wake-up (a commit by
+/// another replica does not wake this process).
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest builder description.
+const MAX_BUILDER: usize = 200;
+
+/// A release on one index: what a build produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Normalized project name.
+    pub project: ProjectName,
+    /// The version, normalized.
+    pub version: Version,
+    version_text: String,
+}
+
+impl Release {
+    /// Parses the project and version from a request, naming the bad part.
+    pub fn parse(project: &str, version: &str) -> Result<Self, ServiceError> {
+        let project = ProjectName::new(project)
+            .map_err(|e| ServiceError::Invalid(format!("project `{project}`: {e}")))?;
+        let version = Version::from_str(version).map_err(|_| {
+            ServiceError::Invalid(format!(
+                "`{}` is not a valid PEP 440 version",
+                version.escape_debug()
+            ))
+        })?;
+        let version_text = version.to_string();
+        Ok(Self {
+            project,
+            version,
+            version_text,
+        })
+    }
+
+    /// The normalized version as stored.
+    #[must_use]
+    pub fn version_str(&self) -> &str {
+        &self.version_text
+    }
+
+    fn key(&self, index: &Index) -> BuildKey<'_> {
+        BuildKey {
+            index_id: index.id,
+            project: self.project.as_str(),
+            version: &self.version_text,
+        }
+    }
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.project, self.version_text)
+    }
+}
+
+/// Where a release's build stands, as one caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildStatus {
+    /// No files and no build yet.
+    Absent,
+    /// The files are on the index.
+    Ready {
+        /// The index's own files of the release.
+        files: Vec<FileRecord>,
+    },
+    /// The caller holds the lease and must build.
+    Claimed {
+        /// The lease secret to heartbeat, upload and complete with.
+        lease_id: String,
+        /// When the lease lapses without a heartbeat (ms since the epoch).
+        expires_at_ms: i64,
+        /// 1 for the first build, more after takeovers and retries.
+        attempt: i64,
+    },
+    /// Someone else builds.
+    Building {
+        /// Who.
+        builder: String,
+        /// When their lease lapses.
+        expires_at_ms: i64,
+        /// Which attempt.
+        attempt: i64,
+    },
+    /// The build failed.
+    Failed {
+        /// Who built it.
+        builder: String,
+        /// The tail of the build output.
+        error_tail: String,
+        /// Which attempt failed.
+        attempt: i64,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+#[must_use]
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn lease_expiry(ttl: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn new_lease_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Keeps the last `max` bytes of `text`, cut at a character boundary.
+#[must_use]
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+fn describe(principal: &Principal, builder: &str) -> String {
+    let builder: String = builder
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_BUILDER)
+        .collect();
+    if builder.trim().is_empty() {
+        principal.name.clone()
+    } else {
+        format!("{} ({})", builder.trim(), principal.name)
+    }
+}
+
+/// What a read of the release shows, without changing anything.
+async fn observe(db: &Db, index: &Index, release: &Release) -> Result<BuildStatus, ServiceError> {
+    let key = release.key(index);
+    let build = db.find_build(key).await?;
+    let files = db.release_files(index.id, key.project, key.version).await?;
+    Ok(status_of(build.as_ref(), files))
+}
+
+fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus {
+    match build {
+        Some(b) if b.state == BuildState::Building => BuildStatus::Building {
+            builder: b.builder.clone(),
+            expires_at_ms: b.expires_at_ms,
+            attempt: b.attempt,
+        },
+        _ if !files.is_empty() => BuildStatus::Ready { files },
+        Some(b) if b.state == BuildState::Failed => BuildStatus::Failed {
+            builder: b.builder.clone(),
+            error_tail: b.error_tail.clone().unwrap_or_default(),
+            attempt: b.attempt,
+        },
+        _ => BuildStatus::Absent,
+    }
+}
+
+/// The build state of a release, for a status page or a waiter.
+pub async fn status(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+) -> Result<BuildStatus, ServiceError> {
+    observe(db, index, release).await
+}
+
+/// Asks to build a release: answers `Ready`, `Claimed` (build it), `Building` (wait) or
+/// `Failed`. With `retry`, a failed build is claimed again instead of reported.
+pub async fn claim(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    principal: &Principal,
+    builder: &str,
+    retry: bool,
+    ttl: Duration,
+) -> Result<BuildStatus, ServiceError> {
+    if index.settings.promotion_only {
+        return Err(ServiceError::Forbidden(format!(
+            "index `{}` is promotion-only: nothing is built into it; build into a branch or master index and promote",
+            index.name
+        )));
+    }
+    let builder = describe(principal, builder);
+    // Cheap read first: most claims find the release ready or someone building, and
+    // answering those must not take the write lock.
+    match observe(db, index, release).await? {
+        BuildStatus::Building { expires_at_ms, .. } if expires_at_ms <= now_ms() => {}
+        BuildStatus::Failed { .. } if retry => {}
+        BuildStatus::Absent => {}
+        seen => return Ok(seen),
+    }
+    let key = release.key(index);
+    // The conditional writes below decide; a lost race just reads again.
+    for _ in 0..5 {
+        let mut tx = db.begin_write().await?;
+        let outcome = claim_tx(&mut tx, key, &builder, retry, ttl).await?;
+        tx.commit().await.map_err(crate::db::DbError::from)?;
+        if let Some(status) = outcome {
+            if let BuildStatus::Claimed { attempt, .. } = &status {
+                tracing::info!(
+                    index.name = %index.name,
+                    project.name = %release.project,
+                    release.version = %release.version_str(),
+                    build.attempt = attempt,
+                    build.builder = %builder,
+                    "build lease claimed"
+                );
+            }
+            return Ok(status);
+        }
+    }
+    Err(ServiceError::Internal(format!(
+        "claiming the build of {release} on `{}` kept racing",
+        index.name
+    )))
+}
+
+/// One attempt at a claim inside a write transaction; `None` if a concurrent writer won
+/// a race and the caller should look again.
+async fn claim_tx(
+    tx: &mut WriteTx,
+    key: BuildKey<'_>,
+    builder: &str,
+    retry: bool,
+    ttl: Duration,
+) -> Result<Option<BuildStatus>, ServiceError> {
+    let build = Db::find_build_tx(tx, key).await?;
+    let files = Db::release_files_tx(tx, key.index_id, key.project, key.version).await?;
+    let now = now_rfc3339();
+    let lease_id = new_lease_id();
+    let expires_at_ms = lease_expiry(ttl);
+    let claimed = |attempt| BuildStatus::Claimed {
+        lease_id: lease_id.clone(),
+        expires_at_ms,
+        attempt,
+    };
+    let takeover = match &build {
+        None if files.is_empty() => {
+            let won = Db::insert_build(tx, key, &lease_id, builder, expires_at_ms, &now).await?;
+            return Ok(won.then(|| claimed(1)));
+        }
+        Some(b) if b.state == BuildState::Building && b.expires_at_ms <= now_ms() => b,
+        Some(b) if b.state == BuildState::Failed && retry && files.is_empty() => b,
+        _ => return Ok(Some(status_of(build.as_ref(), files))),
+    };
+    let won = Db::reclaim_build(
+        tx,
+        takeover.id,
+        &takeover.lease_id,
+        &lease_id,
+        builder,
+        expires_at_ms,
+        &now,
+    )
+    .await?;
+    if won && takeover.state == BuildState::Building {
+        tracing::warn!(
+            project.name = %key.project,
+            release.version = %key.version,
+            build.previous_builder = %takeover.builder,
+            "build lease expired without a heartbeat; handing it to a new builder"
+        );
+    }
+    Ok(won.then(|| claimed(takeover.attempt + 1)))
+}
+
+/// Waits up to `timeout` for a release's build to change from `building` (or for its
+/// lease to lapse), then answers its state.
+pub async fn wait(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    timeout: Duration,
+) -> Result<BuildStatus, ServiceError> {
+    let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+    let changes = db.changes();
+    loop {
+        // Registered before the read, so a commit between the read and the sleep still
+        // wakes this poll.
+        let notified = changes.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let status = observe(db, index, release).await?;
+        let lapses_in = match &status {
+            BuildStatus::Building { expires_at_ms, .. } => {
+                let left = expires_at_ms - now_ms();
+                if left <= 0 {
+                    return Ok(status);
+                }
+                Duration::from_millis(u64::try_from(left).unwrap_or(0))
+            }
+            _ => return Ok(status),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(status);
+        }
+        let nap = POLL_INTERVAL.min(deadline - now).min(lapses_in);
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+fn lease_lost(index: &Index, release: &Release, build: Option<&BuildRecord>) -> ServiceError {
+    let now_held = match build {
+        Some(b) if b.state == BuildState::Building => {
+            format!("; it is now held by {} (attempt {})", b.builder, b.attempt)
+        }
+        Some(b) => format!("; the build is now `{}`", b.state.as_str()),
+        None => String::new(),
+    };
+    ServiceError::Conflict(format!(
+        "the build lease for {release} on `{}` is no longer yours (it expired without a heartbeat or was completed){now_held}",
+        index.name
+    ))
+}
+
+/// Extends the caller's lease by `ttl`; `Conflict` if the lease is no longer theirs.
+pub async fn heartbeat(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    lease_id: &str,
+    ttl: Duration,
+) -> Result<i64, ServiceError> {
+    let expires_at_ms = lease_expiry(ttl);
+    let key = release.key(index);
+    if db
+        .extend_lease(key, lease_id, expires_at_ms, &now_rfc3339())
+        .await?
+    {
+        Ok(expires_at_ms)
+    } else {
+        let build = db.find_build(key).await?;
+        Err(lease_lost(index, release, build.as_ref()))
+    }
+}
+
+/// Marks a leased build finished: `Ready` with the files uploaded under it.
+pub async fn complete(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    lease_id: &str,
+) -> Result<BuildStatus, ServiceError> {
+    let key = release.key(index);
+    let mut tx = db.begin_write().await?;
+    let files = Db::release_files_tx(&mut tx, key.index_id, key.project, key.version).await?;
+    if files.is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "cannot complete the build of {release} on `{}`: no file of that release was uploaded under the lease",
+            index.name
+        )));
+    }
+    if !Db::finish_build(
+        &mut tx,
+        key,
+        lease_id,
+        BuildState::Ready,
+        None,
+        &now_rfc3339(),
+    )
+    .await?
+    {
+        let build = Db::find_build_tx(&mut tx, key).await?;
+        return Err(lease_lost(index, release, build.as_ref()));
+    }
+    tx.commit().await.map_err(crate::db::DbError::from)?;
+    tracing::info!(
+        index.name = %index.name,
+        project.name = %release.project,
+        release.version = %release.version_str(),
+        files = files.len(),
+        "build ready"
+    );
+    Ok(BuildStatus::Ready { files })
+}
+
+/// Marks a leased build failed, keeping the tail of its output for every waiter.
+pub async fn fail(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    lease_id: &str,
+    error_tail: &str,
+) -> Result<(), ServiceError> {
+    let key = release.key(index);
+    let kept = tail(error_tail, MAX_ERROR_TAIL);
+    let mut tx = db.begin_write().await?;
+    if !Db::finish_build(
+        &mut tx,
+        key,
+        lease_id,
+        BuildState::Failed,
+        Some(kept),
+        &now_rfc3339(),
+    )
+    .await?
+    {
+        let build = Db::find_build_tx(&mut tx, key).await?;
+        return Err(lease_lost(index, release, build.as_ref()));
+    }
+    tx.commit().await.map_err(crate::db::DbError::from)?;
+    tracing::warn!(
+        index.name = %index.name,
+        project.name = %release.project,
+        release.version = %release.version_str(),
+        "build failed"
+    );
+    Ok(())
+}
+
+/// Refuses an upload that would race a leased build: while a release is `building`, only
+/// the lease holder may upload its files. Runs inside the upload's write transaction.
+pub async fn check_upload_lease(
+    tx: &mut WriteTx,
+    index: &Index,
+    project: &ProjectName,
+    version: &str,
+    lease_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    let key = BuildKey {
+        index_id: index.id,
+        project: project.as_str(),
+        version,
+    };
+    let build = Db::find_build_tx(tx, key).await?;
+    match (&build, lease_id) {
+        (Some(b), Some(lease)) if b.state == BuildState::Building && b.lease_id == lease => Ok(()),
+        (Some(b), None) if b.state == BuildState::Building => Err(ServiceError::Conflict(format!(
+            "`{project} {version}` is being built for `{}` by {} under a build lease; only that build may upload it",
+            index.name, b.builder
+        ))),
+        (_, None) => Ok(()),
+        (_, Some(_)) => Err(ServiceError::Conflict(format!(
+            "the build lease for `{project} {version}` on `{}` is no longer yours (it expired without a heartbeat, was taken over, or was completed); this upload was refused so two builds of one release cannot both be published",
+            index.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end_at_a_char_boundary() {
+        assert_eq!(tail("hello", 10), "hello");
+        assert_eq!(tail("hello", 3), "llo");
+        // 'é' is two bytes; cutting inside it moves forward
+        assert_eq!(tail("aé", 1), "");
+        assert_eq!(tail("aéb", 2), "b");
+    }
+
+    #[test]
+    fn releases_normalize() {
+        let release = Release::parse("My_Pkg", "1.04.0057").unwrap();
+        assert_eq!(release.project.as_str(), "my-pkg");
+        assert_eq!(release.version_str(), "1.4.57");
+        assert!(Release::parse("pkg", "not a version").is_err());
+    }
+}

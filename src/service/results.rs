@@ -1,0 +1,405 @@
+//! Stage results: CI's verdicts, recorded against the artifact's sha256.
+//!
+//! A result names the artifact by digest, never by index or filename: the same bytes keep
+//! their verdicts when they are promoted. A stage may be reported many times (re-runs);
+//! the latest report of each stage is the one that counts ([`latest_per_stage`]).
+//!
+//! Traps: the environment is an allowlisted summary the client builds, but the server still
+//! bounds it (key count and sizes) and never interprets it; the log tail is cut to
+//! [`MAX_LOG_TAIL`] here too, so a client that sends more cannot bloat the database.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::Principal;
+use super::builds::{Release, tail};
+use super::resolve;
+use super::{ServiceError, now_rfc3339};
+use crate::db::{Db, FileRecord, NewResult, ResultRecord};
+use crate::domain::{Index, IndexName, Sha256Digest};
+
+/// Longest log tail stored with a result.
+pub const MAX_LOG_TAIL: usize = 64 * 1024;
+const MAX_ENV_KEYS: usize = 32;
+const MAX_ENV_VALUE: usize = 256;
+const MAX_RUN_ID: usize = 200;
+
+/// Whether a stage passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The stage command exited 0.
+    Pass,
+    /// It did not.
+    Fail,
+}
+
+impl Outcome {
+    /// The stored spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// JUnit counts from a stage's report file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JunitCounts {
+    /// Test cases run.
+    pub tests: u64,
+    /// Assertion failures.
+    pub failures: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Skipped.
+    pub skipped: u64,
+}
+
+/// A stage result as CI sends it (`POST /+api/v1/results`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageReport {
+    /// The tested artifact.
+    pub sha256: String,
+    /// Stage name, e.g. `unit`.
+    pub stage: String,
+    /// The CI run (pipeline id, attempt, job) that tested it.
+    pub run_id: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// The command's exit status, when it ran and exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Wall time of the stage.
+    pub duration_ms: u64,
+    /// Allowlisted runner facts (OS, arch, Python, CI provider, runner).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// The last bytes of the stage's output.
+    #[serde(default)]
+    pub log_tail: String,
+    /// JUnit counts, when a report file was given.
+    #[serde(default)]
+    pub junit: Option<JunitCounts>,
+}
+
+/// A stored result as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The artifact.
+    pub sha256: String,
+    /// Stage name.
+    pub stage: String,
+    /// CI run id.
+    pub run_id: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Exit status.
+    pub exit_code: Option<i64>,
+    /// Wall time.
+    pub duration_ms: i64,
+    /// Runner facts.
+    pub environment: BTreeMap<String, String>,
+    /// Output tail.
+    pub log_tail: String,
+    /// JUnit counts.
+    pub junit: Option<JunitCounts>,
+    /// Who reported it.
+    pub reported_by: String,
+    /// When.
+    pub reported_at: String,
+}
+
+impl From<ResultRecord> for ResultView {
+    fn from(r: ResultRecord) -> Self {
+        let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let junit = r.tests.map(|_| JunitCounts {
+            tests: count(r.tests),
+            failures: count(r.failures),
+            errors: count(r.errors),
+            skipped: count(r.skipped),
+        });
+        Self {
+            outcome: if r.outcome == "pass" {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            },
+            environment: serde_json::from_str(&r.environment).unwrap_or_default(),
+            sha256: r.sha256,
+            stage: r.stage,
+            run_id: r.run_id,
+            exit_code: r.exit_code,
+            duration_ms: r.duration_ms,
+            log_tail: r.log_tail,
+            junit,
+            reported_by: r.reported_by,
+            reported_at: r.reported_at,
+        }
+    }
+}
+
+/// Checks a stage name: 1–64 of letters, digits, `.`, `_`, `-`, starting alphanumeric.
+pub fn check_stage_name(stage: &str) -> Result<(), ServiceError> {
+    let ok = !stage.is_empty()
+        && stage.len() <= 64
+        && stage.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && stage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "stage name `{}` is not valid: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+            stage.escape_debug()
+        )))
+    }
+}
+
+fn check_report(report: &StageReport) -> Result<Sha256Digest, ServiceError> {
+    let digest = Sha256Digest::from_str(&report.sha256).map_err(|_| {
+        ServiceError::Invalid(format!(
+            "`sha256` `{}` is not 64 lowercase hex digits",
+            report.sha256.escape_debug()
+        ))
+    })?;
+    check_stage_name(&report.stage)?;
+    if report.run_id.trim().is_empty()
+        || report.run_id.len() > MAX_RUN_ID
+        || report.run_id.chars().any(char::is_control)
+    {
+        return Err(ServiceError::Invalid(format!(
+            "`run_id` must be 1-{MAX_RUN_ID} printable characters"
+        )));
+    }
+    if report.environment.len() > MAX_ENV_KEYS
+        || report
+            .environment
+            .iter()
+            .any(|(k, v)| k.len() > 64 || v.len() > MAX_ENV_VALUE)
+    {
+        return Err(ServiceError::Invalid(format!(
+            "`environment` may hold at most {MAX_ENV_KEYS} entries, keys up to 64 and values up to {MAX_ENV_VALUE} bytes"
+        )));
+    }
+    if report.outcome == Outcome::Pass && report.exit_code.is_some_and(|code| code != 0) {
+        return Err(ServiceError::Invalid(format!(
+            "a `pass` cannot have exit code {}",
+            report.exit_code.unwrap_or_default()
+        )));
+    }
+    Ok(digest)
+}
+
+/// Validates and stores a stage result.
+pub async fn record(
+    db: &Db,
+    principal: &Principal,
+    report: &StageReport,
+) -> Result<ResultView, ServiceError> {
+    let digest = check_report(report)?;
+    if !db.blob_exists(digest.as_str()).await? {
+        return Err(ServiceError::NotFound(format!(
+            "no artifact with sha256 `{digest}` is stored on this server; report results for files uploaded to it"
+        )));
+    }
+    let environment = serde_json::to_string(&report.environment)
+        .map_err(|e| ServiceError::Internal(format!("encoding environment: {e}")))?;
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let now = now_rfc3339();
+    let record = db
+        .record_result(&NewResult {
+            sha256: digest.as_str(),
+            stage: &report.stage,
+            run_id: report.run_id.trim(),
+            outcome: report.outcome.as_str(),
+            exit_code: report.exit_code,
+            duration_ms: clamp(report.duration_ms),
+            environment: &environment,
+            log_tail: tail(&report.log_tail, MAX_LOG_TAIL),
+            junit: report.junit.map(|j| {
+                [
+                    clamp(j.tests),
+                    clamp(j.failures),
+                    clamp(j.errors),
+                    clamp(j.skipped),
+                ]
+            }),
+            reported_by: &principal.name,
+            reported_at: &now,
+        })
+        .await?;
+    tracing::info!(
+        file.sha256 = %digest,
+        stage.name = %report.stage,
+        stage.run_id = %report.run_id,
+        stage.outcome = report.outcome.as_str(),
+        reported_by = %principal.name,
+        "stage result recorded"
+    );
+    Ok(record.into())
+}
+
+/// Every result of one artifact, oldest first.
+pub async fn history(db: &Db, sha256: &str) -> Result<Vec<ResultView>, ServiceError> {
+    let digest = Sha256Digest::from_str(sha256).map_err(|_| {
+        ServiceError::Invalid(format!(
+            "`{}` is not a sha256 (64 lowercase hex digits)",
+            sha256.escape_debug()
+        ))
+    })?;
+    Ok(db
+        .results_of(&[digest.as_str()])
+        .await?
+        .into_iter()
+        .map(ResultView::from)
+        .collect())
+}
+
+/// One file of a release with the latest verdict of each stage on its bytes.
+#[derive(Debug, Clone)]
+pub struct FileVerdicts {
+    /// The index that lists the file (the first in the chain).
+    pub index: IndexName,
+    /// The file.
+    pub file: FileRecord,
+    /// The latest result of each stage reported against its sha256.
+    pub latest: BTreeMap<String, ResultView>,
+}
+
+/// The files of a release visible from `index` (own first, then inherited) and the
+/// latest stage results of each.
+pub async fn release_verdicts(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+) -> Result<Vec<FileVerdicts>, ServiceError> {
+    let chain = resolve::chain(db, index).await?;
+    let files: Vec<FileRecord> = resolve::project_files(db, &chain, &release.project)
+        .await?
+        .into_iter()
+        .filter(|f| f.version == release.version_str())
+        .collect();
+    let names: BTreeMap<i64, IndexName> = db
+        .list_indexes()
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.name))
+        .collect();
+    let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
+    let results: Vec<ResultView> = db
+        .results_of(&digests)
+        .await?
+        .into_iter()
+        .map(ResultView::from)
+        .collect();
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let mine: Vec<ResultView> = results
+                .iter()
+                .filter(|r| r.sha256 == file.sha256)
+                .cloned()
+                .collect();
+            FileVerdicts {
+                index: names
+                    .get(&file.index_id)
+                    .cloned()
+                    .unwrap_or_else(|| index.name.clone()),
+                latest: latest_per_stage(&mine),
+                file,
+            }
+        })
+        .collect())
+}
+
+/// The latest result of each stage (results must be oldest first, as stored).
+#[must_use]
+pub fn latest_per_stage(results: &[ResultView]) -> BTreeMap<String, ResultView> {
+    let mut latest = BTreeMap::new();
+    for result in results {
+        latest.insert(result.stage.clone(), result.clone());
+    }
+    latest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> StageReport {
+        StageReport {
+            sha256: "a".repeat(64),
+            stage: "unit".into(),
+            run_id: "run-1".into(),
+            outcome: Outcome::Pass,
+            exit_code: Some(0),
+            duration_ms: 5,
+            environment: BTreeMap::new(),
+            log_tail: String::new(),
+            junit: None,
+        }
+    }
+
+    #[test]
+    fn stage_names() {
+        for good in ["unit", "functional-py3.12", "a", "Sys_1"] {
+            assert!(check_stage_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-unit", "unit test", "a/b", &"x".repeat(65)] {
+            assert!(check_stage_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reports_are_checked() {
+        assert!(check_report(&report()).is_ok());
+        let bad_digest = StageReport {
+            sha256: "xyz".into(),
+            ..report()
+        };
+        insta::assert_snapshot!(check_report(&bad_digest).unwrap_err(), @"`sha256` `xyz` is not 64 lowercase hex digits");
+        let lying = StageReport {
+            exit_code: Some(1),
+            ..report()
+        };
+        insta::assert_snapshot!(check_report(&lying).unwrap_err(), @"a `pass` cannot have exit code 1");
+        let empty_run = StageReport {
+            run_id: " ".into(),
+            ..report()
+        };
+        assert!(check_report(&empty_run).is_err());
+    }
+
+    #[test]
+    fn latest_report_of_a_stage_wins() {
+        let view = |stage: &str, outcome, run: &str| ResultView {
+            sha256: "a".repeat(64),
+            stage: stage.into(),
+            run_id: run.into(),
+            outcome,
+            exit_code: None,
+            duration_ms: 0,
+            environment: BTreeMap::new(),
+            log_tail: String::new(),
+            junit: None,
+            reported_by: "ci".into(),
+            reported_at: String::new(),
+        };
+        let results = [
+            view("unit", Outcome::Fail, "1"),
+            view("lint", Outcome::Pass, "1"),
+            view("unit", Outcome::Pass, "2"),
+        ];
+        let latest = latest_per_stage(&results);
+        assert_eq!(latest["unit"].outcome, Outcome::Pass);
+        assert_eq!(latest["unit"].run_id, "2");
+        assert_eq!(latest.len(), 2);
+    }
+}
