@@ -173,6 +173,7 @@ impl Client {
             "volatile": settings.volatile,
             "promotion_only": settings.promotion_only,
             "description": settings.description,
+            "branch": settings.branch,
         });
         self.expect(self.http.post(&url).json(&body), &url).await
     }

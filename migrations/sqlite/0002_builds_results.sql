@@ -43,3 +43,7 @@ CREATE TABLE stage_results (
 );
 -- "latest result per stage" is the highest id per (sha256, stage)
 CREATE INDEX stage_results_by_artifact ON stage_results (sha256, stage, id);
+
+-- The git branch a branch index was created for (NULL for every other index), so a
+-- branch whose slug lands on someone else's index is refused instead of sharing it.
+ALTER TABLE indexes ADD COLUMN branch TEXT;

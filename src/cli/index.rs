@@ -126,6 +126,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 volatile,
                 promotion_only,
                 description,
+                branch: None,
             };
             let view = client.create_index(&name, &settings).await?;
             println!("created index {}", view.index.name);

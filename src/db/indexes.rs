@@ -16,12 +16,12 @@ struct IndexRow {
     volatile: i64,
     promotion_only: i64,
     description: String,
+    branch: Option<String>,
     created_at: String,
     updated_at: String,
 }
 
-const INDEX_COLUMNS: &str =
-    "id, namespace, name, kind, volatile, promotion_only, description, created_at, updated_at";
+const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, branch, created_at, updated_at";
 
 impl IndexRow {
     fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
@@ -42,6 +42,7 @@ impl IndexRow {
                 volatile: self.volatile != 0,
                 promotion_only: self.promotion_only != 0,
                 description: self.description,
+                branch: self.branch,
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -151,8 +152,8 @@ impl Db {
         now: &str,
     ) -> Result<i64, DbError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
         )
         .bind(name.namespace())
         .bind(name.name())
@@ -160,6 +161,7 @@ impl Db {
         .bind(i64::from(settings.volatile))
         .bind(i64::from(settings.promotion_only))
         .bind(&settings.description)
+        .bind(settings.branch.as_deref())
         .bind(now)
         .fetch_one(&mut **tx)
         .await

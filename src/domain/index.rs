@@ -49,6 +49,9 @@ pub struct IndexSettings {
     pub promotion_only: bool,
     /// Free text shown on the index page.
     pub description: String,
+    /// The git branch this index was created for by `kiln ensure`, if it is a branch index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// An index as stored.

@@ -1,8 +1,11 @@
-//! Pure domain types: names, versions, filenames, digests and index settings.
+//! Pure domain types: names, versions, filenames, digests, index settings, CI context.
 //!
 //! Nothing in here does I/O except through a reader it is handed, so every rule can be
 //! unit-tested (and fuzzed) without a server, a database or a disk.
 
+pub mod branch;
+pub mod build_version;
+pub mod ci;
 pub mod digest;
 pub mod dist_filename;
 pub mod index;

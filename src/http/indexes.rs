@@ -55,6 +55,8 @@ pub struct CreateIndex {
     promotion_only: bool,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    branch: Option<String>,
 }
 
 fn default_kind() -> IndexKind {
@@ -94,6 +96,7 @@ pub async fn create_index(
         volatile: body.volatile,
         promotion_only: body.promotion_only,
         description: body.description,
+        branch: body.branch,
     };
     let index = indexes::create_index(&state.db, &body.name, &settings).await?;
     Ok((StatusCode::CREATED, Json(IndexView::from(index))).into_response())

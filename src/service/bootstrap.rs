@@ -48,6 +48,7 @@ pub async fn bootstrap(
             volatile: false,
             promotion_only: true,
             description: "Production: green master builds, promoted; append-only.".into(),
+            branch: None,
         },
     )
     .await?;
@@ -60,6 +61,7 @@ pub async fn bootstrap(
             volatile: false,
             promotion_only: false,
             description: "Builds of the main branch.".into(),
+            branch: None,
         },
     )
     .await?;

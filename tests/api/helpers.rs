@@ -106,6 +106,7 @@ impl TestApp {
             volatile: false,
             promotion_only: false,
             description: String::new(),
+            branch: None,
         };
         self.client()
             .create_index(&name.parse().unwrap(), &settings)

@@ -146,6 +146,7 @@ async fn refuses_cycles_missing_bases_and_duplicates() {
         volatile: false,
         promotion_only: false,
         description: String::new(),
+        branch: None,
     };
     let (status, message) = api_error(
         client
