@@ -28,7 +28,7 @@ pub fn branch_slug(branch: &str) -> Option<String> {
             slug.push('-');
         }
     }
-    let slug = slug.trim_matches(|c| matches!(c, '-' | '.' | '_'));
+    let slug = slug.trim_matches(['-', '.', '_']);
     if slug.is_empty() {
         return None;
     }
@@ -37,7 +37,7 @@ pub fn branch_slug(branch: &str) -> Option<String> {
     }
     let digest = hex::encode(Sha256::digest(branch.as_bytes()));
     let keep = MAX_SLUG - HASH_CHARS - 1;
-    let head = slug[..keep].trim_end_matches(|c| matches!(c, '-' | '.' | '_'));
+    let head = slug[..keep].trim_end_matches(['-', '.', '_']);
     Some(format!("{head}-{}", &digest[..HASH_CHARS]))
 }
 

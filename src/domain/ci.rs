@@ -212,6 +212,10 @@ fn joined(parts: &[Option<String>], sep: &str) -> Option<String> {
     (!present.is_empty()).then(|| present.join(sep))
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per provider, each a flat table of its variables"
+)]
 fn read_provider(
     provider: CiProvider,
     get: &impl Fn(&str) -> Option<String>,
