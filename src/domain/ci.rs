@@ -482,7 +482,8 @@ mod tests {
 
     #[test]
     fn buildkite_circleci_azure_bitbucket_woodpecker_drone() {
-        let cases: &[(&[(&str, &str)], CiProvider, &str, u64)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], CiProvider, &'a str, u64);
+        let cases: &[Case] = &[
             (
                 &[
                     ("BUILDKITE", "true"),
