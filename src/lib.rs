@@ -2,7 +2,8 @@
 //!
 //! Each branch's wheel is built once and every later stage installs those exact bytes from
 //! the branch's index, which inherits master and production. This crate is the server
-//! (`serve`), its storage and its rules, and the typed client the CLI uses.
+//! (`serve`), its storage and its rules, the typed client the CLI uses, and the CI hooks
+//! (`ensure`, `stage`, `report`) that run on build runners.
 //!
 //! Layers, top to bottom: [`http`] handlers → [`service`] use cases → [`db`] and
 //! [`storage`]; [`domain`] types are shared by all and do no I/O.
@@ -12,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod hooks;
 pub mod http;
 pub mod service;
 pub mod storage;

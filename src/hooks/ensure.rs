@@ -1,0 +1,587 @@
+//! `kiln ensure`: make sure this build's wheel is on the branch index, building it only if
+//! this runner wins the lease.
+//!
+//! The steps, each of which every runner computes identically and without talking to the
+//! others: CI context → version → index name. Then the server decides who builds: a claim
+//! answers `ready` (use it), `claimed` (build, heartbeat, upload under the lease,
+//! complete), `building` (long-poll until it is ready or the lease lapses, then claim
+//! again) or `failed` (stop, showing the builder's output).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pep440_rs::Version;
+
+use super::HookError;
+use super::build::{BuildConfig, build_wheel};
+use super::project::PyProject;
+use crate::client::{Client, ClientError};
+use crate::domain::branch::branch_slug;
+use crate::domain::build_version::VersionScheme;
+use crate::domain::ci::{CiContext, Overrides, detect};
+use crate::domain::{IndexKind, IndexName, IndexSettings};
+use crate::http::builds::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile};
+
+/// The master index when neither a flag nor `[tool.kiln]` names one.
+pub const DEFAULT_MASTER_INDEX: &str = "root/master";
+/// Branches that build into the master index by default.
+pub const DEFAULT_MAIN_BRANCHES: &[&str] = &["master", "main"];
+/// Longest single long poll.
+const WAIT_SLICE: Duration = Duration::from_secs(30);
+
+/// What `kiln ensure` was asked to do.
+#[derive(Debug, Clone)]
+pub struct EnsureOptions {
+    /// The project root (holds `pyproject.toml`).
+    pub project_dir: PathBuf,
+    /// Overrides `[project].name`.
+    pub project_name: Option<String>,
+    /// `--branch`, `--build-number`, `--run-id`.
+    pub overrides: Overrides,
+    /// `--base-version`.
+    pub base_version: Option<String>,
+    /// `--version-scheme`.
+    pub version_scheme: Option<String>,
+    /// `--master-index`.
+    pub master_index: Option<String>,
+    /// `--main-branch` (empty: from `[tool.kiln]`, else master and main).
+    pub main_branches: Vec<String>,
+    /// How to build (the command falls back to `[tool.kiln] build-command`).
+    pub build: BuildConfig,
+    /// Build again if the last build of this version failed.
+    pub retry_failed: bool,
+    /// How long to wait for another runner's build.
+    pub wait_timeout: Duration,
+}
+
+/// Everything computed before talking to the server.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The CI run.
+    pub ctx: CiContext,
+    /// The project.
+    pub project: PyProject,
+    /// The computed version.
+    pub version: Version,
+    /// The index this build goes to.
+    pub index: IndexName,
+    /// The master index (the branch index's base).
+    pub master: IndexName,
+    /// True when the branch builds straight into the master index.
+    pub is_main: bool,
+    /// The build configuration, with `[tool.kiln]` applied.
+    pub build: BuildConfig,
+}
+
+/// Computes context, version and index, from `env` (`std::env::var` in real use).
+pub fn plan(
+    options: &EnsureOptions,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Plan, HookError> {
+    let ctx = detect(env, &options.overrides)?;
+    let project = PyProject::read(&options.project_dir, options.project_name.as_deref())?;
+    let base = project.base_version(options.base_version.as_deref())?;
+    let scheme: VersionScheme = match options
+        .version_scheme
+        .as_deref()
+        .or(project.kiln.version_scheme.as_deref())
+    {
+        Some(text) => text.parse()?,
+        None => VersionScheme::default(),
+    };
+    let version = scheme.apply(&base, ctx.build_number)?;
+    let master_text = options
+        .master_index
+        .clone()
+        .or_else(|| project.kiln.master_index.clone())
+        .unwrap_or_else(|| DEFAULT_MASTER_INDEX.into());
+    let master: IndexName = master_text
+        .parse()
+        .map_err(|e| HookError::Project(format!("master index: {e}")))?;
+    let main_branches: Vec<String> = if options.main_branches.is_empty() {
+        project.kiln.main_branches.clone().unwrap_or_else(|| {
+            DEFAULT_MAIN_BRANCHES
+                .iter()
+                .map(|b| (*b).to_owned())
+                .collect()
+        })
+    } else {
+        options.main_branches.clone()
+    };
+    let is_main = main_branches.contains(&ctx.branch);
+    let index = if is_main {
+        master.clone()
+    } else {
+        let slug = branch_slug(&ctx.branch).ok_or_else(|| {
+            HookError::Project(format!(
+                "branch `{}` has no letters or digits to name an index after; pass --branch",
+                ctx.branch.escape_debug()
+            ))
+        })?;
+        IndexName::from_parts(master.namespace(), &slug)
+            .map_err(|e| HookError::Project(format!("branch index for `{}`: {e}", ctx.branch)))?
+    };
+    let mut build = options.build.clone();
+    if build.command.is_none() {
+        build.command.clone_from(&project.kiln.build_command);
+    }
+    Ok(Plan {
+        ctx,
+        project,
+        version,
+        index,
+        master,
+        is_main,
+        build,
+    })
+}
+
+/// The wheel this build tests, on its index.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    /// What was computed.
+    pub plan: Plan,
+    /// The index's simple URL, for pip and uv.
+    pub index_url: String,
+    /// The pinned wheel.
+    pub wheel: ReleaseFile,
+    /// True if this runner built it.
+    pub built_here: bool,
+}
+
+/// Makes sure the index exists and the wheel is on it.
+pub async fn ensure(client: &Client, options: &EnsureOptions) -> Result<Ensured, HookError> {
+    let plan = plan(options, |k| std::env::var(k).ok())?;
+    eprintln!(
+        "kiln: {} {} from branch `{}` build {} → index `{}`",
+        plan.project.name, plan.version, plan.ctx.branch, plan.ctx.build_number, plan.index
+    );
+    ensure_index(client, &plan).await?;
+    let (files, built_here) = obtain(client, &plan, options).await?;
+    let wheel = pick_wheel(&files).ok_or_else(|| {
+        HookError::Project(format!(
+            "{} {} on `{}` has no wheel (only {}); Kiln pins wheels",
+            plan.project.name,
+            plan.version,
+            plan.index,
+            files
+                .iter()
+                .map(|f| f.filename.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    Ok(Ensured {
+        index_url: client.url(&format!("{}/+simple/", plan.index)),
+        wheel,
+        built_here,
+        plan,
+    })
+}
+
+/// The wheel to pin: the pure-Python one if there is one, else the first.
+fn pick_wheel(files: &[ReleaseFile]) -> Option<ReleaseFile> {
+    let wheels: Vec<&ReleaseFile> = files
+        .iter()
+        .filter(|f| f.filename.to_ascii_lowercase().ends_with(".whl"))
+        .collect();
+    wheels
+        .iter()
+        .find(|f| f.filename.ends_with("-none-any.whl"))
+        .or_else(|| wheels.first())
+        .map(|f| (*f).clone())
+}
+
+/// Creates the branch index on first use; checks an existing one belongs to this branch.
+async fn ensure_index(client: &Client, plan: &Plan) -> Result<(), HookError> {
+    let not_found = |e: &ClientError| matches!(e, ClientError::Api { status: 404, .. });
+    if plan.is_main {
+        return match client.get_index(&plan.index).await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Err(HookError::Project(format!(
+                "the master index `{}` does not exist; create it (`kiln index create {}`) or pass --master-index",
+                plan.index, plan.index
+            ))),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let existing = match client.get_index(&plan.index).await {
+        Ok(view) => view,
+        Err(e) if not_found(&e) => {
+            let settings = IndexSettings {
+                kind: IndexKind::Stage,
+                bases: vec![plan.master.clone()],
+                volatile: true,
+                promotion_only: false,
+                description: format!("Builds of branch `{}`.", plan.ctx.branch),
+                branch: Some(plan.ctx.branch.clone()),
+            };
+            match client.create_index(&plan.index, &settings).await {
+                Ok(_) => {
+                    eprintln!(
+                        "kiln: created branch index `{}` (bases `{}`)",
+                        plan.index, plan.master
+                    );
+                    return Ok(());
+                }
+                // Another runner created it a moment ago: check it like any existing one.
+                Err(ClientError::Api { status: 409, .. }) => client.get_index(&plan.index).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match existing.index.settings.branch.as_deref() {
+        Some(branch) if branch == plan.ctx.branch => Ok(()),
+        Some(other) => Err(HookError::Project(format!(
+            "branch `{}` maps to index `{}`, which was created for branch `{other}`; the two names slug alike — rename one branch (or delete the index if `{other}` is gone)",
+            plan.ctx.branch, plan.index
+        ))),
+        None => Err(HookError::Project(format!(
+            "branch `{}` maps to index `{}`, which exists and is not a branch index; Kiln will not build a branch into it — rename the branch",
+            plan.ctx.branch, plan.index
+        ))),
+    }
+}
+
+fn builder_description(ctx: &CiContext) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".into());
+    let runner = ctx.runner.as_deref().unwrap_or(&host);
+    let provider = ctx.provider.map_or("local", |p| p.as_str());
+    let run = ctx.run_url.as_deref().unwrap_or(&ctx.run_id);
+    format!("{runner} pid {} ({provider} {run})", std::process::id())
+}
+
+/// Claims, waits or builds until the release is ready; returns its files and whether this
+/// runner built them.
+async fn obtain(
+    client: &Client,
+    plan: &Plan,
+    options: &EnsureOptions,
+) -> Result<(Vec<ReleaseFile>, bool), HookError> {
+    let project = plan.project.name.as_str();
+    let version = plan.version.to_string();
+    let started = Instant::now();
+    let mut claim = ClaimBuild {
+        builder: builder_description(&plan.ctx),
+        retry: options.retry_failed,
+    };
+    loop {
+        let view = client
+            .claim_build(&plan.index, project, &version, &claim)
+            .await?;
+        // Only the first claim asks to retry a failure: a retry that then fails must
+        // not be retried again by the same runner's later claims.
+        claim.retry = false;
+        match view.status {
+            BuildStateView::Ready { files } => return Ok((files, false)),
+            BuildStateView::Claimed {
+                lease_id,
+                lease_ttl_ms,
+                attempt,
+                ..
+            } => {
+                if attempt > 1 {
+                    eprintln!("kiln: this runner builds (attempt {attempt})");
+                }
+                let files = build_under_lease(client, plan, &lease_id, lease_ttl_ms).await?;
+                return Ok((files, true));
+            }
+            BuildStateView::Building {
+                builder,
+                expires_in_ms,
+                ..
+            } => {
+                eprintln!(
+                    "kiln: waiting for {builder} to build {project} {version} (its lease lapses in {}s without a heartbeat)",
+                    expires_in_ms.max(0) / 1000
+                );
+                if let Some(files) = wait_for(client, plan, started, options.wait_timeout).await? {
+                    return Ok((files, false));
+                }
+            }
+            BuildStateView::Failed {
+                builder,
+                error_tail,
+                attempt,
+            } => {
+                return Err(HookError::BuildFailed(format!(
+                    "the build of {project} {version} for `{}` failed on {builder} (attempt {attempt}); fix it and push, or re-run with --retry-failed-build to build this version again\n--- last build output ---\n{}",
+                    plan.index,
+                    error_tail.trim_end()
+                )));
+            }
+            BuildStateView::Absent => {}
+        }
+        if started.elapsed() > options.wait_timeout {
+            return Err(timeout(plan, options.wait_timeout));
+        }
+    }
+}
+
+fn timeout(plan: &Plan, limit: Duration) -> HookError {
+    HookError::Timeout(format!(
+        "gave up after {}s waiting for another runner to build {} {} on `{}` (--wait-timeout); its builder is still heartbeating",
+        limit.as_secs(),
+        plan.project.name,
+        plan.version,
+        plan.index
+    ))
+}
+
+/// Long-polls until the release is ready (`Some(files)`), or until the caller should claim
+/// again (`None`: the lease lapsed, the build failed, or it vanished).
+async fn wait_for(
+    client: &Client,
+    plan: &Plan,
+    started: Instant,
+    limit: Duration,
+) -> Result<Option<Vec<ReleaseFile>>, HookError> {
+    let version = plan.version.to_string();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(timeout(plan, limit));
+        }
+        let view = client
+            .show_build(
+                &plan.index,
+                plan.project.name.as_str(),
+                &version,
+                Some(left.min(WAIT_SLICE)),
+            )
+            .await?;
+        match view.status {
+            BuildStateView::Ready { files } => return Ok(Some(files)),
+            BuildStateView::Building { expires_in_ms, .. } if expires_in_ms > 0 => {}
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Builds, uploads under the lease and completes it; on failure, fails the lease so every
+/// waiter sees why.
+async fn build_under_lease(
+    client: &Client,
+    plan: &Plan,
+    lease_id: &str,
+    lease_ttl_ms: u64,
+) -> Result<Vec<ReleaseFile>, HookError> {
+    let project = plan.project.name.as_str().to_owned();
+    let version = plan.version.to_string();
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        plan.index.clone(),
+        project.clone(),
+        version.clone(),
+        lease_id.to_owned(),
+        Duration::from_millis(lease_ttl_ms / 3).max(Duration::from_millis(500)),
+        Arc::clone(&lost),
+    ));
+    let result = build_and_upload(client, plan, lease_id).await;
+    heartbeat.abort();
+    let lease = |error_tail: Option<String>| LeaseBody {
+        lease_id: lease_id.to_owned(),
+        error_tail,
+    };
+    match result {
+        Ok(()) => {
+            let view = client
+                .lease_action(&plan.index, &project, &version, "complete", &lease(None))
+                .await?;
+            match view.status {
+                BuildStateView::Ready { files } => Ok(files),
+                other => Err(HookError::Project(format!(
+                    "completing the build answered `{other:?}` instead of ready"
+                ))),
+            }
+        }
+        Err(failure) => {
+            let text = failure.to_string();
+            if !lost.load(Ordering::SeqCst) {
+                let tail =
+                    crate::service::builds::tail(&text, crate::service::builds::MAX_ERROR_TAIL);
+                if let Err(e) = client
+                    .lease_action(
+                        &plan.index,
+                        &project,
+                        &version,
+                        "fail",
+                        &lease(Some(tail.to_owned())),
+                    )
+                    .await
+                {
+                    eprintln!("kiln: could not record the failed build on the server: {e}");
+                }
+            }
+            Err(failure)
+        }
+    }
+}
+
+async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Result<(), HookError> {
+    let out = tempfile::Builder::new()
+        .prefix("kiln-dist-")
+        .tempdir()
+        .map_err(|e| HookError::Io(format!("creating the build output directory: {e}")))?;
+    let wheels = build_wheel(&plan.project, &plan.version, &plan.build, out.path())
+        .await
+        .map_err(|f| HookError::BuildFailed(f.report()))?;
+    let version = plan.version.to_string();
+    for wheel in &wheels {
+        client
+            .upload_file(
+                &plan.index,
+                wheel,
+                plan.project.name.as_str(),
+                &version,
+                Some(lease_id),
+            )
+            .await?;
+        eprintln!(
+            "kiln: uploaded {} to `{}`",
+            wheel.file_name().unwrap_or_default().to_string_lossy(),
+            plan.index
+        );
+    }
+    Ok(())
+}
+
+async fn heartbeat_loop(
+    client: Client,
+    index: IndexName,
+    project: String,
+    version: String,
+    lease_id: String,
+    every: Duration,
+    lost: Arc<AtomicBool>,
+) {
+    let body = LeaseBody {
+        lease_id,
+        error_tail: None,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match client
+            .lease_action(&index, &project, &version, "heartbeat", &body)
+            .await
+        {
+            Ok(_) => {}
+            Err(ClientError::Api {
+                status: 409,
+                detail,
+            }) => {
+                eprintln!("kiln: lost the build lease: {detail}");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // A blip must not end the build; the lease survives a few missed beats.
+            Err(e) => eprintln!("kiln: heartbeat failed (will retry): {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &std::path::Path) -> EnsureOptions {
+        EnsureOptions {
+            project_dir: dir.to_path_buf(),
+            project_name: None,
+            overrides: Overrides::default(),
+            base_version: None,
+            version_scheme: None,
+            master_index: None,
+            main_branches: Vec::new(),
+            build: BuildConfig {
+                tool: super::super::build::BuildTool::Build,
+                command: None,
+                python: "python3".into(),
+            },
+            retry_failed: false,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn plan_for(pyproject: &str, vars: &[(&str, &str)]) -> Result<Plan, HookError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pyproject.toml"), pyproject).unwrap();
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        plan(&options(dir.path()), |k| vars.get(k).cloned())
+    }
+
+    const PROJECT: &str = "[project]\nname = \"demo\"\nversion = \"1.4\"\n";
+
+    #[test]
+    fn branches_get_their_own_index_under_the_master_namespace() {
+        let gh = |branch: &'static str| {
+            [
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_REF_NAME", branch),
+                ("GITHUB_RUN_NUMBER", "57"),
+            ]
+        };
+        let feature = plan_for(
+            &format!("{PROJECT}[tool.kiln]\nmaster-index = \"acme/master\"\n"),
+            &gh("feature/login-form"),
+        )
+        .unwrap();
+        assert_eq!(feature.index.to_string(), "acme/feature-login-form");
+        assert_eq!(feature.version.to_string(), "1.4.57");
+        assert!(!feature.is_main);
+        let main = plan_for(PROJECT, &gh("main")).unwrap();
+        assert_eq!(main.index.to_string(), "root/master");
+        assert!(main.is_main);
+        let trunk = plan_for(
+            &format!(
+                "{PROJECT}[tool.kiln]\nmain-branches = [\"trunk\"]\nversion-scheme = \"dev\"\n"
+            ),
+            &gh("trunk"),
+        )
+        .unwrap();
+        assert!(trunk.is_main);
+        assert_eq!(trunk.version.to_string(), "1.4.dev57");
+    }
+
+    #[test]
+    fn unusable_branches_are_explained() {
+        let err = plan_for(
+            PROJECT,
+            &[("KILN_BRANCH", "///"), ("KILN_BUILD_NUMBER", "1")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no letters or digits"), "{err}");
+    }
+
+    #[test]
+    fn picks_the_pure_wheel() {
+        let file = |name: &str| ReleaseFile {
+            filename: name.into(),
+            sha256: String::new(),
+            size: 0,
+            url: String::new(),
+        };
+        let files = [
+            file("demo-1.0.tar.gz"),
+            file("demo-1.0-cp311-cp311-linux_x86_64.whl"),
+            file("demo-1.0-py3-none-any.whl"),
+        ];
+        assert_eq!(
+            pick_wheel(&files).unwrap().filename,
+            "demo-1.0-py3-none-any.whl"
+        );
+        assert!(pick_wheel(&files[..1]).is_none());
+    }
+}
