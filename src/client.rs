@@ -26,13 +26,14 @@ pub enum ClientError {
     },
     /// The server could not be reached.
     #[error(
-        "cannot reach Kiln at {url}: {source}; is `kiln serve` running there, and is --server / KILN_SERVER right?"
+        "cannot reach Kiln at {url}: {}; is `kiln serve` running there, and is --server / KILN_SERVER right?",
+        error_chain(cause)
     )]
     Unreachable {
         /// The URL that was tried.
         url: String,
         /// The transport error.
-        source: reqwest::Error,
+        cause: reqwest::Error,
     },
     /// The server URL is malformed.
     #[error("server URL `{0}` is not a valid http(s) URL")]
@@ -101,17 +102,17 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|source| ClientError::Unreachable {
+            .map_err(|cause| ClientError::Unreachable {
                 url: url.to_owned(),
-                source,
+                cause,
             })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|source| ClientError::Unreachable {
+            .map_err(|cause| ClientError::Unreachable {
                 url: url.to_owned(),
-                source,
+                cause,
             })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -329,9 +330,9 @@ impl Client {
                 .get(&url)
                 .send()
                 .await
-                .map_err(|source| ClientError::Unreachable {
+                .map_err(|cause| ClientError::Unreachable {
                     url: url.clone(),
-                    source,
+                    cause,
                 })?;
         if !response.status().is_success() {
             return Err(ClientError::Api {
@@ -346,9 +347,9 @@ impl Client {
         let mut hasher = sha2::Sha256::new();
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+            let chunk = chunk.map_err(|cause| ClientError::Unreachable {
                 url: url.clone(),
-                source,
+                cause,
             })?;
             hasher.update(&chunk);
             file.write_all(&chunk)
@@ -396,6 +397,22 @@ impl Client {
         ));
         self.expect(self.http.get(&url), &url).await
     }
+}
+
+/// An error and its causes on one line (reqwest's own message omits the cause, which is
+/// where "connection refused" lives).
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Percent-encodes one path segment (versions may hold `+`, names anything a user typed).

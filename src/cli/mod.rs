@@ -1,7 +1,13 @@
-//! Subcommands. Exit codes: 0 success, 2 usage or server error.
+//! Subcommands. Exit codes: 0 success, 2 usage or server error; `kiln stage` exits with
+//! its command's status (2 if the command passed but its verdict was not recorded).
 
+mod ensure;
+mod hook_args;
 mod index;
+mod report;
 mod serve;
+mod stage;
+mod status;
 
 use std::process::ExitCode;
 
@@ -28,6 +34,16 @@ enum Command {
         #[command(subcommand)]
         action: index::IndexCommand,
     },
+    /// Make sure this CI build's wheel is on its branch index (building it only if this
+    /// runner wins the build lease) and print where it is.
+    Ensure(ensure::EnsureArgs),
+    /// Run a CI stage against the build's exact wheel and record its verdict:
+    /// `kiln stage unit -- tox -e unit`.
+    Stage(stage::StageArgs),
+    /// Record a stage verdict for this build's wheel without wrapping the command.
+    Report(report::ReportArgs),
+    /// Show a release's build state and stage matrix.
+    Status(status::StatusArgs),
 }
 
 /// How client subcommands reach the server.
@@ -52,5 +68,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Index { client, action } => index::run(&client.client()?, action).await,
+        Command::Ensure(args) => ensure::run(args).await,
+        Command::Stage(args) => stage::run(args).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Status(args) => status::run(args).await,
     }
 }

@@ -195,7 +195,18 @@ pub struct PythonTools {
 }
 
 /// Versions installed into the test venv (PyPI is one of the reachable registries).
-const PYTHON_REQUIREMENTS: &[&str] = &["pip==26.3", "twine==7.0.0", "uv==0.13.9", "build==1.6.1"];
+const PYTHON_REQUIREMENTS: &[&str] = &[
+    "pip==26.3",
+    "twine==7.0.0",
+    "uv==0.13.9",
+    "build==1.6.1",
+    "tox==4.67.15",
+    // build backends for `--no-isolation` builds of the sample projects, so tests do not
+    // download a backend for every build
+    "flit_core==4.2.0",
+    "setuptools==84.2.1",
+    "setuptools-scm==10.3.4",
+];
 
 /// The test venv, created on first use (under a file lock, so parallel test binaries wait
 /// for one another instead of racing).

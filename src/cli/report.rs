@@ -1,0 +1,140 @@
+//! `kiln report NAME`: record a stage verdict without wrapping the command, for CI systems
+//! that run the tests themselves and report afterwards.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::ClientArgs;
+use super::hook_args::HookArgs;
+use kiln::hooks::ensure::plan;
+use kiln::hooks::junit;
+use kiln::hooks::stage::{deliver, environment_summary};
+use kiln::http::builds::BuildStateView;
+use kiln::service::results::{MAX_LOG_TAIL, Outcome, StageReport, check_stage_name};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    hook: HookArgs,
+    /// The stage name, e.g. `unit`.
+    name: String,
+    /// The stage command's exit status (0 = pass).
+    #[arg(long, conflicts_with = "outcome", required_unless_present = "outcome")]
+    exit_code: Option<i32>,
+    /// The verdict, when there is no exit status to give.
+    #[arg(long, value_enum)]
+    outcome: Option<OutcomeArg>,
+    /// How long the stage took, in seconds.
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// A log file whose last 64 KiB are kept with the result.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// A JUnit XML file whose counts go into the result.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// The tested artifact's sha256 (default: the wheel of this build on its index).
+    #[arg(long)]
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OutcomeArg {
+    Pass,
+    Fail,
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    check_stage_name(&args.name)?;
+    let client = args.client.client()?;
+    let plan = plan(&args.hook.options(), |k| std::env::var(k).ok())?;
+    let sha256 = if let Some(sha) = &args.sha256 {
+        sha.clone()
+    } else {
+        let view = client
+            .show_build(
+                &plan.index,
+                plan.project.name.as_str(),
+                &plan.version.to_string(),
+                None,
+            )
+            .await?;
+        match view.status {
+            BuildStateView::Ready { files } => files
+                .iter()
+                .find(|f| {
+                    std::path::Path::new(&f.filename)
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
+                })
+                .map(|f| f.sha256.clone())
+                .with_context(|| {
+                    format!(
+                        "{} {} on `{}` has no wheel",
+                        plan.project.name, plan.version, plan.index
+                    )
+                })?,
+            other => anyhow::bail!(
+                "{} {} is not built on `{}` (state: {}); run `kiln ensure` first or pass --sha256",
+                plan.project.name,
+                plan.version,
+                plan.index,
+                serde_json::to_value(&other)
+                    .ok()
+                    .and_then(|v| v["state"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        }
+    };
+    let outcome = match (args.exit_code, args.outcome) {
+        (Some(0), _) | (None, Some(OutcomeArg::Pass)) => Outcome::Pass,
+        _ => Outcome::Fail,
+    };
+    let log_tail = match &args.log {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading log `{}`", path.display()))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            kiln::service::builds::tail(&text, MAX_LOG_TAIL).to_owned()
+        }
+        None => String::new(),
+    };
+    let junit = match &args.junit {
+        Some(path) => {
+            let xml = std::fs::read(path)
+                .with_context(|| format!("reading JUnit file `{}`", path.display()))?;
+            Some(
+                junit::parse(&xml)
+                    .map_err(|e| anyhow::anyhow!("JUnit file `{}`: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let report = StageReport {
+        sha256,
+        stage: args.name.clone(),
+        run_id: plan.ctx.run_id.clone(),
+        outcome,
+        exit_code: args.exit_code.map(i64::from),
+        duration_ms: std::time::Duration::try_from_secs_f64(args.duration.max(0.0))
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        environment: environment_summary(&plan.ctx, &args.hook.python),
+        log_tail,
+        junit,
+    };
+    let stored = deliver(&client, &report).await.map_err(|e| {
+        anyhow::anyhow!("the `{}` verdict was NOT recorded: {e}; re-run `kiln report` once the server is reachable", args.name)
+    })?;
+    eprintln!(
+        "kiln: recorded `{}` = {} for {}",
+        stored.stage,
+        stored.outcome.as_str(),
+        stored.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
