@@ -187,36 +187,17 @@ impl Db {
 }
 
 impl Db {
-    /// The files one index itself lists for a release (project and normalized version).
-    pub async fn release_files(
-        &self,
-        index_id: i64,
-        project: &str,
-        version: &str,
-    ) -> Result<Vec<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2 AND version = $3 ORDER BY filename"
-        ))
-        .bind(index_id)
-        .bind(project)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Same as [`Db::release_files`], inside a write transaction.
-    pub async fn release_files_tx(
+    /// Every file of `project` one index itself lists, inside a write transaction.
+    pub async fn own_project_files_tx(
         tx: &mut WriteTx,
         index_id: i64,
         project: &str,
-        version: &str,
     ) -> Result<Vec<FileRecord>, DbError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2 AND version = $3 ORDER BY filename"
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2"
         ))
         .bind(index_id)
         .bind(project)
-        .bind(version)
         .fetch_all(&mut **tx)
         .await?)
     }

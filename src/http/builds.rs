@@ -146,7 +146,7 @@ pub(crate) fn view(
     BuildView {
         index: index.to_string(),
         project: release.project.to_string(),
-        version: release.version_str().to_owned(),
+        version: release.version.to_string(),
         status,
     }
 }

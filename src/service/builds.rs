@@ -64,7 +64,7 @@ impl Release {
                 version.escape_debug()
             ))
         })?;
-        let version_text = version.to_string();
+        let version_text = canonical(&version);
         Ok(Self {
             project,
             version,
@@ -72,10 +72,21 @@ impl Release {
         })
     }
 
-    /// The normalized version as stored.
+    /// True if a stored file version is this release's (PEP 440 equality: `1.0 == 1.0.0`).
+    #[must_use]
+    pub fn matches(&self, file_version: &str) -> bool {
+        Version::from_str(file_version).is_ok_and(|v| v == self.version)
+    }
+
+    /// The version as the build key stores it: normalized, trailing `.0`s dropped, so
+    /// `1.0` and `1.0.0` (equal under PEP 440) are one build.
     #[must_use]
     pub fn version_str(&self) -> &str {
         &self.version_text
+    }
+
+    fn own_files(&self, files: Vec<FileRecord>) -> Vec<FileRecord> {
+        own_files(&self.version_text, files)
     }
 
     fn key(&self, index: &Index) -> BuildKey<'_> {
@@ -132,6 +143,26 @@ pub enum BuildStatus {
     },
 }
 
+/// The files of the release whose canonical version is `version`, by filename.
+fn own_files(version: &str, files: Vec<FileRecord>) -> Vec<FileRecord> {
+    let mut files: Vec<FileRecord> = files
+        .into_iter()
+        .filter(|f| Version::from_str(&f.version).is_ok_and(|v| canonical(&v) == version))
+        .collect();
+    files.sort_by(|a, b| a.filename.cmp(&b.filename));
+    files
+}
+
+/// The normalized spelling of `version` without trailing zero release segments.
+fn canonical(version: &Version) -> String {
+    let release = version.release();
+    let keep = release.iter().rposition(|n| *n != 0).map_or(1, |i| i + 1);
+    version
+        .clone()
+        .with_release(release[..keep].to_vec())
+        .to_string()
+}
+
 /// Milliseconds since the Unix epoch.
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -176,7 +207,7 @@ fn describe(principal: &Principal, builder: &str) -> String {
 async fn observe(db: &Db, index: &Index, release: &Release) -> Result<BuildStatus, ServiceError> {
     let key = release.key(index);
     let build = db.find_build(key).await?;
-    let files = db.release_files(index.id, key.project, key.version).await?;
+    let files = release.own_files(db.files_of_project(&[index.id], key.project).await?);
     Ok(status_of(build.as_ref(), files))
 }
 
@@ -268,7 +299,10 @@ async fn claim_tx(
     ttl: Duration,
 ) -> Result<Option<BuildStatus>, ServiceError> {
     let build = Db::find_build_tx(tx, key).await?;
-    let files = Db::release_files_tx(tx, key.index_id, key.project, key.version).await?;
+    let files = own_files(
+        key.version,
+        Db::own_project_files_tx(tx, key.index_id, key.project).await?,
+    );
     let now = now_rfc3339();
     let lease_id = new_lease_id();
     let expires_at_ms = lease_expiry(ttl);
@@ -390,7 +424,8 @@ pub async fn complete(
 ) -> Result<BuildStatus, ServiceError> {
     let key = release.key(index);
     let mut tx = db.begin_write().await?;
-    let files = Db::release_files_tx(&mut tx, key.index_id, key.project, key.version).await?;
+    let files =
+        release.own_files(Db::own_project_files_tx(&mut tx, key.index_id, key.project).await?);
     if files.is_empty() {
         return Err(ServiceError::Invalid(format!(
             "cannot complete the build of {release} on `{}`: no file of that release was uploaded under the lease",
@@ -461,13 +496,14 @@ pub async fn check_upload_lease(
     tx: &mut WriteTx,
     index: &Index,
     project: &ProjectName,
-    version: &str,
+    version: &Version,
     lease_id: Option<&str>,
 ) -> Result<(), ServiceError> {
+    let canonical = canonical(version);
     let key = BuildKey {
         index_id: index.id,
         project: project.as_str(),
-        version,
+        version: &canonical,
     };
     let build = Db::find_build_tx(tx, key).await?;
     match (&build, lease_id) {
@@ -502,6 +538,12 @@ mod tests {
         let release = Release::parse("My_Pkg", "1.04.0057").unwrap();
         assert_eq!(release.project.as_str(), "my-pkg");
         assert_eq!(release.version_str(), "1.4.57");
+        assert_eq!(Release::parse("p", "1.0.0").unwrap().version_str(), "1");
+        assert_eq!(
+            Release::parse("p", "2.0.0rc1").unwrap().version_str(),
+            "2rc1"
+        );
+        assert!(Release::parse("p", "1.0").unwrap().matches("1.0.0"));
         assert!(Release::parse("pkg", "not a version").is_err());
     }
 }

@@ -242,7 +242,8 @@ async fn insert_row(
     if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Ok(Err(existing));
     }
-    super::builds::check_upload_lease(&mut tx, index, &dist.project, new.version, lease_id).await?;
+    super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
+        .await?;
     match Db::insert_file(&mut tx, new).await {
         Ok(()) => {}
         Err(DbError::Conflict) => {

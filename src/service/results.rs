@@ -284,7 +284,7 @@ pub async fn release_verdicts(
     let files: Vec<FileRecord> = resolve::project_files(db, &chain, &release.project)
         .await?
         .into_iter()
-        .filter(|f| f.version == release.version_str())
+        .filter(|f| release.matches(&f.version))
         .collect();
     let names: BTreeMap<i64, IndexName> = db
         .list_indexes()

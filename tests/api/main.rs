@@ -3,6 +3,7 @@
 
 mod clients;
 mod helpers;
+mod hooks;
 mod indexes;
 mod lifecycle;
 mod simple;
