@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example bench            # full run (a few minutes)
 //! cargo run --release --example bench -- --quick # 3 s load phases instead of 10 s
+//! cargo run --release --example bench -- --ci     # only the CI-hook figures (seconds)
 //! ```
 //!
 //! It installs devpi-server, devpi-client, twine, pip and uv into `target/bench-venv` (from
@@ -12,6 +13,10 @@
 //! requests/s and p50/p99 latency with `wrk -t2 -c32` (HTML and JSON), large-file download
 //! MB/s, cold `pip install` and `uv pip install` of the chain, and peak RSS. It prints a
 //! Markdown table for `docs/benchmarks.md`. Everything binds to 127.0.0.1.
+//!
+//! The CI-hook part measures `kiln ensure` when the wheel is already on the branch index
+//! (whole process, start to exit; beside `devpi list` answering the same question), and
+//! how long a waiter long-polling a build takes to see it complete.
 #![expect(
     clippy::cast_precision_loss,
     reason = "benchmark figures are printed with a few digits; f64 is plenty"
@@ -38,11 +43,17 @@ const DEVPI_PASSWORD: &str = "bench-password";
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let ci_only = std::env::args().any(|a| a == "--ci");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = ensure_venv(&root)?;
     let kiln_bin = build_kiln(&root)?;
     let work = tempfile::tempdir()?;
+    let ci = ci_hooks(&kiln_bin, &venv, work.path())?;
+    if ci_only {
+        print_ci(&ci);
+        return Ok(());
+    }
     let sets = generate(work.path())?;
     eprintln!(
         "generated {} small wheels, a {} MB wheel and a {CHAIN}-package chain",
@@ -62,7 +73,173 @@ fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     print_table(&rows, load_seconds);
+    print_ci(&ci);
     Ok(())
+}
+
+/// CI-hook figures, in milliseconds.
+struct CiFigures {
+    ensure: Vec<f64>,
+    devpi_list: Vec<f64>,
+    waiter: Vec<f64>,
+}
+
+const ENSURE_RUNS: usize = 30;
+const WAIT_ROUNDS: usize = 20;
+
+fn ci_hooks(kiln_bin: &Path, venv: &Path, work: &Path) -> anyhow::Result<CiFigures> {
+    let kiln = Target::start_kiln(kiln_bin, &work.join("kiln-ci"))?;
+    let base = kiln.upload.trim_end_matches("root/master/").to_owned();
+    // A project whose "build" copies a prepared wheel, so only Kiln's own work is timed.
+    let project = work.join("ci-project");
+    std::fs::create_dir_all(&project)?;
+    std::fs::write(
+        project.join("pyproject.toml"),
+        "[project]\nname = \"kiln-sample\"\nversion = \"1.4\"\n",
+    )?;
+    let wheel = Dist::wheel("kiln-sample", "1.4.57").write_to(&project);
+    let ensure = || {
+        let mut command = Command::new(kiln_bin);
+        command
+            .args([
+                "ensure",
+                "--branch",
+                "feature/bench",
+                "--build-number",
+                "57",
+            ])
+            .arg("--build-cmd")
+            .arg(format!("cp '{}' \"$KILN_DIST_DIR\"/", wheel.display()))
+            .current_dir(&project)
+            .env("KILN_SERVER", &base)
+            .env("KILN_TOKEN", &kiln.password)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITLAB_CI");
+        command
+    };
+    run_ok(&mut ensure(), "kiln ensure (first run builds)")?;
+    let mut ensure_ms = Vec::new();
+    for _ in 0..ENSURE_RUNS {
+        let started = Instant::now();
+        run_ok(&mut ensure(), "kiln ensure")?;
+        ensure_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let waiter_ms = waiter_latency(&base, &kiln.password, &project)?;
+    drop(kiln);
+
+    let devpi = Target::start_devpi(venv, &work.join("devpi-ci"))?;
+    twine(venv, &devpi, std::slice::from_ref(&wheel))?;
+    let client_dir = work.join("devpi-ci/client");
+    let mut devpi_list_ms = Vec::new();
+    for _ in 0..ENSURE_RUNS {
+        let started = Instant::now();
+        run_ok(
+            Command::new(venv.join("bin/devpi"))
+                .arg("--clientdir")
+                .arg(&client_dir)
+                .args(["list", "kiln-sample==1.4.57", "--index", "root/bench"]),
+            "devpi list",
+        )?;
+        devpi_list_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(CiFigures {
+        ensure: ensure_ms,
+        devpi_list: devpi_list_ms,
+        waiter: waiter_ms,
+    })
+}
+
+/// Claims a build, parks a waiter on the long poll, completes the build, and times how
+/// long after `complete` returns the waiter has its answer.
+fn waiter_latency(base: &str, token: &str, dir: &Path) -> anyhow::Result<Vec<f64>> {
+    use kiln::http::builds::{BuildStateView, ClaimBuild, LeaseBody};
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let client = kiln::client::Client::new(base, Some(token.to_owned()))?;
+        let index: kiln::domain::IndexName = "root/master".parse()?;
+        let mut figures = Vec::new();
+        for round in 0..WAIT_ROUNDS {
+            let version = format!("9.0.{round}");
+            let view = client
+                .claim_build(&index, "bench-wait", &version, &ClaimBuild::default())
+                .await?;
+            let BuildStateView::Claimed { lease_id, .. } = view.status else {
+                bail!("expected to claim bench-wait {version}, got {view:?}");
+            };
+            let waiter = {
+                let (client, index, version) = (client.clone(), index.clone(), version.clone());
+                tokio::spawn(async move {
+                    let view = client
+                        .show_build(
+                            &index,
+                            "bench-wait",
+                            &version,
+                            Some(Duration::from_secs(30)),
+                        )
+                        .await;
+                    (Instant::now(), view)
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let wheel = Dist::wheel("bench-wait", &version).write_to(dir);
+            client
+                .upload_file(&index, &wheel, "bench-wait", &version, Some(&lease_id))
+                .await?;
+            let lease = LeaseBody {
+                lease_id,
+                error_tail: None,
+            };
+            let started = Instant::now();
+            client
+                .lease_action(&index, "bench-wait", &version, "complete", &lease)
+                .await?;
+            let (seen, view) = waiter.await?;
+            if !matches!(view?.status, BuildStateView::Ready { .. }) {
+                bail!("the waiter did not see bench-wait {version} ready");
+            }
+            figures.push(seen.saturating_duration_since(started).as_secs_f64() * 1000.0);
+        }
+        Ok(figures)
+    })
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((sorted.len() as f64 - 1.0) * p).round();
+    // the rank is within 0..len by construction
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "0 <= rank < len"
+    )]
+    sorted[rank as usize]
+}
+
+fn print_ci(ci: &CiFigures) {
+    println!("\n| CI hook | p50 (ms) | p90 (ms) | max (ms) | runs |");
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, values: &[f64]| {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {} |",
+            percentile(values, 0.5),
+            percentile(values, 0.9),
+            percentile(values, 1.0),
+            values.len()
+        );
+    };
+    row(
+        "`kiln ensure`, wheel already on the branch index (whole process)",
+        &ci.ensure,
+    );
+    row(
+        "`devpi list pkg==ver` on devpi-server (whole process; the nearest devpi question)",
+        &ci.devpi_list,
+    );
+    row(
+        "waiter sees a completed build (after `complete` returns, long poll)",
+        &ci.waiter,
+    );
 }
 
 /// One server under test.
