@@ -137,16 +137,23 @@ pub fn default_storage_url(data_dir: &Path) -> String {
     format!("file://{}", data_dir.join("storage").display())
 }
 
-/// Parses a size such as `1048576`, `512KiB`, `100MB` or `1GiB` (binary and decimal units).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `42KiB` into the trimmed text, `42` and `KiB`; `what` names the quantity in
+/// the error.
+fn split_quantity<'a>(text: &'a str, what: &str) -> Result<(&'a str, u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("size `{text}` must start with a whole number"))?;
+        .map_err(|_| format!("{what} `{text}` must start with a whole number"))?;
+    Ok((text, number, unit))
+}
+
+/// Parses a size such as `1048576`, `512KiB`, `100MB` or `1GiB` (binary and decimal units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (text, number, unit) = split_quantity(text, "size")?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -164,14 +171,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses a duration such as `600`, `90s`, `10m` or `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("duration `{text}` must start with a whole number"))?;
+    let (text, number, unit) = split_quantity(text, "duration")?;
     let seconds = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,

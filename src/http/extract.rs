@@ -71,6 +71,30 @@ fn token_from_headers(parts: &Parts) -> Result<String, ServiceError> {
     }
 }
 
+/// The decoded path parameters of a route, by name.
+struct PathParams(Vec<(String, String)>);
+
+impl PathParams {
+    async fn from_request_parts<S: Send + Sync>(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(Self(params))
+    }
+
+    /// The parameter `key`, or `""` if the route has none.
+    fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+}
+
 /// The index named by the `{ns}/{name}` path segments.
 #[derive(Debug, Clone)]
 pub struct IndexPath(pub IndexName);
@@ -79,17 +103,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let get = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default()
-        };
-        let (ns, name) = (get("ns"), get("name"));
+        let params = PathParams::from_request_parts(parts, state).await?;
+        let (ns, name) = (params.get("ns"), params.get("name"));
         IndexName::from_parts(ns, name)
             .map(Self)
             .map_err(|e| ApiError::not_found(format!("no index `{ns}/{name}`: {e}")))
@@ -105,17 +120,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ReleasePath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let IndexPath(index) = IndexPath::from_request_parts(parts, state).await?;
-        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let get = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default()
-        };
-        let release = crate::service::builds::Release::parse(get("project"), get("version"))?;
+        let params = PathParams::from_request_parts(parts, state).await?;
+        let release =
+            crate::service::builds::Release::parse(params.get("project"), params.get("version"))?;
         Ok(Self(index, release))
     }
 }

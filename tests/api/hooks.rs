@@ -126,6 +126,32 @@ fn stdout_value(output: &Output, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key}= line in\n{}", show(output)))
 }
 
+/// `kiln ensure` for `branch` and `build_number`, building with `build`.
+async fn ensure_on(
+    runner: &Runner,
+    app: &TestApp,
+    branch: &str,
+    build_number: &str,
+    build: &str,
+) -> Output {
+    runner
+        .kiln(
+            app,
+            &[
+                "ensure",
+                "--branch",
+                branch,
+                "--build-number",
+                build_number,
+                "--build-cmd",
+                build,
+            ],
+        )
+        .output()
+        .await
+        .unwrap()
+}
+
 const BRANCH_ARGS: [&str; 4] = ["--branch", "feature/login-form", "--build-number", "57"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,22 +626,7 @@ async fn branch_indexes_are_created_once_and_slug_collisions_are_refused() {
     let app = TestApp::spawn().await;
     let runner = Runner::new();
     let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
-    let first = runner
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "feature/x",
-                "--build-number",
-                "1",
-                "--build-cmd",
-                build,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let first = ensure_on(&runner, &app, "feature/x", "1", build).await;
     assert!(first.status.success(), "{}", show(&first));
     let index = app
         .client()
@@ -626,44 +637,14 @@ async fn branch_indexes_are_created_once_and_slug_collisions_are_refused() {
     assert_eq!(index.index.settings.bases, ["root/master".parse().unwrap()]);
     assert!(index.index.settings.volatile);
 
-    let twin = runner
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "feature-x",
-                "--build-number",
-                "1",
-                "--build-cmd",
-                build,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let twin = ensure_on(&runner, &app, "feature-x", "1", build).await;
     assert_eq!(twin.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&twin.stderr).contains("created for branch `feature/x`"),
         "{}",
         show(&twin)
     );
-    let prod = runner
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "prod",
-                "--build-number",
-                "1",
-                "--build-cmd",
-                build,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let prod = ensure_on(&runner, &app, "prod", "1", build).await;
     assert_eq!(prod.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&prod.stderr).contains("is not a branch index"),
@@ -671,22 +652,7 @@ async fn branch_indexes_are_created_once_and_slug_collisions_are_refused() {
         show(&prod)
     );
     // `main` builds straight into the master index.
-    let main = runner
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "main",
-                "--build-number",
-                "9",
-                "--build-cmd",
-                build,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let main = ensure_on(&runner, &app, "main", "9", build).await;
     assert!(main.status.success(), "{}", show(&main));
     assert_eq!(stdout_value(&main, "KILN_INDEX"), "root/master");
     assert_eq!(stdout_value(&main, "KILN_VERSION"), "1.4.9");
@@ -699,22 +665,7 @@ async fn dynamic_versions_are_injected_and_mismatches_explained() {
         "[build-system]\nrequires = [\"setuptools>=77\", \"setuptools-scm>=8\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"kiln-sample\"\ndynamic = [\"version\"]\n\n[tool.setuptools_scm]\n\n[tool.kiln]\nbase-version = \"2.1.0\"\nversion-scheme = \"dev\"\n",
     );
     let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
-    let output = scm
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "dyn",
-                "--build-number",
-                "5",
-                "--build-cmd",
-                build,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let output = ensure_on(&scm, &app, "dyn", "5", build).await;
     assert!(output.status.success(), "{}", show(&output));
     assert_eq!(
         stdout_value(&output, "KILN_WHEEL_FILENAME"),
@@ -729,22 +680,7 @@ async fn dynamic_versions_are_injected_and_mismatches_explained() {
         "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" '{}'",
         stubborn.path().display()
     );
-    let output = stubborn
-        .kiln(
-            &app,
-            &[
-                "ensure",
-                "--branch",
-                "stubborn",
-                "--build-number",
-                "5",
-                "--build-cmd",
-                &wrong,
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let output = ensure_on(&stubborn, &app, "stubborn", "5", &wrong).await;
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
