@@ -318,6 +318,8 @@ async fn claim_tx(
         }
         Some(b) if b.state == BuildState::Building && b.expires_at_ms <= now_ms() => b,
         Some(b) if b.state == BuildState::Failed && retry && files.is_empty() => b,
+        // Ready, but its files are gone from the index: build it again.
+        Some(b) if b.state == BuildState::Ready && files.is_empty() => b,
         _ => return Ok(Some(status_of(build.as_ref(), files))),
     };
     let won = Db::reclaim_build(
