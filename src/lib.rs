@@ -15,6 +15,7 @@ pub mod db;
 pub mod domain;
 pub mod hooks;
 pub mod http;
+pub mod policy;
 pub mod service;
 pub mod storage;
 pub mod telemetry;

@@ -1,0 +1,508 @@
+//! Promotion policies: which releases may move from which index to which, read from
+//! `policies/*.toml`.
+//!
+//! A policy file holds `[[promotion]]` rules. Each names a source index, a target index,
+//! the stages that must be green, and version rules. Parsing is strict: an unknown key, a
+//! bad index or stage name, or an empty stage list fails with the file, the line and the
+//! reason, because a typo in a gate must never silently open it.
+//!
+//! Evaluation ([`PromotionRule::evaluate`]) is pure: given the release's version, the
+//! versions the target already has, and the latest stage results of each file, it returns
+//! every check with what was expected and what was found, so a refusal can list all of
+//! them at once.
+//!
+//! Traps: "green" is the *latest* result of each required stage per sha256 — a re-run that
+//! fails turns a release red again; and "newer than the target" compares PEP 440 versions,
+//! never strings (`1.10` > `1.9`).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use pep440_rs::Version;
+use serde::Deserialize;
+
+use crate::domain::IndexName;
+use crate::service::results::{Outcome, check_stage_name};
+
+/// The built-in policy, the same text as the repository's `policies/default.toml`.
+pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
+
+/// A policy file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct PolicyError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What to do with sdists of a release being promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SdistRule {
+    /// Promote them along; their stage results are not required.
+    #[default]
+    Promote,
+    /// Promote them only if they, too, are green in every required stage.
+    RequireGreen,
+    /// Leave them behind.
+    Skip,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    promotion: Vec<toml::Spanned<RawRule>>,
+}
+
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each flag is an independent policy switch, named as in the TOML"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRule {
+    name: toml::Spanned<String>,
+    from: toml::Spanned<String>,
+    to: toml::Spanned<String>,
+    required_stages: toml::Spanned<Vec<String>>,
+    #[serde(default = "yes")]
+    final_releases_only: bool,
+    #[serde(default)]
+    allow_local_versions: bool,
+    #[serde(default = "yes")]
+    newer_than_target: bool,
+    #[serde(default = "yes")]
+    all_wheels_green: bool,
+    #[serde(default)]
+    sdists: SdistRule,
+    #[serde(default)]
+    auto: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One promotion rule.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each flag is an independent policy switch, named as in the TOML"
+)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotionRule {
+    /// A name shown in audits and refusals.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// The source index.
+    pub from: IndexName,
+    /// The target index.
+    pub to: IndexName,
+    /// Stages whose latest result must be a pass.
+    pub required_stages: Vec<String>,
+    /// Refuse pre-releases and dev releases.
+    pub final_releases_only: bool,
+    /// Allow `+local` versions.
+    pub allow_local_versions: bool,
+    /// Refuse versions not strictly newer than every version on the target.
+    pub newer_than_target: bool,
+    /// Every wheel (not just one) must be green.
+    pub all_wheels_green: bool,
+    /// What happens to sdists.
+    pub sdists: SdistRule,
+    /// Promote as soon as the last required stage reports green.
+    pub auto: bool,
+}
+
+/// Every rule of every policy file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policies {
+    /// The rules, in file then declaration order.
+    pub rules: Vec<PromotionRule>,
+}
+
+impl Policies {
+    /// The built-in default policy.
+    #[must_use]
+    pub fn builtin() -> Self {
+        Self::parse("<built-in default policy>", DEFAULT_POLICY)
+            .expect("the built-in policy is valid (tested)")
+    }
+
+    /// Loads every `*.toml` in `dir`, in filename order.
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let unreadable = |path: &Path, e: std::io::Error| PolicyError {
+            file: path.display().to_string(),
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| unreadable(dir, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut all = Self::default();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
+            all.rules
+                .extend(Self::parse(&path.display().to_string(), &text)?.rules);
+        }
+        let mut names = std::collections::HashSet::new();
+        for rule in &all.rules {
+            if !names.insert(rule.name.clone()) {
+                return Err(PolicyError {
+                    file: rule.file.clone(),
+                    line: 0,
+                    reason: format!("promotion rule name `{}` is used twice", rule.name),
+                });
+            }
+        }
+        Ok(all)
+    }
+
+    /// Parses one policy file's text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, PolicyError> {
+        let error = |span: Option<Range<usize>>, reason: String| PolicyError {
+            file: file.to_owned(),
+            line: span.map_or(0, |s| line_of(text, s.start)),
+            reason,
+        };
+        let parsed: PolicyFile = toml::from_str(text).map_err(|e| {
+            let reason = e.message().to_owned();
+            error(e.span(), reason)
+        })?;
+        let mut rules = Vec::new();
+        for spanned in parsed.promotion {
+            let rule_span = spanned.span();
+            let raw = spanned.into_inner();
+            let index = |field: &toml::Spanned<String>, key: &str| {
+                field
+                    .get_ref()
+                    .parse::<IndexName>()
+                    .map_err(|e| error(Some(field.span()), format!("`{key}`: {e}")))
+            };
+            let from = index(&raw.from, "from")?;
+            let to = index(&raw.to, "to")?;
+            if from == to {
+                return Err(error(
+                    Some(raw.to.span()),
+                    format!("`from` and `to` are both `{from}`"),
+                ));
+            }
+            let stages = raw.required_stages.get_ref();
+            if stages.is_empty() {
+                return Err(error(
+                    Some(raw.required_stages.span()),
+                    "`required-stages` is empty: a promotion needs at least one green stage".into(),
+                ));
+            }
+            for stage in stages {
+                check_stage_name(stage)
+                    .map_err(|e| error(Some(raw.required_stages.span()), e.to_string()))?;
+            }
+            let name = raw.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                return Err(error(Some(rule_span), "`name` is empty".into()));
+            }
+            rules.push(PromotionRule {
+                name,
+                file: file.to_owned(),
+                from,
+                to,
+                required_stages: stages.clone(),
+                final_releases_only: raw.final_releases_only,
+                allow_local_versions: raw.allow_local_versions,
+                newer_than_target: raw.newer_than_target,
+                all_wheels_green: raw.all_wheels_green,
+                sdists: raw.sdists,
+                auto: raw.auto,
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    /// The rule that governs promotions from `from` to `to`, if any.
+    #[must_use]
+    pub fn rule_for(&self, from: &IndexName, to: &IndexName) -> Option<&PromotionRule> {
+        self.rules.iter().find(|r| r.from == *from && r.to == *to)
+    }
+
+    /// The rules whose source is `from` (the default target of `kiln promote`).
+    pub fn rules_from<'a>(
+        &'a self,
+        from: &'a IndexName,
+    ) -> impl Iterator<Item = &'a PromotionRule> {
+        self.rules.iter().filter(move |r| r.from == *from)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A file of the release being promoted, with its latest stage verdicts.
+#[derive(Debug, Clone)]
+pub struct CandidateFile {
+    /// The filename.
+    pub filename: String,
+    /// True for wheels.
+    pub is_wheel: bool,
+    /// The latest outcome of each stage reported against its sha256.
+    pub latest: BTreeMap<String, Outcome>,
+}
+
+/// One rule checked against a release.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// What was checked, e.g. `stage unit green for demo-1.0-py3-none-any.whl`.
+    pub rule: String,
+    /// Whether it holds.
+    pub passed: bool,
+    /// What the policy expects.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+impl PromotionRule {
+    /// Every check of this rule against a release: its version, the versions the target
+    /// already lists, and its files.
+    #[must_use]
+    pub fn evaluate(
+        &self,
+        version: &Version,
+        target_versions: &[Version],
+        files: &[CandidateFile],
+    ) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let mut check = |rule: String, passed: bool, expected: String, found: String| {
+            checks.push(Check {
+                rule,
+                passed,
+                expected,
+                found,
+            });
+        };
+        if self.final_releases_only {
+            let pre = version.is_pre() || version.is_dev();
+            check(
+                "final release".into(),
+                !pre,
+                "a final release (no a/b/rc/dev part)".into(),
+                format!("`{version}`"),
+            );
+        }
+        if !self.allow_local_versions {
+            check(
+                "no local version".into(),
+                version.local().is_empty(),
+                "no `+local` part".into(),
+                format!("`{version}`"),
+            );
+        }
+        if self.newer_than_target {
+            let newest = target_versions.iter().max();
+            check(
+                format!("newer than `{}`", self.to),
+                newest.is_none_or(|n| version > n),
+                format!("a version above `{}`'s newest", self.to),
+                newest.map_or_else(
+                    || format!("`{version}`; `{}` has no release yet", self.to),
+                    |n| format!("`{version}`, and `{}` already has `{n}`", self.to),
+                ),
+            );
+        }
+        let wheels: Vec<&CandidateFile> = files.iter().filter(|f| f.is_wheel).collect();
+        check(
+            "has a wheel".into(),
+            !wheels.is_empty(),
+            "at least one wheel".into(),
+            format!("{} wheel(s)", wheels.len()),
+        );
+        let gated: Vec<&CandidateFile> = files
+            .iter()
+            .filter(|f| {
+                if f.is_wheel {
+                    true
+                } else {
+                    self.sdists == SdistRule::RequireGreen
+                }
+            })
+            .collect();
+        let green = |file: &CandidateFile, stage: &str| {
+            file.latest.get(stage).copied() == Some(Outcome::Pass)
+        };
+        if self.all_wheels_green || gated.len() <= 1 {
+            for file in &gated {
+                for stage in &self.required_stages {
+                    let found = match file.latest.get(stage) {
+                        Some(Outcome::Pass) => "pass".to_owned(),
+                        Some(Outcome::Fail) => "fail (latest result)".to_owned(),
+                        None => "no result".to_owned(),
+                    };
+                    check(
+                        format!("stage `{stage}` green for `{}`", file.filename),
+                        green(file, stage),
+                        "pass".into(),
+                        found,
+                    );
+                }
+            }
+        } else {
+            for stage in &self.required_stages {
+                let any = gated.iter().any(|f| green(f, stage));
+                check(
+                    format!("stage `{stage}` green for some wheel"),
+                    any,
+                    "pass on at least one wheel".into(),
+                    if any { "pass" } else { "no passing wheel" }.into(),
+                );
+            }
+        }
+        checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn rule() -> PromotionRule {
+        Policies::builtin().rules[0].clone()
+    }
+
+    fn v(text: &str) -> Version {
+        Version::from_str(text).unwrap()
+    }
+
+    fn wheel(results: &[(&str, Outcome)]) -> CandidateFile {
+        CandidateFile {
+            filename: "demo-1.4.63-py3-none-any.whl".into(),
+            is_wheel: true,
+            latest: results.iter().map(|(s, o)| ((*s).to_owned(), *o)).collect(),
+        }
+    }
+
+    fn failing(checks: &[Check]) -> Vec<String> {
+        checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.rule.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_builtin_policy_is_master_to_prod_on_unit() {
+        let rule = rule();
+        assert_eq!(
+            (rule.from.to_string(), rule.to.to_string()),
+            ("root/master".into(), "root/prod".into())
+        );
+        assert_eq!(rule.required_stages, ["unit"]);
+        assert!(rule.final_releases_only && rule.newer_than_target && !rule.auto);
+    }
+
+    #[test]
+    fn green_new_final_releases_pass() {
+        let checks = rule().evaluate(
+            &v("1.4.63"),
+            &[v("1.4.9")],
+            &[wheel(&[("unit", Outcome::Pass)])],
+        );
+        assert!(failing(&checks).is_empty(), "{checks:?}");
+    }
+
+    #[test]
+    fn every_failing_rule_is_reported() {
+        let checks = rule().evaluate(
+            &v("1.4.dev3+local"),
+            &[v("1.10")],
+            &[wheel(&[("unit", Outcome::Fail)])],
+        );
+        assert_eq!(
+            failing(&checks),
+            [
+                "final release",
+                "no local version",
+                "newer than `root/prod`",
+                "stage `unit` green for `demo-1.4.63-py3-none-any.whl`"
+            ]
+        );
+        let missing = rule().evaluate(&v("2.0"), &[], &[wheel(&[])]);
+        let check = missing.iter().find(|c| !c.passed).unwrap();
+        assert_eq!(check.found, "no result");
+        let no_wheel = rule().evaluate(&v("2.0"), &[], &[]);
+        assert_eq!(failing(&no_wheel), ["has a wheel"]);
+    }
+
+    #[test]
+    fn policy_mistakes_name_file_line_and_reason() {
+        let cases = [
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/prod\"\nrequired-stages = [\"unit\"]\nauto = \"yes\"\n",
+                6,
+                "invalid type",
+            ),
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"Root/Prod\"\nrequired-stages = [\"unit\"]\n",
+                4,
+                "`to`",
+            ),
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/prod\"\nrequired-stages = []\n",
+                5,
+                "is empty",
+            ),
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/prod\"\nrequired-stages = [\"unit\"]\nrequired-stage = [\"x\"]\n",
+                6,
+                "unknown field `required-stage`",
+            ),
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/master\"\nrequired-stages = [\"unit\"]\n",
+                4,
+                "both",
+            ),
+            ("[[promotion]\n", 1, ""),
+        ];
+        for (text, line, reason) in cases {
+            let err = Policies::parse("p.toml", text).unwrap_err();
+            assert_eq!((err.file.as_str(), err.line), ("p.toml", line), "{err}");
+            assert!(err.reason.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn directories_load_in_order_and_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            DEFAULT_POLICY.replace("master-to-prod", "b"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.toml"), DEFAULT_POLICY).unwrap();
+        std::fs::write(dir.path().join("notes.md"), "ignored").unwrap();
+        let loaded = Policies::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            loaded
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["master-to-prod", "b"]
+        );
+        std::fs::write(dir.path().join("c.toml"), DEFAULT_POLICY).unwrap();
+        let err = Policies::load_dir(dir.path()).unwrap_err();
+        assert!(err.reason.contains("used twice"), "{err}");
+    }
+}
