@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::ArchiveLimits;
+use crate::policy::Policies;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
@@ -48,6 +49,8 @@ pub struct ConfigFile {
     pub log_format: Option<LogFormat>,
     /// `build_lease_timeout = "10m"`
     pub build_lease_timeout: Option<String>,
+    /// `policies = "/etc/kiln/policies"`
+    pub policies: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -81,6 +84,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// How long a build lease lasts without a heartbeat.
     pub build_lease_ttl: Duration,
+    /// Promotion policies (the built-in default unless a directory was given).
+    pub policies: Policies,
 }
 
 impl ServeConfig {
@@ -99,6 +104,7 @@ impl ServeConfig {
             admin_token: None,
             log_format: LogFormat::Text,
             build_lease_ttl: DEFAULT_BUILD_LEASE,
+            policies: Policies::builtin(),
         }
     }
 
@@ -121,6 +127,15 @@ impl fmt::Debug for ServeConfig {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("log_format", &self.log_format)
             .field("build_lease_ttl", &self.build_lease_ttl)
+            .field(
+                "policies",
+                &self
+                    .policies
+                    .rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 mod ensure;
 mod hook_args;
 mod index;
+mod policy;
 mod report;
 mod serve;
 mod stage;
@@ -44,6 +45,11 @@ enum Command {
     Report(report::ReportArgs),
     /// Show a release's build state and stage matrix.
     Status(status::StatusArgs),
+    /// Validate promotion policy files.
+    Policy {
+        #[command(subcommand)]
+        action: policy::PolicyCommand,
+    },
 }
 
 /// How client subcommands reach the server.
@@ -72,5 +78,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stage(args) => stage::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Policy { action } => policy::run(&action),
     }
 }

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// How long a build lease lasts without a heartbeat, e.g. `10m` or `90s` [default: 10m].
     #[arg(long, env = "KILN_BUILD_LEASE_TIMEOUT")]
     build_lease_timeout: Option<String>,
+    /// A directory of promotion policy files (`*.toml`) [default: the built-in policy,
+    /// `policies/default.toml`].
+    #[arg(long, env = "KILN_POLICIES")]
+    policies: Option<PathBuf>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -67,6 +71,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(timeout) = args.build_lease_timeout.or(file.build_lease_timeout) {
         config.build_lease_ttl =
             parse_duration(&timeout).map_err(|e| anyhow::anyhow!("--build-lease-timeout: {e}"))?;
+    }
+    if let Some(dir) = args.policies.or(file.policies) {
+        config.policies = kiln::policy::Policies::load_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("loading promotion policies: {e}"))?;
     }
     if let Some(format) = args.log_format.or(file.log_format) {
         config.log_format = format;

@@ -6,5 +6,6 @@ mod helpers;
 mod hooks;
 mod indexes;
 mod lifecycle;
+mod policies;
 mod simple;
 mod uploads;
