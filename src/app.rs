@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{builds, files, health, indexes, results, simple, upload};
+use crate::http::{builds, files, health, indexes, promotions, results, simple, upload};
 use crate::storage::Storage;
 
 /// Largest JSON API request body.
@@ -104,6 +104,19 @@ pub fn router(state: AppState) -> Router {
             "/+api/v1/releases/{ns}/{name}/{project}/{version}",
             get(results::show_release),
         )
+        .route(
+            "/+api/v1/releases/{ns}/{name}/{project}/{version}/yank",
+            post(promotions::yank_release),
+        )
+        .route(
+            "/+api/v1/releases/{ns}/{name}/{project}/{version}/unyank",
+            post(promotions::unyank_release),
+        )
+        .route(
+            "/+api/v1/promotions",
+            post(promotions::promote_release).get(promotions::list_promotions),
+        )
+        .route("/+api/v1/events", get(promotions::list_events))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BODY));
     Router::new()
         .route("/+health", get(health::health))

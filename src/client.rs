@@ -399,6 +399,96 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Asks for a promotion. A policy refusal (HTTP 409) is an answer, not an error: it
+    /// comes back as an outcome whose result is `refused`, with every failing check.
+    pub async fn promote(
+        &self,
+        request: &crate::service::promote::PromoteRequest,
+    ) -> Result<crate::service::promote::PromotionOutcome, ClientError> {
+        let url = self.url("+api/v1/promotions");
+        let mut builder = self.http.post(&url).json(request);
+        if let Some(token) = &self.token {
+            builder = builder.bearer_auth(token);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|cause| ClientError::Unreachable {
+                url: url.clone(),
+                cause,
+            })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|cause| ClientError::Unreachable {
+                url: url.clone(),
+                cause,
+            })?;
+        if (status == 200 || status == 409)
+            && let Ok(outcome) = serde_json::from_slice(&bytes)
+        {
+            return Ok(outcome);
+        }
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
+        Err(ClientError::Api { status, detail })
+    }
+
+    /// Promotion audit records, newest first.
+    pub async fn list_promotions(
+        &self,
+        index: Option<&IndexName>,
+    ) -> Result<Vec<crate::service::promote::PromotionView>, ClientError> {
+        let mut url = self.url("+api/v1/promotions");
+        if let Some(index) = index {
+            url = format!("{url}?index={index}");
+        }
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Yanks a release on an index with a reason, or un-yanks it (`reason = None`).
+    pub async fn yank(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        reason: Option<&str>,
+    ) -> Result<crate::http::promotions::YankView, ClientError> {
+        let base = self.url(&format!(
+            "+api/v1/releases/{index}/{}/{}",
+            encode_segment(project),
+            encode_segment(version)
+        ));
+        if let Some(reason) = reason {
+            let url = format!("{base}/yank");
+            let body = crate::http::promotions::YankBody {
+                reason: reason.to_owned(),
+            };
+            self.expect(self.http.post(&url).json(&body), &url).await
+        } else {
+            let url = format!("{base}/unyank");
+            self.expect(self.http.post(&url), &url).await
+        }
+    }
+
+    /// Events after `after` (optionally of one index), oldest first.
+    pub async fn list_events(
+        &self,
+        index: Option<&IndexName>,
+        after: i64,
+    ) -> Result<Vec<crate::http::promotions::EventView>, ClientError> {
+        let mut url = format!("{}?after={after}", self.url("+api/v1/events"));
+        if let Some(index) = index {
+            url = format!("{url}&index={index}");
+        }
+        self.expect(self.http.get(&url), &url).await
+    }
+}
+
 /// An error and its causes on one line (reqwest's own message omits the cause, which is
 /// where "connection refused" lives).
 fn error_chain(err: &reqwest::Error) -> String {

@@ -1,4 +1,5 @@
-//! The metadata database: indexes, files, tokens, build leases and stage results.
+//! The metadata database: indexes, files, tokens, build leases, stage results, promotions
+//! and events.
 //!
 //! One query layer serves every backend: queries go through sqlx's `Any` driver, written
 //! in the SQL that SQLite and PostgreSQL share (`$N` placeholders, `ON CONFLICT`,
@@ -20,6 +21,7 @@
 mod builds;
 mod files;
 mod indexes;
+mod promotions;
 mod results;
 mod tokens;
 
@@ -33,6 +35,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildKey, BuildRecord, BuildState};
 pub use files::{FileRecord, NewFile};
+pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::TokenRecord;
 

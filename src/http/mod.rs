@@ -8,6 +8,7 @@ pub mod files;
 pub mod health;
 pub mod indexes;
 pub mod page_cache;
+pub mod promotions;
 pub mod results;
 pub mod simple;
 pub mod upload;

@@ -24,6 +24,14 @@ pub async fn report_result(
     ApiJson(report): ApiJson<StageReport>,
 ) -> Result<Response, ApiError> {
     let stored = results::record(&state.db, &principal, &report).await?;
+    // The verdict is stored whatever happens next; an automatic promotion that fails is
+    // logged, and can be retried with `kiln promote`.
+    if let Err(e) =
+        crate::service::promote::auto_promote(&state.db, &state.config.policies, &stored.sha256)
+            .await
+    {
+        tracing::error!(file.sha256 = %stored.sha256, error = %e, "automatic promotion failed");
+    }
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 

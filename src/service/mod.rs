@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod builds;
 pub mod indexes;
+pub mod promote;
 pub mod publish;
 pub mod resolve;
 pub mod results;

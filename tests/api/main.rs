@@ -7,5 +7,6 @@ mod hooks;
 mod indexes;
 mod lifecycle;
 mod policies;
+mod promotions;
 mod simple;
 mod uploads;

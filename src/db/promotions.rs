@@ -1,0 +1,258 @@
+//! Promotion records, events, file listings copied between indexes, and yanks.
+
+use super::{Db, DbError, FileRecord, WriteTx};
+
+/// A promotion as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PromotionRecord {
+    /// Row id.
+    pub id: i64,
+    /// Normalized project name.
+    pub project: String,
+    /// Canonical version.
+    pub version: String,
+    /// Source index name.
+    pub source: String,
+    /// Target index name.
+    pub target: String,
+    /// The policy rule that allowed it.
+    pub policy: String,
+    /// Who promoted (token name, or `auto` for automatic promotions).
+    pub promoted_by: String,
+    /// When.
+    pub promoted_at: String,
+    /// JSON list of the files listed on the target.
+    pub files: String,
+    /// JSON: the checks and stage results that justified it.
+    pub evidence: String,
+}
+
+/// A promotion to record.
+#[derive(Debug, Clone)]
+pub struct NewPromotion<'a> {
+    /// Normalized project name.
+    pub project: &'a str,
+    /// Canonical version.
+    pub version: &'a str,
+    /// Source index id.
+    pub source_index_id: i64,
+    /// Target index id.
+    pub target_index_id: i64,
+    /// Policy rule name.
+    pub policy: &'a str,
+    /// Who.
+    pub promoted_by: &'a str,
+    /// When.
+    pub promoted_at: &'a str,
+    /// JSON files.
+    pub files: &'a str,
+    /// JSON evidence.
+    pub evidence: &'a str,
+}
+
+/// An event as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventRecord {
+    /// Row id; events are read in id order.
+    pub id: i64,
+    /// `promotion`, `refusal`, `yank` or `unyank`.
+    pub kind: String,
+    /// The index it concerns.
+    pub index_name: String,
+    /// Normalized project name.
+    pub project: String,
+    /// Version as given.
+    pub version: String,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub at: String,
+    /// JSON detail.
+    pub detail: String,
+}
+
+const PROMOTION_SELECT: &str = "SELECT p.id, p.project, p.version, s.namespace || '/' || s.name AS source, \
+     t.namespace || '/' || t.name AS target, p.policy, p.promoted_by, p.promoted_at, p.files, p.evidence \
+     FROM promotions p JOIN indexes s ON s.id = p.source_index_id JOIN indexes t ON t.id = p.target_index_id";
+
+impl Db {
+    /// The promotion of a release into a target index, if it happened.
+    pub async fn find_promotion(
+        &self,
+        target_index_id: i64,
+        project: &str,
+        version: &str,
+    ) -> Result<Option<PromotionRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "{PROMOTION_SELECT} WHERE p.target_index_id = $1 AND p.project = $2 AND p.version = $3"
+        ))
+        .bind(target_index_id)
+        .bind(project)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Promotions into `target_index_id` (or all), newest first.
+    pub async fn list_promotions(
+        &self,
+        target_index_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<PromotionRecord>, DbError> {
+        let rows =
+            match target_index_id {
+                Some(id) => sqlx::query_as(&format!(
+                    "{PROMOTION_SELECT} WHERE p.target_index_id = $1 ORDER BY p.id DESC LIMIT $2"
+                ))
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query_as(&format!("{PROMOTION_SELECT} ORDER BY p.id DESC LIMIT $1"))
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+            };
+        Ok(rows)
+    }
+
+    /// Records a promotion unless one exists for the release on the target; true if this
+    /// call recorded it.
+    pub async fn insert_promotion(
+        tx: &mut WriteTx,
+        promotion: &NewPromotion<'_>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO promotions (project, version, source_index_id, target_index_id, policy, promoted_by, promoted_at, files, evidence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (target_index_id, project, version) DO NOTHING",
+        )
+        .bind(promotion.project)
+        .bind(promotion.version)
+        .bind(promotion.source_index_id)
+        .bind(promotion.target_index_id)
+        .bind(promotion.policy)
+        .bind(promotion.promoted_by)
+        .bind(promotion.promoted_at)
+        .bind(promotion.files)
+        .bind(promotion.evidence)
+        .execute(&mut **tx)
+        .await
+        .map_err(DbError::from_write)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Lists an existing file (same blob, same metadata) on another index. A filename the
+    /// target already lists with the same bytes is left alone; with other bytes it is a
+    /// `Conflict` (targets are never overwritten).
+    pub async fn list_file_on(
+        tx: &mut WriteTx,
+        file: &FileRecord,
+        target_index_id: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<(), DbError> {
+        if let Some(existing) = Self::find_file_tx(tx, target_index_id, &file.filename).await? {
+            return if existing.sha256 == file.sha256 {
+                Ok(())
+            } else {
+                Err(DbError::Conflict)
+            };
+        }
+        sqlx::query(
+            "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, \
+             requires_python, metadata_sha256, uploaded_at, uploaded_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(target_index_id)
+        .bind(&file.project)
+        .bind(&file.version)
+        .bind(&file.filename)
+        .bind(&file.kind)
+        .bind(&file.sha256)
+        .bind(file.size)
+        .bind(file.requires_python.as_deref())
+        .bind(file.metadata_sha256.as_deref())
+        .bind(at)
+        .bind(by)
+        .execute(&mut **tx)
+        .await
+        .map_err(DbError::from_write)?;
+        Ok(())
+    }
+
+    /// Sets or clears the yank flag of files on one index; returns how many changed.
+    pub async fn set_yanked(
+        tx: &mut WriteTx,
+        index_id: i64,
+        filenames: &[String],
+        reason: Option<&str>,
+    ) -> Result<u64, DbError> {
+        let mut changed = 0;
+        for filename in filenames {
+            let done = sqlx::query(
+                "UPDATE files SET yanked = $1, yanked_reason = $2 WHERE index_id = $3 AND filename = $4",
+            )
+            .bind(i64::from(reason.is_some()))
+            .bind(reason)
+            .bind(index_id)
+            .bind(filename)
+            .execute(&mut **tx)
+            .await?;
+            changed += done.rows_affected();
+        }
+        Ok(changed)
+    }
+
+    /// Appends an event.
+    pub async fn insert_event(tx: &mut WriteTx, event: &EventRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO events (kind, index_name, project, version, actor, at, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&event.kind)
+        .bind(&event.index_name)
+        .bind(&event.project)
+        .bind(&event.version)
+        .bind(&event.actor)
+        .bind(&event.at)
+        .bind(&event.detail)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Events after `after_id` (optionally of one index), oldest first, at most `limit`.
+    pub async fn list_events(
+        &self,
+        index_name: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, DbError> {
+        let columns = "id, kind, index_name, project, version, actor, at, detail";
+        let rows = match index_name {
+            Some(index) => {
+                sqlx::query_as(&format!(
+                    "SELECT {columns} FROM events WHERE index_name = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(index)
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {columns} FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+}

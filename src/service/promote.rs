@@ -1,0 +1,522 @@
+//! Promotion: listing a green release's very files (same sha256, no copy of bytes) on the
+//! target index a policy names, in one transaction, with an audit record; and yanks.
+//!
+//! Order matters. An earlier promotion of the release answers first ("already promoted"),
+//! before the policy is evaluated — otherwise "newer than the target" would refuse the
+//! repeat of a promotion that already happened. Then every check of the rule is
+//! evaluated and all failures are reported together. Only then, in one write
+//! transaction, the file rows are listed on the target and the promotion row is inserted
+//! with `ON CONFLICT DO NOTHING` on (target, project, version): of two racing promotions,
+//! one records and the other reads it back.
+//!
+//! Traps: the stage results are read by sha256, so they are the bytes' results wherever
+//! the bytes were tested; a target never gets different bytes under a filename it lists
+//! (`Conflict`), and nothing here deletes — yanking (PEP 592) is the way back.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use pep440_rs::Version;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Principal;
+use super::builds::Release;
+use super::results::{ResultView, latest_per_stage};
+use super::{ServiceError, indexes, now_rfc3339};
+use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
+use crate::domain::{Index, IndexName};
+use crate::policy::{CandidateFile, Check, Policies, PromotionRule, SdistRule};
+
+/// What a promotion request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The project.
+    pub project: String,
+    /// The version.
+    pub version: String,
+    /// The source index (default: the source of the only rule that fits).
+    #[serde(default)]
+    pub from: Option<IndexName>,
+    /// The target index (default: the target of the only rule that fits).
+    #[serde(default)]
+    pub to: Option<IndexName>,
+    /// Evaluate and report, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// How a promotion request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromotionResult {
+    /// The files are now on the target.
+    Promoted,
+    /// They were already; nothing changed.
+    AlreadyPromoted,
+    /// Every check passes; nothing was changed because it was a dry run.
+    WouldPromote,
+    /// At least one check fails.
+    Refused,
+}
+
+/// The answer to a promotion request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionOutcome {
+    /// How it ended.
+    pub result: PromotionResult,
+    /// The policy rule applied.
+    pub policy: String,
+    /// Source index.
+    pub from: String,
+    /// Target index.
+    pub to: String,
+    /// Normalized project.
+    pub project: String,
+    /// Version.
+    pub version: String,
+    /// Every check, passed or not (empty for `already-promoted`).
+    pub checks: Vec<Check>,
+    /// The audit record, when promoted or already promoted.
+    pub promotion: Option<PromotionView>,
+}
+
+/// A promotion audit record as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionView {
+    /// Record id.
+    pub id: i64,
+    /// Project.
+    pub project: String,
+    /// Version (canonical).
+    pub version: String,
+    /// Source index.
+    pub source: String,
+    /// Target index.
+    pub target: String,
+    /// Policy rule.
+    pub policy: String,
+    /// Who.
+    pub promoted_by: String,
+    /// When.
+    pub promoted_at: String,
+    /// Files and digests.
+    pub files: serde_json::Value,
+    /// Checks and stage results that justified it.
+    pub evidence: serde_json::Value,
+}
+
+impl From<PromotionRecord> for PromotionView {
+    fn from(r: PromotionRecord) -> Self {
+        Self {
+            id: r.id,
+            project: r.project,
+            version: r.version,
+            source: r.source,
+            target: r.target,
+            policy: r.policy,
+            promoted_by: r.promoted_by,
+            promoted_at: r.promoted_at,
+            files: serde_json::from_str(&r.files).unwrap_or_default(),
+            evidence: serde_json::from_str(&r.evidence).unwrap_or_default(),
+        }
+    }
+}
+
+/// Picks the rule for a request: explicit indexes, or the only rule that fits.
+fn choose_rule<'a>(
+    policies: &'a Policies,
+    from: Option<&IndexName>,
+    to: Option<&IndexName>,
+) -> Result<&'a PromotionRule, ServiceError> {
+    let fits: Vec<&PromotionRule> = policies
+        .rules
+        .iter()
+        .filter(|r| from.is_none_or(|f| r.from == *f) && to.is_none_or(|t| r.to == *t))
+        .collect();
+    match fits.as_slice() {
+        [rule] => Ok(rule),
+        [] => Err(ServiceError::Forbidden(format!(
+            "no promotion policy allows promoting{}{}; the policies allow: {}",
+            from.map(|f| format!(" from `{f}`")).unwrap_or_default(),
+            to.map(|t| format!(" to `{t}`")).unwrap_or_default(),
+            describe_rules(policies)
+        ))),
+        _ => Err(ServiceError::Invalid(format!(
+            "several promotion policies fit ({}); name the source and target (--from, --to)",
+            describe_rules(policies)
+        ))),
+    }
+}
+
+fn describe_rules(policies: &Policies) -> String {
+    if policies.rules.is_empty() {
+        return "none".into();
+    }
+    policies
+        .rules
+        .iter()
+        .map(|r| format!("{} ({} -> {})", r.name, r.from, r.to))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The release's own files on the source with their latest verdicts.
+struct Candidate {
+    files: Vec<FileRecord>,
+    latest: Vec<BTreeMap<String, ResultView>>,
+}
+
+async fn candidate(db: &Db, source: &Index, release: &Release) -> Result<Candidate, ServiceError> {
+    let files: Vec<FileRecord> = db
+        .files_of_project(&[source.id], release.project.as_str())
+        .await?
+        .into_iter()
+        .filter(|f| release.matches(&f.version))
+        .collect();
+    if files.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "`{source}` has no files of {release}",
+            source = source.name
+        )));
+    }
+    let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
+    let results: Vec<ResultView> = db
+        .results_of(&digests)
+        .await?
+        .into_iter()
+        .map(ResultView::from)
+        .collect();
+    let latest = files
+        .iter()
+        .map(|f| {
+            let mine: Vec<ResultView> = results
+                .iter()
+                .filter(|r| r.sha256 == f.sha256)
+                .cloned()
+                .collect();
+            latest_per_stage(&mine)
+        })
+        .collect();
+    Ok(Candidate { files, latest })
+}
+
+async fn target_versions(
+    db: &Db,
+    target: &Index,
+    release: &Release,
+) -> Result<Vec<Version>, ServiceError> {
+    Ok(db
+        .files_of_project(&[target.id], release.project.as_str())
+        .await?
+        .iter()
+        .filter_map(|f| Version::from_str(&f.version).ok())
+        .collect())
+}
+
+/// Promotes a release as the policies allow (see the module docs for the order).
+pub async fn promote(
+    db: &Db,
+    policies: &Policies,
+    principal: &Principal,
+    request: &PromoteRequest,
+) -> Result<PromotionOutcome, ServiceError> {
+    let rule = choose_rule(policies, request.from.as_ref(), request.to.as_ref())?;
+    let release = Release::parse(&request.project, &request.version)?;
+    let source = indexes::get_index(db, &rule.from).await?;
+    let target = indexes::get_index(db, &rule.to).await?;
+    let outcome = |result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
+        result,
+        policy: rule.name.clone(),
+        from: rule.from.to_string(),
+        to: rule.to.to_string(),
+        project: release.project.to_string(),
+        version: release.version.to_string(),
+        checks,
+        promotion: promotion.map(PromotionView::from),
+    };
+    if let Some(done) = db
+        .find_promotion(target.id, release.project.as_str(), release.version_str())
+        .await?
+    {
+        return Ok(outcome(
+            PromotionResult::AlreadyPromoted,
+            Vec::new(),
+            Some(done),
+        ));
+    }
+    let candidate = candidate(db, &source, &release).await?;
+    let files: Vec<CandidateFile> = candidate
+        .files
+        .iter()
+        .zip(&candidate.latest)
+        .map(|(f, latest)| CandidateFile {
+            filename: f.filename.clone(),
+            is_wheel: f.kind == "wheel",
+            latest: latest.iter().map(|(s, r)| (s.clone(), r.outcome)).collect(),
+        })
+        .collect();
+    let checks = rule.evaluate(
+        &release.version,
+        &target_versions(db, &target, &release).await?,
+        &files,
+    );
+    let refused = checks.iter().any(|c| !c.passed);
+    if request.dry_run {
+        let result = if refused {
+            PromotionResult::Refused
+        } else {
+            PromotionResult::WouldPromote
+        };
+        return Ok(outcome(result, checks, None));
+    }
+    if refused {
+        // A racing promotion of the same release may have committed since the first
+        // look; its files on the target would now fail "newer than the target".
+        if let Some(done) = db
+            .find_promotion(target.id, release.project.as_str(), release.version_str())
+            .await?
+        {
+            return Ok(outcome(
+                PromotionResult::AlreadyPromoted,
+                Vec::new(),
+                Some(done),
+            ));
+        }
+        record_refusal(db, &target, &release, principal, rule, &checks).await?;
+        return Ok(outcome(PromotionResult::Refused, checks, None));
+    }
+    let (result, record) = list_on_target(
+        db, rule, &source, &target, &release, principal, &candidate, &checks,
+    )
+    .await?;
+    Ok(outcome(result, checks, Some(record)))
+}
+
+async fn record_refusal(
+    db: &Db,
+    target: &Index,
+    release: &Release,
+    principal: &Principal,
+    rule: &PromotionRule,
+    checks: &[Check],
+) -> Result<(), ServiceError> {
+    let failing: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+    let mut tx = db.begin_write().await?;
+    Db::insert_event(
+        &mut tx,
+        &EventRecord {
+            id: 0,
+            kind: "refusal".into(),
+            index_name: target.name.to_string(),
+            project: release.project.to_string(),
+            version: release.version.to_string(),
+            actor: principal.name.clone(),
+            at: now_rfc3339(),
+            detail: serde_json::json!({ "policy": rule.name, "failed": failing }).to_string(),
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    tracing::info!(
+        index.name = %target.name,
+        project.name = %release.project,
+        release.version = %release.version,
+        policy = %rule.name,
+        failed = failing.len(),
+        "promotion refused"
+    );
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one transaction's inputs, all needed"
+)]
+async fn list_on_target(
+    db: &Db,
+    rule: &PromotionRule,
+    source: &Index,
+    target: &Index,
+    release: &Release,
+    principal: &Principal,
+    candidate: &Candidate,
+    checks: &[Check],
+) -> Result<(PromotionResult, PromotionRecord), ServiceError> {
+    let moving: Vec<&FileRecord> = candidate
+        .files
+        .iter()
+        .filter(|f| f.kind == "wheel" || rule.sdists != SdistRule::Skip)
+        .collect();
+    let now = now_rfc3339();
+    let files_json = serde_json::json!(
+        moving
+            .iter()
+            .map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256 }))
+            .collect::<Vec<_>>()
+    );
+    let evidence = serde_json::json!({
+        "checks": checks,
+        "results": candidate
+            .files
+            .iter()
+            .zip(&candidate.latest)
+            .map(|(f, latest)| serde_json::json!({ "filename": f.filename, "sha256": f.sha256, "stages": latest }))
+            .collect::<Vec<_>>(),
+    });
+    let mut tx = db.begin_write().await?;
+    for file in &moving {
+        Db::list_file_on(&mut tx, file, target.id, &principal.name, &now)
+            .await
+            .map_err(|e| match e {
+                DbError::Conflict => ServiceError::Conflict(format!(
+                    "`{}` already lists `{}` with different bytes; a promotion never overwrites",
+                    target.name, file.filename
+                )),
+                other => other.into(),
+            })?;
+    }
+    let files_text = files_json.to_string();
+    let evidence_text = evidence.to_string();
+    let inserted = Db::insert_promotion(
+        &mut tx,
+        &NewPromotion {
+            project: release.project.as_str(),
+            version: release.version_str(),
+            source_index_id: source.id,
+            target_index_id: target.id,
+            policy: &rule.name,
+            promoted_by: &principal.name,
+            promoted_at: &now,
+            files: &files_text,
+            evidence: &evidence_text,
+        },
+    )
+    .await?;
+    if !inserted {
+        drop(tx);
+        let done = db
+            .find_promotion(target.id, release.project.as_str(), release.version_str())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal("promotion row vanished after a conflict".into())
+            })?;
+        return Ok((PromotionResult::AlreadyPromoted, done));
+    }
+    Db::insert_event(
+        &mut tx,
+        &EventRecord {
+            id: 0,
+            kind: "promotion".into(),
+            index_name: target.name.to_string(),
+            project: release.project.to_string(),
+            version: release.version.to_string(),
+            actor: principal.name.clone(),
+            at: now.clone(),
+            detail:
+                serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json })
+                    .to_string(),
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    tracing::info!(
+        index.name = %target.name,
+        project.name = %release.project,
+        release.version = %release.version,
+        policy = %rule.name,
+        promoted_by = %principal.name,
+        "release promoted"
+    );
+    let record = db
+        .find_promotion(target.id, release.project.as_str(), release.version_str())
+        .await?
+        .ok_or_else(|| ServiceError::Internal("promotion row not found after commit".into()))?;
+    Ok((PromotionResult::Promoted, record))
+}
+
+/// After a stage result for `sha256`: promotes, under every `auto` rule, the releases on
+/// the rule's source that list those bytes, if they are now green. Refusals are not
+/// recorded here (most results arrive before the last required stage is in).
+pub async fn auto_promote(
+    db: &Db,
+    policies: &Policies,
+    sha256: &str,
+) -> Result<Vec<PromotionOutcome>, ServiceError> {
+    let mut done = Vec::new();
+    for rule in policies.rules.iter().filter(|r| r.auto) {
+        let Some(source) = db.find_index(&rule.from).await? else {
+            continue;
+        };
+        for file in db.files_with_digest(&[source.id], sha256).await? {
+            let request = PromoteRequest {
+                project: file.project.clone(),
+                version: file.version.clone(),
+                from: Some(rule.from.clone()),
+                to: Some(rule.to.clone()),
+                dry_run: true,
+            };
+            let auto = Principal {
+                name: format!("auto ({})", rule.name),
+                is_admin: false,
+            };
+            let trial = promote(db, policies, &auto, &request).await?;
+            if trial.result == PromotionResult::WouldPromote {
+                let real = PromoteRequest {
+                    dry_run: false,
+                    ..request
+                };
+                done.push(promote(db, policies, &auto, &real).await?);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Yanks (with a reason) or un-yanks (`reason = None`) a release's files on one index
+/// (PEP 592), with an event. Returns the files changed.
+pub async fn set_yank(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    principal: &Principal,
+    reason: Option<&str>,
+) -> Result<Vec<String>, ServiceError> {
+    let files: Vec<String> = db
+        .files_of_project(&[index.id], release.project.as_str())
+        .await?
+        .into_iter()
+        .filter(|f| release.matches(&f.version))
+        .map(|f| f.filename)
+        .collect();
+    if files.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "`{}` has no files of {release}",
+            index.name
+        )));
+    }
+    let reason = reason.map(str::trim);
+    if reason.is_some_and(str::is_empty) {
+        return Err(ServiceError::Invalid(
+            "a yank needs a reason (pip shows it to whoever installs the pinned version)".into(),
+        ));
+    }
+    let mut tx = db.begin_write().await?;
+    Db::set_yanked(&mut tx, index.id, &files, reason).await?;
+    Db::insert_event(
+        &mut tx,
+        &EventRecord {
+            id: 0,
+            kind: if reason.is_some() { "yank" } else { "unyank" }.into(),
+            index_name: index.name.to_string(),
+            project: release.project.to_string(),
+            version: release.version.to_string(),
+            actor: principal.name.clone(),
+            at: now_rfc3339(),
+            detail: serde_json::json!({ "reason": reason, "files": files }).to_string(),
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(files)
+}

@@ -1,0 +1,246 @@
+//! Promotion by policy, the audit trail, yanks and events, over the real API.
+
+use std::collections::BTreeMap;
+
+use kiln::policy::Policies;
+use kiln::service::promote::{PromoteRequest, PromotionOutcome, PromotionResult};
+use kiln::service::results::{Outcome, StageReport};
+
+use crate::helpers::{Dist, TestApp};
+
+fn request(version: &str) -> PromoteRequest {
+    PromoteRequest {
+        project: "demo".into(),
+        version: version.into(),
+        from: None,
+        to: None,
+        dry_run: false,
+    }
+}
+
+async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome: Outcome) {
+    app.client()
+        .report_result(&StageReport {
+            sha256: sha256.into(),
+            stage: stage.into(),
+            run_id: run.into(),
+            outcome,
+            exit_code: Some(i64::from(outcome == Outcome::Fail)),
+            duration_ms: 10,
+            environment: BTreeMap::new(),
+            log_tail: format!("{stage} {run}"),
+            junit: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// Uploads `demo` `version` to master and returns its sha256.
+async fn on_master(app: &TestApp, version: &str) -> String {
+    let dist = Dist::wheel("demo", version);
+    assert_eq!(app.upload("root/master", &dist).await.status(), 200);
+    dist.sha256()
+}
+
+fn failed(outcome: &PromotionOutcome) -> Vec<(String, String)> {
+    outcome
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| (c.rule.clone(), c.found.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn only_green_new_final_releases_reach_prod_as_the_same_bytes() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let sha = on_master(&app, "1.4.63").await;
+
+    // No result yet: refused, and the refusal says what is missing.
+    let missing = client.promote(&request("1.4.63")).await.unwrap();
+    assert_eq!(missing.result, PromotionResult::Refused);
+    assert_eq!(
+        failed(&missing),
+        [(
+            "stage `unit` green for `demo-1.4.63-py3-none-any.whl`".to_owned(),
+            "no result".to_owned()
+        )]
+    );
+    // Red, then green on a re-run, then red again on another re-run: the latest counts.
+    report(&app, &sha, "unit", "run-1", Outcome::Fail).await;
+    let red = client.promote(&request("1.4.63")).await.unwrap();
+    assert_eq!(failed(&red)[0].1, "fail (latest result)");
+    report(&app, &sha, "unit", "run-2", Outcome::Pass).await;
+    report(&app, &sha, "unit", "run-3", Outcome::Fail).await;
+    assert_eq!(
+        client.promote(&request("1.4.63")).await.unwrap().result,
+        PromotionResult::Refused
+    );
+    report(&app, &sha, "unit", "run-4", Outcome::Pass).await;
+
+    let dry = client
+        .promote(&PromoteRequest {
+            dry_run: true,
+            ..request("1.4.63")
+        })
+        .await
+        .unwrap();
+    assert_eq!(dry.result, PromotionResult::WouldPromote, "{dry:?}");
+    assert!(app.get("root/prod/+simple/demo/", &[]).await.status() == 404);
+
+    let done = client.promote(&request("1.4.63")).await.unwrap();
+    assert_eq!(done.result, PromotionResult::Promoted, "{done:?}");
+    let record = done.promotion.unwrap();
+    assert_eq!(
+        (record.source.as_str(), record.target.as_str()),
+        ("root/master", "root/prod")
+    );
+    assert_eq!(record.files[0]["sha256"], sha.as_str());
+    assert_eq!(
+        record.evidence["results"][0]["stages"]["unit"]["run_id"],
+        "run-4"
+    );
+    let prod = app.json_page("root/prod", "demo").await;
+    assert_eq!(
+        prod["files"][0]["hashes"]["sha256"],
+        sha.as_str(),
+        "the same bytes"
+    );
+
+    let again = client.promote(&request("1.4.63")).await.unwrap();
+    assert_eq!(again.result, PromotionResult::AlreadyPromoted);
+    assert_eq!(again.promotion.unwrap().id, record.id);
+
+    // Older than prod's newest, a dev release, a local version: each refused with why.
+    let old = on_master(&app, "1.4.9").await;
+    report(&app, &old, "unit", "r", Outcome::Pass).await;
+    let older = client.promote(&request("1.4.9")).await.unwrap();
+    assert_eq!(
+        failed(&older),
+        [(
+            "newer than `root/prod`".to_owned(),
+            "`1.4.9`, and `root/prod` already has `1.4.63`".to_owned()
+        )]
+    );
+    for version in ["1.5.dev1", "1.5rc1", "1.5+local"] {
+        let sha = on_master(&app, version).await;
+        report(&app, &sha, "unit", "r", Outcome::Pass).await;
+        let refused = client.promote(&request(version)).await.unwrap();
+        assert_eq!(refused.result, PromotionResult::Refused, "{version}");
+    }
+
+    let history = client
+        .list_promotions(Some(&"root/prod".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let events = client.list_events(None, 0).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "promotion").count(), 1);
+    assert!(
+        kinds.iter().filter(|k| **k == "refusal").count() >= 5,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_promotions_record_once() {
+    let app = TestApp::spawn().await;
+    let sha = on_master(&app, "2.0").await;
+    report(&app, &sha, "unit", "r", Outcome::Pass).await;
+    let client = app.client();
+    let runs = (0..4).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.promote(&request("2.0")).await.unwrap() })
+    });
+    let outcomes = futures_util::future::join_all(runs).await;
+    let promoted = outcomes
+        .iter()
+        .filter(|o| o.as_ref().unwrap().result == PromotionResult::Promoted)
+        .count();
+    assert_eq!(promoted, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o.as_ref().unwrap().result,
+        PromotionResult::Promoted | PromotionResult::AlreadyPromoted
+    )));
+    assert_eq!(client.list_promotions(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn branches_and_unknown_routes_have_no_policy() {
+    let app = TestApp::spawn().await;
+    app.create_index("root/feature", &["root/master"]).await;
+    let refused = app
+        .client()
+        .promote(&PromoteRequest {
+            from: Some("root/feature".parse().unwrap()),
+            ..request("1.0")
+        })
+        .await
+        .unwrap_err();
+    let kiln::client::ClientError::Api { status, detail } = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(status, 403);
+    assert!(
+        detail.contains("no promotion policy allows promoting from `root/feature`")
+            && detail.contains("master-to-prod (root/master -> root/prod)"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_yank_is_audited_and_reversible() {
+    let app = TestApp::spawn().await;
+    let sha = on_master(&app, "3.0").await;
+    report(&app, &sha, "unit", "r", Outcome::Pass).await;
+    let client = app.client();
+    client.promote(&request("3.0")).await.unwrap();
+    let prod = "root/prod".parse().unwrap();
+    let yanked = client
+        .yank(&prod, "demo", "3.0", Some("breaks py3.9"))
+        .await
+        .unwrap();
+    assert_eq!(yanked.files, ["demo-3.0-py3-none-any.whl"]);
+    let page = app.json_page("root/prod", "demo").await;
+    assert_eq!(page["files"][0]["yanked"], "breaks py3.9");
+    let empty = client
+        .yank(&prod, "demo", "3.0", Some("  "))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        empty,
+        kiln::client::ClientError::Api { status: 400, .. }
+    ));
+    client.yank(&prod, "demo", "3.0", None).await.unwrap();
+    let page = app.json_page("root/prod", "demo").await;
+    assert_eq!(page["files"][0]["yanked"], false);
+    let events = client.list_events(Some(&prod), 0).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["promotion", "yank", "unyank"]);
+    assert_eq!(events[1].detail["reason"], "breaks py3.9");
+}
+
+#[tokio::test]
+async fn an_auto_policy_promotes_when_the_last_stage_turns_green() {
+    let policy = kiln::policy::DEFAULT_POLICY
+        .replace(
+            "required-stages = [\"unit\"]",
+            "required-stages = [\"unit\", \"functional\"]",
+        )
+        .replace("auto = false", "auto = true");
+    let app =
+        TestApp::spawn_with(|c| c.policies = Policies::parse("auto.toml", &policy).unwrap()).await;
+    let sha = on_master(&app, "4.0").await;
+    report(&app, &sha, "unit", "r", Outcome::Pass).await;
+    assert!(
+        app.get("root/prod/+simple/demo/", &[]).await.status() == 404,
+        "one of two stages is not enough"
+    );
+    report(&app, &sha, "functional", "r", Outcome::Pass).await;
+    let prod = app.json_page("root/prod", "demo").await;
+    assert_eq!(prod["files"][0]["hashes"]["sha256"], sha.as_str());
+    let record = &app.client().list_promotions(None).await.unwrap()[0];
+    assert!(record.promoted_by.starts_with("auto"), "{record:?}");
+}
