@@ -1,10 +1,13 @@
 //! Subcommands. Exit codes: 0 success, 2 usage or server error; `kiln stage` exits with
-//! its command's status (2 if the command passed but its verdict was not recorded).
+//! its command's status (2 if the command passed but its verdict was not recorded);
+//! `kiln promote` exits 1 when the policy refuses.
 
 mod ensure;
 mod hook_args;
 mod index;
 mod policy;
+mod promote;
+mod promotions;
 mod report;
 mod serve;
 mod stage;
@@ -45,6 +48,21 @@ enum Command {
     Report(report::ReportArgs),
     /// Show a release's build state and stage matrix.
     Status(status::StatusArgs),
+    /// Promote a green release to production, as the policy says.
+    Promote(promote::PromoteArgs),
+    /// The promotion audit trail.
+    Promotions {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: promotions::PromotionsCommand,
+    },
+    /// Yank a release on an index (PEP 592): pip and uv skip it unless pinned exactly.
+    Yank(promotions::YankArgs),
+    /// Undo a yank.
+    Unyank(promotions::YankArgs),
+    /// Promotions, refusals and yanks, oldest first.
+    Events(promotions::EventsArgs),
     /// Validate promotion policy files.
     Policy {
         #[command(subcommand)]
@@ -79,5 +97,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Policy { action } => policy::run(&action),
+        Command::Promote(args) => promote::run(args).await,
+        Command::Promotions { client, action } => promotions::run_list(&client, &action).await,
+        Command::Yank(args) => promotions::run_yank(args, true).await,
+        Command::Unyank(args) => promotions::run_yank(args, false).await,
+        Command::Events(args) => promotions::run_events(args).await,
     }
 }

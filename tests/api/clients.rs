@@ -15,7 +15,7 @@ async fn master_and_branch() -> (TestApp, Dist, Dist) {
     (app, demo, helper)
 }
 
-fn pip_install(
+pub fn pip_install(
     index_url: &str,
     target: &std::path::Path,
     report: &std::path::Path,
@@ -30,7 +30,7 @@ fn pip_install(
     pip
 }
 
-fn installed_hashes(report: &std::path::Path) -> Vec<(String, String)> {
+pub fn installed_hashes(report: &std::path::Path) -> Vec<(String, String)> {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
     let mut found: Vec<(String, String)> = report["install"]
@@ -133,7 +133,7 @@ async fn pip_installs_through_the_html_api_too() {
     );
 }
 
-fn uv_install(args: &[&str], target: &std::path::Path) -> Command {
+pub fn uv_install(args: &[&str], target: &std::path::Path) -> Command {
     let mut uv = python().command("uv");
     uv.args(["pip", "install", "--no-cache", "--python"])
         .arg(python().python_path())

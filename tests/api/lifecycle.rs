@@ -359,3 +359,36 @@ async fn config_file_then_env_then_flags() {
         "{stderr}"
     );
 }
+
+/// clap checks a command's definition only when it is parsed, so a clash (say, a
+/// positional `version` against `--version`) would panic in front of a user. Every
+/// subcommand's `--help` is parsed here.
+#[tokio::test]
+async fn every_subcommand_parses() {
+    let subcommands: &[&[&str]] = &[
+        &["serve"],
+        &["index", "list"],
+        &["index", "create"],
+        &["ensure"],
+        &["stage"],
+        &["report"],
+        &["status"],
+        &["promote"],
+        &["promotions", "list"],
+        &["yank"],
+        &["unyank"],
+        &["events"],
+        &["policy", "check"],
+    ];
+    for args in subcommands {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command.args(*args).arg("--help");
+        let output = crate::helpers::run(command).await;
+        assert!(
+            output.status.success(),
+            "kiln {} --help:\n{}",
+            args.join(" "),
+            crate::helpers::show(&output)
+        );
+    }
+}
