@@ -691,3 +691,69 @@ async fn dynamic_versions_are_injected_and_mismatches_explained() {
     let text = std::fs::read_to_string(stubborn.path().join("pyproject.toml")).unwrap();
     assert!(text.contains("version = \"1.4\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_master_stages_promote_the_tested_bytes_to_prod_automatically() {
+    let policy = kiln::policy::DEFAULT_POLICY
+        .replace(
+            "required-stages = [\"unit\"]",
+            "required-stages = [\"unit\", \"functional\"]",
+        )
+        .replace("auto = false", "auto = true");
+    let app = TestApp::spawn_with(|c| {
+        c.policies = kiln::policy::Policies::parse("auto.toml", &policy).unwrap();
+    })
+    .await;
+    let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
+    let master = [
+        "--branch",
+        "main",
+        "--build-number",
+        "63",
+        "--build-cmd",
+        build,
+    ];
+    let runners: Vec<Runner> = (0..2).map(|_| Runner::new()).collect();
+    let stages = ["unit", "functional"];
+    let runs = runners.iter().zip(stages).map(|(runner, stage)| {
+        runner
+            .kiln(
+                &app,
+                &[&["stage", stage][..], &master, &["--", "tox", "-e", stage]].concat(),
+            )
+            .output()
+    });
+    for output in futures_util::future::join_all(runs).await {
+        let output = output.unwrap();
+        assert!(output.status.success(), "{}", show(&output));
+    }
+    let tested = app
+        .client()
+        .show_release(&"root/master".parse().unwrap(), "kiln-sample", "1.4.63")
+        .await
+        .unwrap();
+    let sha = tested.files[0].file.sha256.clone();
+    assert_eq!(tested.files[0].stages.len(), 2);
+    let prod = app.json_page("root/prod", "kiln-sample").await;
+    assert_eq!(
+        prod["files"][0]["hashes"]["sha256"],
+        sha.as_str(),
+        "auto-promoted the tested bytes"
+    );
+
+    // pip installs exactly those bytes from prod.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let pip = crate::helpers::run(crate::clients::pip_install(
+        &app.simple("root/prod"),
+        &dir.path().join("site"),
+        &report,
+        "kiln-sample",
+    ))
+    .await;
+    assert!(pip.status.success(), "{}", show(&pip));
+    assert_eq!(
+        crate::clients::installed_hashes(&report),
+        [("kiln-sample".to_owned(), sha)]
+    );
+}

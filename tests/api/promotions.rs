@@ -408,3 +408,52 @@ async fn yanked_releases_are_skipped_unless_pinned_exactly() {
         show(&events)
     );
 }
+
+#[tokio::test]
+async fn prod_is_append_only() {
+    let app = TestApp::spawn().await;
+    let dist = Dist::wheel("demo", "6.0");
+    assert_eq!(app.upload("root/master", &dist).await.status(), 200);
+    report(&app, &dist.sha256(), "unit", "r", Outcome::Pass).await;
+    app.client().promote(&request("6.0")).await.unwrap();
+    // No upload, no overwrite: files arrive only by promotion.
+    let upload = app.upload("root/prod", &dist).await;
+    assert_eq!(upload.status(), 403);
+    assert!(
+        crate::helpers::detail(upload)
+            .await
+            .1
+            .contains("kiln promote")
+    );
+    // No delete of a file, nor of the index.
+    let file = app.url(&format!(
+        "root/prod/+f/{}/{}",
+        dist.sha256(),
+        "demo-6.0-py3-none-any.whl"
+    ));
+    let delete = reqwest::Client::new()
+        .delete(&file)
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 405);
+    let index = app
+        .client()
+        .delete_index(&"root/prod".parse().unwrap())
+        .await;
+    assert!(
+        matches!(
+            index,
+            Err(kiln::client::ClientError::Api {
+                status: 409 | 403,
+                ..
+            })
+        ),
+        "{index:?}"
+    );
+    assert_eq!(
+        app.json_page("root/prod", "demo").await["files"][0]["hashes"]["sha256"],
+        dist.sha256().as_str()
+    );
+}
