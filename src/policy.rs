@@ -253,6 +253,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 pub struct CandidateFile {
     /// The filename.
     pub filename: String,
+    /// Its sha256 (a refusal links to its results).
+    pub sha256: String,
     /// True for wheels.
     pub is_wheel: bool,
     /// The latest outcome of each stage reported against its sha256.
@@ -345,7 +347,10 @@ impl PromotionRule {
                 for stage in &self.required_stages {
                     let found = match file.latest.get(stage) {
                         Some(Outcome::Pass) => "pass".to_owned(),
-                        Some(Outcome::Fail) => "fail (latest result)".to_owned(),
+                        Some(Outcome::Fail) => format!(
+                            "fail (latest result; log tail at /+api/v1/results/{})",
+                            file.sha256
+                        ),
                         None => "no result".to_owned(),
                     };
                     check(
@@ -388,6 +393,7 @@ mod tests {
     fn wheel(results: &[(&str, Outcome)]) -> CandidateFile {
         CandidateFile {
             filename: "demo-1.4.63-py3-none-any.whl".into(),
+            sha256: "ab".repeat(32),
             is_wheel: true,
             latest: results.iter().map(|(s, o)| ((*s).to_owned(), *o)).collect(),
         }

@@ -252,6 +252,7 @@ pub async fn promote(
         .zip(&candidate.latest)
         .map(|(f, latest)| CandidateFile {
             filename: f.filename.clone(),
+            sha256: f.sha256.clone(),
             is_wheel: f.kind == "wheel",
             latest: latest.iter().map(|(s, r)| (s.clone(), r.outcome)).collect(),
         })

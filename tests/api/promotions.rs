@@ -70,7 +70,10 @@ async fn only_green_new_final_releases_reach_prod_as_the_same_bytes() {
     // Red, then green on a re-run, then red again on another re-run: the latest counts.
     report(&app, &sha, "unit", "run-1", Outcome::Fail).await;
     let red = client.promote(&request("1.4.63")).await.unwrap();
-    assert_eq!(failed(&red)[0].1, "fail (latest result)");
+    assert_eq!(
+        failed(&red)[0].1,
+        format!("fail (latest result; log tail at /+api/v1/results/{sha})")
+    );
     report(&app, &sha, "unit", "run-2", Outcome::Pass).await;
     report(&app, &sha, "unit", "run-3", Outcome::Fail).await;
     assert_eq!(
