@@ -95,34 +95,9 @@ impl Client {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Option<T>, ClientError> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|cause| ClientError::Unreachable {
-                url: url.to_owned(),
-                cause,
-            })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|cause| ClientError::Unreachable {
-                url: url.to_owned(),
-                cause,
-            })?;
-        if !status.is_success() {
-            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                detail,
-            });
+        let (status, bytes) = self.exchange(request, url).await?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &bytes));
         }
         if bytes.is_empty() {
             return Ok(None);
@@ -133,6 +108,26 @@ impl Client {
                 url: url.to_owned(),
                 reason: e.to_string(),
             })
+    }
+
+    /// Sends a request with the token and reads the whole answer.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let unreachable = |cause| ClientError::Unreachable {
+            url: url.to_owned(),
+            cause,
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        Ok((status, bytes))
     }
 
     async fn expect<T: DeserializeOwned>(
@@ -407,35 +402,15 @@ impl Client {
         request: &crate::service::promote::PromoteRequest,
     ) -> Result<crate::service::promote::PromotionOutcome, ClientError> {
         let url = self.url("+api/v1/promotions");
-        let mut builder = self.http.post(&url).json(request);
-        if let Some(token) = &self.token {
-            builder = builder.bearer_auth(token);
-        }
-        let response = builder
-            .send()
-            .await
-            .map_err(|cause| ClientError::Unreachable {
-                url: url.clone(),
-                cause,
-            })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|cause| ClientError::Unreachable {
-                url: url.clone(),
-                cause,
-            })?;
+        let (status, bytes) = self
+            .exchange(self.http.post(&url).json(request), &url)
+            .await?;
         if (status == 200 || status == 409)
             && let Ok(outcome) = serde_json::from_slice(&bytes)
         {
             return Ok(outcome);
         }
-        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
-        Err(ClientError::Api { status, detail })
+        Err(api_error(status, &bytes))
     }
 
     /// Promotion audit records, newest first.
@@ -487,6 +462,15 @@ impl Client {
         }
         self.expect(self.http.get(&url), &url).await
     }
+}
+
+/// The error of a non-2xx answer: its problem document's `detail`, else its text.
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    let detail = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_owned());
+    ClientError::Api { status, detail }
 }
 
 /// An error and its causes on one line (reqwest's own message omits the cause, which is

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
 use super::builds::Release;
-use super::results::{ResultView, latest_per_stage};
+use super::results::{ResultView, latest_of_files};
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
 use crate::domain::{Index, IndexName};
@@ -180,24 +180,7 @@ async fn candidate(db: &Db, source: &Index, release: &Release) -> Result<Candida
             source = source.name
         )));
     }
-    let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
-    let results: Vec<ResultView> = db
-        .results_of(&digests)
-        .await?
-        .into_iter()
-        .map(ResultView::from)
-        .collect();
-    let latest = files
-        .iter()
-        .map(|f| {
-            let mine: Vec<ResultView> = results
-                .iter()
-                .filter(|r| r.sha256 == f.sha256)
-                .cloned()
-                .collect();
-            latest_per_stage(&mine)
-        })
-        .collect();
+    let latest = latest_of_files(db, &files).await?;
     Ok(Candidate { files, latest })
 }
 

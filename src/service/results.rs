@@ -292,6 +292,26 @@ pub async fn release_verdicts(
         .into_iter()
         .map(|i| (i.id, i.name))
         .collect();
+    let latest = latest_of_files(db, &files).await?;
+    Ok(files
+        .into_iter()
+        .zip(latest)
+        .map(|(file, latest)| FileVerdicts {
+            index: names
+                .get(&file.index_id)
+                .cloned()
+                .unwrap_or_else(|| index.name.clone()),
+            latest,
+            file,
+        })
+        .collect())
+}
+
+/// The latest result of each stage for each file's sha256, in the files' order.
+pub async fn latest_of_files(
+    db: &Db,
+    files: &[FileRecord],
+) -> Result<Vec<BTreeMap<String, ResultView>>, ServiceError> {
     let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
     let results: Vec<ResultView> = db
         .results_of(&digests)
@@ -300,21 +320,14 @@ pub async fn release_verdicts(
         .map(ResultView::from)
         .collect();
     Ok(files
-        .into_iter()
+        .iter()
         .map(|file| {
             let mine: Vec<ResultView> = results
                 .iter()
                 .filter(|r| r.sha256 == file.sha256)
                 .cloned()
                 .collect();
-            FileVerdicts {
-                index: names
-                    .get(&file.index_id)
-                    .cloned()
-                    .unwrap_or_else(|| index.name.clone()),
-                latest: latest_per_stage(&mine),
-                file,
-            }
+            latest_per_stage(&mine)
         })
         .collect())
 }
