@@ -192,17 +192,18 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Extends a lease the caller still holds; false if it is no longer theirs.
+    /// Extends a lease the caller still holds, answering the build's attempt; `None` if
+    /// the lease is no longer theirs.
     pub async fn extend_lease(
         &self,
         key: BuildKey<'_>,
         lease_id: &str,
         expires_at_ms: i64,
         now: &str,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<i64>, DbError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE builds SET expires_at_ms = $1, updated_at = $2 WHERE index_id = $3 AND project = $4 AND version = $5 AND lease_id = $6 AND state = 'building'",
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "UPDATE builds SET expires_at_ms = $1, updated_at = $2 WHERE index_id = $3 AND project = $4 AND version = $5 AND lease_id = $6 AND state = 'building' RETURNING attempt",
         )
         .bind(expires_at_ms)
         .bind(now)
@@ -210,10 +211,10 @@ impl Db {
         .bind(key.project)
         .bind(key.version)
         .bind(lease_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(attempt)
     }
 
     /// Ends a build the caller holds: `Ready`, or `Failed` with the output's tail.

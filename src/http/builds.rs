@@ -236,12 +236,7 @@ pub async fn heartbeat_build(
 ) -> Result<Response, ApiError> {
     let index = indexes::get_index(&state.db, &index_name).await?;
     let ttl = state.config.build_lease_ttl;
-    let expires_at_ms = builds::heartbeat(&state.db, &index, &release, &body.lease_id, ttl).await?;
-    let status = BuildStatus::Claimed {
-        lease_id: body.lease_id,
-        expires_at_ms,
-        attempt: 0,
-    };
+    let status = builds::heartbeat(&state.db, &index, &release, &body.lease_id, ttl).await?;
     Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }
 

@@ -396,25 +396,29 @@ fn lease_lost(index: &Index, release: &Release, build: Option<&BuildRecord>) -> 
     ))
 }
 
-/// Extends the caller's lease by `ttl`; `Conflict` if the lease is no longer theirs.
+/// Extends the caller's lease by `ttl`, answering it as `Claimed`; `Conflict` if the lease
+/// is no longer theirs.
 pub async fn heartbeat(
     db: &Db,
     index: &Index,
     release: &Release,
     lease_id: &str,
     ttl: Duration,
-) -> Result<i64, ServiceError> {
+) -> Result<BuildStatus, ServiceError> {
     let expires_at_ms = lease_expiry(ttl);
     let key = release.key(index);
-    if db
+    let Some(attempt) = db
         .extend_lease(key, lease_id, expires_at_ms, &now_rfc3339())
         .await?
-    {
-        Ok(expires_at_ms)
-    } else {
+    else {
         let build = db.find_build(key).await?;
-        Err(lease_lost(index, release, build.as_ref()))
-    }
+        return Err(lease_lost(index, release, build.as_ref()));
+    };
+    Ok(BuildStatus::Claimed {
+        lease_id: lease_id.to_owned(),
+        expires_at_ms,
+        attempt,
+    })
 }
 
 /// Marks a leased build finished: `Ready` with the files uploaded under it.

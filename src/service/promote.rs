@@ -197,6 +197,16 @@ async fn target_versions(
         .collect())
 }
 
+/// The recorded promotion of `release` into `target`, if any.
+async fn promotion_of(
+    db: &Db,
+    target: &Index,
+    release: &Release,
+) -> Result<Option<PromotionRecord>, DbError> {
+    db.find_promotion(target.id, release.project.as_str(), release.version_str())
+        .await
+}
+
 /// Promotes a release as the policies allow (see the module docs for the order).
 pub async fn promote(
     db: &Db,
@@ -218,10 +228,7 @@ pub async fn promote(
         checks,
         promotion: promotion.map(PromotionView::from),
     };
-    if let Some(done) = db
-        .find_promotion(target.id, release.project.as_str(), release.version_str())
-        .await?
-    {
+    if let Some(done) = promotion_of(db, &target, &release).await? {
         return Ok(outcome(
             PromotionResult::AlreadyPromoted,
             Vec::new(),
@@ -257,10 +264,7 @@ pub async fn promote(
     if refused {
         // A racing promotion of the same release may have committed since the first
         // look; its files on the target would now fail "newer than the target".
-        if let Some(done) = db
-            .find_promotion(target.id, release.project.as_str(), release.version_str())
-            .await?
-        {
+        if let Some(done) = promotion_of(db, &target, &release).await? {
             return Ok(outcome(
                 PromotionResult::AlreadyPromoted,
                 Vec::new(),
@@ -379,12 +383,9 @@ async fn list_on_target(
     .await?;
     if !inserted {
         drop(tx);
-        let done = db
-            .find_promotion(target.id, release.project.as_str(), release.version_str())
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Internal("promotion row vanished after a conflict".into())
-            })?;
+        let done = promotion_of(db, target, release).await?.ok_or_else(|| {
+            ServiceError::Internal("promotion row vanished after a conflict".into())
+        })?;
         return Ok((PromotionResult::AlreadyPromoted, done));
     }
     Db::insert_event(
@@ -412,8 +413,7 @@ async fn list_on_target(
         promoted_by = %principal.name,
         "release promoted"
     );
-    let record = db
-        .find_promotion(target.id, release.project.as_str(), release.version_str())
+    let record = promotion_of(db, target, release)
         .await?
         .ok_or_else(|| ServiceError::Internal("promotion row not found after commit".into()))?;
     Ok((PromotionResult::Promoted, record))

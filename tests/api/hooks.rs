@@ -516,10 +516,14 @@ async fn uploads_are_tied_to_the_build_lease() {
         .upload_file(&index, &wheel, "demo", "1.0", Some(&lease_id))
         .await
         .unwrap();
-    client
+    let beat = client
         .lease_action(&index, "demo", "1.0", "heartbeat", &lease)
         .await
         .unwrap();
+    assert!(
+        matches!(beat.status, BuildStateView::Claimed { attempt: 1, expires_in_ms, .. } if expires_in_ms > 0),
+        "a heartbeat answers the lease it extended: {beat:?}"
+    );
     let done = client
         .lease_action(&index, "demo", "1.0", "complete", &lease)
         .await
