@@ -10,7 +10,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{builds, files, health, indexes, promotions, results, simple, upload};
+use crate::service::mirror::Mirrors;
+use crate::http::{
+    builds, files, health, indexes, mirrors, promotions, results, simple, upload,
+};
 use crate::storage::Storage;
 
 /// Largest JSON API request body.
@@ -31,6 +34,8 @@ pub struct AppState {
     pub templates: Arc<minijinja::Environment<'static>>,
     /// Rendered simple pages.
     pub pages: Arc<crate::http::page_cache::PageCache>,
+    /// Mirror indexes' upstream fetches and the flights in progress.
+    pub mirrors: Arc<Mirrors>,
 }
 
 impl AppState {
@@ -42,9 +47,15 @@ impl AppState {
             "projects.html",
             include_str!("http/templates/projects.html"),
         )?;
+        let mirrors = Mirrors::new(
+            config.upstream_timeout,
+            config.max_upload_bytes,
+            config.tmp_dir(),
+        )?;
         Ok(Self {
             db,
             storage,
+            mirrors: Arc::new(mirrors),
             config: Arc::new(config),
             templates: Arc::new(templates),
             pages: Arc::default(),
@@ -129,6 +140,15 @@ pub fn router(state: AppState) -> Router {
             get(indexes::show_index)
                 .patch(indexes::modify_index)
                 .delete(indexes::delete_index),
+        )
+        .route("/+api/v1/mirrors/{ns}/{name}", get(mirrors::show_cache))
+        .route(
+            "/+api/v1/mirrors/{ns}/{name}/{project}",
+            axum::routing::delete(mirrors::purge_project),
+        )
+        .route(
+            "/+api/v1/mirrors/{ns}/{name}/{project}/refresh",
+            post(mirrors::refresh_project),
         )
         .route("/{ns}/{name}/+simple", get(simple::add_trailing_slash))
         .route("/{ns}/{name}/+simple/", get(simple::list_projects))

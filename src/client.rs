@@ -162,6 +162,7 @@ impl Client {
         settings: &IndexSettings,
     ) -> Result<IndexView, ClientError> {
         let url = self.url("+api/v1/indexes");
+        let mirror = settings.mirror.as_ref();
         let body = json!({
             "name": name,
             "kind": settings.kind,
@@ -170,6 +171,11 @@ impl Client {
             "promotion_only": settings.promotion_only,
             "description": settings.description,
             "branch": settings.branch,
+            "mirror_url": mirror.map(|m| &m.url),
+            "mirror_username": mirror.and_then(|m| m.username.as_ref()),
+            "mirror_password": mirror.and_then(|m| m.password.as_ref()),
+            "mirror_ttl_seconds": mirror.map(|m| m.ttl_seconds),
+            "mirror_allow": settings.mirror_allow,
         });
         self.expect(self.http.post(&url).json(&body), &url).await
     }
@@ -193,6 +199,18 @@ impl Client {
         }
         if let Some(description) = &patch.description {
             body.insert("description".into(), json!(description));
+        }
+        let optional = [
+            ("mirror_url", patch.mirror_url.as_ref().map(|v| json!(v))),
+            ("mirror_username", patch.mirror_username.as_ref().map(|v| json!(v))),
+            ("mirror_password", patch.mirror_password.as_ref().map(|v| json!(v))),
+            ("mirror_ttl_seconds", patch.mirror_ttl_seconds.map(|v| json!(v))),
+            ("mirror_allow", patch.mirror_allow.as_ref().map(|v| json!(v))),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                body.insert(key.into(), value);
+            }
         }
         self.expect(self.http.patch(&url).json(&body), &url).await
     }
@@ -448,6 +466,35 @@ impl Client {
             let url = format!("{base}/unyank");
             self.expect(self.http.post(&url), &url).await
         }
+    }
+
+    /// What a mirror has cached.
+    pub async fn mirror_cache(
+        &self,
+        mirror: &IndexName,
+    ) -> Result<crate::http::mirrors::MirrorCacheView, ClientError> {
+        let url = self.url(&format!("+api/v1/mirrors/{mirror}"));
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Asks a mirror to refresh one project page from its upstream now.
+    pub async fn mirror_refresh(
+        &self,
+        mirror: &IndexName,
+        project: &str,
+    ) -> Result<crate::http::mirrors::RefreshView, ClientError> {
+        let url = self.url(&format!("+api/v1/mirrors/{mirror}/{project}/refresh"));
+        self.expect(self.http.post(&url), &url).await
+    }
+
+    /// Forgets a mirror's page of one project and the bytes only it used.
+    pub async fn mirror_purge(
+        &self,
+        mirror: &IndexName,
+        project: &str,
+    ) -> Result<crate::http::mirrors::PurgeView, ClientError> {
+        let url = self.url(&format!("+api/v1/mirrors/{mirror}/{project}"));
+        self.expect(self.http.delete(&url), &url).await
     }
 
     /// Events after `after` (optionally of one index), oldest first.

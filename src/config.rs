@@ -15,6 +15,10 @@ use crate::policy::Policies;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
+/// The upstream `root/pypi` mirrors when a data directory is first used.
+pub const DEFAULT_UPSTREAM: &str = "https://pypi.org/simple/";
+/// Default wait for an upstream before serving the cache instead.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default build lease: a builder that stops heartbeating for this long loses it.
 pub const DEFAULT_BUILD_LEASE: Duration = Duration::from_secs(600);
 /// Default largest upload: 1 GiB.
@@ -51,6 +55,10 @@ pub struct ConfigFile {
     pub build_lease_timeout: Option<String>,
     /// `policies = "/etc/kiln/policies"`
     pub policies: Option<PathBuf>,
+    /// See [`ServeConfig::upstream`]; `off` for none.
+    pub upstream: Option<String>,
+    /// See [`ServeConfig::upstream_timeout`].
+    pub upstream_timeout: Option<String>,
 }
 
 impl ConfigFile {
@@ -86,6 +94,11 @@ pub struct ServeConfig {
     pub build_lease_ttl: Duration,
     /// Promotion policies (the built-in default unless a directory was given).
     pub policies: Policies,
+    /// The simple index `root/pypi` mirrors, created at first start; `None` for no mirror.
+    pub upstream: Option<String>,
+    /// How long a mirror waits for an upstream page, and for each chunk of a file, before
+    /// it serves what it has cached (or answers 502).
+    pub upstream_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -105,6 +118,8 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             build_lease_ttl: DEFAULT_BUILD_LEASE,
             policies: Policies::builtin(),
+            upstream: Some(DEFAULT_UPSTREAM.to_owned()),
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
         }
     }
 
@@ -127,6 +142,8 @@ impl fmt::Debug for ServeConfig {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("log_format", &self.log_format)
             .field("build_lease_ttl", &self.build_lease_ttl)
+            .field("upstream", &self.upstream)
+            .field("upstream_timeout", &self.upstream_timeout)
             .field(
                 "policies",
                 &self

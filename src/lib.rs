@@ -5,8 +5,9 @@
 //! (`serve`), its storage and its rules, the typed client the CLI uses, and the CI hooks
 //! (`ensure`, `stage`, `report`) that run on build runners.
 //!
-//! Layers, top to bottom: [`http`] handlers → [`service`] use cases → [`db`] and
-//! [`storage`]; [`domain`] types are shared by all and do no I/O.
+//! Layers, top to bottom: [`http`] handlers → [`service`] use cases → [`db`],
+//! [`storage`] and [`upstream`] (a mirror's upstream index); [`domain`] types are shared
+//! by all and do no I/O.
 
 pub mod app;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod upstream;
 
 use std::future::Future;
 
@@ -60,7 +62,11 @@ impl Server {
         })?;
         let storage = Storage::from_url(&config.storage_url)
             .with_context(|| format!("opening storage `{}`", config.storage_url))?;
-        let bootstrapped = bootstrap(&db, config.admin_token.as_deref())
+        let bootstrapped = bootstrap(
+            &db,
+            config.admin_token.as_deref(),
+            config.upstream.as_deref(),
+        )
             .await
             .map_err(|e| anyhow::anyhow!("bootstrapping the first-start layout: {e}"))?;
         let state = AppState::new(db, storage, config)?;

@@ -174,6 +174,14 @@ impl Storage {
         Ok(())
     }
 
+    /// Deletes a blob (a purged mirror file nothing else refers to). A missing blob is fine.
+    pub async fn delete(&self, digest: &Sha256Digest) -> Result<(), StorageError> {
+        match self.store.delete(&Self::blob_key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a whole (small) blob, e.g. a METADATA file.
     pub async fn read_all(&self, digest: &Sha256Digest) -> Result<Bytes, StorageError> {
         let key = Self::blob_key(digest);
@@ -292,6 +300,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all.concat(), big);
+        storage.delete(&digest).await.unwrap();
+        assert!(!storage.exists(&digest).await.unwrap());
+        storage.delete(&digest).await.unwrap();
         let missing = Sha256Digest::of(b"nope");
         assert!(matches!(
             storage.read_all(&missing).await,

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use kiln::client::Client;
-use kiln::domain::{IndexKind, IndexName, IndexSettings};
+use kiln::config::parse_duration;
+use kiln::domain::{
+    DEFAULT_MIRROR_TTL_SECONDS, IndexKind, IndexName, IndexSettings, MirrorSettings,
+};
 use kiln::http::indexes::IndexView;
 use kiln::service::indexes::IndexPatch;
 
@@ -38,6 +41,17 @@ pub enum IndexCommand {
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
+        /// Make a mirror (caching proxy) of this upstream simple index, e.g.
+        /// `https://pypi.org/simple/`.
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        #[command(flatten)]
+        upstream: MirrorArgs,
+        /// Names of this (stage) index's own projects that mirrors further down the chain
+        /// may still serve (comma-separated; `*` for all). Everything else this index has
+        /// files of is hidden from mirrors (the dependency-confusion guard).
+        #[arg(long, value_delimiter = ',')]
+        mirror_allow: Vec<String>,
     },
     /// Change an index's settings.
     Modify {
@@ -55,12 +69,49 @@ pub enum IndexCommand {
         /// Replace the description.
         #[arg(long)]
         description: Option<String>,
+        /// Mirrors: a new upstream simple-index URL.
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        #[command(flatten)]
+        upstream: MirrorArgs,
+        /// Stage indexes: replace the names mirrors may still serve (comma-separated; an
+        /// empty string for none).
+        #[arg(long, value_delimiter = ',')]
+        mirror_allow: Option<Vec<String>>,
     },
     /// Delete an index (refused while another index uses it as a base).
     Delete {
         /// `namespace/name`
         name: IndexName,
     },
+}
+
+/// Upstream options of a mirror.
+#[derive(Debug, clap::Args)]
+pub struct MirrorArgs {
+    /// How long a mirrored project page is served before the upstream is asked again,
+    /// e.g. `30m` [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    mirror_ttl: Option<String>,
+    /// HTTP basic user for the upstream.
+    #[arg(long)]
+    mirror_username: Option<String>,
+    /// HTTP basic password for the upstream (sent only to the upstream's host).
+    #[arg(long, env = "KILN_MIRROR_PASSWORD", hide_env_values = true)]
+    mirror_password: Option<String>,
+}
+
+impl MirrorArgs {
+    fn ttl_seconds(&self) -> anyhow::Result<Option<u64>> {
+        self.mirror_ttl
+            .as_deref()
+            .map(|t| {
+                parse_duration(t)
+                    .map(|d| d.as_secs())
+                    .map_err(|e| anyhow::anyhow!("--mirror-ttl: {e}"))
+            })
+            .transpose()
+    }
 }
 
 fn print_index(view: &IndexView, server: &Client) {
@@ -76,8 +127,25 @@ fn print_index(view: &IndexView, server: &Client) {
             bases.join(", ")
         }
     );
-    println!("  volatile:       {}", settings.volatile);
-    println!("  promotion_only: {}", settings.promotion_only);
+    if let Some(mirror) = &settings.mirror {
+        println!("  upstream:       {}", mirror.url);
+        println!("  page TTL:       {}s", mirror.ttl_seconds);
+        if let Some(user) = &mirror.username {
+            println!("  upstream user:  {user}");
+        }
+    } else {
+        println!("  volatile:       {}", settings.volatile);
+        println!("  promotion_only: {}", settings.promotion_only);
+    }
+    if !settings.mirror_allow.is_empty() {
+        println!("  mirror_allow:   {}", settings.mirror_allow.join(", "));
+    }
+    if !view.mirror_shadowed.is_empty() {
+        println!(
+            "  hidden from mirrors (private names): {}",
+            view.mirror_shadowed.join(", ")
+        );
+    }
     if !settings.description.is_empty() {
         println!("  description:    {}", settings.description);
     }
@@ -119,14 +187,30 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             volatile,
             promotion_only,
             description,
+            mirror,
+            upstream,
+            mirror_allow,
         } => {
+            let ttl_seconds = upstream.ttl_seconds()?;
+            let mirror = mirror.map(|url| MirrorSettings {
+                url,
+                username: upstream.mirror_username.clone(),
+                password: upstream.mirror_password.clone(),
+                ttl_seconds: ttl_seconds.unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+            });
             let settings = IndexSettings {
-                kind: IndexKind::Stage,
+                kind: if mirror.is_some() {
+                    IndexKind::Mirror
+                } else {
+                    IndexKind::Stage
+                },
                 bases,
                 volatile,
                 promotion_only,
                 description,
                 branch: None,
+                mirror,
+                mirror_allow,
             };
             let view = client.create_index(&name, &settings).await?;
             println!("created index {}", view.index.name);
@@ -138,6 +222,9 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             volatile,
             promotion_only,
             description,
+            mirror,
+            upstream,
+            mirror_allow,
         } => {
             let bases = bases
                 .map(|list| {
@@ -152,6 +239,12 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 volatile,
                 promotion_only,
                 description,
+                mirror_url: mirror,
+                mirror_username: upstream.mirror_username.clone(),
+                mirror_password: upstream.mirror_password.clone(),
+                mirror_ttl_seconds: upstream.ttl_seconds()?,
+                mirror_allow: mirror_allow
+                    .map(|names| names.into_iter().filter(|n| !n.is_empty()).collect()),
             };
             let view = client.modify_index(&name, &patch).await?;
             println!("modified index {}", view.index.name);

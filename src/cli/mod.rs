@@ -5,6 +5,7 @@
 mod ensure;
 mod hook_args;
 mod index;
+mod mirror;
 mod policy;
 mod promote;
 mod promotions;
@@ -37,6 +38,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         action: index::IndexCommand,
+    },
+    /// See what a mirror index has cached; refresh or purge one project.
+    Mirror {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: mirror::MirrorCommand,
     },
     /// Make sure this CI build's wheel is on its branch index (building it only if this
     /// runner wins the build lease) and print where it is.
@@ -92,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Index { client, action } => index::run(&client.client()?, action).await,
+        Command::Mirror { client, action } => mirror::run(&client.client()?, action).await,
         Command::Ensure(args) => ensure::run(args).await,
         Command::Stage(args) => stage::run(args).await,
         Command::Report(args) => report::run(args).await,

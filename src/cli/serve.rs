@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// `policies/default.toml`].
     #[arg(long, env = "KILN_POLICIES")]
     policies: Option<PathBuf>,
+    /// The simple index that `root/pypi` mirrors, created at first start (`off` for no
+    /// mirror) [default: https://pypi.org/simple/].
+    #[arg(long, env = "KILN_UPSTREAM")]
+    upstream: Option<String>,
+    /// How long a mirror waits for its upstream before serving its cache instead (or
+    /// answering 502), e.g. `20s` [default: 20s].
+    #[arg(long, env = "KILN_UPSTREAM_TIMEOUT")]
+    upstream_timeout: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -75,6 +83,20 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(dir) = args.policies.or(file.policies) {
         config.policies = kiln::policy::Policies::load_dir(&dir)
             .map_err(|e| anyhow::anyhow!("loading promotion policies: {e}"))?;
+    }
+    if let Some(upstream) = args.upstream.or(file.upstream) {
+        config.upstream = if upstream == "off" {
+            None
+        } else {
+            Some(
+                kiln::domain::MirrorSettings::normalize_url(&upstream)
+                    .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?,
+            )
+        };
+    }
+    if let Some(timeout) = args.upstream_timeout.or(file.upstream_timeout) {
+        config.upstream_timeout =
+            parse_duration(&timeout).map_err(|e| anyhow::anyhow!("--upstream-timeout: {e}"))?;
     }
     if let Some(format) = args.log_format.or(file.log_format) {
         config.log_format = format;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use sqlx::AnyConnection;
 
 use super::{Db, DbError, WriteTx};
-use crate::domain::{Index, IndexKind, IndexName, IndexSettings};
+use crate::domain::{
+    DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
+};
 
 #[derive(sqlx::FromRow)]
 struct IndexRow {
@@ -17,11 +19,16 @@ struct IndexRow {
     promotion_only: i64,
     description: String,
     branch: Option<String>,
+    mirror_url: Option<String>,
+    mirror_username: Option<String>,
+    mirror_password: Option<String>,
+    mirror_ttl_seconds: Option<i64>,
+    mirror_allow: String,
     created_at: String,
     updated_at: String,
 }
 
-const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, branch, created_at, updated_at";
+const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, branch, mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at";
 
 impl IndexRow {
     fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
@@ -33,6 +40,21 @@ impl IndexRow {
         let name = IndexName::from_parts(&self.namespace, &self.name)
             .map_err(|e| corrupt(&e.to_string()))?;
         let kind = IndexKind::from_db(&self.kind).ok_or_else(|| corrupt("unknown kind"))?;
+        let mirror = match (kind, self.mirror_url) {
+            (IndexKind::Mirror, Some(url)) => Some(MirrorSettings {
+                url,
+                username: self.mirror_username,
+                password: self.mirror_password,
+                ttl_seconds: self
+                    .mirror_ttl_seconds
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+            }),
+            (IndexKind::Mirror, None) => return Err(corrupt("mirror without an upstream URL")),
+            (IndexKind::Stage, _) => None,
+        };
+        let mirror_allow: Vec<String> =
+            serde_json::from_str(&self.mirror_allow).map_err(|e| corrupt(&e.to_string()))?;
         Ok(Index {
             id: self.id,
             name,
@@ -43,11 +65,17 @@ impl IndexRow {
                 promotion_only: self.promotion_only != 0,
                 description: self.description,
                 branch: self.branch,
+                mirror,
+                mirror_allow,
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
+}
+
+fn allow_json(names: &[String]) -> String {
+    serde_json::to_string(names).expect("a list of strings serializes")
 }
 
 async fn bases_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<IndexName>, DbError> {
@@ -151,9 +179,11 @@ impl Db {
         base_ids: &[i64],
         now: &str,
     ) -> Result<i64, DbError> {
+        let mirror = settings.mirror.as_ref();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, \
+             mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
         )
         .bind(name.namespace())
         .bind(name.name())
@@ -162,6 +192,11 @@ impl Db {
         .bind(i64::from(settings.promotion_only))
         .bind(&settings.description)
         .bind(settings.branch.as_deref())
+        .bind(mirror.map(|m| m.url.as_str()))
+        .bind(mirror.and_then(|m| m.username.as_deref()))
+        .bind(mirror.and_then(|m| m.password.as_deref()))
+        .bind(mirror.map(|m| i64::try_from(m.ttl_seconds).unwrap_or(i64::MAX)))
+        .bind(allow_json(&settings.mirror_allow))
         .bind(now)
         .fetch_one(&mut **tx)
         .await
@@ -178,14 +213,21 @@ impl Db {
         base_ids: &[i64],
         now: &str,
     ) -> Result<(), DbError> {
+        let mirror = settings.mirror.as_ref();
         sqlx::query(
-            "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4 \
-             WHERE id = $5",
+            "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4, \
+             mirror_url = $5, mirror_username = $6, mirror_password = $7, mirror_ttl_seconds = $8, \
+             mirror_allow = $9 WHERE id = $10",
         )
         .bind(i64::from(settings.volatile))
         .bind(i64::from(settings.promotion_only))
         .bind(&settings.description)
         .bind(now)
+        .bind(mirror.map(|m| m.url.as_str()))
+        .bind(mirror.and_then(|m| m.username.as_deref()))
+        .bind(mirror.and_then(|m| m.password.as_deref()))
+        .bind(mirror.map(|m| i64::try_from(m.ttl_seconds).unwrap_or(i64::MAX)))
+        .bind(allow_json(&settings.mirror_allow))
         .bind(id)
         .execute(&mut **tx)
         .await?;

@@ -16,11 +16,13 @@
 //!   SQLite (every write goes through this process); a shared, multi-replica backend has
 //!   to read the counter from the database instead.
 //! - A row that points at a blob is written only after the blob is durable (see
-//!   `service::publish`); nothing here deletes blobs.
+//!   `service::publish`). Only purging a mirror's page deletes blob rows, and only rows
+//!   nothing else refers to (`mirrors::purge_mirror_project`).
 
 mod builds;
 mod files;
 mod indexes;
+mod mirrors;
 mod promotions;
 mod results;
 mod tokens;
@@ -35,6 +37,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildKey, BuildRecord, BuildState};
 pub use files::{FileRecord, NewFile};
+pub use mirrors::{
+    MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile,
+};
 pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::TokenRecord;

@@ -12,10 +12,11 @@ pub mod index;
 pub mod index_name;
 pub mod metadata;
 pub mod project_name;
+pub mod upstream_page;
 
 pub use digest::Sha256Digest;
 pub use dist_filename::{DistFilename, DistKind, FilenameError};
-pub use index::{Index, IndexKind, IndexSettings};
+pub use index::{DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexSettings, MirrorSettings};
 pub use index_name::{IndexName, IndexNameError};
 pub use metadata::{ArchiveLimits, CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};

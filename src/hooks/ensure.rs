@@ -217,6 +217,7 @@ async fn ensure_index(client: &Client, plan: &Plan) -> Result<(), HookError> {
                 promotion_only: false,
                 description: format!("Builds of branch `{}`.", plan.ctx.branch),
                 branch: Some(plan.ctx.branch.clone()),
+                ..IndexSettings::default()
             };
             match client.create_index(&plan.index, &settings).await {
                 Ok(_) => {

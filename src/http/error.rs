@@ -61,6 +61,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ServiceError::Internal(detail) => {
                 tracing::error!(error.detail = %detail, "internal error");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");

@@ -1,7 +1,9 @@
 //! File downloads: `/{ns}/{name}/+f/{sha256}/{filename}` and its PEP 658 `.metadata`.
 //!
 //! A file is served through an index only if that index's chain lists it, so the URL of a
-//! private index's file cannot be replayed through another index. Bytes are immutable, so
+//! private index's file cannot be replayed through another index. A file a mirror lists
+//! but has not stored yet is fetched from the upstream while it streams (see
+//! [`crate::service::mirror`]). Bytes are immutable, so
 //! responses carry `Cache-Control: immutable`, the digest as a strong ETag, and support a
 //! single HTTP byte range (pip resumes interrupted downloads with one).
 
@@ -15,7 +17,8 @@ use super::extract::IndexPath;
 use super::simple::etag_matches;
 use crate::app::AppState;
 use crate::domain::Sha256Digest;
-use crate::service::{ServiceError, resolve};
+use crate::service::mirror::{Located, Mirrors};
+use crate::service::{ServiceError, indexes, resolve};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -32,41 +35,77 @@ pub async fn get_file(
         ))
     };
     let sha256: Sha256Digest = digest.parse().map_err(|_| not_found())?;
-    let chain = resolve::chain_of(&state.db, &index_name).await?;
-    let listed = state
-        .db
-        .files_with_digest(&chain, sha256.as_str())
-        .await
-        .map_err(ServiceError::from)?;
-    if let Some(file) = listed.iter().find(|f| f.filename == filename) {
-        let size = u64::try_from(file.size).unwrap_or(0);
-        return stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await;
+    let index = indexes::get_index(&state.db, &index_name).await?;
+    let chain = resolve::chain_indexes(&state.db, &index).await?;
+    match Mirrors::locate(&state.db, &chain, &sha256, &filename).await? {
+        None => Err(not_found()),
+        Some(Located::Local(file)) if file.filename == filename => {
+            let size = u64::try_from(file.size).unwrap_or(0);
+            stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await
+        }
+        Some(Located::Local(file)) => {
+            // PEP 658: `<file URL>.metadata` is the wheel's METADATA.
+            let metadata_sha256: Sha256Digest = file
+                .metadata_sha256
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| ServiceError::Internal(format!("stored metadata digest: {e}")))?;
+            let bytes = state
+                .storage
+                .read_all(&metadata_sha256)
+                .await
+                .map_err(ServiceError::from)?;
+            Ok(metadata_response(&metadata_sha256, bytes, &headers))
+        }
+        Some(Located::Mirror {
+            mirror,
+            file,
+            metadata: true,
+        }) => {
+            let bytes = state
+                .mirrors
+                .metadata(&state.db, &state.storage, &mirror, &file)
+                .await
+                .map_err(ServiceError::from)?;
+            let digest = Sha256Digest::of(&bytes);
+            Ok(metadata_response(&digest, bytes, &headers))
+        }
+        Some(Located::Mirror { file, .. }) if file.cached_size.is_some() => {
+            let size = u64::try_from(file.cached_size.unwrap_or(0)).unwrap_or(0);
+            stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await
+        }
+        Some(Located::Mirror { mirror, file, .. }) => {
+            let etag = format!("\"{sha256}\"");
+            if if_none_match(&headers, &etag) {
+                return Ok(not_modified(&etag));
+            }
+            // Not stored yet: stream it as it arrives from the upstream (whole, whatever
+            // Range asked; the next request is served from storage with ranges).
+            let download = state
+                .mirrors
+                .download(&state.db, &state.storage, &mirror, &file)
+                .await
+                .map_err(ServiceError::from)?;
+            let mut response = Response::new(Body::from_stream(download.body));
+            let out = response.headers_mut();
+            set_immutable_headers(out, &etag, "application/octet-stream");
+            if let Some(length) = download.length {
+                out.insert(header::CONTENT_LENGTH, header_value(&length.to_string()));
+            }
+            Ok(response)
+        }
     }
-    // PEP 658: `<file URL>.metadata` is the wheel's METADATA.
-    let metadata = filename.strip_suffix(".metadata").and_then(|wheel| {
-        listed
-            .iter()
-            .find(|f| f.filename == wheel)
-            .and_then(|f| f.metadata_sha256.clone())
-    });
-    let Some(metadata_sha256) = metadata else {
-        return Err(not_found());
-    };
-    let metadata_sha256: Sha256Digest = metadata_sha256
-        .parse()
-        .map_err(|e| ServiceError::Internal(format!("stored metadata digest: {e}")))?;
-    let bytes = state
-        .storage
-        .read_all(&metadata_sha256)
-        .await
-        .map_err(ServiceError::from)?;
-    let etag = format!("\"{metadata_sha256}\"");
-    if if_none_match(&headers, &etag) {
-        return Ok(not_modified(&etag));
+}
+
+fn metadata_response(digest: &Sha256Digest, bytes: bytes::Bytes, headers: &HeaderMap) -> Response {
+    let etag = format!("\"{digest}\"");
+    if if_none_match(headers, &etag) {
+        return not_modified(&etag);
     }
     let mut response = bytes.into_response();
     set_immutable_headers(response.headers_mut(), &etag, "text/plain; charset=utf-8");
-    Ok(response)
+    response
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::{IndexPath, User};
 use crate::app::AppState;
-use crate::domain::{Index, IndexKind, IndexName, IndexSettings};
+use crate::domain::{
+    DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
+};
 use crate::service::indexes::{self, IndexPatch};
+use crate::service::mirror::Mirrors;
+use crate::service::resolve;
 
 /// JSON body extractor whose rejections are problem documents.
 #[derive(FromRequest)]
@@ -27,6 +31,11 @@ pub struct IndexView {
     pub simple_url: String,
     /// Where twine uploads to it.
     pub upload_url: String,
+    /// Project names this index (or a stage index it inherits) has files of, which the
+    /// mirrors in its chain therefore do not serve (the dependency-confusion guard; see
+    /// `mirror_allow`). Shown by `GET` of one index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_shadowed: Vec<String>,
 }
 
 impl From<Index> for IndexView {
@@ -36,6 +45,7 @@ impl From<Index> for IndexView {
             index,
             simple_url: format!("/{name}/+simple/"),
             upload_url: format!("/{name}/"),
+            mirror_shadowed: Vec::new(),
         }
     }
 }
@@ -45,8 +55,9 @@ impl From<Index> for IndexView {
 #[serde(deny_unknown_fields)]
 pub struct CreateIndex {
     name: IndexName,
-    #[serde(default = "default_kind")]
-    kind: IndexKind,
+    /// `stage` unless `mirror_url` is given.
+    #[serde(default)]
+    kind: Option<IndexKind>,
     #[serde(default)]
     bases: Vec<IndexName>,
     #[serde(default)]
@@ -57,10 +68,16 @@ pub struct CreateIndex {
     description: String,
     #[serde(default)]
     branch: Option<String>,
-}
-
-fn default_kind() -> IndexKind {
-    IndexKind::Stage
+    #[serde(default)]
+    mirror_url: Option<String>,
+    #[serde(default)]
+    mirror_username: Option<String>,
+    #[serde(default)]
+    mirror_password: Option<String>,
+    #[serde(default)]
+    mirror_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    mirror_allow: Vec<String>,
 }
 
 /// Body of `PATCH /+api/v1/indexes/{ns}/{name}`.
@@ -71,6 +88,11 @@ pub struct ModifyIndex {
     volatile: Option<bool>,
     promotion_only: Option<bool>,
     description: Option<String>,
+    mirror_url: Option<String>,
+    mirror_username: Option<String>,
+    mirror_password: Option<String>,
+    mirror_ttl_seconds: Option<u64>,
+    mirror_allow: Option<Vec<String>>,
 }
 
 /// `GET /+api/v1/indexes`
@@ -90,13 +112,26 @@ pub async fn create_index(
     User(_user): User,
     ApiJson(body): ApiJson<CreateIndex>,
 ) -> Result<Response, ApiError> {
+    let kind = body.kind.unwrap_or(if body.mirror_url.is_some() {
+        IndexKind::Mirror
+    } else {
+        IndexKind::Stage
+    });
+    let mirror = body.mirror_url.map(|url| MirrorSettings {
+        url,
+        username: body.mirror_username,
+        password: body.mirror_password,
+        ttl_seconds: body.mirror_ttl_seconds.unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+    });
     let settings = IndexSettings {
-        kind: body.kind,
+        kind,
         bases: body.bases,
         volatile: body.volatile,
         promotion_only: body.promotion_only,
         description: body.description,
         branch: body.branch,
+        mirror,
+        mirror_allow: body.mirror_allow,
     };
     let index = indexes::create_index(&state.db, &body.name, &settings).await?;
     Ok((StatusCode::CREATED, Json(IndexView::from(index))).into_response())
@@ -108,7 +143,11 @@ pub async fn show_index(
     IndexPath(name): IndexPath,
 ) -> Result<Response, ApiError> {
     let index = indexes::get_index(&state.db, &name).await?;
-    Ok(Json(IndexView::from(index)).into_response())
+    let chain = resolve::chain_indexes(&state.db, &index).await?;
+    let shadowed = Mirrors::shadowed(&state.db, &chain).await?;
+    let mut view = IndexView::from(index);
+    view.mirror_shadowed = shadowed;
+    Ok(Json(view).into_response())
 }
 
 /// `PATCH /+api/v1/indexes/{ns}/{name}`
@@ -123,6 +162,11 @@ pub async fn modify_index(
         volatile: body.volatile,
         promotion_only: body.promotion_only,
         description: body.description,
+        mirror_url: body.mirror_url,
+        mirror_username: body.mirror_username,
+        mirror_password: body.mirror_password,
+        mirror_ttl_seconds: body.mirror_ttl_seconds,
+        mirror_allow: body.mirror_allow,
     };
     let index = indexes::modify_index(&state.db, &name, &patch).await?;
     Ok(Json(IndexView::from(index)).into_response())

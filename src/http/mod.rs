@@ -7,6 +7,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod indexes;
+pub mod mirrors;
 pub mod page_cache;
 pub mod promotions;
 pub mod results;

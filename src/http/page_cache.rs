@@ -3,11 +3,13 @@
 //! A project page depends on every index in its chain, so instead of tracking which write
 //! touches which page, any committed write invalidates every entry: CI reads pages far
 //! more often than it uploads, and re-rendering one page costs one indexed query. "Not
-//! found" answers are cached too (pip asks for many names that live elsewhere). The cache
-//! holds at most [`MAX_ENTRIES`] pages and starts over when full.
+//! found" answers are cached too (pip asks for many names that live elsewhere). A page
+//! with a mirror's contribution also expires when the mirror's copy is due for a refresh.
+//! The cache holds at most [`MAX_ENTRIES`] pages and starts over when full.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -37,6 +39,10 @@ pub enum Page {
         body: Bytes,
         /// The ETag header value.
         etag: String,
+        /// Mirrors that served a stored copy because their upstream failed, and why.
+        stale: Vec<String>,
+        /// Mirrors the dependency-confusion guard kept out of this page.
+        hidden_from: Vec<String>,
     },
     /// The 404 reason.
     Missing(String),
@@ -45,7 +51,14 @@ pub enum Page {
 /// The cache.
 #[derive(Debug, Default)]
 pub struct PageCache {
-    entries: Mutex<HashMap<PageKey, (i64, Page)>>,
+    entries: Mutex<HashMap<PageKey, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: i64,
+    expires: Option<Instant>,
+    page: Page,
 }
 
 impl PageCache {
@@ -57,12 +70,13 @@ impl PageCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(key)
-            .filter(|(stored, _)| *stored == generation)
-            .map(|(_, page)| page.clone())
+            .filter(|e| e.generation == generation)
+            .filter(|e| e.expires.is_none_or(|at| at > Instant::now()))
+            .map(|e| e.page.clone())
     }
 
-    /// Remembers a page rendered at `generation`.
-    pub fn put(&self, key: PageKey, generation: i64, page: Page) {
+    /// Remembers a page rendered at `generation`, for at most `fresh_for` if given.
+    pub fn put(&self, key: PageKey, generation: i64, page: Page, fresh_for: Option<Duration>) {
         let mut entries = self
             .entries
             .lock()
@@ -70,7 +84,15 @@ impl PageCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key, (generation, page));
+        let expires = fresh_for.map(|f| Instant::now() + f);
+        entries.insert(
+            key,
+            Entry {
+                generation,
+                expires,
+                page,
+            },
+        );
     }
 }
 
@@ -86,8 +108,10 @@ mod tests {
             project: None,
             format: Format::Json,
         };
-        cache.put(key.clone(), 7, Page::Missing("gone".into()));
+        cache.put(key.clone(), 7, Page::Missing("gone".into()), None);
         assert!(matches!(cache.get(&key, 7), Some(Page::Missing(m)) if m == "gone"));
         assert!(cache.get(&key, 8).is_none());
+        cache.put(key.clone(), 8, Page::Missing("brief".into()), Some(Duration::ZERO));
+        assert!(cache.get(&key, 8).is_none(), "expired with the mirror's copy");
     }
 }

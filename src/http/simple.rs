@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,7 +26,7 @@ use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::ProjectName;
-use crate::service::{ServiceError, resolve};
+use crate::service::{ServiceError, indexes, resolve};
 
 const API_VERSION: &str = "1.1";
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -130,6 +131,16 @@ struct JsonProject<'a> {
     name: &'a str,
     versions: Vec<String>,
     files: Vec<JsonFile<'a>>,
+    /// PEP 691 reserves underscore keys for the server: what Kiln's guard did.
+    #[serde(rename = "_kiln", skip_serializing_if = "Option::is_none")]
+    kiln: Option<JsonKiln<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonKiln<'a> {
+    /// Mirrors that did not contribute because the project is private.
+    #[serde(rename = "mirror-hidden")]
+    mirror_hidden: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -161,9 +172,12 @@ struct JsonFile<'a> {
     #[serde(rename = "core-metadata")]
     core_metadata: JsonCoreMetadata<'a>,
     yanked: JsonYanked<'a>,
-    size: i64,
-    #[serde(rename = "upload-time")]
-    upload_time: &'a str,
+    /// Unknown only for a mirrored file whose upstream page did not say (HTML upstreams)
+    /// and that has not been downloaded yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<i64>,
+    #[serde(rename = "upload-time", skip_serializing_if = "Option::is_none")]
+    upload_time: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -221,55 +235,81 @@ pub async fn show_project(
     Ok(page_response(format, page, &headers))
 }
 
+/// A rendered page and how long it may be reused (`None`: until the next write).
+type Rendered = (Page, Option<Duration>);
+
 /// Answers from the page cache, rendering (and remembering) on a miss.
 /// A render's `NotFound` (no such index, no such project) is remembered as a 404 page.
 async fn cached_page<F, Fut>(state: &AppState, key: PageKey, render: F) -> Result<Page, ApiError>
 where
     F: FnOnce(AppState, PageKey) -> Fut,
-    Fut: Future<Output = Result<Page, ServiceError>>,
+    Fut: Future<Output = Result<Rendered, ServiceError>>,
 {
     // Read before rendering: a write that lands meanwhile leaves this entry already stale.
     let generation = state.db.generation().await.map_err(ServiceError::from)?;
     if let Some(page) = state.pages.get(&key, generation) {
         return Ok(page);
     }
-    let page = match render(state.clone(), key.clone()).await {
-        Ok(page) => page,
-        Err(ServiceError::NotFound(message)) => Page::Missing(message),
+    let (page, fresh_for) = match render(state.clone(), key.clone()).await {
+        Ok(rendered) => rendered,
+        Err(ServiceError::NotFound(message)) => (Page::Missing(message), None),
         Err(err) => return Err(err.into()),
     };
-    state.pages.put(key, generation, page.clone());
+    state.pages.put(key, generation, page.clone(), fresh_for);
     Ok(page)
 }
 
-async fn render_project(state: AppState, key: PageKey) -> Result<Page, ServiceError> {
+async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, ServiceError> {
     let project = key.project.as_ref().expect("project pages have a project");
-    let chain = resolve::chain_of(&state.db, &key.index).await?;
-    let files = resolve::project_files(&state.db, &chain, project).await?;
-    if files.is_empty() {
-        return Err(ServiceError::NotFound(format!(
+    let index = indexes::get_index(&state.db, &key.index).await?;
+    let chain = resolve::chain_indexes(&state.db, &index).await?;
+    let view = state
+        .mirrors
+        .project_view(&state.db, &chain, project)
+        .await?;
+    let hidden_from: Vec<String> = view.hidden_from.iter().map(ToString::to_string).collect();
+    if view.files.is_empty() {
+        if let Some(err) = view.errors.first() {
+            return Err(ServiceError::Upstream(format!(
+                "project `{project}` is not on index `{}`'s own indexes, and its mirror has nothing cached: {err}",
+                key.index
+            )));
+        }
+        let missing = Page::Missing(format!(
             "project `{project}` is not on index `{}` or its bases",
             key.index
-        )));
+        ));
+        return Ok((missing, view.fresh_for));
     }
     let body = match key.format {
-        Format::Json => render_project_json(project, &files)?,
-        Format::Html | Format::HtmlV1 => render_project_html(&state, project, &files)?,
+        Format::Json => render_project_json(project, &view.files, &hidden_from)?,
+        Format::Html | Format::HtmlV1 => {
+            render_project_html(&state, project, &view.files, &hidden_from)?
+        }
     };
-    Ok(found(body))
+    let mut stale = view.stale;
+    stale.extend(
+        view.errors
+            .iter()
+            .map(|e| format!("nothing cached, not shown: {e}")),
+    );
+    Ok((found(body, stale, hidden_from), view.fresh_for))
 }
 
-fn found(body: Vec<u8>) -> Page {
+fn found(body: Vec<u8>, stale: Vec<String>, hidden_from: Vec<String>) -> Page {
     let digest = crate::domain::Sha256Digest::of(&body);
     Page::Found {
         etag: format!("\"{}\"", &digest.as_str()[..32]),
         body: body.into(),
+        stale,
+        hidden_from,
     }
 }
 
 fn render_project_json(
     project: &ProjectName,
     files: &[FileRecord],
+    hidden_from: &[String],
 ) -> Result<Vec<u8>, ServiceError> {
     let mut versions: Vec<(Option<Version>, &str)> = files
         .iter()
@@ -298,10 +338,13 @@ fn render_project_json(
                     (true, Some(reason)) if !reason.is_empty() => JsonYanked::Reason(reason),
                     (yanked, _) => JsonYanked::Flag(yanked),
                 },
-                size: f.size,
-                upload_time: &f.uploaded_at,
+                size: (f.size >= 0).then_some(f.size),
+                upload_time: (!f.uploaded_at.is_empty()).then_some(f.uploaded_at.as_str()),
             })
             .collect(),
+        kiln: (!hidden_from.is_empty()).then_some(JsonKiln {
+            mirror_hidden: hidden_from,
+        }),
     };
     serde_json::to_vec(&page).map_err(|e| internal(&e))
 }
@@ -310,6 +353,7 @@ fn render_project_html(
     state: &AppState,
     project: &ProjectName,
     files: &[FileRecord],
+    hidden_from: &[String],
 ) -> Result<Vec<u8>, ServiceError> {
     let files: Vec<HtmlFile<'_>> = files
         .iter()
@@ -328,7 +372,9 @@ fn render_project_html(
         .get_template("project.html")
         .map_err(|e| internal(&e))?;
     template
-        .render(minijinja::context! { api_version => API_VERSION, name => project.as_str(), files })
+        .render(minijinja::context! {
+            api_version => API_VERSION, name => project.as_str(), files, hidden_from
+        })
         .map(String::into_bytes)
         .map_err(|e| internal(&e))
 }
@@ -350,7 +396,9 @@ pub async fn list_projects(
     Ok(page_response(format, page, &headers))
 }
 
-async fn render_project_list(state: AppState, key: PageKey) -> Result<Page, ServiceError> {
+/// The project list: every project the chain's stage indexes have. Mirrors are not
+/// listed (PyPI alone has over half a million names); their projects resolve by name.
+async fn render_project_list(state: AppState, key: PageKey) -> Result<Rendered, ServiceError> {
     let chain = resolve::chain_of(&state.db, &key.index).await?;
     let projects = state
         .db
@@ -381,7 +429,7 @@ async fn render_project_list(state: AppState, key: PageKey) -> Result<Page, Serv
                 .map_err(|e| internal(&e))?
         }
     };
-    Ok(found(body))
+    Ok((found(body, Vec::new(), Vec::new()), None))
 }
 
 /// `GET /{ns}/{name}/+simple` and `…/+simple/{project}`: add the trailing slash pip expects.
@@ -429,8 +477,13 @@ fn redirect_permanent(location: &str) -> Response {
 /// Wraps a page with its content type, its strong ETag and revalidation headers,
 /// answering `If-None-Match` with 304; a cached "not found" becomes a 404.
 fn page_response(format: Format, page: Page, request: &HeaderMap) -> Response {
-    let (body, etag) = match page {
-        Page::Found { body, etag } => (body, etag),
+    let (body, etag, stale, hidden_from) = match page {
+        Page::Found {
+            body,
+            etag,
+            stale,
+            hidden_from,
+        } => (body, etag, stale, hidden_from),
         Page::Missing(message) => return ApiError::not_found(message).into_response(),
     };
     let fresh = request
@@ -459,6 +512,17 @@ fn page_response(format: Format, page: Page, request: &HeaderMap) -> Response {
         HeaderValue::from_static("max-age=0, must-revalidate"),
     );
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    let notes = [
+        ("x-kiln-mirror-stale", stale.join("; ")),
+        ("x-kiln-mirror-hidden", hidden_from.join(", ")),
+    ];
+    for (name, value) in notes {
+        if !value.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&value.replace(['\r', '\n'], " "))
+        {
+            headers.insert(name, value);
+        }
+    }
     response
 }
 

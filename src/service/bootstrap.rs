@@ -2,19 +2,24 @@
 //!
 //! `root/prod` is promotion-only (append-only production); `root/master` inherits from it,
 //! so a branch index that inherits `root/master` sees master's builds and everything
-//! released. It all happens in one transaction, claimed with a conditional write, so two
+//! released. Unless the operator turned it off, `root/pypi` mirrors the upstream index
+//! under `root/prod`, so every chain ends in the caching proxy. It all happens in one transaction, claimed with a conditional write, so two
 //! replicas starting together bootstrap once.
 
 use super::auth::{create_token, generate_secret};
 use super::indexes::create_index_tx;
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, DbError};
-use crate::domain::{IndexKind, IndexName, IndexSettings};
+use crate::domain::{
+    DEFAULT_MIRROR_TTL_SECONDS, IndexKind, IndexName, IndexSettings, MirrorSettings,
+};
 
 /// The production index created at first start.
 pub const PROD_INDEX: &str = "root/prod";
 /// The master index created at first start.
 pub const MASTER_INDEX: &str = "root/master";
+/// The mirror of the upstream index created at first start.
+pub const MIRROR_INDEX: &str = "root/pypi";
 
 /// What a first start created; shown to the operator once.
 #[derive(Debug)]
@@ -25,10 +30,12 @@ pub struct Bootstrapped {
     pub generated: bool,
 }
 
-/// Creates the first-start layout unless it exists; returns what it created.
+/// Creates the first-start layout unless it exists; returns what it created. `upstream`
+/// is the simple index `root/pypi` mirrors (`None`: no mirror).
 pub async fn bootstrap(
     db: &Db,
     admin_token: Option<&str>,
+    upstream: Option<&str>,
 ) -> Result<Option<Bootstrapped>, ServiceError> {
     if db.is_bootstrapped().await? {
         return Ok(None);
@@ -39,16 +46,37 @@ pub async fn bootstrap(
     }
     let prod: IndexName = PROD_INDEX.parse().expect("constant index name is valid");
     let master: IndexName = MASTER_INDEX.parse().expect("constant index name is valid");
+    let mut prod_bases = Vec::new();
+    if let Some(upstream) = upstream {
+        let mirror: IndexName = MIRROR_INDEX.parse().expect("constant index name is valid");
+        create_index_tx(
+            &mut tx,
+            &mirror,
+            &IndexSettings {
+                kind: IndexKind::Mirror,
+                description: "Caching proxy of the upstream index.".into(),
+                mirror: Some(MirrorSettings {
+                    url: upstream.to_owned(),
+                    username: None,
+                    password: None,
+                    ttl_seconds: DEFAULT_MIRROR_TTL_SECONDS,
+                }),
+                ..IndexSettings::default()
+            },
+        )
+        .await?;
+        prod_bases.push(mirror);
+    }
     create_index_tx(
         &mut tx,
         &prod,
         &IndexSettings {
             kind: IndexKind::Stage,
-            bases: Vec::new(),
+            bases: prod_bases,
             volatile: false,
             promotion_only: true,
             description: "Production: green master builds, promoted; append-only.".into(),
-            branch: None,
+            ..IndexSettings::default()
         },
     )
     .await?;
@@ -61,7 +89,7 @@ pub async fn bootstrap(
             volatile: false,
             promotion_only: false,
             description: "Builds of the main branch.".into(),
-            branch: None,
+            ..IndexSettings::default()
         },
     )
     .await?;

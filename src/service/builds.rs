@@ -248,6 +248,7 @@ pub async fn claim(
     retry: bool,
     ttl: Duration,
 ) -> Result<BuildStatus, ServiceError> {
+    super::indexes::refuse_mirror(index, "builds")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Forbidden(format!(
             "index `{}` is promotion-only: nothing is built into it; build into a branch or master index and promote",

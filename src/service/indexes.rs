@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, DbError, WriteTx};
-use crate::domain::{Index, IndexName, IndexSettings};
+use crate::domain::{Index, IndexKind, IndexName, IndexSettings, MirrorSettings, ProjectName};
 
 /// Changes to an index's settings; `None` keeps the current value.
 #[derive(Debug, Default, Clone)]
@@ -19,6 +19,107 @@ pub struct IndexPatch {
     pub promotion_only: Option<bool>,
     /// New description.
     pub description: Option<String>,
+    /// Mirrors: a new upstream URL.
+    pub mirror_url: Option<String>,
+    /// Mirrors: a new upstream user (empty to clear).
+    pub mirror_username: Option<String>,
+    /// Mirrors: a new upstream password (empty to clear).
+    pub mirror_password: Option<String>,
+    /// Mirrors: a new page TTL.
+    pub mirror_ttl_seconds: Option<u64>,
+    /// Stage indexes: a new list of names mirrors may still serve.
+    pub mirror_allow: Option<Vec<String>>,
+}
+
+/// Longest page TTL a mirror accepts (a year): longer is a typo, not a cache policy.
+const MAX_MIRROR_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// Checks the rules that tie an index's kind to its settings, normalizing what it can
+/// (the upstream URL, allowed project names).
+pub fn validate_settings(
+    name: &IndexName,
+    settings: &IndexSettings,
+) -> Result<IndexSettings, ServiceError> {
+    let invalid = |why: String| Err(ServiceError::Invalid(format!("index `{name}`: {why}")));
+    let mut settings = settings.clone();
+    match settings.kind {
+        IndexKind::Mirror => {
+            let Some(mirror) = settings.mirror.as_mut() else {
+                return invalid("a mirror needs an upstream URL (`mirror_url`)".into());
+            };
+            mirror.url = MirrorSettings::normalize_url(&mirror.url)
+                .map_err(|e| ServiceError::Invalid(format!("index `{name}`: {e}")))?;
+            if mirror.ttl_seconds > MAX_MIRROR_TTL_SECONDS {
+                return invalid(format!(
+                    "mirror TTL {}s is over a year; pick something like 1800 (30 minutes)",
+                    mirror.ttl_seconds
+                ));
+            }
+            mirror.username = mirror.username.take().filter(|u| !u.is_empty());
+            mirror.password = mirror.password.take().filter(|p| !p.is_empty());
+            if !settings.bases.is_empty() {
+                return invalid(
+                    "a mirror cannot have bases; make the mirror a base of a stage index instead"
+                        .into(),
+                );
+            }
+            if settings.volatile || settings.promotion_only {
+                return invalid(
+                    "a mirror holds no files of its own, so it cannot be volatile or promotion-only"
+                        .into(),
+                );
+            }
+            if !settings.mirror_allow.is_empty() {
+                return invalid(
+                    "`mirror_allow` belongs on the stage index that has the private project, not on the mirror"
+                        .into(),
+                );
+            }
+            if settings.branch.is_some() {
+                return invalid("a mirror cannot be a branch index".into());
+            }
+        }
+        IndexKind::Stage => {
+            if settings.mirror.is_some() {
+                return invalid(
+                    "mirror settings need `kind` = `mirror`; a stage index holds its own files"
+                        .into(),
+                );
+            }
+            let mut allow = Vec::with_capacity(settings.mirror_allow.len());
+            for raw in &settings.mirror_allow {
+                let normalized = if raw.trim() == "*" {
+                    "*".to_owned()
+                } else {
+                    ProjectName::new(raw)
+                        .map_err(|e| {
+                            ServiceError::Invalid(format!(
+                                "index `{name}`: `mirror_allow` entry `{raw}`: {e}"
+                            ))
+                        })?
+                        .as_str()
+                        .to_owned()
+                };
+                if !allow.contains(&normalized) {
+                    allow.push(normalized);
+                }
+            }
+            settings.mirror_allow = allow;
+        }
+    }
+    Ok(settings)
+}
+
+/// Refuses `what` (uploads, builds, promotions) on a mirror: it holds only what its
+/// upstream lists.
+pub fn refuse_mirror(index: &Index, what: &str) -> Result<(), ServiceError> {
+    match &index.settings.mirror {
+        Some(mirror) => Err(ServiceError::Forbidden(format!(
+            "index `{}` is a mirror of {}: it holds only what its upstream lists, so {what} go to a stage index (e.g. root/master or a branch index)",
+            index.name, mirror.url
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Looks an index up, or says it does not exist.
@@ -53,8 +154,9 @@ pub async fn create_index_tx(
             "index `{name}` already exists"
         )));
     }
+    let settings = validate_settings(name, settings)?;
     let base_ids = resolve_bases(tx, name, &settings.bases).await?;
-    match Db::insert_index(tx, name, settings, &base_ids, &now_rfc3339()).await {
+    match Db::insert_index(tx, name, &settings, &base_ids, &now_rfc3339()).await {
         Ok(id) => Ok(id),
         Err(DbError::Conflict) => Err(ServiceError::Conflict(format!(
             "index `{name}` already exists"
@@ -86,11 +188,48 @@ pub async fn modify_index(
     if let Some(description) = &patch.description {
         settings.description.clone_from(description);
     }
+    apply_mirror_patch(name, &mut settings, patch)?;
+    let settings = validate_settings(name, &settings)?;
     let base_ids = resolve_bases(&mut tx, name, &settings.bases).await?;
     refuse_cycles(&mut tx, &index, &settings.bases, &base_ids).await?;
     Db::update_index(&mut tx, index.id, &settings, &base_ids, &now_rfc3339()).await?;
     tx.commit().await.map_err(DbError::from)?;
     get_index(db, name).await
+}
+
+fn apply_mirror_patch(
+    name: &IndexName,
+    settings: &mut IndexSettings,
+    patch: &IndexPatch,
+) -> Result<(), ServiceError> {
+    if let Some(allow) = &patch.mirror_allow {
+        settings.mirror_allow.clone_from(allow);
+    }
+    let touches_mirror = patch.mirror_url.is_some()
+        || patch.mirror_username.is_some()
+        || patch.mirror_password.is_some()
+        || patch.mirror_ttl_seconds.is_some();
+    if !touches_mirror {
+        return Ok(());
+    }
+    let Some(mirror) = settings.mirror.as_mut() else {
+        return Err(ServiceError::Invalid(format!(
+            "index `{name}` is a stage index; mirror settings apply only to mirrors (an index's kind cannot change)"
+        )));
+    };
+    if let Some(url) = &patch.mirror_url {
+        mirror.url.clone_from(url);
+    }
+    if let Some(username) = &patch.mirror_username {
+        mirror.username = Some(username.clone());
+    }
+    if let Some(password) = &patch.mirror_password {
+        mirror.password = Some(password.clone());
+    }
+    if let Some(ttl) = patch.mirror_ttl_seconds {
+        mirror.ttl_seconds = ttl;
+    }
+    Ok(())
 }
 
 /// Deletes an index that no other index inherits from.

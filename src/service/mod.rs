@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod builds;
+pub mod flight;
 pub mod indexes;
+pub mod mirror;
 pub mod promote;
 pub mod publish;
 pub mod resolve;
@@ -37,6 +39,9 @@ pub enum ServiceError {
     /// The request body is over a configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A mirror's upstream failed and nothing was cached to serve instead (502).
+    #[error("{0}")]
+    Upstream(String),
     /// The server failed; the detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,4 +71,13 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
+}
+
+impl From<crate::upstream::UpstreamError> for ServiceError {
+    fn from(err: crate::upstream::UpstreamError) -> Self {
+        match err {
+            crate::upstream::UpstreamError::Local(detail) => Self::Internal(detail),
+            other => Self::Upstream(other.to_string()),
+        }
+    }
 }

@@ -218,6 +218,7 @@ pub async fn promote(
     let release = Release::parse(&request.project, &request.version)?;
     let source = indexes::get_index(db, &rule.from).await?;
     let target = indexes::get_index(db, &rule.to).await?;
+    indexes::refuse_mirror(&target, "promotions")?;
     let outcome = |result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
         result,
         policy: rule.name.clone(),
@@ -466,6 +467,7 @@ pub async fn set_yank(
     principal: &Principal,
     reason: Option<&str>,
 ) -> Result<Vec<String>, ServiceError> {
+    indexes::refuse_mirror(index, "yanks")?;
     let files: Vec<String> = db
         .files_of_project(&[index.id], release.project.as_str())
         .await?

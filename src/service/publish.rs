@@ -77,6 +77,7 @@ pub enum Published {
 
 /// Refuses uploads a principal may not make, before the body is read.
 pub fn check_can_upload(index: &Index, _principal: &Principal) -> Result<(), ServiceError> {
+    super::indexes::refuse_mirror(index, "uploads")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Forbidden(format!(
             "index `{}` is promotion-only: files reach it only by `kiln promote` of a green build from its source index, never by direct upload",

@@ -26,6 +26,22 @@ pub async fn chain(db: &Db, index: &Index) -> Result<Vec<i64>, ServiceError> {
     Ok(order)
 }
 
+/// The indexes `index` draws from, in resolution order (itself first), with their
+/// settings: what a page needs to tell stage indexes from mirrors.
+pub async fn chain_indexes(db: &Db, index: &Index) -> Result<Vec<Index>, ServiceError> {
+    let ids = chain(db, index).await?;
+    if ids.len() == 1 {
+        return Ok(vec![index.clone()]);
+    }
+    let mut all: std::collections::HashMap<i64, Index> = db
+        .list_indexes()
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i))
+        .collect();
+    Ok(ids.iter().filter_map(|id| all.remove(id)).collect())
+}
+
 /// The chain of the index called `name`; `NotFound` if there is no such index.
 pub async fn chain_of(db: &Db, name: &IndexName) -> Result<Vec<i64>, ServiceError> {
     let index = indexes::get_index(db, name).await?;

@@ -41,6 +41,8 @@ impl TestApp {
     async fn start(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut config = ServeConfig::for_data_dir(data_dir.path());
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        // Nothing in the tests reaches the internet; mirror tests start their own upstream.
+        config.upstream = None;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -105,8 +107,7 @@ impl TestApp {
             bases: bases.iter().map(|b| b.parse().unwrap()).collect(),
             volatile: false,
             promotion_only: false,
-            description: String::new(),
-            branch: None,
+            ..kiln::domain::IndexSettings::default()
         };
         self.client()
             .create_index(&name.parse().unwrap(), &settings)

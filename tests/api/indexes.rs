@@ -145,8 +145,7 @@ async fn refuses_cycles_missing_bases_and_duplicates() {
         bases: bases.iter().map(|b| b.parse().unwrap()).collect(),
         volatile: false,
         promotion_only: false,
-        description: String::new(),
-        branch: None,
+        ..IndexSettings::default()
     };
     let (status, message) = api_error(
         client
@@ -252,7 +251,18 @@ async fn api_refuses_bad_requests_clearly() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(message.contains("unknown variant `mirror`"), "{message}");
+    assert!(
+        message.contains("a mirror needs an upstream URL (`mirror_url`)"),
+        "{message}"
+    );
+    let (status, message) = detail(
+        post(r#"{"name":"acme/x","kind":"warehouse"}"#, Some(ADMIN_TOKEN))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(message.contains("unknown variant `warehouse`"), "{message}");
     let (status, message) = detail(
         post(r#"{"name":"acme/x","colour":"red"}"#, Some(ADMIN_TOKEN))
             .await

@@ -1,0 +1,334 @@
+//! Mirror caches: which project pages a mirror has fetched, and the files they list.
+//!
+//! A refresh that changed nothing (HTTP 304, or the same listing again) only moves
+//! `fetched_at_ms`, and does it outside [`Db::begin_write`]: it must not bump the write
+//! generation, or every TTL expiry would flush every rendered page.
+
+use super::{Db, DbError, FileRecord, WriteTx, placeholders};
+
+/// A mirror's cached answer for one project.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MirrorProjectRecord {
+    /// `found` or `missing`.
+    pub status: String,
+    /// When the upstream last answered (ms since the epoch).
+    pub fetched_at_ms: i64,
+    /// The upstream's validator.
+    pub etag: Option<String>,
+    /// SHA-256 of the listing, to notice unchanged refreshes.
+    pub listing_sha256: String,
+}
+
+/// A file an upstream page listed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MirrorFileRecord {
+    /// The mirror index.
+    pub index_id: i64,
+    /// Normalized project name.
+    pub project: String,
+    /// Normalized version.
+    pub version: String,
+    /// The filename.
+    pub filename: String,
+    /// `wheel` or `sdist`.
+    pub kind: String,
+    /// SHA-256 the upstream gave.
+    pub sha256: String,
+    /// Size, when the upstream said.
+    pub size: Option<i64>,
+    /// `Requires-Python`.
+    pub requires_python: Option<String>,
+    /// SHA-256 of the core metadata upstream serves.
+    pub metadata_sha256: Option<String>,
+    /// 1 when yanked.
+    pub yanked: i64,
+    /// Why.
+    pub yanked_reason: Option<String>,
+    /// PEP 700 upload time, when the upstream said.
+    pub upload_time: Option<String>,
+    /// Where the bytes are upstream.
+    pub url: String,
+    /// The stored size when the bytes are cached here; `None` until first downloaded.
+    pub cached_size: Option<i64>,
+}
+
+impl MirrorFileRecord {
+    /// The row as a page entry: unknown size is `-1`, unknown upload time empty.
+    #[must_use]
+    pub fn to_file_record(&self) -> FileRecord {
+        FileRecord {
+            index_id: self.index_id,
+            project: self.project.clone(),
+            version: self.version.clone(),
+            filename: self.filename.clone(),
+            kind: self.kind.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size.or(self.cached_size).unwrap_or(-1),
+            requires_python: self.requires_python.clone(),
+            metadata_sha256: self.metadata_sha256.clone(),
+            yanked: self.yanked,
+            yanked_reason: self.yanked_reason.clone(),
+            uploaded_at: self.upload_time.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A listing row to store.
+#[derive(Debug, Clone)]
+pub struct NewMirrorFile {
+    /// Normalized version.
+    pub version: String,
+    /// The filename.
+    pub filename: String,
+    /// `wheel` or `sdist`.
+    pub kind: &'static str,
+    /// SHA-256 the upstream gave.
+    pub sha256: String,
+    /// Size, when the upstream said.
+    pub size: Option<i64>,
+    /// `Requires-Python`.
+    pub requires_python: Option<String>,
+    /// SHA-256 of the core metadata.
+    pub metadata_sha256: Option<String>,
+    /// `Some(reason)` when yanked.
+    pub yanked: Option<String>,
+    /// PEP 700 upload time.
+    pub upload_time: Option<String>,
+    /// Where the bytes are upstream.
+    pub url: String,
+}
+
+/// One row of a mirror's cache listing.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MirrorCacheRow {
+    /// Normalized project name.
+    pub project: String,
+    /// `found` or `missing`.
+    pub status: String,
+    /// When the upstream last answered (ms since the epoch).
+    pub fetched_at_ms: i64,
+    /// Files the page lists.
+    pub files: i64,
+    /// Of those, files whose bytes are cached here.
+    pub cached_files: i64,
+    /// Bytes cached.
+    pub cached_bytes: i64,
+}
+
+const MIRROR_FILE_COLUMNS: &str = "m.index_id, m.project, m.version, m.filename, m.kind, m.sha256, m.size, m.requires_python, m.metadata_sha256, m.yanked, m.yanked_reason, m.upload_time, m.url, b.size AS cached_size";
+
+impl Db {
+    /// The cached answer of mirror `index_id` for `project`.
+    pub async fn find_mirror_project(
+        &self,
+        index_id: i64,
+        project: &str,
+    ) -> Result<Option<MirrorProjectRecord>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT status, fetched_at_ms, etag, listing_sha256 FROM mirror_projects \
+             WHERE index_id = $1 AND project = $2",
+        )
+        .bind(index_id)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The listed files of `project` on mirror `index_id`.
+    pub async fn mirror_files_of_project(
+        &self,
+        index_id: i64,
+        project: &str,
+    ) -> Result<Vec<MirrorFileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+             WHERE m.index_id = $1 AND m.project = $2 ORDER BY m.filename"
+        ))
+        .bind(index_id)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The listed files with `sha256` on any of the mirrors `index_ids`.
+    pub async fn mirror_files_with_digest(
+        &self,
+        index_ids: &[i64],
+        sha256: &str,
+    ) -> Result<Vec<MirrorFileRecord>, DbError> {
+        if index_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+             WHERE m.sha256 = $1 AND m.index_id IN ({})",
+            placeholders(2, index_ids.len())
+        );
+        let mut query = sqlx::query_as(&sql).bind(sha256);
+        for id in index_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Replaces mirror `index_id`'s listing of `project` (a changed page, or a first fetch).
+    pub async fn store_mirror_listing(
+        tx: &mut WriteTx,
+        index_id: i64,
+        project: &str,
+        record: &MirrorProjectRecord,
+        files: &[NewMirrorFile],
+    ) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM mirror_files WHERE index_id = $1 AND project = $2")
+            .bind(index_id)
+            .bind(project)
+            .execute(&mut **tx)
+            .await?;
+        for file in files {
+            sqlx::query(
+                "INSERT INTO mirror_files (index_id, project, version, filename, kind, sha256, size, \
+                 requires_python, metadata_sha256, yanked, yanked_reason, upload_time, url) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(index_id)
+            .bind(project)
+            .bind(&file.version)
+            .bind(&file.filename)
+            .bind(file.kind)
+            .bind(&file.sha256)
+            .bind(file.size)
+            .bind(file.requires_python.as_deref())
+            .bind(file.metadata_sha256.as_deref())
+            .bind(i64::from(file.yanked.is_some()))
+            .bind(file.yanked.as_deref().filter(|r| !r.is_empty()))
+            .bind(file.upload_time.as_deref())
+            .bind(&file.url)
+            .execute(&mut **tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO mirror_projects (index_id, project, status, fetched_at_ms, etag, listing_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (index_id, project) DO UPDATE SET status = excluded.status, \
+             fetched_at_ms = excluded.fetched_at_ms, etag = excluded.etag, \
+             listing_sha256 = excluded.listing_sha256",
+        )
+        .bind(index_id)
+        .bind(project)
+        .bind(&record.status)
+        .bind(record.fetched_at_ms)
+        .bind(record.etag.as_deref())
+        .bind(&record.listing_sha256)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an unchanged listing as fresh again (no generation bump; see the module docs).
+    pub async fn touch_mirror_project(
+        &self,
+        index_id: i64,
+        project: &str,
+        fetched_at_ms: i64,
+        etag: Option<&str>,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE mirror_projects SET fetched_at_ms = $1, etag = COALESCE($2, etag) \
+             WHERE index_id = $3 AND project = $4",
+        )
+        .bind(fetched_at_ms)
+        .bind(etag)
+        .bind(index_id)
+        .bind(project)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a mirrored blob is now stored (call once the bytes are durable).
+    pub async fn record_blob(&self, sha256: &str, size: i64, at: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(size)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What mirror `index_id` has cached, by project.
+    pub async fn mirror_cache(&self, index_id: i64) -> Result<Vec<MirrorCacheRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT p.project, p.status, p.fetched_at_ms, \
+             COUNT(m.filename) AS files, COUNT(b.sha256) AS cached_files, \
+             COALESCE(SUM(b.size), 0) AS cached_bytes \
+             FROM mirror_projects p \
+             LEFT JOIN mirror_files m ON m.index_id = p.index_id AND m.project = p.project \
+             LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+             WHERE p.index_id = $1 GROUP BY p.project, p.status, p.fetched_at_ms ORDER BY p.project",
+        )
+        .bind(index_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Forgets mirror `index_id`'s page of `project`. Returns the digests (files and core
+    /// metadata) whose blob nothing else refers to any more: no index lists them, no other
+    /// mirror page lists them, and no stage result names them. Their blob rows are
+    /// deleted here; the caller deletes the bytes after the commit.
+    pub async fn purge_mirror_project(
+        tx: &mut WriteTx,
+        index_id: i64,
+        project: &str,
+    ) -> Result<Option<Vec<String>>, DbError> {
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM mirror_projects WHERE index_id = $1 AND project = $2",
+        )
+        .bind(index_id)
+        .bind(project)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let listed: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT sha256, metadata_sha256 FROM mirror_files WHERE index_id = $1 AND project = $2",
+        )
+        .bind(index_id)
+        .bind(project)
+        .fetch_all(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM mirror_files WHERE index_id = $1 AND project = $2")
+            .bind(index_id)
+            .bind(project)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM mirror_projects WHERE index_id = $1 AND project = $2")
+            .bind(index_id)
+            .bind(project)
+            .execute(&mut **tx)
+            .await?;
+        let mut orphans = Vec::new();
+        let digests = listed
+            .into_iter()
+            .flat_map(|(sha, metadata)| std::iter::once(sha).chain(metadata));
+        for digest in digests {
+            let deleted = sqlx::query(
+                "DELETE FROM blobs WHERE sha256 = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = $1 OR metadata_sha256 = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM mirror_files WHERE sha256 = $1 OR metadata_sha256 = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM stage_results WHERE sha256 = $1)",
+            )
+            .bind(&digest)
+            .execute(&mut **tx)
+            .await?;
+            if deleted.rows_affected() == 1 {
+                orphans.push(digest);
+            }
+        }
+        Ok(Some(orphans))
+    }
+}

@@ -1,0 +1,157 @@
+//! Mirror caches: `GET /+api/v1/mirrors/{ns}/{name}` (what is cached),
+//! `POST …/{project}/refresh` (ask the upstream now) and `DELETE …/{project}` (purge).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{IndexPath, User};
+use crate::app::AppState;
+use crate::domain::{Index, IndexKind, ProjectName};
+use crate::service::mirror::Mirrors;
+use crate::service::{ServiceError, indexes};
+
+/// One cached project page.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CachedProject {
+    /// Normalized name.
+    pub project: String,
+    /// `found`, or `missing` (the upstream has no such project).
+    pub status: String,
+    /// When the upstream last answered (RFC 3339).
+    pub fetched_at: String,
+    /// False once the TTL has passed: the next request asks the upstream again.
+    pub fresh: bool,
+    /// Files the page lists.
+    pub files: i64,
+    /// Of those, files whose bytes are stored here.
+    pub cached_files: i64,
+    /// Bytes stored.
+    pub cached_bytes: i64,
+}
+
+/// `GET /+api/v1/mirrors/{ns}/{name}`
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MirrorCacheView {
+    /// The mirror.
+    pub mirror: String,
+    /// Its upstream.
+    pub upstream: String,
+    /// Its page TTL.
+    pub ttl_seconds: u64,
+    /// The cached pages, by name.
+    pub projects: Vec<CachedProject>,
+}
+
+/// The answer to a refresh.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefreshView {
+    /// Normalized name.
+    pub project: String,
+    /// Files the upstream lists now.
+    pub files: usize,
+    /// Set when the upstream failed and the stored copy stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
+}
+
+/// The answer to a purge.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PurgeView {
+    /// Normalized name.
+    pub project: String,
+    /// Cached files (and metadata files) whose bytes were deleted.
+    pub deleted_blobs: usize,
+}
+
+async fn mirror_index(state: &AppState, name: &crate::domain::IndexName) -> Result<Index, ApiError> {
+    let index = indexes::get_index(&state.db, name).await?;
+    if index.settings.kind != IndexKind::Mirror {
+        return Err(ServiceError::Invalid(format!(
+            "index `{name}` is a stage index, not a mirror; it has no upstream cache"
+        ))
+        .into());
+    }
+    Ok(index)
+}
+
+fn project_param(raw: &str) -> Result<ProjectName, ApiError> {
+    ProjectName::new(raw).map_err(|e| ApiError::bad_request(format!("project `{raw}`: {e}")))
+}
+
+/// `GET /+api/v1/mirrors/{ns}/{name}`
+pub async fn show_cache(
+    State(state): State<AppState>,
+    IndexPath(name): IndexPath,
+) -> Result<Response, ApiError> {
+    let index = mirror_index(&state, &name).await?;
+    let settings = index.settings.mirror.clone().ok_or_else(|| {
+        ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
+    })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let ttl_ms = i64::try_from(settings.ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let projects = Mirrors::cache(&state.db, &index)
+        .await?
+        .into_iter()
+        .map(|row| CachedProject {
+            fresh: now - row.fetched_at_ms < ttl_ms,
+            fetched_at: chrono::DateTime::from_timestamp_millis(row.fetched_at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            project: row.project,
+            status: row.status,
+            files: row.files,
+            cached_files: row.cached_files,
+            cached_bytes: row.cached_bytes,
+        })
+        .collect();
+    Ok(Json(MirrorCacheView {
+        mirror: index.name.to_string(),
+        upstream: settings.url,
+        ttl_seconds: settings.ttl_seconds,
+        projects,
+    })
+    .into_response())
+}
+
+/// `POST /+api/v1/mirrors/{ns}/{name}/{project}/refresh`
+pub async fn refresh_project(
+    State(state): State<AppState>,
+    IndexPath(name): IndexPath,
+    Path((_, _, raw_project)): Path<(String, String, String)>,
+    User(_user): User,
+) -> Result<Response, ApiError> {
+    let index = mirror_index(&state, &name).await?;
+    let project = project_param(&raw_project)?;
+    let listing = Arc::clone(&state.mirrors)
+        .listing(&state.db, &index, &project, true)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(Json(RefreshView {
+        project: project.to_string(),
+        files: listing.files.len(),
+        stale: listing.stale,
+    })
+    .into_response())
+}
+
+/// `DELETE /+api/v1/mirrors/{ns}/{name}/{project}`
+pub async fn purge_project(
+    State(state): State<AppState>,
+    IndexPath(name): IndexPath,
+    Path((_, _, raw_project)): Path<(String, String, String)>,
+    User(_user): User,
+) -> Result<Response, ApiError> {
+    let index = mirror_index(&state, &name).await?;
+    let project = project_param(&raw_project)?;
+    let deleted_blobs = Mirrors::purge(&state.db, &state.storage, &index, &project).await?;
+    Ok(Json(PurgeView {
+        project: project.to_string(),
+        deleted_blobs,
+    })
+    .into_response())
+}
