@@ -10,10 +10,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::http::{builds, files, health, indexes, mirrors, promotions, results, simple, upload};
 use crate::service::mirror::Mirrors;
-use crate::http::{
-    builds, files, health, indexes, mirrors, promotions, results, simple, upload,
-};
 use crate::storage::Storage;
 
 /// Largest JSON API request body.

@@ -202,10 +202,22 @@ impl Client {
         }
         let optional = [
             ("mirror_url", patch.mirror_url.as_ref().map(|v| json!(v))),
-            ("mirror_username", patch.mirror_username.as_ref().map(|v| json!(v))),
-            ("mirror_password", patch.mirror_password.as_ref().map(|v| json!(v))),
-            ("mirror_ttl_seconds", patch.mirror_ttl_seconds.map(|v| json!(v))),
-            ("mirror_allow", patch.mirror_allow.as_ref().map(|v| json!(v))),
+            (
+                "mirror_username",
+                patch.mirror_username.as_ref().map(|v| json!(v)),
+            ),
+            (
+                "mirror_password",
+                patch.mirror_password.as_ref().map(|v| json!(v)),
+            ),
+            (
+                "mirror_ttl_seconds",
+                patch.mirror_ttl_seconds.map(|v| json!(v)),
+            ),
+            (
+                "mirror_allow",
+                patch.mirror_allow.as_ref().map(|v| json!(v)),
+            ),
         ];
         for (key, value) in optional {
             if let Some(value) = value {

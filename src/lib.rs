@@ -67,8 +67,8 @@ impl Server {
             config.admin_token.as_deref(),
             config.upstream.as_deref(),
         )
-            .await
-            .map_err(|e| anyhow::anyhow!("bootstrapping the first-start layout: {e}"))?;
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping the first-start layout: {e}"))?;
         let state = AppState::new(db, storage, config)?;
         Ok(Self {
             state,

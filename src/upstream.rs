@@ -102,14 +102,16 @@ impl Upstream {
             url: page_url.clone(),
             why: format!("the page URL is invalid: {e}"),
         })?;
-        let mut request = self
-            .authorized(mirror, &parsed, self.http.get(parsed.clone()))
+        let mut request = Self::authorized(mirror, &parsed, self.http.get(parsed.clone()))
             .header(header::ACCEPT, PAGE_ACCEPT)
             .timeout(self.timeout);
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
-        let response = request.send().await.map_err(|e| unreachable(&page_url, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unreachable(&page_url, &e))?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(PageFetch::NotModified),
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(PageFetch::NotFound),
@@ -165,8 +167,7 @@ impl Upstream {
             url: url.to_owned(),
             why: format!("the file URL is invalid: {e}"),
         })?;
-        let response = self
-            .authorized(mirror, &parsed, self.http.get(parsed.clone()))
+        let response = Self::authorized(mirror, &parsed, self.http.get(parsed.clone()))
             .send()
             .await
             .map_err(|e| unreachable(url, &e))?;
@@ -191,7 +192,6 @@ impl Upstream {
     }
 
     fn authorized(
-        &self,
         mirror: &MirrorSettings,
         target: &url::Url,
         request: reqwest::RequestBuilder,
@@ -199,8 +199,8 @@ impl Upstream {
         let Some(user) = &mirror.username else {
             return request;
         };
-        let same_origin = url::Url::parse(&mirror.url)
-            .is_ok_and(|upstream| upstream.origin() == target.origin());
+        let same_origin =
+            url::Url::parse(&mirror.url).is_ok_and(|upstream| upstream.origin() == target.origin());
         if same_origin {
             request.basic_auth(user, mirror.password.as_deref())
         } else {

@@ -91,19 +91,23 @@ pub enum IndexCommand {
 pub struct MirrorArgs {
     /// How long a mirrored project page is served before the upstream is asked again,
     /// e.g. `30m` [default: 30m].
-    #[arg(long, value_name = "DURATION")]
-    mirror_ttl: Option<String>,
+    #[arg(long = "mirror-ttl", value_name = "DURATION")]
+    ttl: Option<String>,
     /// HTTP basic user for the upstream.
-    #[arg(long)]
-    mirror_username: Option<String>,
+    #[arg(long = "mirror-username")]
+    username: Option<String>,
     /// HTTP basic password for the upstream (sent only to the upstream's host).
-    #[arg(long, env = "KILN_MIRROR_PASSWORD", hide_env_values = true)]
-    mirror_password: Option<String>,
+    #[arg(
+        long = "mirror-password",
+        env = "KILN_MIRROR_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
 }
 
 impl MirrorArgs {
     fn ttl_seconds(&self) -> anyhow::Result<Option<u64>> {
-        self.mirror_ttl
+        self.ttl
             .as_deref()
             .map(|t| {
                 parse_duration(t)
@@ -153,32 +157,37 @@ fn print_index(view: &IndexView, server: &Client) {
     println!("  upload URL:     {}", server.url(&view.upload_url));
 }
 
+async fn print_list(client: &Client, json: bool) -> anyhow::Result<()> {
+    let all = client.list_indexes().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for view in &all {
+            let s = &view.index.settings;
+            let mut flags = Vec::new();
+            if s.volatile {
+                flags.push("volatile");
+            }
+            if s.promotion_only {
+                flags.push("promotion-only");
+            }
+            let bases: Vec<String> = s.bases.iter().map(ToString::to_string).collect();
+            println!(
+                "{:<40} {:<6} bases=[{}] {}",
+                view.index.name.to_string(),
+                s.kind.as_str(),
+                bases.join(","),
+                flags.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitCode> {
     match command {
         IndexCommand::List { json } => {
-            let all = client.list_indexes().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                for view in &all {
-                    let s = &view.index.settings;
-                    let mut flags = Vec::new();
-                    if s.volatile {
-                        flags.push("volatile");
-                    }
-                    if s.promotion_only {
-                        flags.push("promotion-only");
-                    }
-                    let bases: Vec<String> = s.bases.iter().map(ToString::to_string).collect();
-                    println!(
-                        "{:<40} {:<6} bases=[{}] {}",
-                        view.index.name.to_string(),
-                        s.kind.as_str(),
-                        bases.join(","),
-                        flags.join(" ")
-                    );
-                }
-            }
+            print_list(client, json).await?;
         }
         IndexCommand::Show { name } => print_index(&client.get_index(&name).await?, client),
         IndexCommand::Create {
@@ -194,8 +203,8 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             let ttl_seconds = upstream.ttl_seconds()?;
             let mirror = mirror.map(|url| MirrorSettings {
                 url,
-                username: upstream.mirror_username.clone(),
-                password: upstream.mirror_password.clone(),
+                username: upstream.username.clone(),
+                password: upstream.password.clone(),
                 ttl_seconds: ttl_seconds.unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
             });
             let settings = IndexSettings {
@@ -240,8 +249,8 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 promotion_only,
                 description,
                 mirror_url: mirror,
-                mirror_username: upstream.mirror_username.clone(),
-                mirror_password: upstream.mirror_password.clone(),
+                mirror_username: upstream.username.clone(),
+                mirror_password: upstream.password.clone(),
                 mirror_ttl_seconds: upstream.ttl_seconds()?,
                 mirror_allow: mirror_allow
                     .map(|names| names.into_iter().filter(|n| !n.is_empty()).collect()),

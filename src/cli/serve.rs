@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_POLICIES")]
     policies: Option<PathBuf>,
     /// The simple index that `root/pypi` mirrors, created at first start (`off` for no
-    /// mirror) [default: https://pypi.org/simple/].
+    /// mirror) [default: `https://pypi.org/simple/`].
     #[arg(long, env = "KILN_UPSTREAM")]
     upstream: Option<String>,
     /// How long a mirror waits for its upstream before serving its cache instead (or

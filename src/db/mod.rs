@@ -37,9 +37,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildKey, BuildRecord, BuildState};
 pub use files::{FileRecord, NewFile};
-pub use mirrors::{
-    MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile,
-};
+pub use mirrors::{MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile};
 pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::TokenRecord;

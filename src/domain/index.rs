@@ -153,8 +153,8 @@ mod tests {
             MirrorSettings::normalize_url(" http://127.0.0.1:8080/root/pypi/+simple/ ").unwrap(),
             "http://127.0.0.1:8080/root/pypi/+simple/"
         );
-        let with_password = MirrorSettings::normalize_url("https://u:secret@host/simple/")
-            .unwrap_err();
+        let with_password =
+            MirrorSettings::normalize_url("https://u:secret@host/simple/").unwrap_err();
         assert!(with_password.contains("credentials"), "{with_password}");
         assert!(!with_password.contains("secret"), "{with_password}");
         assert!(MirrorSettings::normalize_url("ftp://host/simple/").is_err());

@@ -131,7 +131,8 @@ pub fn parse_json(
     page_url: &url::Url,
     project: &ProjectName,
 ) -> Result<UpstreamPage, PageError> {
-    let page: JsonPage = serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
+    let page: JsonPage =
+        serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
     if !page.meta.api_version.starts_with("1.") && page.meta.api_version != "1" {
         return Err(PageError::ApiVersion(page.meta.api_version));
     }
@@ -165,8 +166,8 @@ pub fn parse_html(
     project: &ProjectName,
 ) -> Result<UpstreamPage, PageError> {
     use html5gum::{Token, Tokenizer};
-    let text = std::str::from_utf8(body)
-        .map_err(|e| PageError::Html(format!("not UTF-8 text ({e})")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| PageError::Html(format!("not UTF-8 text ({e})")))?;
     let mut base = page_url.clone();
     let mut entries = Vec::new();
     let mut open: Option<RawEntry> = None;
@@ -279,7 +280,11 @@ fn check_entry(entry: RawEntry, base: &url::Url, project: &ProjectName) -> Optio
     let from_url = url
         .path_segments()
         .and_then(|mut segments| segments.next_back())
-        .map(|last| percent_encoding::percent_decode_str(last).decode_utf8_lossy().into_owned());
+        .map(|last| {
+            percent_encoding::percent_decode_str(last)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
     let dist = from_url
         .as_deref()
         .and_then(|name| DistFilename::parse(name).ok())
@@ -352,9 +357,15 @@ mod tests {
         assert_eq!(wheel.yanked.as_deref(), Some("broken"));
         assert_eq!(wheel.size, Some(42));
         let sdist = &page.files[1];
-        assert_eq!(sdist.url, "https://pypi.example/packages/demo-pkg-1.0.tar.gz");
+        assert_eq!(
+            sdist.url,
+            "https://pypi.example/packages/demo-pkg-1.0.tar.gz"
+        );
         assert_eq!(sdist.sha256, SHA, "hashes are lowercased");
-        assert_eq!(sdist.metadata_sha256, None, "`true` without a hash is unverifiable");
+        assert_eq!(
+            sdist.metadata_sha256, None,
+            "`true` without a hash is unverifiable"
+        );
         assert_eq!(sdist.kind, DistKind::Sdist);
     }
 
@@ -396,10 +407,16 @@ mod tests {
         let wheel = &page.files[0];
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(wheel.metadata_sha256.as_deref(), Some(META));
-        assert_eq!(wheel.url, "https://files.example/demo_pkg-1.0-py3-none-any.whl");
+        assert_eq!(
+            wheel.url,
+            "https://files.example/demo_pkg-1.0-py3-none-any.whl"
+        );
         let sdist = &page.files[1];
         assert_eq!(sdist.yanked.as_deref(), Some(""));
-        assert_eq!(sdist.url, "https://pypi.example/packages/demo_pkg-0.9.tar.gz");
+        assert_eq!(
+            sdist.url,
+            "https://pypi.example/packages/demo_pkg-0.9.tar.gz"
+        );
         assert_eq!(sdist.version, "0.9");
     }
 
@@ -410,8 +427,15 @@ mod tests {
             <a href="demo_pkg-1.0%2Blocal-py3-none-any.whl#sha256={SHA}">x</a></html>"#
         );
         let page = parse_html(html.as_bytes(), &page_url(), &demo()).unwrap();
-        assert_eq!(page.files[0].filename, "demo_pkg-1.0+local-py3-none-any.whl");
-        assert!(page.files[0].url.starts_with("https://mirror.example/files/"));
+        assert_eq!(
+            page.files[0].filename,
+            "demo_pkg-1.0+local-py3-none-any.whl"
+        );
+        assert!(
+            page.files[0]
+                .url
+                .starts_with("https://mirror.example/files/")
+        );
     }
 
     #[test]

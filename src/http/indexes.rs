@@ -121,7 +121,9 @@ pub async fn create_index(
         url,
         username: body.mirror_username,
         password: body.mirror_password,
-        ttl_seconds: body.mirror_ttl_seconds.unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+        ttl_seconds: body
+            .mirror_ttl_seconds
+            .unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
     });
     let settings = IndexSettings {
         kind,

@@ -68,7 +68,10 @@ pub struct PurgeView {
     pub deleted_blobs: usize,
 }
 
-async fn mirror_index(state: &AppState, name: &crate::domain::IndexName) -> Result<Index, ApiError> {
+async fn mirror_index(
+    state: &AppState,
+    name: &crate::domain::IndexName,
+) -> Result<Index, ApiError> {
     let index = indexes::get_index(&state.db, name).await?;
     if index.settings.kind != IndexKind::Mirror {
         return Err(ServiceError::Invalid(format!(

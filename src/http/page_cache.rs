@@ -111,7 +111,15 @@ mod tests {
         cache.put(key.clone(), 7, Page::Missing("gone".into()), None);
         assert!(matches!(cache.get(&key, 7), Some(Page::Missing(m)) if m == "gone"));
         assert!(cache.get(&key, 8).is_none());
-        cache.put(key.clone(), 8, Page::Missing("brief".into()), Some(Duration::ZERO));
-        assert!(cache.get(&key, 8).is_none(), "expired with the mirror's copy");
+        cache.put(
+            key.clone(),
+            8,
+            Page::Missing("brief".into()),
+            Some(Duration::ZERO),
+        );
+        assert!(
+            cache.get(&key, 8).is_none(),
+            "expired with the mirror's copy"
+        );
     }
 }

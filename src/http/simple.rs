@@ -287,13 +287,13 @@ async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, Servi
             render_project_html(&state, project, &view.files, &hidden_from)?
         }
     };
-    let mut stale = view.stale;
-    stale.extend(
+    let mut notes = view.stale;
+    notes.extend(
         view.errors
             .iter()
             .map(|e| format!("nothing cached, not shown: {e}")),
     );
-    Ok((found(body, stale, hidden_from), view.fresh_for))
+    Ok((found(body, notes, hidden_from), view.fresh_for))
 }
 
 fn found(body: Vec<u8>, stale: Vec<String>, hidden_from: Vec<String>) -> Page {

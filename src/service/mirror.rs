@@ -8,8 +8,8 @@
 //! - **Files** are fetched on first download. The bytes stream to every waiting client
 //!   from one upstream response, through a temporary file each reader tails, while they
 //!   are hashed; when the hash matches the page's sha256 they are stored by digest and
-//!   served from storage ever after. A mismatch aborts every client's download and caches
-//!   nothing.
+//!   served from storage ever after. The last byte is held back until then, so a mismatch
+//!   aborts every client's download before it is complete, and caches nothing.
 //! - **Upstream trouble**: a failed refresh serves the stored page marked stale; nothing
 //!   stored means [`UpstreamError`] (HTTP 502). After a connection failure or a 5xx the
 //!   mirror is left alone for [`DOWN_BACKOFF`], so CI does not wait on a dead upstream for
@@ -156,11 +156,12 @@ fn local(what: &str, err: impl std::fmt::Display) -> UpstreamError {
 }
 
 fn settings(mirror: &Index) -> Result<&MirrorSettings, UpstreamError> {
-    mirror
-        .settings
-        .mirror
-        .as_ref()
-        .ok_or_else(|| local("mirror settings", format!("index `{}` is not a mirror", mirror.name)))
+    mirror.settings.mirror.as_ref().ok_or_else(|| {
+        local(
+            "mirror settings",
+            format!("index `{}` is not a mirror", mirror.name),
+        )
+    })
 }
 
 /// SHA-256 over a canonical form of a listing, to notice an unchanged refresh.
@@ -265,7 +266,10 @@ impl Mirrors {
         }
         if let Some(err) = self.down_error(mirror.id) {
             return match stored {
-                Some(_) => stored_listing(db, mirror.id, project, Some(err.to_string()), DOWN_BACKOFF).await,
+                Some(_) => {
+                    stored_listing(db, mirror.id, project, Some(err.to_string()), DOWN_BACKOFF)
+                        .await
+                }
                 None => Err(err),
             };
         }
@@ -275,7 +279,9 @@ impl Mirrors {
         let project = project.clone();
         let key = (mirror.id, project.as_str().to_owned());
         self.pages
-            .run(key, move || async move { this.refresh(&db, &mirror, &project, force).await })
+            .run(key, move || async move {
+                this.refresh(&db, &mirror, &project, force).await
+            })
             .await
             .map_err(|e| local("refreshing the page", e))?
     }
@@ -340,7 +346,11 @@ impl Mirrors {
                 if page.skipped > 0 {
                     tracing::debug!(mirror = %mirror.name, project = %project, skipped = page.skipped, "upstream entries skipped (other projects, no sha256, unknown file types)");
                 }
-                ("found", etag, page.files.into_iter().map(to_new_file).collect())
+                (
+                    "found",
+                    etag,
+                    page.files.into_iter().map(to_new_file).collect(),
+                )
             }
         };
         let record = MirrorProjectRecord {
@@ -369,7 +379,9 @@ impl Mirrors {
             Db::store_mirror_listing(&mut tx, mirror.id, project.as_str(), &record, &files)
                 .await
                 .map_err(|e| local("storing the page", e))?;
-            tx.commit().await.map_err(|e| local("storing the page", e))?;
+            tx.commit()
+                .await
+                .map_err(|e| local("storing the page", e))?;
             tracing::info!(mirror = %mirror.name, project = %project, status, files = files.len(), "mirrored project page");
         }
         stored_listing(db, mirror.id, project, None, ttl).await
@@ -568,7 +580,9 @@ impl Mirrors {
         let key = digest.as_str().to_owned();
         self.metadata
             .run(key, move || async move {
-                let bytes = upstream.fetch_small(&settings, &url, MAX_METADATA_BYTES).await?;
+                let bytes = upstream
+                    .fetch_small(&settings, &url, MAX_METADATA_BYTES)
+                    .await?;
                 let got = Sha256Digest::of(&bytes);
                 if got != digest {
                     let err = UpstreamError::Garbage {
@@ -677,58 +691,67 @@ async fn stored_listing(
 
 /// Streams a download to one client by tailing the flight's temporary file.
 fn tail(state: watch::Receiver<FlightState>) -> ByteStream {
-    futures_util::stream::unfold((state, 0u64, false), |(mut state, offset, ended)| async move {
-        if ended {
-            return None;
-        }
-        loop {
-            let snapshot = state.borrow_and_update().clone();
-            let (file, available) = match snapshot {
-                FlightState::Receiving { file, written, .. } => (file, written),
-                FlightState::Done { file, size } if size > offset => (file, size),
-                FlightState::Done { .. } => return None,
-                FlightState::Failed(err) => {
-                    let err = std::io::Error::other(err.to_string());
-                    return Some((Err(err), (state, offset, true)));
-                }
-                FlightState::Connecting => {
+    futures_util::stream::unfold(
+        (state, 0u64, false),
+        |(mut state, offset, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let snapshot = state.borrow_and_update().clone();
+                let (file, available) = match snapshot {
+                    // The last byte is held back until the whole file is verified (and
+                    // stored): a client never holds a complete download of bytes that turn
+                    // out not to match, and one that does can count on the cache.
+                    FlightState::Receiving { file, written, .. } => {
+                        (file, written.saturating_sub(1))
+                    }
+                    FlightState::Done { file, size } if size > offset => (file, size),
+                    FlightState::Done { .. } => return None,
+                    FlightState::Failed(err) => {
+                        let err = std::io::Error::other(err.to_string());
+                        return Some((Err(err), (state, offset, true)));
+                    }
+                    FlightState::Connecting => {
+                        if state.changed().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                };
+                if available <= offset {
                     if state.changed().await.is_err() {
-                        return None;
+                        let err = std::io::Error::other("the download task ended unexpectedly");
+                        return Some((Err(err), (state, offset, true)));
                     }
                     continue;
                 }
-            };
-            if available <= offset {
-                if state.changed().await.is_err() {
-                    let err = std::io::Error::other("the download task ended unexpectedly");
-                    return Some((Err(err), (state, offset, true)));
-                }
-                continue;
+                let want = usize::try_from((available - offset).min(TAIL_CHUNK as u64))
+                    .unwrap_or(TAIL_CHUNK);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; want];
+                    let n = file.read_at(&mut buf, offset)?;
+                    buf.truncate(n);
+                    Ok::<_, std::io::Error>(buf)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                return match read {
+                    Ok(buf) if !buf.is_empty() => {
+                        let next = offset + buf.len() as u64;
+                        Some((Ok(Bytes::from(buf)), (state, next, false)))
+                    }
+                    Ok(_) => {
+                        let err =
+                            std::io::Error::other("the cached download is shorter than expected");
+                        Some((Err(err), (state, offset, true)))
+                    }
+                    Err(err) => Some((Err(err), (state, offset, true))),
+                };
             }
-            let want = usize::try_from((available - offset).min(TAIL_CHUNK as u64))
-                .unwrap_or(TAIL_CHUNK);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let n = file.read_at(&mut buf, offset)?;
-                buf.truncate(n);
-                Ok::<_, std::io::Error>(buf)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-            return match read {
-                Ok(buf) if !buf.is_empty() => {
-                    let next = offset + buf.len() as u64;
-                    Some((Ok(Bytes::from(buf)), (state, next, false)))
-                }
-                Ok(_) => {
-                    let err = std::io::Error::other("the cached download is shorter than expected");
-                    Some((Err(err), (state, offset, true)))
-                }
-                Err(err) => Some((Err(err), (state, offset, true))),
-            };
-        }
-    })
+        },
+    )
     .boxed()
 }
 
@@ -758,30 +781,19 @@ impl Pump {
             .remove(self.digest.as_str());
     }
 
-    async fn transfer(&self, state: &watch::Sender<FlightState>) -> Result<(), UpstreamError> {
-        let url = self.file.url.as_str();
-        let garbage = |why: String| UpstreamError::Garbage {
-            url: url.to_owned(),
+    fn garbage(&self, why: String) -> UpstreamError {
+        UpstreamError::Garbage {
+            url: self.file.url.clone(),
             why,
-        };
-        let response = self.upstream.open_file(&self.settings, url).await?;
-        let listed = self.file.size.and_then(|s| u64::try_from(s).ok());
-        let length = response.content_length().or(listed);
-        if let (Some(sent), Some(listed)) = (response.content_length(), listed)
-            && sent != listed
-        {
-            return Err(garbage(format!(
-                "the file is {sent} bytes, but the page lists {listed}"
-            )));
         }
-        if let Some(length) = length
-            && length > self.max_bytes
-        {
-            return Err(garbage(format!(
-                "the file is {length} bytes, over this server's {}-byte limit (--max-upload-size)",
-                self.max_bytes
-            )));
-        }
+    }
+
+    async fn transfer(&self, state: &watch::Sender<FlightState>) -> Result<(), UpstreamError> {
+        let response = self
+            .upstream
+            .open_file(&self.settings, &self.file.url)
+            .await?;
+        let length = self.announced_length(&response)?;
         tokio::fs::create_dir_all(&self.tmp_dir)
             .await
             .map_err(|e| local("creating the temp directory", e))?;
@@ -789,8 +801,11 @@ impl Pump {
             .prefix(".mirror-")
             .tempfile_in(&self.tmp_dir)
             .map_err(|e| local("creating a temp file", e))?;
-        let reader = Arc::new(temp.reopen().map_err(|e| local("opening the temp file", e))?);
-        let mut writer = tokio::fs::File::from_std(
+        let reader = Arc::new(
+            temp.reopen()
+                .map_err(|e| local("opening the temp file", e))?,
+        );
+        let writer = tokio::fs::File::from_std(
             temp.as_file()
                 .try_clone()
                 .map_err(|e| local("opening the temp file", e))?,
@@ -800,17 +815,68 @@ impl Pump {
             length,
             written: 0,
         });
+        let written = self.receive(response, writer, length, state).await?;
+        // Keep the bytes for good before the readers see the end, so a client that has a
+        // complete download can count on the next one coming from storage. A failure to
+        // store costs only the cache: the verified bytes still reach every client.
+        let stored = self.keep(temp.path(), written).await;
+        let _ = state.send(FlightState::Done {
+            file: reader,
+            size: written,
+        });
+        match stored {
+            Ok(()) => {
+                tracing::info!(mirror = %self.mirror, file = %self.file.filename, bytes = written, "mirrored file cached");
+            }
+            Err(err) => {
+                tracing::error!(mirror = %self.mirror, file = %self.file.filename, error = %err, "verified mirrored file could not be cached; it was served anyway");
+            }
+        }
+        Ok(())
+    }
+
+    /// The length the upstream announced (or the page listed), checked against the page
+    /// and the size limit.
+    fn announced_length(&self, response: &reqwest::Response) -> Result<Option<u64>, UpstreamError> {
+        let listed = self.file.size.and_then(|s| u64::try_from(s).ok());
+        if let (Some(sent), Some(listed)) = (response.content_length(), listed)
+            && sent != listed
+        {
+            return Err(self.garbage(format!(
+                "the file is {sent} bytes, but the page lists {listed}"
+            )));
+        }
+        let length = response.content_length().or(listed);
+        if let Some(length) = length
+            && length > self.max_bytes
+        {
+            return Err(self.garbage(format!(
+                "the file is {length} bytes, over this server's {}-byte limit (--max-upload-size)",
+                self.max_bytes
+            )));
+        }
+        Ok(length)
+    }
+
+    /// Copies the body into the temp file, announcing progress, and verifies it.
+    async fn receive(
+        &self,
+        response: reqwest::Response,
+        mut writer: tokio::fs::File,
+        length: Option<u64>,
+        state: &watch::Sender<FlightState>,
+    ) -> Result<u64, UpstreamError> {
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| UpstreamError::Unreachable {
-                url: url.to_owned(),
+                url: self.file.url.clone(),
                 cause: format!("the download broke off after {written} bytes: {e}"),
             })?;
             written += chunk.len() as u64;
             if written > self.max_bytes {
-                return Err(garbage(format!(
+                return Err(self.garbage(format!(
                     "the file is over this server's {}-byte limit (--max-upload-size)",
                     self.max_bytes
                 )));
@@ -832,7 +898,7 @@ impl Pump {
         }
         let got = hex::encode(hasher.finalize());
         if got != self.digest.as_str() {
-            return Err(garbage(format!(
+            return Err(self.garbage(format!(
                 "the bytes have sha256 {got}, but the page lists {}",
                 self.digest
             )));
@@ -840,29 +906,27 @@ impl Pump {
         if let Some(length) = length
             && length != written
         {
-            return Err(garbage(format!(
+            return Err(self.garbage(format!(
                 "the file is {written} bytes, but {length} were announced"
             )));
         }
-        let _ = state.send(FlightState::Done {
-            file: reader,
-            size: written,
-        });
-        // Every client has its bytes from the temp file; now keep them for good.
+        Ok(written)
+    }
+
+    /// Stores verified bytes by digest and records the blob.
+    async fn keep(&self, path: &std::path::Path, size: u64) -> Result<(), UpstreamError> {
         self.storage
-            .put_file(&self.digest, temp.path(), written)
+            .put_file(&self.digest, path, size)
             .await
             .map_err(|e| local("storing the file", e))?;
         self.db
             .record_blob(
                 self.digest.as_str(),
-                i64::try_from(written).unwrap_or(i64::MAX),
+                i64::try_from(size).unwrap_or(i64::MAX),
                 &now_rfc3339(),
             )
             .await
-            .map_err(|e| local("recording the file", e))?;
-        tracing::info!(mirror = %self.mirror, file = %self.file.filename, bytes = written, "mirrored file cached");
-        Ok(())
+            .map_err(|e| local("recording the file", e))
     }
 }
 
@@ -900,7 +964,10 @@ mod tests {
         assert!(mirror_may_serve(&chain, 2, &[0], "requests"));
         // Private files after the mirror do not hide it.
         assert!(mirror_may_serve(&chain, 1, &[2], "flask"));
-        let everything = [index(1, IndexKind::Stage, &["*"]), index(2, IndexKind::Mirror, &[])];
+        let everything = [
+            index(1, IndexKind::Stage, &["*"]),
+            index(2, IndexKind::Mirror, &[]),
+        ];
         assert!(mirror_may_serve(&everything, 1, &[0], "anything"));
     }
 
@@ -920,7 +987,10 @@ mod tests {
         };
         let mut yanked = file.clone();
         yanked.yanked = Some(String::new());
-        assert_eq!(listing_digest(&[file.clone()]), listing_digest(&[file.clone()]));
+        assert_eq!(
+            listing_digest(std::slice::from_ref(&file)),
+            listing_digest(std::slice::from_ref(&file))
+        );
         assert_ne!(listing_digest(&[file]), listing_digest(&[yanked]));
     }
 }

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 #[path = "../support/dist.rs"]
 mod dist;
 pub use dist::{Dist, form_of};
+#[path = "../support/upstream.rs"]
+pub mod upstream;
 
 /// The admin token every test server is bootstrapped with.
 pub const ADMIN_TOKEN: &str = "kiln_test-admin-token-0123456789abcdef";

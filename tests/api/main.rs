@@ -6,6 +6,7 @@ mod helpers;
 mod hooks;
 mod indexes;
 mod lifecycle;
+mod mirrors;
 mod policies;
 mod promotions;
 mod simple;
