@@ -4,6 +4,7 @@
 //! cargo run --release --example bench            # full run (a few minutes)
 //! cargo run --release --example bench -- --quick # 3 s load phases instead of 10 s
 //! cargo run --release --example bench -- --ci     # only the CI-hook figures (seconds)
+//! cargo run --release --example bench -- --mirror # only the caching-proxy figures
 //! ```
 //!
 //! It installs devpi-server, devpi-client, twine, pip and uv into `target/bench-venv` (from
@@ -17,6 +18,11 @@
 //! The CI-hook part measures `kiln ensure` when the wheel is already on the branch index
 //! (whole process, start to exit; beside `devpi list` answering the same question), and
 //! how long a waiter long-polling a build takes to see it complete.
+//!
+//! The mirror part serves a 20-package dependency tree from a local upstream (an HTML
+//! simple index on loopback that counts its requests) and times cold and warm
+//! `pip install` and `uv pip install` of it through Kiln's mirror and devpi-server's
+//! mirror of that same upstream, each server started fresh per client.
 #![expect(
     clippy::cast_precision_loss,
     reason = "benchmark figures are printed with a few digits; f64 is plenty"
@@ -24,6 +30,8 @@
 
 #[path = "../tests/support/dist.rs"]
 mod dist;
+#[path = "../tests/support/upstream.rs"]
+mod upstream;
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -44,11 +52,17 @@ const DEVPI_PASSWORD: &str = "bench-password";
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let ci_only = std::env::args().any(|a| a == "--ci");
+    let mirror_only = std::env::args().any(|a| a == "--mirror");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = ensure_venv(&root)?;
     let kiln_bin = build_kiln(&root)?;
     let work = tempfile::tempdir()?;
+    let mirror = mirror_figures(&kiln_bin, &venv, work.path())?;
+    if mirror_only {
+        print_mirror(&mirror);
+        return Ok(());
+    }
     let ci = ci_hooks(&kiln_bin, &venv, work.path())?;
     if ci_only {
         print_ci(&ci);
@@ -74,7 +88,94 @@ fn main() -> anyhow::Result<()> {
     }
     print_table(&rows, load_seconds);
     print_ci(&ci);
+    print_mirror(&mirror);
     Ok(())
+}
+
+/// Packages in the mirrored dependency tree.
+const TREE: usize = 20;
+
+/// Cold and warm installs of the tree through one server's mirror, with one client.
+struct MirrorRow {
+    server: &'static str,
+    tool: &'static str,
+    cold_s: f64,
+    warm_s: f64,
+    cold_upstream: usize,
+    warm_upstream: usize,
+}
+
+/// `tree-00` needs `tree-01` and `tree-02`, `tree-01` needs `tree-03` and `tree-04`, …
+fn mirror_tree() -> Vec<Dist> {
+    (0..TREE)
+        .map(|i| {
+            let requires: Vec<String> = [2 * i + 1, 2 * i + 2]
+                .into_iter()
+                .filter(|c| *c < TREE)
+                .map(|c| format!("Requires-Dist: tree-{c:02}"))
+                .collect();
+            let headers: Vec<&str> = requires.iter().map(String::as_str).collect();
+            Dist::wheel_with(&format!("tree-{i:02}"), "1.0", &headers, "")
+        })
+        .collect()
+}
+
+fn mirror_figures(kiln_bin: &Path, venv: &Path, work: &Path) -> anyhow::Result<Vec<MirrorRow>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let upstream = runtime.block_on(upstream::Upstream::start(
+        upstream::PageStyle::Html,
+        &mirror_tree(),
+    ));
+    let total = || upstream.all_requests().values().sum::<usize>();
+    let mut rows = Vec::new();
+    for tool in ["pip", "uv"] {
+        // One untimed install straight from the upstream, so neither server's cold run
+        // pays for loading the tool's own files from disk.
+        install(venv, tool, &upstream.simple_url, work, "tree-00")?;
+        for server in ["Kiln", "devpi-server"] {
+            let dir = work.join(format!("mirror-{server}-{tool}"));
+            let (target, index) = if server == "Kiln" {
+                let target =
+                    Target::start_kiln_with(kiln_bin, &dir, &["--upstream", &upstream.simple_url])?;
+                let index = target.simple.clone();
+                (target, index)
+            } else {
+                let target = Target::start_devpi_mirror(venv, &dir, &upstream.simple_url)?;
+                let index = target.simple.clone();
+                (target, index)
+            };
+            let before = total();
+            let cold_s = install(venv, tool, &index, work, "tree-00")?;
+            let after_cold = total();
+            // Warm: best of three, each into a fresh target with no client cache.
+            let warm_s = (0..3).try_fold(f64::INFINITY, |best, _| {
+                install(venv, tool, &index, work, "tree-00").map(|s| best.min(s))
+            })?;
+            rows.push(MirrorRow {
+                server,
+                tool,
+                cold_s,
+                warm_s,
+                cold_upstream: after_cold - before,
+                warm_upstream: total() - after_cold,
+            });
+            drop(target);
+        }
+    }
+    Ok(rows)
+}
+
+fn print_mirror(rows: &[MirrorRow]) {
+    println!(
+        "\n| {TREE}-package tree through a mirror | client | cold install (s) | warm install, best of 3 (s) | upstream requests cold / warm |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} / {} |",
+            r.server, r.tool, r.cold_s, r.warm_s, r.cold_upstream, r.warm_upstream
+        );
+    }
 }
 
 /// CI-hook figures, in milliseconds.
@@ -265,6 +366,10 @@ impl Drop for Target {
 
 impl Target {
     fn start_kiln(bin: &Path, data: &Path) -> anyhow::Result<Self> {
+        Self::start_kiln_with(bin, data, &["--upstream", "off"])
+    }
+
+    fn start_kiln_with(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}/");
         let token = "kiln_bench-admin-token-0123456789abcdef";
@@ -277,6 +382,7 @@ impl Target {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .env("KILN_ADMIN_TOKEN", token)
             .env("KILN_LOG", "warn")
             .stdout(Stdio::null())
@@ -298,6 +404,41 @@ impl Target {
     }
 
     fn start_devpi(venv: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut target = Self::start_devpi_server(venv, dir, true)?;
+        let base = target.upload.clone();
+        devpi_client(
+            venv,
+            dir,
+            &["index", "-c", "root/bench", "bases=", "volatile=False"],
+        )?;
+        target.simple = format!("{base}root/bench/+simple/");
+        target.upload = format!("{base}root/bench/");
+        Ok(target)
+    }
+
+    /// devpi-server with `root/up` mirroring `upstream` and `root/dev` on top of it.
+    fn start_devpi_mirror(venv: &Path, dir: &Path, upstream: &str) -> anyhow::Result<Self> {
+        let mut target = Self::start_devpi_server(venv, dir, false)?;
+        let base = target.upload.clone();
+        devpi_client(
+            venv,
+            dir,
+            &[
+                "index",
+                "-c",
+                "root/up",
+                "type=mirror",
+                &format!("mirror_url={upstream}"),
+            ],
+        )?;
+        devpi_client(venv, dir, &["index", "-c", "root/dev", "bases=root/up"])?;
+        target.simple = format!("{base}root/dev/+simple/");
+        target.upload = format!("{base}root/dev/");
+        Ok(target)
+    }
+
+    /// A logged-in devpi-server; `upload` holds its base URL until the caller sets it.
+    fn start_devpi_server(venv: &Path, dir: &Path, offline: bool) -> anyhow::Result<Self> {
         let server_dir = dir.join("server");
         run_ok(
             Command::new(venv.join("bin/devpi-init"))
@@ -309,46 +450,44 @@ impl Target {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}/");
         let started = Instant::now();
-        let child = Command::new(venv.join("bin/devpi-server"))
-            .arg("--serverdir")
-            .arg(&server_dir)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--offline-mode",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let mut server = Command::new(venv.join("bin/devpi-server"));
+        server.arg("--serverdir").arg(&server_dir).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]);
+        if offline {
+            server.arg("--offline-mode");
+        }
+        let child = server.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         wait_healthy(&format!("{base}+api"))?;
         let startup = started.elapsed();
         let idle_rss_mb = rss_mb(child.id(), "VmRSS")?;
-        let client_dir = dir.join("client");
-        let devpi = |args: &[&str]| -> anyhow::Result<()> {
-            run_ok(
-                Command::new(venv.join("bin/devpi"))
-                    .arg("--clientdir")
-                    .arg(&client_dir)
-                    .args(args),
-                "devpi client",
-            )
-        };
-        devpi(&["use", &base])?;
-        devpi(&["login", "root", "--password", DEVPI_PASSWORD])?;
-        devpi(&["index", "-c", "root/bench", "bases=", "volatile=False"])?;
+        devpi_client(venv, dir, &["use", &base])?;
+        devpi_client(venv, dir, &["login", "root", "--password", DEVPI_PASSWORD])?;
         Ok(Self {
             name: "devpi-server",
             child,
-            simple: format!("{base}root/bench/+simple/"),
-            upload: format!("{base}root/bench/"),
+            simple: String::new(),
+            upload: base,
             user: "root",
             password: DEVPI_PASSWORD.to_owned(),
             startup,
             idle_rss_mb,
         })
     }
+}
+
+/// Runs the devpi client with its state in `dir/client`.
+fn devpi_client(venv: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    run_ok(
+        Command::new(venv.join("bin/devpi"))
+            .arg("--clientdir")
+            .arg(dir.join("client"))
+            .args(args),
+        "devpi client",
+    )
 }
 
 struct Sets {
@@ -450,14 +589,9 @@ fn measure(
     let download_mb_s = download(&large_url, sets.large.bytes.len())?;
     // Best of two cold installs (no client cache either time): the first run of a Python
     // tool also pays for loading the interpreter's own files from disk.
-    let pip_s = install(venv, "pip", &target.simple, work)?.min(install(
-        venv,
-        "pip",
-        &target.simple,
-        work,
-    )?);
-    let uv_s =
-        install(venv, "uv", &target.simple, work)?.min(install(venv, "uv", &target.simple, work)?);
+    let chain = |tool| install(venv, tool, &target.simple, work, "chain-00");
+    let pip_s = chain("pip")?.min(chain("pip")?);
+    let uv_s = chain("uv")?.min(chain("uv")?);
     Ok(Row {
         name: target.name.to_owned(),
         startup_ms: Some(target.startup.as_secs_f64() * 1000.0),
@@ -584,7 +718,7 @@ fn download(url: &str, expected: usize) -> anyhow::Result<f64> {
     Ok(best)
 }
 
-fn install(venv: &Path, tool: &str, index: &str, work: &Path) -> anyhow::Result<f64> {
+fn install(venv: &Path, tool: &str, index: &str, work: &Path, root: &str) -> anyhow::Result<f64> {
     let target = work.join(format!("install-{tool}-{}", free_port()?));
     let mut command = Command::new(venv.join(format!("bin/{tool}")));
     if tool == "pip" {
@@ -597,7 +731,7 @@ fn install(venv: &Path, tool: &str, index: &str, work: &Path) -> anyhow::Result<
     command
         .arg("--target")
         .arg(&target)
-        .args(["--index-url", index, "chain-00"]);
+        .args(["--index-url", index, root]);
     for var in ["PIP_FIND_LINKS", "PIP_INDEX_URL", "UV_INDEX_URL"] {
         command.env_remove(var);
     }

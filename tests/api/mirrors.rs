@@ -755,3 +755,31 @@ async fn the_cli_creates_lists_refreshes_and_purges_a_mirror() {
         show(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_times_out_into_the_cache_or_a_502() {
+    let known = Dist::wheel("known", "1.0");
+    let upstream = Upstream::start(PageStyle::Json, std::slice::from_ref(&known)).await;
+    let url = upstream.simple_url.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.upstream = Some(url);
+        c.upstream_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    assert_eq!(
+        app.json_page("root/prod", "known").await["versions"],
+        serde_json::json!(["1.0"])
+    );
+    set_ttl(&app, 0).await;
+    upstream.set_delay(std::time::Duration::from_secs(3));
+    let response = app.get("root/prod/+simple/known/", &[]).await;
+    assert_eq!(response.status(), 200);
+    let stale = response.headers()["x-kiln-mirror-stale"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(stale.contains("timed out"), "{stale}");
+    let (status, message) = detail(app.get("root/prod/+simple/other/", &[]).await).await;
+    assert_eq!(status, 502, "{message}");
+    assert!(message.contains("timed out"), "{message}");
+}

@@ -77,6 +77,7 @@ impl Upstream {
             shared.add(dist.clone());
         }
         let app = Router::new()
+            .route("/simple/", get(list))
             .route("/simple/{project}/", get(page))
             .route("/files/{filename}", get(file))
             .with_state(shared.clone());
@@ -219,6 +220,37 @@ pub fn wheel_metadata(dist: &Dist) -> Option<Vec<u8>> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The project list (devpi reads it to learn which names exist upstream).
+async fn list(State(shared): State<Shared>) -> Response {
+    if let Some(refused) = shared.gate("/simple/".to_owned()).await {
+        return refused;
+    }
+    let mut names: Vec<String> = shared.inner.lock().unwrap().files.keys().cloned().collect();
+    names.sort();
+    match shared.style {
+        PageStyle::Json => {
+            let projects: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| serde_json::json!({ "name": n }))
+                .collect();
+            (
+                [(header::CONTENT_TYPE, "application/vnd.pypi.simple.v1+json")],
+                serde_json::json!({"meta": {"api-version": "1.1"}, "projects": projects})
+                    .to_string(),
+            )
+                .into_response()
+        }
+        PageStyle::Html => {
+            let mut body = String::from("<!DOCTYPE html><html><body>\n");
+            for name in &names {
+                let _ = writeln!(body, "<a href=\"{name}/\">{name}</a><br>");
+            }
+            body.push_str("</body></html>\n");
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+        }
+    }
 }
 
 async fn page(
