@@ -264,7 +264,9 @@ impl Mirrors {
         if !force && let Some(fresh_for) = stored.as_ref().and_then(|s| remaining(s, ttl)) {
             return stored_listing(db, mirror.id, project, None, fresh_for).await;
         }
-        if let Some(err) = self.down_error(mirror.id) {
+        // A forced refresh (an operator asking) tries the upstream even while it is
+        // marked down; everything else waits out the back-off.
+        if let Some(err) = self.down_error(mirror.id).filter(|_| !force) {
             return match stored {
                 Some(_) => {
                     stored_listing(db, mirror.id, project, Some(err.to_string()), DOWN_BACKOFF)
