@@ -510,6 +510,7 @@ impl Mirrors {
             .sha256
             .parse()
             .map_err(|e| local("the listed sha256", e))?;
+        let settings = settings(mirror)?.clone();
         let mut state = {
             let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(state) = files.get(digest.as_str()) {
@@ -519,7 +520,7 @@ impl Mirrors {
                 files.insert(digest.as_str().to_owned(), receiver.clone());
                 let pump = Pump {
                     upstream: self.upstream.clone(),
-                    settings: settings(mirror)?.clone(),
+                    settings,
                     mirror: mirror.name.clone(),
                     file: file.clone(),
                     digest,
@@ -771,16 +772,23 @@ struct Pump {
     registry: Arc<Mutex<HashMap<String, watch::Receiver<FlightState>>>>,
 }
 
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.digest.as_str());
+    }
+}
+
 impl Pump {
+    /// Runs the transfer; the flight is unregistered when the pump is dropped, so even a
+    /// panicking transfer leaves the next request free to start afresh.
     async fn run(self, state: watch::Sender<FlightState>) {
         if let Err(err) = self.transfer(&state).await {
             tracing::warn!(mirror = %self.mirror, file = %self.file.filename, error = %err, "mirrored download failed; nothing cached");
             let _ = state.send(FlightState::Failed(err));
         }
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(self.digest.as_str());
     }
 
     fn garbage(&self, why: String) -> UpstreamError {
