@@ -74,6 +74,25 @@ impl IndexRow {
     }
 }
 
+/// Attaches `(index id, base namespace, base name)` edges, in order, to their rows.
+fn with_bases(
+    rows: Vec<IndexRow>,
+    edges: Vec<(i64, String, String)>,
+) -> Result<Vec<Index>, DbError> {
+    let mut bases: HashMap<i64, Vec<IndexName>> = HashMap::new();
+    for (id, ns, name) in edges {
+        let base = IndexName::from_parts(&ns, &name)
+            .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))?;
+        bases.entry(id).or_default().push(base);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let own = bases.remove(&row.id).unwrap_or_default();
+            row.into_index(own)
+        })
+        .collect()
+}
+
 fn allow_json(names: &[String]) -> String {
     serde_json::to_string(names).expect("a list of strings serializes")
 }
@@ -140,18 +159,34 @@ impl Db {
         )
         .fetch_all(&mut *conn)
         .await?;
-        let mut bases: HashMap<i64, Vec<IndexName>> = HashMap::new();
-        for (id, ns, name) in edges {
-            let base = IndexName::from_parts(&ns, &name)
-                .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))?;
-            bases.entry(id).or_default().push(base);
+        with_bases(rows, edges)
+    }
+
+    /// The indexes with these ids, with their bases, in no particular order. Two queries
+    /// whatever the number of indexes on the server (a download resolves its chain).
+    pub async fn indexes_with_ids(&self, ids: &[i64]) -> Result<Vec<Index>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        rows.into_iter()
-            .map(|row| {
-                let own = bases.remove(&row.id).unwrap_or_default();
-                row.into_index(own)
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        let list = super::placeholders(1, ids.len());
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE id IN ({list})");
+        let mut rows = sqlx::query_as::<_, IndexRow>(&sql);
+        for id in ids {
+            rows = rows.bind(*id);
+        }
+        let rows = rows.fetch_all(&mut *conn).await?;
+        let sql = format!(
+            "SELECT b.index_id, i.namespace, i.name FROM index_bases b \
+             JOIN indexes i ON i.id = b.base_id WHERE b.index_id IN ({list}) \
+             ORDER BY b.index_id, b.position"
+        );
+        let mut edges = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        for id in ids {
+            edges = edges.bind(*id);
+        }
+        let edges = edges.fetch_all(&mut *conn).await?;
+        with_bases(rows, edges)
     }
 
     /// The ids of an index's direct bases, in order.

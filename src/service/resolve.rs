@@ -34,7 +34,7 @@ pub async fn chain_indexes(db: &Db, index: &Index) -> Result<Vec<Index>, Service
         return Ok(vec![index.clone()]);
     }
     let mut all: std::collections::HashMap<i64, Index> = db
-        .list_indexes()
+        .indexes_with_ids(&ids)
         .await?
         .into_iter()
         .map(|i| (i.id, i))
