@@ -127,6 +127,25 @@ pub fn mirror_may_serve(chain: &[Index], at: usize, private: &[usize], project: 
     })
 }
 
+/// The chain positions of the indexes that list any of `files` (the private ones).
+fn private_positions(chain: &[Index], files: &[FileRecord]) -> Vec<usize> {
+    chain
+        .iter()
+        .enumerate()
+        .filter(|(_, index)| files.iter().any(|f| f.index_id == index.id))
+        .map(|(at, _)| at)
+        .collect()
+}
+
+/// The ids of the chain's stage indexes (the ones with files of their own).
+fn stage_ids(chain: &[Index]) -> Vec<i64> {
+    chain
+        .iter()
+        .filter(|i| i.settings.kind == IndexKind::Stage)
+        .map(|i| i.id)
+        .collect()
+}
+
 /// The mirror machinery: one upstream client, the flights in progress, and which
 /// upstreams are down.
 pub struct Mirrors {
@@ -397,18 +416,9 @@ impl Mirrors {
         chain: &[Index],
         project: &ProjectName,
     ) -> Result<ProjectView, ServiceError> {
-        let stage_ids: Vec<i64> = chain
-            .iter()
-            .filter(|i| i.settings.kind == IndexKind::Stage)
-            .map(|i| i.id)
-            .collect();
+        let stage_ids = stage_ids(chain);
         let mut files = db.files_of_project(&stage_ids, project.as_str()).await?;
-        let private: Vec<usize> = chain
-            .iter()
-            .enumerate()
-            .filter(|(_, index)| files.iter().any(|f| f.index_id == index.id))
-            .map(|(at, _)| at)
-            .collect();
+        let private = private_positions(chain, &files);
         let mut view = ProjectView::default();
         for (at, mirror) in chain.iter().enumerate() {
             if mirror.settings.kind != IndexKind::Mirror {
@@ -449,11 +459,12 @@ impl Mirrors {
         sha256: &Sha256Digest,
         filename: &str,
     ) -> Result<Option<Located>, ServiceError> {
-        let (stage_ids, mirror_ids): (Vec<&Index>, Vec<&Index>) = chain
+        let stage_ids = stage_ids(chain);
+        let mirror_ids: Vec<i64> = chain
             .iter()
-            .partition(|i| i.settings.kind == IndexKind::Stage);
-        let stage_ids: Vec<i64> = stage_ids.iter().map(|i| i.id).collect();
-        let mirror_ids: Vec<i64> = mirror_ids.iter().map(|i| i.id).collect();
+            .filter(|i| i.settings.kind == IndexKind::Mirror)
+            .map(|i| i.id)
+            .collect();
         let listed = db.files_with_digest(&stage_ids, sha256.as_str()).await?;
         let ids: Vec<i64> = chain.iter().map(|i| i.id).collect();
         let listed = resolve::merge_own_first(&ids, listed);
@@ -481,12 +492,7 @@ impl Mirrors {
                 continue;
             };
             let private_files = db.files_of_project(&stage_ids, &file.project).await?;
-            let private: Vec<usize> = chain
-                .iter()
-                .enumerate()
-                .filter(|(_, index)| private_files.iter().any(|f| f.index_id == index.id))
-                .map(|(at, _)| at)
-                .collect();
+            let private = private_positions(chain, &private_files);
             if mirror_may_serve(chain, at, &private, &file.project) {
                 return Ok(Some(Located::Mirror {
                     mirror: Box::new(chain[at].clone()),

@@ -100,6 +100,10 @@ async fn pip_and_uv_install_a_tree_through_the_mirror_and_keep_working_when_upst
             ))
             .await;
             assert!(output.status.success(), "{round}: uv: {}", show(&output));
+            for name in ["app", "alpha", "beta", "gamma", "delta"] {
+                let module = dir.join(format!("{round}-uv/{name}/__init__.py"));
+                assert!(module.exists(), "{round}: uv installed {name}");
+            }
             report
         }
     };
@@ -705,6 +709,7 @@ async fn mirrors_refuse_what_only_stage_indexes_do_and_hide_credentials() {
         .unwrap();
     let (status, message) = detail(claim).await;
     assert_eq!(status, 403, "{message}");
+    assert!(message.contains("is a mirror of"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
