@@ -10,7 +10,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{builds, files, health, indexes, mirrors, promotions, results, simple, upload};
+use crate::http::{
+    builds, files, health, indexes, mirrors, promotions, results, simple, tokens, upload,
+};
 use crate::service::mirror::Mirrors;
 use crate::storage::Storage;
 
@@ -138,6 +140,14 @@ pub fn router(state: AppState) -> Router {
             get(indexes::show_index)
                 .patch(indexes::modify_index)
                 .delete(indexes::delete_index),
+        )
+        .route(
+            "/+api/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route(
+            "/+api/v1/tokens/{id}",
+            axum::routing::delete(tokens::revoke_token),
         )
         .route("/+api/v1/mirrors/{ns}/{name}", get(mirrors::show_cache))
         .route(

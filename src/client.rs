@@ -169,6 +169,7 @@ impl Client {
             "bases": settings.bases,
             "volatile": settings.volatile,
             "promotion_only": settings.promotion_only,
+            "private": settings.private,
             "description": settings.description,
             "branch": settings.branch,
             "mirror_url": mirror.map(|m| &m.url),
@@ -199,6 +200,9 @@ impl Client {
         }
         if let Some(description) = &patch.description {
             body.insert("description".into(), json!(description));
+        }
+        if let Some(private) = patch.private {
+            body.insert("private".into(), json!(private));
         }
         let optional = [
             ("mirror_url", patch.mirror_url.as_ref().map(|v| json!(v))),
@@ -233,6 +237,30 @@ impl Client {
         self.send::<serde_json::Value>(self.http.delete(&url), &url)
             .await?;
         Ok(())
+    }
+
+    /// Creates a token; the answer holds the secret, shown this once.
+    pub async fn create_token(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<crate::service::auth::CreatedToken, ClientError> {
+        let url = self.url("+api/v1/tokens");
+        self.expect(self.http.post(&url).json(request), &url).await
+    }
+
+    /// The tokens this token may manage.
+    pub async fn list_tokens(&self) -> Result<Vec<crate::service::auth::TokenView>, ClientError> {
+        let url = self.url("+api/v1/tokens");
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Revokes a token by id.
+    pub async fn revoke_token(
+        &self,
+        id: i64,
+    ) -> Result<crate::service::auth::TokenView, ClientError> {
+        let url = self.url(&format!("+api/v1/tokens/{id}"));
+        self.expect(self.http.delete(&url), &url).await
     }
 
     fn build_url(&self, index: &IndexName, project: &str, version: &str, action: &str) -> String {

@@ -208,9 +208,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         other => {
             return Err(format!(
-                "duration `{text}` has unknown unit `{other}` (use s, m or h)"
+                "duration `{text}` has unknown unit `{other}` (use s, m, h or d)"
             ));
         }
     };
@@ -243,7 +244,8 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         insta::assert_snapshot!(parse_duration("0s").unwrap_err(), @"duration `0s` must be more than zero");
-        insta::assert_snapshot!(parse_duration("5d").unwrap_err(), @"duration `5d` has unknown unit `d` (use s, m or h)");
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86_400)));
+        insta::assert_snapshot!(parse_duration("5w").unwrap_err(), @"duration `5w` has unknown unit `w` (use s, m, h or d)");
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum IndexCommand {
         /// Refuse direct uploads; files arrive only by promotion.
         #[arg(long)]
         promotion_only: bool,
+        /// Reading needs a token with `read` on this index (and so does reading any index
+        /// that inherits from it).
+        #[arg(long)]
+        private: bool,
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
@@ -66,6 +70,9 @@ pub enum IndexCommand {
         /// Set the promotion-only flag.
         #[arg(long)]
         promotion_only: Option<bool>,
+        /// Set the private flag (reading needs a token with `read`).
+        #[arg(long)]
+        private: Option<bool>,
         /// Replace the description.
         #[arg(long)]
         description: Option<String>,
@@ -141,6 +148,9 @@ fn print_index(view: &IndexView, server: &Client) {
         println!("  volatile:       {}", settings.volatile);
         println!("  promotion_only: {}", settings.promotion_only);
     }
+    if settings.private {
+        println!("  private:        true (reading needs a token with `read`)");
+    }
     if !settings.mirror_allow.is_empty() {
         println!("  mirror_allow:   {}", settings.mirror_allow.join(", "));
     }
@@ -171,6 +181,9 @@ async fn print_list(client: &Client, json: bool) -> anyhow::Result<()> {
             if s.promotion_only {
                 flags.push("promotion-only");
             }
+            if s.private {
+                flags.push("private");
+            }
             let bases: Vec<String> = s.bases.iter().map(ToString::to_string).collect();
             println!(
                 "{:<40} {:<6} bases=[{}] {}",
@@ -195,6 +208,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             bases,
             volatile,
             promotion_only,
+            private,
             description,
             mirror,
             upstream,
@@ -216,6 +230,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 bases,
                 volatile,
                 promotion_only,
+                private,
                 description,
                 branch: None,
                 mirror,
@@ -230,6 +245,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             bases,
             volatile,
             promotion_only,
+            private,
             description,
             mirror,
             upstream,
@@ -247,6 +263,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 bases,
                 volatile,
                 promotion_only,
+                private,
                 description,
                 mirror_url: mirror,
                 mirror_username: upstream.username.clone(),

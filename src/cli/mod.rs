@@ -13,6 +13,7 @@ mod report;
 mod serve;
 mod stage;
 mod status;
+mod token;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         action: index::IndexCommand,
+    },
+    /// Create, list and revoke scoped API tokens.
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: token::TokenCommand,
     },
     /// See what a mirror index has cached; refresh or purge one project.
     Mirror {
@@ -84,7 +92,7 @@ pub struct ClientArgs {
     /// The Kiln server URL.
     #[arg(long, env = "KILN_SERVER", default_value = DEFAULT_SERVER, global = true)]
     server: String,
-    /// API token (needed for changes; reads are public).
+    /// API token (needed for changes, and for reading private indexes).
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
 }
@@ -101,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Index { client, action } => index::run(&client.client()?, action).await,
         Command::Mirror { client, action } => mirror::run(&client.client()?, action).await,
+        Command::Token { client, action } => token::run(&client.client()?, action).await,
         Command::Ensure(args) => ensure::run(args).await,
         Command::Stage(args) => stage::run(args).await,
         Command::Report(args) => report::run(args).await,

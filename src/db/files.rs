@@ -1,6 +1,7 @@
 //! File rows: which index lists which artifact under which filename.
 
 use super::{Db, DbError, WriteTx, placeholders};
+use crate::domain::IndexName;
 
 /// A file listed on an index.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -200,6 +201,23 @@ impl Db {
         .bind(project)
         .fetch_all(&mut **tx)
         .await?)
+    }
+
+    /// The stage indexes that list a file with this digest, by name.
+    pub async fn indexes_holding(&self, sha256: &str) -> Result<Vec<IndexName>, DbError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT i.namespace, i.name FROM files f JOIN indexes i ON i.id = f.index_id \
+             WHERE f.sha256 = $1 ORDER BY i.namespace, i.name",
+        )
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ns, name)| {
+                IndexName::from_parts(&ns, &name)
+                    .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
+            })
+            .collect()
     }
 
     /// True if a blob with this digest is stored (results may only name known artifacts).

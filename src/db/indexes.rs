@@ -17,6 +17,7 @@ struct IndexRow {
     kind: String,
     volatile: i64,
     promotion_only: i64,
+    private: i64,
     description: String,
     branch: Option<String>,
     mirror_url: Option<String>,
@@ -28,7 +29,7 @@ struct IndexRow {
     updated_at: String,
 }
 
-const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, description, branch, mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at";
+const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, private, description, branch, mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at";
 
 impl IndexRow {
     fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
@@ -63,6 +64,7 @@ impl IndexRow {
                 bases,
                 volatile: self.volatile != 0,
                 promotion_only: self.promotion_only != 0,
+                private: self.private != 0,
                 description: self.description,
                 branch: self.branch,
                 mirror,
@@ -217,8 +219,8 @@ impl Db {
         let mirror = settings.mirror.as_ref();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, \
-             mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+             mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, private, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
         )
         .bind(name.namespace())
         .bind(name.name())
@@ -232,6 +234,7 @@ impl Db {
         .bind(mirror.and_then(|m| m.password.as_deref()))
         .bind(mirror.map(|m| i64::try_from(m.ttl_seconds).unwrap_or(i64::MAX)))
         .bind(allow_json(&settings.mirror_allow))
+        .bind(i64::from(settings.private))
         .bind(now)
         .fetch_one(&mut **tx)
         .await
@@ -252,7 +255,7 @@ impl Db {
         sqlx::query(
             "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4, \
              mirror_url = $5, mirror_username = $6, mirror_password = $7, mirror_ttl_seconds = $8, \
-             mirror_allow = $9 WHERE id = $10",
+             mirror_allow = $9, private = $10 WHERE id = $11",
         )
         .bind(i64::from(settings.volatile))
         .bind(i64::from(settings.promotion_only))
@@ -263,6 +266,7 @@ impl Db {
         .bind(mirror.and_then(|m| m.password.as_deref()))
         .bind(mirror.map(|m| i64::try_from(m.ttl_seconds).unwrap_or(i64::MAX)))
         .bind(allow_json(&settings.mirror_allow))
+        .bind(i64::from(settings.private))
         .bind(id)
         .execute(&mut **tx)
         .await?;

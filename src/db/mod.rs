@@ -40,7 +40,7 @@ pub use files::{FileRecord, NewFile};
 pub use mirrors::{MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile};
 pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
-pub use tokens::TokenRecord;
+pub use tokens::{NewToken, TokenRecord};
 
 /// Which engine the database URL named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

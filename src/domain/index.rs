@@ -52,6 +52,10 @@ pub struct IndexSettings {
     pub volatile: bool,
     /// No direct uploads; files arrive only by promotion (production).
     pub promotion_only: bool,
+    /// Reading needs a token with `read` on this index; so does reading any index whose
+    /// chain includes it.
+    #[serde(default)]
+    pub private: bool,
     /// Free text shown on the index page.
     pub description: String,
     /// The git branch this index was created for by `kiln ensure`, if it is a branch index.

@@ -12,6 +12,7 @@ pub mod index;
 pub mod index_name;
 pub mod metadata;
 pub mod project_name;
+pub mod scope;
 pub mod upstream_page;
 
 pub use digest::Sha256Digest;
@@ -20,3 +21,4 @@ pub use index::{DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexSettings, Mir
 pub use index_name::{IndexName, IndexNameError};
 pub use metadata::{ArchiveLimits, CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};
+pub use scope::{IndexPattern, Permission, Scope};

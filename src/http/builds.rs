@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{ReleasePath, User};
+use super::extract::{Caller, ReleasePath, User, check_read};
 use super::indexes::ApiJson;
 use crate::app::AppState;
 use crate::db::FileRecord;
-use crate::domain::IndexName;
+use crate::domain::{IndexName, Permission};
 use crate::service::builds::{self, BuildStatus, Release, now_ms};
 use crate::service::indexes;
 
@@ -208,8 +208,10 @@ pub async fn claim_build(
 pub async fn show_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
+    caller: Caller,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
+    check_read(&state, caller.principal(), &index_name).await?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let status = match query.wait {
         Some(secs) if secs.is_finite() && secs > 0.0 => {
@@ -231,9 +233,10 @@ pub async fn show_build(
 pub async fn heartbeat_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(_principal): User,
+    User(principal): User,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
+    principal.require(Permission::Upload, &index_name)?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let ttl = state.config.build_lease_ttl;
     let status = builds::heartbeat(&state.db, &index, &release, &body.lease_id, ttl).await?;
@@ -244,9 +247,10 @@ pub async fn heartbeat_build(
 pub async fn complete_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(_principal): User,
+    User(principal): User,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
+    principal.require(Permission::Upload, &index_name)?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let status = builds::complete(&state.db, &index, &release, &body.lease_id).await?;
     Ok(Json(view(
@@ -262,9 +266,10 @@ pub async fn complete_build(
 pub async fn fail_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(_principal): User,
+    User(principal): User,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
+    principal.require(Permission::Upload, &index_name)?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let error_tail = body.error_tail.unwrap_or_default();
     builds::fail(&state.db, &index, &release, &body.lease_id, &error_tail).await?;

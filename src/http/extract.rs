@@ -9,7 +9,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::IndexName;
 use crate::service::ServiceError;
-use crate::service::auth::{Principal, authenticate};
+use crate::service::auth::{ChainAccess, Principal, authenticate, require_read};
 
 /// The authenticated caller of a write. Missing credentials answer 401, invalid ones 403.
 ///
@@ -31,6 +31,57 @@ where
         let principal = authenticate(&state.db, &secret).await?;
         Ok(Self(principal))
     }
+}
+
+/// The caller of a read: a token if the request carries one, else anonymous. A token that
+/// is present but invalid is refused rather than ignored, so a typo is seen at once.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Principal>);
+
+impl Caller {
+    /// The principal, if any.
+    #[must_use]
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref()
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        let User(principal) = User::from_request_parts(parts, state).await?;
+        Ok(Self(Some(principal)))
+    }
+}
+
+/// Refuses unless `caller` may read `index` and every private index it inherits from.
+/// The rule is computed once per write generation.
+pub async fn check_read(
+    state: &AppState,
+    caller: Option<&Principal>,
+    index: &IndexName,
+) -> Result<(), ApiError> {
+    let generation = state.db.generation().await.map_err(ServiceError::from)?;
+    let access = if let Some(access) = state.pages.access(index, generation) {
+        access
+    } else {
+        let found = crate::service::indexes::get_index(&state.db, index).await?;
+        let chain = crate::service::resolve::chain_indexes(&state.db, &found).await?;
+        let access = ChainAccess::of(&chain);
+        state
+            .pages
+            .put_access(index.clone(), generation, access.clone());
+        access
+    };
+    Ok(require_read(caller, &access)?)
 }
 
 fn token_from_headers(parts: &Parts) -> Result<String, ServiceError> {

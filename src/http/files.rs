@@ -13,12 +13,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::extract::IndexPath;
+use super::extract::{Caller, IndexPath};
 use super::simple::etag_matches;
 use crate::app::AppState;
 use crate::domain::Sha256Digest;
 use crate::service::mirror::{Located, Mirrors};
-use crate::service::{ServiceError, indexes, resolve};
+use crate::service::{ServiceError, auth, indexes, resolve};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -26,6 +26,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub async fn get_file(
     State(state): State<AppState>,
     IndexPath(index_name): IndexPath,
+    caller: Caller,
     Path((_, _, digest, filename)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -37,6 +38,7 @@ pub async fn get_file(
     let sha256: Sha256Digest = digest.parse().map_err(|_| not_found())?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let chain = resolve::chain_indexes(&state.db, &index).await?;
+    auth::require_read_chain(caller.principal(), &chain)?;
     match Mirrors::locate(&state.db, &chain, &sha256, &filename).await? {
         None => Err(not_found()),
         Some(Located::Local(file)) if file.filename == filename => {

@@ -7,14 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{IndexPath, User};
+use super::extract::{Caller, IndexPath, User};
 use crate::app::AppState;
 use crate::domain::{
     DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
 };
 use crate::service::indexes::{self, IndexPatch};
 use crate::service::mirror::Mirrors;
-use crate::service::resolve;
+use crate::service::{auth, resolve};
 
 /// JSON body extractor whose rejections are problem documents.
 #[derive(FromRequest)]
@@ -65,6 +65,8 @@ pub struct CreateIndex {
     #[serde(default)]
     promotion_only: bool,
     #[serde(default)]
+    private: bool,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     branch: Option<String>,
@@ -87,6 +89,7 @@ pub struct ModifyIndex {
     bases: Option<Vec<IndexName>>,
     volatile: Option<bool>,
     promotion_only: Option<bool>,
+    private: Option<bool>,
     description: Option<String>,
     mirror_url: Option<String>,
     mirror_username: Option<String>,
@@ -96,12 +99,11 @@ pub struct ModifyIndex {
 }
 
 /// `GET /+api/v1/indexes`
-pub async fn list_indexes(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let all = state
-        .db
-        .list_indexes()
-        .await
-        .map_err(crate::service::ServiceError::from)?;
+pub async fn list_indexes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let all = auth::readable_indexes(&state.db, caller.principal()).await?;
     let views: Vec<IndexView> = all.into_iter().map(IndexView::from).collect();
     Ok(Json(views).into_response())
 }
@@ -109,7 +111,7 @@ pub async fn list_indexes(State(state): State<AppState>) -> Result<Response, Api
 /// `POST /+api/v1/indexes`
 pub async fn create_index(
     State(state): State<AppState>,
-    User(_user): User,
+    User(user): User,
     ApiJson(body): ApiJson<CreateIndex>,
 ) -> Result<Response, ApiError> {
     let kind = body.kind.unwrap_or(if body.mirror_url.is_some() {
@@ -130,11 +132,13 @@ pub async fn create_index(
         bases: body.bases,
         volatile: body.volatile,
         promotion_only: body.promotion_only,
+        private: body.private,
         description: body.description,
         branch: body.branch,
         mirror,
         mirror_allow: body.mirror_allow,
     };
+    indexes::authorize_create(&state.db, &user, &body.name, &settings).await?;
     let index = indexes::create_index(&state.db, &body.name, &settings).await?;
     Ok((StatusCode::CREATED, Json(IndexView::from(index))).into_response())
 }
@@ -143,9 +147,11 @@ pub async fn create_index(
 pub async fn show_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
     let index = indexes::get_index(&state.db, &name).await?;
     let chain = resolve::chain_indexes(&state.db, &index).await?;
+    auth::require_read_chain(caller.principal(), &chain)?;
     let shadowed = Mirrors::shadowed(&state.db, &chain).await?;
     let mut view = IndexView::from(index);
     view.mirror_shadowed = shadowed;
@@ -156,13 +162,14 @@ pub async fn show_index(
 pub async fn modify_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
-    User(_user): User,
+    User(user): User,
     ApiJson(body): ApiJson<ModifyIndex>,
 ) -> Result<Response, ApiError> {
     let patch = IndexPatch {
         bases: body.bases,
         volatile: body.volatile,
         promotion_only: body.promotion_only,
+        private: body.private,
         description: body.description,
         mirror_url: body.mirror_url,
         mirror_username: body.mirror_username,
@@ -170,6 +177,7 @@ pub async fn modify_index(
         mirror_ttl_seconds: body.mirror_ttl_seconds,
         mirror_allow: body.mirror_allow,
     };
+    indexes::authorize_modify(&state.db, &user, &name, &patch).await?;
     let index = indexes::modify_index(&state.db, &name, &patch).await?;
     Ok(Json(IndexView::from(index)).into_response())
 }
@@ -178,8 +186,9 @@ pub async fn modify_index(
 pub async fn delete_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
-    User(_user): User,
+    User(user): User,
 ) -> Result<Response, ApiError> {
+    indexes::authorize_delete(&state.db, &user, &name).await?;
     indexes::delete_index(&state.db, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

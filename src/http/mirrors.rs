@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{IndexPath, User};
+use super::extract::{Caller, IndexPath, User, check_read};
 use crate::app::AppState;
-use crate::domain::{Index, IndexKind, ProjectName};
+use crate::domain::{Index, IndexKind, Permission, ProjectName};
 use crate::service::mirror::Mirrors;
 use crate::service::{ServiceError, indexes};
 
@@ -90,7 +90,9 @@ fn project_param(raw: &str) -> Result<ProjectName, ApiError> {
 pub async fn show_cache(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    check_read(&state, caller.principal(), &name).await?;
     let index = mirror_index(&state, &name).await?;
     let settings = index.settings.mirror.clone().ok_or_else(|| {
         ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
@@ -126,8 +128,9 @@ pub async fn refresh_project(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
     Path((_, _, raw_project)): Path<(String, String, String)>,
-    User(_user): User,
+    User(user): User,
 ) -> Result<Response, ApiError> {
+    user.require(Permission::Upload, &name)?;
     let index = mirror_index(&state, &name).await?;
     let project = project_param(&raw_project)?;
     let listing = Arc::clone(&state.mirrors)
@@ -147,8 +150,9 @@ pub async fn purge_project(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
     Path((_, _, raw_project)): Path<(String, String, String)>,
-    User(_user): User,
+    User(user): User,
 ) -> Result<Response, ApiError> {
+    user.require(Permission::Admin, &name)?;
     let index = mirror_index(&state, &name).await?;
     let project = project_param(&raw_project)?;
     let deleted_blobs = Mirrors::purge(&state.db, &state.storage, &index, &project).await?;

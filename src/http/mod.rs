@@ -12,4 +12,5 @@ pub mod page_cache;
 pub mod promotions;
 pub mod results;
 pub mod simple;
+pub mod tokens;
 pub mod upload;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{ReleasePath, User};
+use super::extract::{Caller, ReleasePath, User, check_read};
 use super::indexes::ApiJson;
 use crate::app::AppState;
 use crate::domain::IndexName;
@@ -44,20 +44,41 @@ pub struct ListQuery {
 /// `GET /+api/v1/promotions[?index=ns/name]`, newest first.
 pub async fn list_promotions(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let target = match &query.index {
-        Some(name) => Some(indexes::get_index(&state.db, name).await?.id),
+        Some(name) => {
+            check_read(&state, caller.principal(), name).await?;
+            Some(indexes::get_index(&state.db, name).await?.id)
+        }
         None => None,
     };
+    let readable = readable_names(&state, caller.principal()).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state
         .db
         .list_promotions(target, limit)
         .await
         .map_err(ServiceError::from)?;
-    let views: Vec<PromotionView> = rows.into_iter().map(PromotionView::from).collect();
+    let views: Vec<PromotionView> = rows
+        .into_iter()
+        .filter(|p| readable.contains(&p.target))
+        .map(PromotionView::from)
+        .collect();
     Ok(Json(views).into_response())
+}
+
+/// The names of the indexes the caller may read.
+async fn readable_names(
+    state: &AppState,
+    caller: Option<&crate::service::auth::Principal>,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(crate::service::auth::readable_indexes(&state.db, caller)
+        .await?
+        .into_iter()
+        .map(|i| i.name.to_string())
+        .collect())
 }
 
 /// Body of a yank.
@@ -87,6 +108,7 @@ pub async fn yank_release(
     ApiJson(body): ApiJson<YankBody>,
 ) -> Result<Response, ApiError> {
     let index = indexes::get_index(&state.db, &index_name).await?;
+    promote::authorize_yank(&index, &principal)?;
     let files =
         promote::set_yank(&state.db, &index, &release, &principal, Some(&body.reason)).await?;
     Ok(Json(YankView {
@@ -104,6 +126,7 @@ pub async fn unyank_release(
     User(principal): User,
 ) -> Result<Response, ApiError> {
     let index = indexes::get_index(&state.db, &index_name).await?;
+    promote::authorize_yank(&index, &principal)?;
     let files = promote::set_yank(&state.db, &index, &release, &principal, None).await?;
     Ok(Json(YankView {
         index: index_name.to_string(),
@@ -148,18 +171,37 @@ pub struct EventsQuery {
 /// `GET /+api/v1/events[?index=ns/name][&after=ID]`, oldest first.
 pub async fn list_events(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(index) = &query.index {
+        check_read(&state, caller.principal(), index).await?;
+    }
     let index = query.index.as_ref().map(ToString::to_string);
-    let rows = state
-        .db
-        .list_events(
-            index.as_deref(),
-            query.after.unwrap_or(0),
-            query.limit.unwrap_or(100).clamp(1, 1000),
-        )
-        .await
-        .map_err(ServiceError::from)?;
+    let readable = readable_names(&state, caller.principal()).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let mut after = query.after.unwrap_or(0);
+    let mut rows = Vec::new();
+    // Skip what the caller may not read without ending the page early: a follower that
+    // saw a short page would think it had caught up.
+    loop {
+        let batch = state
+            .db
+            .list_events(index.as_deref(), after, limit)
+            .await
+            .map_err(ServiceError::from)?;
+        let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
+        after = batch.last().map_or(after, |e| e.id);
+        rows.extend(
+            batch
+                .into_iter()
+                .filter(|e| readable.contains(&e.index_name)),
+        );
+        if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
+            break;
+        }
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let views: Vec<EventView> = rows
         .into_iter()
         .map(|e| EventView {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::builds::{BuildView, ReleaseFile};
 use super::error::ApiError;
-use super::extract::{ReleasePath, User};
+use super::extract::{Caller, ReleasePath, User, check_read};
 use super::indexes::ApiJson;
 use crate::app::AppState;
 use crate::service::results::{self, ResultView, StageReport};
@@ -49,8 +49,10 @@ pub struct ArtifactResults {
 /// `GET /+api/v1/results/{sha256}`
 pub async fn show_results(
     State(state): State<AppState>,
+    caller: Caller,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
+    results::authorize_read(&state.db, caller.principal(), &sha256).await?;
     let history = results::history(&state.db, &sha256).await?;
     Ok(Json(ArtifactResults {
         sha256,
@@ -85,7 +87,9 @@ pub struct ReleaseStatus {
 pub async fn show_release(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    check_read(&state, caller.principal(), &index_name).await?;
     let index = indexes::get_index(&state.db, &index_name).await?;
     let build = builds::status(&state.db, &index, &release).await?;
     let verdicts = results::release_verdicts(&state.db, &index, &release).await?;

@@ -21,7 +21,7 @@ use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::IndexPath;
+use super::extract::{Caller, IndexPath, check_read};
 use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::FileRecord;
@@ -217,10 +217,12 @@ fn file_url(file: &FileRecord) -> String {
 pub async fn show_project(
     State(state): State<AppState>,
     IndexPath(index_name): IndexPath,
+    caller: Caller,
     Path((_, _, raw_project)): Path<(String, String, String)>,
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    check_read(&state, caller.principal(), &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let project = ProjectName::new(&raw_project).map_err(|e| ApiError::not_found(e.to_string()))?;
     if project.as_str() != raw_project {
@@ -383,9 +385,11 @@ fn render_project_html(
 pub async fn list_projects(
     State(state): State<AppState>,
     IndexPath(index_name): IndexPath,
+    caller: Caller,
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    check_read(&state, caller.principal(), &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let key = PageKey {
         index: index_name,

@@ -1,27 +1,165 @@
-//! Tokens: generation, hashing and authentication.
+//! Tokens and access: who is calling, and may they do this to that index.
 //!
 //! A secret is `kiln_` followed by 43 URL-safe base64 characters (256 random bits). Only
-//! its SHA-256 is stored, so a database leak does not leak working tokens; lookups are by
-//! that hash, which also means no secret is ever compared byte by byte in a way whose
-//! timing depends on the secret.
+//! its SHA-256 is stored, so a database leak does not leak working tokens. A request's
+//! secret is hashed and looked up by that hash; the stored hash is then compared with the
+//! computed one in constant time, so no step's timing depends on the secret's bytes.
+//!
+//! A token carries scopes ([`Scope`]): a permission on an index pattern. Every refusal
+//! names the permission and the index it was missing on, and never whether some other
+//! token exists.
+
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 
-use super::ServiceError;
-use crate::db::{Db, WriteTx};
-use crate::domain::Sha256Digest;
+use super::{ServiceError, now_rfc3339};
+use crate::db::{Db, DbError, NewToken, TokenRecord, WriteTx};
+use crate::domain::scope::{self, IndexPattern, Permission, Scope};
+use crate::domain::{Index, IndexName, Sha256Digest};
 
 /// Every token secret starts with this, so secret scanners can find leaked ones.
 pub const TOKEN_PREFIX: &str = "kiln_";
 
-/// Who is making a request.
+/// Longest token label.
+const MAX_TOKEN_NAME: usize = 64;
+
+/// Who is making a request: an authenticated token, or the server itself acting on a
+/// policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The token's label, recorded as `uploaded_by`.
+    /// The token's id; `None` for the server itself.
+    pub token_id: Option<i64>,
+    /// The token's label, recorded as `uploaded_by`, `reported_by`, `promoted_by`.
     pub name: String,
-    /// Admin tokens may manage indexes.
-    pub is_admin: bool,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// The server acting on its own (automatic promotion), with exactly `scopes`.
+    #[must_use]
+    pub fn system(name: String, scopes: Vec<Scope>) -> Self {
+        Self {
+            token_id: None,
+            name,
+            scopes,
+        }
+    }
+
+    /// True when a scope grants `permission` on `index`.
+    #[must_use]
+    pub fn allows(&self, permission: Permission, index: &IndexName) -> bool {
+        scope::any_allows(&self.scopes, permission, index)
+    }
+
+    /// Refuses unless a scope grants `permission` on `index`.
+    pub fn require(&self, permission: Permission, index: &IndexName) -> Result<(), ServiceError> {
+        if self.allows(permission, index) {
+            Ok(())
+        } else {
+            Err(lacks(permission, index, ""))
+        }
+    }
+}
+
+fn lacks(permission: Permission, index: &IndexName, why: &str) -> ServiceError {
+    ServiceError::Forbidden(format!(
+        "this token lacks `{permission}` on `{index}`{why}; ask an admin of `{}` for a token with the scope `{permission}:{index}` (or `{permission}:{}/*`)",
+        index.namespace(),
+        index.namespace()
+    ))
+}
+
+/// What reading an index takes: the index and the private indexes in its chain (itself
+/// and everything it inherits). Computed once per write generation and cached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainAccess {
+    /// The index being read.
+    pub index: Option<IndexName>,
+    /// The private members of its chain, in chain order.
+    pub private: Vec<IndexName>,
+}
+
+impl ChainAccess {
+    /// The access rule of `chain` (an index followed by everything it inherits).
+    #[must_use]
+    pub fn of(chain: &[Index]) -> Self {
+        Self {
+            index: chain.first().map(|i| i.name.clone()),
+            private: chain
+                .iter()
+                .filter(|i| i.settings.private)
+                .map(|i| i.name.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Refuses unless the caller may read every private index in the chain. Public indexes
+/// need no token. No token where one is needed is a 401, so pip and uv retry with the
+/// credentials of their keyring or netrc.
+pub fn require_read(caller: Option<&Principal>, access: &ChainAccess) -> Result<(), ServiceError> {
+    for private in &access.private {
+        let via = match &access.index {
+            Some(first) if first != private => {
+                format!(" (a private index that `{first}` inherits from)")
+            }
+            _ => String::new(),
+        };
+        match caller {
+            None => {
+                return Err(ServiceError::Unauthenticated(format!(
+                    "index `{private}` is private{via}: reading it needs a token with `read` on it — pip/uv: put `__token__:<token>@` in the index URL, or the token in netrc"
+                )));
+            }
+            Some(principal) if !principal.allows(Permission::Read, private) => {
+                return Err(lacks(Permission::Read, private, &via));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`require_read`] for a resolved chain.
+pub fn require_read_chain(caller: Option<&Principal>, chain: &[Index]) -> Result<(), ServiceError> {
+    require_read(caller, &ChainAccess::of(chain))
+}
+
+/// True when [`require_read_chain`] would pass.
+#[must_use]
+pub fn can_read(caller: Option<&Principal>, chain: &[Index]) -> bool {
+    require_read_chain(caller, chain).is_ok()
+}
+
+/// Every index the caller may read, with the server's whole index list loaded once and
+/// each chain walked in memory.
+pub async fn readable_indexes(
+    db: &Db,
+    caller: Option<&Principal>,
+) -> Result<Vec<Index>, ServiceError> {
+    let all = db.list_indexes().await?;
+    let by_name: HashMap<&IndexName, &Index> = all.iter().map(|i| (&i.name, i)).collect();
+    let readable = |start: &Index| {
+        let mut chain: Vec<&Index> = vec![start];
+        let mut seen: HashSet<&IndexName> = HashSet::from([&start.name]);
+        let mut next = 0;
+        while let Some(index) = chain.get(next).copied() {
+            next += 1;
+            for base in &index.settings.bases {
+                if let Some(found) = by_name.get(base).filter(|_| seen.insert(base)) {
+                    chain.push(found);
+                }
+            }
+        }
+        let chain: Vec<Index> = chain.into_iter().cloned().collect();
+        can_read(caller, &chain)
+    };
+    Ok(all.iter().filter(|i| readable(i)).cloned().collect())
 }
 
 /// A fresh random secret.
@@ -39,41 +177,278 @@ fn hash_secret(secret: &str) -> String {
     Sha256Digest::of(secret.as_bytes()).to_string()
 }
 
-/// Stores a token for `secret` (which the caller shows to the user once).
+/// A token as the API shows it: never the secret, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// What `kiln token revoke` takes.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when it stops working.
+    pub expires_at: Option<String>,
+    /// RFC 3339, when it was revoked.
+    pub revoked_at: Option<String>,
+    /// The token that created it.
+    pub created_by: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// A token that was just created, with its secret (shown this once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The stored token.
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The secret. Kiln cannot show it again.
+    pub secret: String,
+}
+
+/// What to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Label, e.g. `ci-acme`.
+    pub name: String,
+    /// At least one scope.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339 time or `YYYY-MM-DD` (midnight UTC) when it stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+fn parse_scopes(record: &TokenRecord) -> Result<Vec<Scope>, ServiceError> {
+    serde_json::from_str(&record.scopes).map_err(|e| {
+        ServiceError::Internal(format!("token {} has unreadable scopes: {e}", record.id))
+    })
+}
+
+fn has_passed(time: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(time).map_or(true, |t| t <= chrono::Utc::now())
+}
+
+fn view(record: &TokenRecord) -> Result<TokenView, ServiceError> {
+    let state = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.as_deref().is_some_and(has_passed) {
+        "expired"
+    } else {
+        "active"
+    };
+    Ok(TokenView {
+        id: record.id,
+        name: record.name.clone(),
+        scopes: parse_scopes(record)?,
+        created_at: record.created_at.clone(),
+        expires_at: record.expires_at.clone(),
+        revoked_at: record.revoked_at.clone(),
+        created_by: record.created_by.clone(),
+        state: state.into(),
+    })
+}
+
+/// Parses an expiry: RFC 3339, or a date meaning midnight UTC at its start.
+fn parse_expiry(text: &str) -> Result<String, ServiceError> {
+    let time = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| {
+            ServiceError::Invalid(format!(
+                "`expires_at` `{}` is neither an RFC 3339 time nor a YYYY-MM-DD date",
+                text.escape_debug()
+            ))
+        })?;
+    if time <= chrono::Utc::now() {
+        return Err(ServiceError::Invalid(format!(
+            "`expires_at` {time} is in the past"
+        )));
+    }
+    Ok(time.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn check_name(name: &str) -> Result<(), ServiceError> {
+    let valid = !name.trim().is_empty()
+        && name.len() <= MAX_TOKEN_NAME
+        && name.chars().all(|c| !c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "a token name must be 1-{MAX_TOKEN_NAME} printable characters"
+        )))
+    }
+}
+
+/// The admin scope a caller needs to hand out `wanted`: `admin` on its pattern.
+fn admin_over(pattern: &IndexPattern) -> Scope {
+    Scope {
+        permission: Permission::Admin,
+        pattern: pattern.clone(),
+    }
+}
+
+/// True when `caller` may see and revoke `target`: its own token, or one whose every
+/// scope lies within the caller's `admin` scopes.
+fn manages(caller: &Principal, target: &TokenRecord, scopes: &[Scope]) -> bool {
+    caller.token_id == Some(target.id)
+        || scopes
+            .iter()
+            .all(|s| scope::covers(&caller.scopes, &admin_over(&s.pattern)))
+}
+
+/// Creates a token; the caller needs `admin` on every pattern it grants.
 pub async fn create_token(
+    db: &Db,
+    caller: &Principal,
+    request: &TokenRequest,
+) -> Result<CreatedToken, ServiceError> {
+    check_name(&request.name)?;
+    if request.scopes.is_empty() {
+        return Err(ServiceError::Invalid(
+            "a token needs at least one scope, e.g. `upload:acme/*`".into(),
+        ));
+    }
+    for wanted in &request.scopes {
+        let needed = admin_over(&wanted.pattern);
+        if !scope::covers(&caller.scopes, &needed) {
+            return Err(ServiceError::Forbidden(format!(
+                "granting `{wanted}` needs `admin` on `{}`, which this token lacks",
+                wanted.pattern
+            )));
+        }
+    }
+    let expires_at = request
+        .expires_at
+        .as_deref()
+        .map(parse_expiry)
+        .transpose()?;
+    let mut scopes = request.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let secret = generate_secret();
+    let mut tx = db.begin_write().await?;
+    let id = insert(
+        &mut tx,
+        &request.name,
+        &secret,
+        &scopes,
+        expires_at.as_deref(),
+        Some(&caller.name),
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    tracing::info!(token.id = id, token.name = %request.name, token.created_by = %caller.name, "token created");
+    let record = db
+        .token_by_id(id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("token {id} vanished")))?;
+    Ok(CreatedToken {
+        token: view(&record)?,
+        secret,
+    })
+}
+
+async fn insert(
     tx: &mut WriteTx,
     name: &str,
     secret: &str,
-    is_admin: bool,
-) -> Result<(), ServiceError> {
+    scopes: &[Scope],
+    expires_at: Option<&str>,
+    created_by: Option<&str>,
+) -> Result<i64, ServiceError> {
+    let scopes = serde_json::to_string(scopes).expect("scopes serialize");
+    Ok(Db::insert_token(
+        tx,
+        &NewToken {
+            name,
+            secret_sha256: &hash_secret(secret),
+            scopes: &scopes,
+            created_at: &now_rfc3339(),
+            expires_at,
+            created_by,
+        },
+    )
+    .await?)
+}
+
+/// Stores the first-start admin token (`admin:*`) for `secret`.
+pub async fn create_admin_token(tx: &mut WriteTx, secret: &str) -> Result<(), ServiceError> {
     if secret.len() < 16 {
         return Err(ServiceError::Invalid(
             "a token must be at least 16 characters long".into(),
         ));
     }
-    Db::insert_token(
-        tx,
-        name,
-        &hash_secret(secret),
-        is_admin,
-        &super::now_rfc3339(),
-    )
-    .await?;
+    insert(tx, "admin", secret, &[Scope::admin_all()], None, None).await?;
     Ok(())
 }
 
-/// Finds the principal a secret belongs to.
-pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, ServiceError> {
-    match db.find_token(&hash_secret(secret)).await? {
-        Some(token) => Ok(Principal {
-            name: token.name,
-            is_admin: token.is_admin != 0,
-        }),
-        None => Err(ServiceError::Forbidden(
-            "the token is not valid on this server (mistyped, revoked, or issued by another Kiln)"
-                .into(),
-        )),
+/// The tokens the caller may manage (see [`revoke_token`]), oldest first.
+pub async fn list_tokens(db: &Db, caller: &Principal) -> Result<Vec<TokenView>, ServiceError> {
+    let mut views = Vec::new();
+    for record in db.list_tokens().await? {
+        let scopes = parse_scopes(&record)?;
+        if manages(caller, &record, &scopes) {
+            views.push(view(&record)?);
+        }
     }
+    Ok(views)
+}
+
+/// Revokes a token at once: the next request with it is refused. The caller may revoke
+/// its own token, and any token whose every scope lies within its `admin` scopes. A
+/// token it may not manage is reported exactly like one that does not exist.
+pub async fn revoke_token(db: &Db, caller: &Principal, id: i64) -> Result<TokenView, ServiceError> {
+    let not_found = || {
+        ServiceError::NotFound(format!(
+            "no token with id {id} that this token may manage (`kiln token list` shows those)"
+        ))
+    };
+    let record = db.token_by_id(id).await?.ok_or_else(not_found)?;
+    if !manages(caller, &record, &parse_scopes(&record)?) {
+        return Err(not_found());
+    }
+    let mut tx = db.begin_write().await?;
+    Db::revoke_token(&mut tx, id, &now_rfc3339()).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    tracing::info!(token.id = id, token.name = %record.name, token.revoked_by = %caller.name, "token revoked");
+    let record = db.token_by_id(id).await?.ok_or_else(not_found)?;
+    view(&record)
+}
+
+/// Finds the principal a secret belongs to, refusing revoked and expired tokens.
+pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, ServiceError> {
+    let digest = hash_secret(secret);
+    let invalid = || {
+        ServiceError::Forbidden(
+            "the token is not valid on this server (mistyped, or issued by another Kiln)".into(),
+        )
+    };
+    let record = db.find_token(&digest).await?.ok_or_else(invalid)?;
+    if !bool::from(record.secret_sha256.as_bytes().ct_eq(digest.as_bytes())) {
+        return Err(invalid());
+    }
+    if let Some(revoked) = &record.revoked_at {
+        return Err(ServiceError::Forbidden(format!(
+            "the token was revoked at {revoked}; ask an admin for a new one"
+        )));
+    }
+    if let Some(expires) = record.expires_at.as_deref().filter(|t| has_passed(t)) {
+        return Err(ServiceError::Forbidden(format!(
+            "the token expired at {expires}; ask an admin for a new one"
+        )));
+    }
+    Ok(Principal {
+        token_id: Some(record.id),
+        name: record.name.clone(),
+        scopes: parse_scopes(&record)?,
+    })
 }
 
 #[cfg(test)]
@@ -88,5 +463,81 @@ mod tests {
         assert!(a.starts_with(TOKEN_PREFIX));
         assert_eq!(a.len(), TOKEN_PREFIX.len() + 43);
         assert_eq!(hash_secret(&a).len(), 64);
+    }
+
+    #[test]
+    fn expiry_accepts_times_and_dates_in_the_future_only() {
+        assert_eq!(parse_expiry("2999-01-02").unwrap(), "2999-01-02T00:00:00Z");
+        assert_eq!(
+            parse_expiry("2999-01-02T03:04:05+01:00").unwrap(),
+            "2999-01-02T02:04:05Z"
+        );
+        assert!(
+            parse_expiry("2001-01-01")
+                .unwrap_err()
+                .to_string()
+                .contains("in the past")
+        );
+        assert!(
+            parse_expiry("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("neither")
+        );
+    }
+
+    fn principal(scopes: &[&str]) -> Principal {
+        Principal {
+            token_id: None,
+            name: "p".into(),
+            scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    fn index(name: &str, private: bool) -> Index {
+        Index {
+            id: 0,
+            name: name.parse().unwrap(),
+            settings: crate::domain::IndexSettings {
+                private,
+                ..Default::default()
+            },
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn reading_a_chain_needs_read_on_each_private_member() {
+        let chain = [index("acme/dev", false), index("acme/master", true)];
+        let anonymous = require_read_chain(None, &chain).unwrap_err();
+        assert!(matches!(anonymous, ServiceError::Unauthenticated(_)));
+        assert!(
+            anonymous.to_string().contains(
+                "`acme/master` is private (a private index that `acme/dev` inherits from)"
+            )
+        );
+        let other = require_read_chain(Some(&principal(&["read:other/*"])), &chain).unwrap_err();
+        assert!(
+            other.to_string().contains("lacks `read` on `acme/master`"),
+            "{other}"
+        );
+        assert!(can_read(Some(&principal(&["read:acme/*"])), &chain));
+        assert!(can_read(Some(&principal(&["admin:acme/master"])), &chain));
+        assert!(can_read(None, &[index("acme/dev", false)]));
+    }
+
+    #[test]
+    fn refusals_name_permission_and_index() {
+        let ci = principal(&["upload:acme/*", "report:acme/*"]);
+        let err = ci
+            .require(Permission::Promote, &"acme/prod".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lacks `promote` on `acme/prod`"), "{err}");
+        assert!(
+            ci.require(Permission::Upload, &"acme/x".parse().unwrap())
+                .is_ok()
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! under `root/prod`, so every chain ends in the caching proxy. It all happens in one transaction, claimed with a conditional write, so two
 //! replicas starting together bootstrap once.
 
-use super::auth::{create_token, generate_secret};
+use super::auth::{create_admin_token, generate_secret};
 use super::indexes::create_index_tx;
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, DbError};
@@ -97,7 +97,7 @@ pub async fn bootstrap(
         Some(token) => (token.to_owned(), false),
         None => (generate_secret(), true),
     };
-    create_token(&mut tx, "admin", &secret, true).await?;
+    create_admin_token(&mut tx, &secret).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(Some(Bootstrapped {
         admin_token: secret,

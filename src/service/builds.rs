@@ -255,6 +255,7 @@ pub async fn claim(
             index.name
         )));
     }
+    principal.require(crate::domain::Permission::Upload, &index.name)?;
     let builder = describe(principal, builder);
     // Cheap read first: most claims find the release ready or someone building, and
     // answering those must not take the write lock.

@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{ServiceError, now_rfc3339};
+use super::auth::{self, Principal};
+use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{Db, DbError, WriteTx};
+use crate::domain::Permission;
 use crate::domain::{Index, IndexKind, IndexName, IndexSettings, MirrorSettings, ProjectName};
 
 /// Changes to an index's settings; `None` keeps the current value.
@@ -19,6 +21,8 @@ pub struct IndexPatch {
     pub promotion_only: Option<bool>,
     /// New description.
     pub description: Option<String>,
+    /// New `private` flag.
+    pub private: Option<bool>,
     /// Mirrors: a new upstream URL.
     pub mirror_url: Option<String>,
     /// Mirrors: a new upstream user (empty to clear).
@@ -165,6 +169,70 @@ pub async fn create_index_tx(
     }
 }
 
+/// True for the indexes `kiln ensure` creates: volatile stage indexes of one branch.
+fn is_branch_index(settings: &IndexSettings) -> bool {
+    settings.kind == IndexKind::Stage
+        && settings.volatile
+        && !settings.promotion_only
+        && settings.branch.is_some()
+}
+
+/// Refuses unless `principal` may read every base (and what they inherit): nobody can
+/// make an index that inherits what they could not read themselves.
+async fn authorize_bases(
+    db: &Db,
+    principal: &Principal,
+    bases: &[IndexName],
+) -> Result<(), ServiceError> {
+    for base in bases {
+        let Some(index) = db.find_index(base).await? else {
+            continue; // `resolve_bases` reports it
+        };
+        let chain = resolve::chain_indexes(db, &index).await?;
+        auth::require_read_chain(Some(principal), &chain)?;
+    }
+    Ok(())
+}
+
+/// What creating an index takes: `admin` on its name, or `upload` for a branch index (so
+/// CI tokens can create them on demand), and read access to every base.
+pub async fn authorize_create(
+    db: &Db,
+    principal: &Principal,
+    name: &IndexName,
+    settings: &IndexSettings,
+) -> Result<(), ServiceError> {
+    if !(is_branch_index(settings) && principal.allows(Permission::Upload, name)) {
+        principal.require(Permission::Admin, name)?;
+    }
+    authorize_bases(db, principal, &settings.bases).await
+}
+
+/// What changing an index takes: `admin` on it, and read access to any new bases.
+pub async fn authorize_modify(
+    db: &Db,
+    principal: &Principal,
+    name: &IndexName,
+    patch: &IndexPatch,
+) -> Result<(), ServiceError> {
+    principal.require(Permission::Admin, name)?;
+    authorize_bases(db, principal, patch.bases.as_deref().unwrap_or_default()).await
+}
+
+/// What deleting an index takes: `admin` on it, or `upload` for a volatile index (CI
+/// cleans up merged branches' indexes).
+pub async fn authorize_delete(
+    db: &Db,
+    principal: &Principal,
+    name: &IndexName,
+) -> Result<(), ServiceError> {
+    let index = get_index(db, name).await?;
+    if !(index.settings.volatile && principal.allows(Permission::Upload, name)) {
+        principal.require(Permission::Admin, name)?;
+    }
+    Ok(())
+}
+
 /// Applies `patch` to an index.
 pub async fn modify_index(
     db: &Db,
@@ -187,6 +255,9 @@ pub async fn modify_index(
     }
     if let Some(description) = &patch.description {
         settings.description.clone_from(description);
+    }
+    if let Some(private) = patch.private {
+        settings.private = private;
     }
     apply_mirror_patch(name, &mut settings, patch)?;
     let settings = validate_settings(name, &settings)?;

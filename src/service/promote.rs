@@ -24,6 +24,7 @@ use super::builds::Release;
 use super::results::{ResultView, latest_of_files};
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
+use crate::domain::scope::{IndexPattern, Permission, Scope};
 use crate::domain::{Index, IndexName};
 use crate::policy::{CandidateFile, Check, Policies, PromotionRule, SdistRule};
 
@@ -216,7 +217,11 @@ pub async fn promote(
 ) -> Result<PromotionOutcome, ServiceError> {
     let rule = choose_rule(policies, request.from.as_ref(), request.to.as_ref())?;
     let release = Release::parse(&request.project, &request.version)?;
+    principal.require(Permission::Promote, &rule.to)?;
     let source = indexes::get_index(db, &rule.from).await?;
+    if source.settings.private {
+        principal.require(Permission::Read, &rule.from)?;
+    }
     let target = indexes::get_index(db, &rule.to).await?;
     indexes::refuse_mirror(&target, "promotions")?;
     let outcome = |result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
@@ -441,10 +446,21 @@ pub async fn auto_promote(
                 to: Some(rule.to.clone()),
                 dry_run: true,
             };
-            let auto = Principal {
-                name: format!("auto ({})", rule.name),
-                is_admin: false,
-            };
+            // The policy is the authority here, so the server acts with exactly what
+            // the rule needs, whoever reported the result.
+            let auto = Principal::system(
+                format!("auto ({})", rule.name),
+                vec![
+                    Scope {
+                        permission: Permission::Promote,
+                        pattern: IndexPattern::Exact(rule.to.clone()),
+                    },
+                    Scope {
+                        permission: Permission::Read,
+                        pattern: IndexPattern::Exact(rule.from.clone()),
+                    },
+                ],
+            );
             let trial = promote(db, policies, &auto, &request).await?;
             if trial.result == PromotionResult::WouldPromote {
                 let real = PromoteRequest {
@@ -456,6 +472,17 @@ pub async fn auto_promote(
         }
     }
     Ok(done)
+}
+
+/// What a yank or un-yank takes: `promote` on a promotion-only index (nobody uploads
+/// there), `upload` on any other.
+pub fn authorize_yank(index: &Index, principal: &Principal) -> Result<(), ServiceError> {
+    let needed = if index.settings.promotion_only {
+        Permission::Promote
+    } else {
+        Permission::Upload
+    };
+    principal.require(needed, &index.name)
 }
 
 /// Yanks (with a reason) or un-yanks (`reason = None`) a release's files on one index

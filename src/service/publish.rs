@@ -76,7 +76,7 @@ pub enum Published {
 }
 
 /// Refuses uploads a principal may not make, before the body is read.
-pub fn check_can_upload(index: &Index, _principal: &Principal) -> Result<(), ServiceError> {
+pub fn check_can_upload(index: &Index, principal: &Principal) -> Result<(), ServiceError> {
     super::indexes::refuse_mirror(index, "uploads")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Forbidden(format!(
@@ -84,7 +84,7 @@ pub fn check_can_upload(index: &Index, _principal: &Principal) -> Result<(), Ser
             index.name
         )));
     }
-    Ok(())
+    principal.require(crate::domain::Permission::Upload, &index.name)
 }
 
 /// Streams a body into a temporary file in `tmp_dir`, hashing it and enforcing `limit`.

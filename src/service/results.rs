@@ -18,7 +18,7 @@ use super::builds::{Release, tail};
 use super::resolve;
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, FileRecord, NewResult, ResultRecord};
-use crate::domain::{Index, IndexName, Sha256Digest};
+use crate::domain::{Index, IndexName, Permission, Sha256Digest};
 
 /// Longest log tail stored with a result.
 pub const MAX_LOG_TAIL: usize = 64 * 1024;
@@ -197,6 +197,41 @@ fn check_report(report: &StageReport) -> Result<Sha256Digest, ServiceError> {
     Ok(digest)
 }
 
+fn listed(names: &[IndexName]) -> String {
+    if names.is_empty() {
+        " (it is only in a mirror's cache)".into()
+    } else {
+        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        format!(" ({})", names.join(", "))
+    }
+}
+
+/// Refuses unless the caller may read some index that holds the artifact (mirror-only
+/// artifacts are public knowledge).
+pub async fn authorize_read(
+    db: &Db,
+    caller: Option<&Principal>,
+    sha256: &str,
+) -> Result<(), ServiceError> {
+    let holders = db.indexes_holding(sha256).await?;
+    if holders.is_empty() {
+        return Ok(());
+    }
+    let readable = super::auth::readable_indexes(db, caller).await?;
+    if readable.iter().any(|i| holders.contains(&i.name)) {
+        return Ok(());
+    }
+    let message = format!(
+        "artifact `{sha256}` is only on private indexes{}: reading its results needs `read` on one of them",
+        listed(&holders)
+    );
+    Err(if caller.is_some() {
+        ServiceError::Forbidden(message)
+    } else {
+        ServiceError::Unauthenticated(message)
+    })
+}
+
 /// Validates and stores a stage result.
 pub async fn record(
     db: &Db,
@@ -207,6 +242,16 @@ pub async fn record(
     if !db.blob_exists(digest.as_str()).await? {
         return Err(ServiceError::NotFound(format!(
             "no artifact with sha256 `{digest}` is stored on this server; report results for files uploaded to it"
+        )));
+    }
+    let holders = db.indexes_holding(digest.as_str()).await?;
+    if !holders
+        .iter()
+        .any(|index| principal.allows(Permission::Report, index))
+    {
+        return Err(ServiceError::Forbidden(format!(
+            "this token lacks `report` on every index that holds artifact `{digest}`{}; ask an admin for a token with `report` on one of them",
+            listed(&holders)
         )));
     }
     let environment = serde_json::to_string(&report.environment)
