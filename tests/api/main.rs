@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real server per test on a free loopback port, driven by
 //! HTTP and by the real Python clients.
 
+mod access;
 mod clients;
 mod helpers;
 mod hooks;
