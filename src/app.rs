@@ -17,9 +17,9 @@ use crate::service::mirror::Mirrors;
 use crate::storage::Storage;
 
 /// Largest JSON API request body.
-const MAX_API_BODY: usize = 64 * 1024;
+pub const MAX_API_BODY: usize = 64 * 1024;
 /// Largest build and result body: they carry up to 64 KiB of log tail, JSON-escaped.
-const MAX_REPORT_BODY: usize = 512 * 1024;
+pub const MAX_REPORT_BODY: usize = 512 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]

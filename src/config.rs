@@ -24,6 +24,35 @@ pub const DEFAULT_BUILD_LEASE: Duration = Duration::from_secs(600);
 /// Default largest upload: 1 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 1024 * 1024 * 1024;
 
+/// Default: an upload that sends nothing for this long is cut off (slow-body attacks).
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default: the longest an upload body may take in all.
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default: most fields an upload form may have (twine sends about 30, plus one per
+/// classifier and dependency).
+pub const DEFAULT_MAX_FORM_FIELDS: usize = 1000;
+
+/// Bounds on one upload request, beyond its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Longest pause between two chunks of the body.
+    pub idle_timeout: Duration,
+    /// Longest time for the whole body.
+    pub total_timeout: Duration,
+    /// Most multipart fields.
+    pub max_form_fields: usize,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
+            total_timeout: DEFAULT_UPLOAD_TIMEOUT,
+            max_form_fields: DEFAULT_MAX_FORM_FIELDS,
+        }
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -59,6 +88,18 @@ pub struct ConfigFile {
     pub upstream: Option<String>,
     /// See [`ServeConfig::upstream_timeout`].
     pub upstream_timeout: Option<String>,
+    /// `upload_idle_timeout = "60s"`
+    pub upload_idle_timeout: Option<String>,
+    /// `upload_timeout = "1h"`
+    pub upload_timeout: Option<String>,
+    /// `max_form_fields = 1000`
+    pub max_form_fields: Option<usize>,
+    /// `max_archive_entries = 100000`
+    pub max_archive_entries: Option<usize>,
+    /// `max_metadata_size = "16MiB"`
+    pub max_metadata_size: Option<String>,
+    /// `max_unpacked_size = "16GiB"`
+    pub max_unpacked_size: Option<String>,
 }
 
 impl ConfigFile {
@@ -86,6 +127,8 @@ pub struct ServeConfig {
     pub max_upload_bytes: u64,
     /// Bounds on reading archives.
     pub archive_limits: ArchiveLimits,
+    /// Bounds on upload requests.
+    pub upload_limits: UploadLimits,
     /// Fixes the admin token at first start (`KILN_ADMIN_TOKEN`); ignored later.
     pub admin_token: Option<String>,
     /// Log output format.
@@ -114,6 +157,7 @@ impl ServeConfig {
             storage_url: default_storage_url(data_dir),
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             archive_limits: ArchiveLimits::default(),
+            upload_limits: UploadLimits::default(),
             admin_token: None,
             log_format: LogFormat::Text,
             build_lease_ttl: DEFAULT_BUILD_LEASE,
@@ -139,6 +183,7 @@ impl fmt::Debug for ServeConfig {
             .field("storage_url", &self.storage_url)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("archive_limits", &self.archive_limits)
+            .field("upload_limits", &self.upload_limits)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("log_format", &self.log_format)
             .field("build_lease_ttl", &self.build_lease_ttl)

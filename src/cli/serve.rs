@@ -46,6 +46,25 @@ pub struct ServeArgs {
     /// answering 502), e.g. `20s` [default: 20s].
     #[arg(long, env = "KILN_UPSTREAM_TIMEOUT")]
     upstream_timeout: Option<String>,
+    /// An upload that sends no bytes for this long is cut off with 408, e.g. `60s`
+    /// [default: 60s].
+    #[arg(long, env = "KILN_UPLOAD_IDLE_TIMEOUT")]
+    upload_idle_timeout: Option<String>,
+    /// The longest an upload body may take in all, e.g. `1h` [default: 1h].
+    #[arg(long, env = "KILN_UPLOAD_TIMEOUT")]
+    upload_timeout: Option<String>,
+    /// Most fields an upload form may have [default: 1000].
+    #[arg(long, env = "KILN_MAX_FORM_FIELDS")]
+    max_form_fields: Option<usize>,
+    /// Most members an uploaded archive may have [default: 100000].
+    #[arg(long, env = "KILN_MAX_ARCHIVE_ENTRIES")]
+    max_archive_entries: Option<usize>,
+    /// Largest METADATA file a wheel may carry, inflated [default: 16MiB].
+    #[arg(long, env = "KILN_MAX_METADATA_SIZE")]
+    max_metadata_size: Option<String>,
+    /// Most bytes an uploaded archive may unpack to [default: 16GiB].
+    #[arg(long, env = "KILN_MAX_UNPACKED_SIZE")]
+    max_unpacked_size: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -58,11 +77,13 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     };
     let data_dir = args
         .data_dir
-        .or(file.data_dir)
+        .clone()
+        .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("kiln-data"));
     let data_dir = std::path::absolute(&data_dir)
         .with_context(|| format!("resolving data directory `{}`", data_dir.display()))?;
     let mut config = ServeConfig::for_data_dir(&data_dir);
+    resolve_limits(&mut config, &args, &file)?;
     if let Some(listen) = args.listen.or(file.listen) {
         config.listen = listen;
     }
@@ -105,6 +126,37 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         .ok()
         .filter(|t| !t.is_empty());
     Ok(config)
+}
+
+fn resolve_limits(
+    config: &mut ServeConfig,
+    args: &ServeArgs,
+    file: &ConfigFile,
+) -> anyhow::Result<()> {
+    let pick = |flag: &Option<String>, key: &Option<String>| flag.clone().or_else(|| key.clone());
+    if let Some(t) = pick(&args.upload_idle_timeout, &file.upload_idle_timeout) {
+        config.upload_limits.idle_timeout =
+            parse_duration(&t).map_err(|e| anyhow::anyhow!("--upload-idle-timeout: {e}"))?;
+    }
+    if let Some(t) = pick(&args.upload_timeout, &file.upload_timeout) {
+        config.upload_limits.total_timeout =
+            parse_duration(&t).map_err(|e| anyhow::anyhow!("--upload-timeout: {e}"))?;
+    }
+    if let Some(n) = args.max_form_fields.or(file.max_form_fields) {
+        config.upload_limits.max_form_fields = n;
+    }
+    if let Some(n) = args.max_archive_entries.or(file.max_archive_entries) {
+        config.archive_limits.max_entries = n;
+    }
+    if let Some(size) = pick(&args.max_metadata_size, &file.max_metadata_size) {
+        config.archive_limits.max_metadata_bytes =
+            parse_size(&size).map_err(|e| anyhow::anyhow!("--max-metadata-size: {e}"))?;
+    }
+    if let Some(size) = pick(&args.max_unpacked_size, &file.max_unpacked_size) {
+        config.archive_limits.max_unpacked_bytes =
+            parse_size(&size).map_err(|e| anyhow::anyhow!("--max-unpacked-size: {e}"))?;
+    }
+    Ok(())
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -152,6 +152,30 @@ impl DistFilename {
         }
     }
 
+    /// True when an installer could not tell the two files apart: the same normalized
+    /// project, an equal version (PEP 440: `1.0` equals `1.0.0`) and, for wheels, the
+    /// same build and compatibility tags. `Demo_Pkg-1.0.tar.gz` and `demo.pkg-1.0.0.tar.gz`
+    /// are one distribution, so different bytes under the two would pose as one release.
+    #[must_use]
+    pub fn same_distribution(&self, other: &Self) -> bool {
+        self.project == other.project
+            && self.version == other.version
+            && self.kind == other.kind
+            && self.tags() == other.tags()
+    }
+
+    /// A wheel's `[build-]python-abi-platform` part, lowercased; empty for sdists.
+    fn tags(&self) -> String {
+        match self.kind {
+            DistKind::Sdist => String::new(),
+            DistKind::Wheel => {
+                let stem = self.filename.strip_suffix(".whl").unwrap_or(&self.filename);
+                let parts: Vec<&str> = stem.split('-').skip(2).collect();
+                parts.join("-").to_ascii_lowercase()
+            }
+        }
+    }
+
     fn parse_wheel(filename: &str, stem: &str) -> Result<Self, FilenameError> {
         let parts: Vec<&str> = stem.split('-').collect();
         let (name, version, tags) = match parts.as_slice() {
@@ -215,6 +239,26 @@ impl DistFilename {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equivalent_spellings_are_one_distribution() {
+        let parse = |f: &str| DistFilename::parse(f).unwrap();
+        assert!(parse("Demo_Pkg-1.0.tar.gz").same_distribution(&parse("demo.pkg-1.0.0.tar.gz")));
+        assert!(
+            parse("demo_pkg-1.0-py3-none-any.whl")
+                .same_distribution(&parse("Demo_Pkg-1.0.0-PY3-none-any.whl"))
+        );
+        assert!(
+            !parse("demo-1.0-py3-none-any.whl")
+                .same_distribution(&parse("demo-1.0-cp312-cp312-linux_x86_64.whl"))
+        );
+        assert!(!parse("demo-1.0-py3-none-any.whl").same_distribution(&parse("demo-1.0.tar.gz")));
+        assert!(
+            !parse("demo-1.0-1-py3-none-any.whl")
+                .same_distribution(&parse("demo-1.0-py3-none-any.whl"))
+        );
+        assert!(!parse("demo-1.0.tar.gz").same_distribution(&parse("demo-1.0.post1.tar.gz")));
+    }
 
     fn err(name: &str) -> String {
         DistFilename::parse(name).unwrap_err().to_string()

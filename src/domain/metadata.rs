@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use pep440_rs::Version;
 
+use super::archive::{ArchiveError, ArchiveLimits, check_zip};
 use super::dist_filename::DistFilename;
 use super::project_name::ProjectName;
 
@@ -39,22 +40,9 @@ pub enum MetadataError {
     /// A required header is absent.
     #[error("METADATA has no `{0}` field")]
     Missing(&'static str),
-    /// The archive is not a readable zip.
-    #[error("`{filename}` is not a readable zip archive ({reason}); was the upload truncated?")]
-    NotZip {
-        /// The wheel filename.
-        filename: String,
-        /// What the zip reader said.
-        reason: String,
-    },
-    /// More entries than the limit allows.
-    #[error("`{filename}` has more than {limit} archive entries")]
-    TooManyEntries {
-        /// The wheel filename.
-        filename: String,
-        /// The configured limit.
-        limit: usize,
-    },
+    /// A member or the archive as a whole breaks a rule or a limit.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     /// No `.dist-info/METADATA` for the wheel's own name and version.
     #[error("`{filename}` has no `{expected}` member")]
     NoMetadata {
@@ -64,7 +52,7 @@ pub enum MetadataError {
         expected: String,
     },
     /// METADATA inflates beyond the limit.
-    #[error("`{filename}`: METADATA is larger than {limit} bytes")]
+    #[error("`{filename}`: METADATA is larger than {limit} bytes (`--max-metadata-size`)")]
     TooLarge {
         /// The wheel filename.
         filename: String,
@@ -127,24 +115,6 @@ pub fn parse_core_metadata(bytes: &[u8]) -> Result<CoreMetadata, MetadataError> 
     })
 }
 
-/// Bounds on the work done reading an archive.
-#[derive(Debug, Clone, Copy)]
-pub struct ArchiveLimits {
-    /// Most entries a wheel may have.
-    pub max_entries: usize,
-    /// Largest METADATA file, after decompression.
-    pub max_metadata_bytes: u64,
-}
-
-impl Default for ArchiveLimits {
-    fn default() -> Self {
-        Self {
-            max_entries: 100_000,
-            max_metadata_bytes: 16 * 1024 * 1024,
-        }
-    }
-}
-
 /// Reads a wheel's `{name}-{version}.dist-info/METADATA`, checks that it agrees with the
 /// filename and returns its bytes and parsed fields.
 pub fn read_wheel_metadata<R: Read + Seek>(
@@ -153,16 +123,15 @@ pub fn read_wheel_metadata<R: Read + Seek>(
     limits: ArchiveLimits,
 ) -> Result<(Vec<u8>, CoreMetadata), MetadataError> {
     let filename = &dist.filename;
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| MetadataError::NotZip {
-        filename: filename.clone(),
-        reason: e.to_string(),
-    })?;
-    if archive.len() > limits.max_entries {
-        return Err(MetadataError::TooManyEntries {
+    let unreadable = |e: zip::result::ZipError| {
+        MetadataError::Archive(ArchiveError::Unreadable {
             filename: filename.clone(),
-            limit: limits.max_entries,
-        });
-    }
+            format: "zip archive",
+            reason: e.to_string(),
+        })
+    };
+    let mut archive = zip::ZipArchive::new(reader).map_err(unreadable)?;
+    check_zip(&mut archive, filename, limits)?;
     // The dist-info directory name escapes the project name (PEP 427), and tools differ in
     // how they spell the version, so match on the normalized forms instead of a string.
     let member = archive
@@ -177,20 +146,12 @@ pub fn read_wheel_metadata<R: Read + Seek>(
                 dist.version
             ),
         })?;
-    let entry = archive
-        .by_name(&member)
-        .map_err(|e| MetadataError::NotZip {
-            filename: filename.clone(),
-            reason: e.to_string(),
-        })?;
+    let entry = archive.by_name(&member).map_err(unreadable)?;
     let mut bytes = Vec::new();
     entry
         .take(limits.max_metadata_bytes + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| MetadataError::NotZip {
-            filename: filename.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| unreadable(e.into()))?;
     if bytes.len() as u64 > limits.max_metadata_bytes {
         return Err(MetadataError::TooLarge {
             filename: filename.clone(),
@@ -312,14 +273,27 @@ mod tests {
         let tight = ArchiveLimits {
             max_entries: 1,
             max_metadata_bytes: 10,
+            max_unpacked_bytes: 1000,
         };
         insta::assert_snapshot!(
             read(wheel(&[("a", b""), ("b", b"")]), tight),
-            @"`my_pkg-1.0-py3-none-any.whl` has more than 1 archive entries"
+            @"`my_pkg-1.0-py3-none-any.whl` has more than 1 archive entries (`--max-archive-entries`)"
         );
         insta::assert_snapshot!(
-            read(good, tight),
-            @"`my_pkg-1.0-py3-none-any.whl`: METADATA is larger than 10 bytes"
+            read(good.clone(), tight),
+            @"`my_pkg-1.0-py3-none-any.whl`: METADATA is larger than 10 bytes (`--max-metadata-size`)"
+        );
+        let small = ArchiveLimits {
+            max_unpacked_bytes: 10,
+            ..ArchiveLimits::default()
+        };
+        insta::assert_snapshot!(
+            read(good, small),
+            @"`my_pkg-1.0-py3-none-any.whl` unpacks to more than 10 bytes (`--max-unpacked-size`)"
+        );
+        insta::assert_snapshot!(
+            read(wheel(&[("../evil.py", b""), ("my_pkg-1.0.dist-info/METADATA", METADATA.as_bytes())]), ArchiveLimits::default()),
+            @"`my_pkg-1.0-py3-none-any.whl` has an unsafe member `../evil.py`: it climbs out with `..`"
         );
     }
 }

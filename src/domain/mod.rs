@@ -3,6 +3,7 @@
 //! Nothing in here does I/O except through a reader it is handed, so every rule can be
 //! unit-tested (and fuzzed) without a server, a database or a disk.
 
+pub mod archive;
 pub mod branch;
 pub mod build_version;
 pub mod ci;
@@ -15,10 +16,11 @@ pub mod project_name;
 pub mod scope;
 pub mod upstream_page;
 
+pub use archive::{ArchiveError, ArchiveLimits};
 pub use digest::Sha256Digest;
 pub use dist_filename::{DistFilename, DistKind, FilenameError};
 pub use index::{DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexSettings, MirrorSettings};
 pub use index_name::{IndexName, IndexNameError};
-pub use metadata::{ArchiveLimits, CoreMetadata, MetadataError};
+pub use metadata::{CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};
 pub use scope::{IndexPattern, Permission, Scope};

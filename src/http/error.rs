@@ -62,6 +62,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ServiceError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ServiceError::Internal(detail) => {
                 tracing::error!(error.detail = %detail, "internal error");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
@@ -75,7 +76,16 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = match rejection {
             JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            JsonRejection::BytesRejection(_) => {
+                return Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body: over this endpoint's limit ({} KiB for API calls, {} KiB for build and result reports)",
+                        crate::app::MAX_API_BODY / 1024,
+                        crate::app::MAX_REPORT_BODY / 1024
+                    ),
+                );
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, format!("request body: {}", rejection.body_text()))

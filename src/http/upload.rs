@@ -10,12 +10,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
+use std::time::Duration;
+
+use futures_util::{StreamExt as _, TryStreamExt};
 use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{IndexPath, User};
 use crate::app::AppState;
+use crate::config::UploadLimits;
 use crate::service::ServiceError;
 use crate::service::indexes;
 use crate::service::publish::{
@@ -29,8 +32,55 @@ const MAX_TEXT_FIELD: u64 = 4 * 1024 * 1024;
 /// Room for all the text fields around the file.
 const FORM_OVERHEAD: u64 = 32 * 1024 * 1024;
 
+/// Why the server stopped reading an upload body.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("{0}")]
+    Read(axum::Error),
+    #[error("the upload sent no data for {0:?}; cut off (`--upload-idle-timeout`)")]
+    Idle(Duration),
+    #[error("the upload took longer than {0:?}; cut off (`--upload-timeout`)")]
+    Total(Duration),
+}
+
+/// The request body, cut off when it pauses longer than the idle timeout or runs past
+/// the total one: a slow body cannot hold a connection and a temp file forever.
+fn timed_body(
+    body: Body,
+    limits: UploadLimits,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BodyError>> {
+    let deadline = tokio::time::Instant::now() + limits.total_timeout;
+    futures_util::stream::unfold(
+        (body.into_data_stream(), false),
+        move |(mut stream, failed)| async move {
+            if failed {
+                return None;
+            }
+            let now = tokio::time::Instant::now();
+            let wait = limits
+                .idle_timeout
+                .min(deadline.saturating_duration_since(now));
+            match tokio::time::timeout(wait, stream.next()).await {
+                Ok(Some(item)) => Some((item.map_err(BodyError::Read), (stream, false))),
+                Ok(None) => None,
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    Some((Err(BodyError::Total(limits.total_timeout)), (stream, true)))
+                }
+                Err(_) => Some((Err(BodyError::Idle(limits.idle_timeout)), (stream, true))),
+            }
+        },
+    )
+}
+
 fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
     match err {
+        multer::Error::StreamReadFailed(cause) => match cause.downcast::<BodyError>() {
+            Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
+                ServiceError::Timeout(timeout.to_string())
+            }
+            Ok(read) => ServiceError::Invalid(format!("reading the upload body: {read}")),
+            Err(other) => ServiceError::Invalid(format!("reading the upload body: {other}")),
+        },
         multer::Error::FieldSizeExceeded { field_name, .. }
             if field_name.as_deref() == Some("content") =>
         {
@@ -77,8 +127,10 @@ pub async fn upload_file(
             // Slack above the limit lets `spool` refuse first, naming the file.
             .for_field("content", limit.saturating_add(64 * 1024)),
     );
+    let upload_limits = state.config.upload_limits;
     let mut multipart =
-        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+        multer::Multipart::with_constraints(timed_body(body, upload_limits), boundary, constraints);
+    let mut fields = 0usize;
     let mut form = UploadForm {
         lease_id: headers
             .get(LEASE_HEADER)
@@ -91,6 +143,14 @@ pub async fn upload_file(
         .await
         .map_err(|e| multipart_error(e, limit))?
     {
+        fields += 1;
+        if fields > upload_limits.max_form_fields {
+            return Err(ServiceError::TooLarge(format!(
+                "the upload form has more than {} fields (`--max-form-fields`)",
+                upload_limits.max_form_fields
+            ))
+            .into());
+        }
         let name = field.name().unwrap_or_default().to_owned();
         if name == "content" {
             if form.content.is_some() {

@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// The request body is over a configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The client took too long to send its request (408).
+    #[error("{0}")]
+    Timeout(String),
     /// A mirror's upstream failed and nothing was cached to serve instead (502).
     #[error("{0}")]
     Upstream(String),

@@ -24,7 +24,8 @@ use tokio::io::AsyncWriteExt;
 use super::auth::Principal;
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, DbError, FileRecord, NewFile};
-use crate::domain::metadata::{self, ArchiveLimits};
+use crate::domain::archive::{self, ArchiveError, ArchiveLimits};
+use crate::domain::metadata::{self, MetadataError};
 use crate::domain::{DistFilename, DistKind, Index, ProjectName, Sha256Digest};
 use crate::storage::Storage;
 
@@ -176,6 +177,13 @@ pub async fn publish(
     if let Some(existing) = db.find_file(index.id, &dist.filename).await? {
         return same_or_conflict(index, existing, &content.sha256);
     }
+    // Checked again when the row is written; this answer just comes before any storing.
+    refuse_lookalike(
+        index,
+        &dist,
+        &db.files_of_project(&[index.id], dist.project.as_str())
+            .await?,
+    )?;
 
     let metadata = inspect(&dist, content, archive_limits).await?;
     let requires_python = match &metadata {
@@ -243,6 +251,11 @@ async fn insert_row(
     if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Ok(Err(existing));
     }
+    refuse_lookalike(
+        index,
+        dist,
+        &Db::own_project_files_tx(&mut tx, index.id, dist.project.as_str()).await?,
+    )?;
     super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
         .await?;
     match Db::insert_file(&mut tx, new).await {
@@ -363,7 +376,13 @@ async fn inspect(
         match dist.kind {
             DistKind::Wheel => metadata::read_wheel_metadata(file, &dist, limits)
                 .map(Some)
-                .map_err(|e| ServiceError::Invalid(e.to_string())),
+                .map_err(|e| match e {
+                    MetadataError::Archive(
+                        ArchiveError::TooLarge { .. } | ArchiveError::TooManyEntries { .. },
+                    )
+                    | MetadataError::TooLarge { .. } => ServiceError::TooLarge(e.to_string()),
+                    _ => ServiceError::Invalid(e.to_string()),
+                }),
             DistKind::Sdist => {
                 use std::io::Read as _;
                 let mut magic = [0u8; 4];
@@ -379,19 +398,47 @@ async fn inspect(
                         "a gzip-compressed tar archive",
                     )
                 };
-                if ok {
-                    Ok(None)
-                } else {
-                    Err(ServiceError::Invalid(format!(
+                if !ok {
+                    return Err(ServiceError::Invalid(format!(
                         "`{}` is not {what}, as its extension says",
                         dist.filename
-                    )))
+                    )));
                 }
+                let file = std::fs::File::open(&path)?;
+                let checked = if is_zip {
+                    archive::check_zip_sdist(file, &dist.filename, limits)
+                } else {
+                    archive::check_tar_gz(std::io::BufReader::new(file), &dist.filename, limits)
+                };
+                checked.map(|()| None).map_err(|e| match e {
+                    ArchiveError::TooLarge { .. } | ArchiveError::TooManyEntries { .. } => {
+                        ServiceError::TooLarge(e.to_string())
+                    }
+                    _ => ServiceError::Invalid(e.to_string()),
+                })
             }
         }
     })
     .await
     .map_err(|e| ServiceError::Internal(format!("inspecting upload: {e}")))?
+}
+
+/// Refuses a file that installers could not tell apart from one already on the index
+/// under another spelling (see [`DistFilename::same_distribution`]).
+fn refuse_lookalike(
+    index: &Index,
+    dist: &DistFilename,
+    existing: &[FileRecord],
+) -> Result<(), ServiceError> {
+    for other in existing.iter().filter(|f| f.filename != dist.filename) {
+        if DistFilename::parse(&other.filename).is_ok_and(|o| dist.same_distribution(&o)) {
+            return Err(ServiceError::Conflict(format!(
+                "File already exists: `{}` is the same distribution as `{}` on index `{}` (names, versions and tags normalize alike); installers could not tell them apart, so Kiln keeps the first",
+                dist.filename, other.filename, index.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn same_or_conflict(

@@ -70,9 +70,7 @@ async fn accepts_a_wheel_and_an_identical_retry() {
 #[tokio::test]
 async fn accepts_sdists_and_bearer_tokens() {
     let app = TestApp::spawn().await;
-    let mut gz = vec![0x1f, 0x8b, 8, 0];
-    gz.extend_from_slice(b"not really a tarball but gzip-framed");
-    let sdist = Dist::raw("demo", "2.0", "demo-2.0.tar.gz", gz);
+    let sdist = Dist::sdist("demo", "2.0");
     let response = reqwest::Client::new()
         .post(app.url("root/master/"))
         .bearer_auth(ADMIN_TOKEN)

@@ -177,3 +177,54 @@ fn build_wheel(dist_info: &str, mut members: Vec<(String, Vec<u8>)>) -> Vec<u8> 
     zip.finish().unwrap();
     buf.into_inner()
 }
+
+/// One member of a hand-made tar archive, with its path written byte for byte (the tar
+/// crate's own setters refuse the hostile paths the tests need).
+pub enum TarMember<'a> {
+    /// A regular file.
+    File(&'a [u8], &'a [u8]),
+    /// A symbolic link: path, target.
+    Symlink(&'a [u8], &'a [u8]),
+    /// A hard link: path, target.
+    HardLink(&'a [u8], &'a [u8]),
+    /// A character device.
+    CharDevice(&'a [u8]),
+}
+
+/// A `.tar.gz` of `members`.
+pub fn tar_gz(members: &[TarMember<'_>]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    for member in members {
+        let mut header = tar::Header::new_old();
+        let (path, data, kind, link): (&[u8], &[u8], tar::EntryType, &[u8]) = match member {
+            TarMember::File(path, data) => (path, data, tar::EntryType::Regular, b""),
+            TarMember::Symlink(path, target) => (path, b"", tar::EntryType::Symlink, target),
+            TarMember::HardLink(path, target) => (path, b"", tar::EntryType::Link, target),
+            TarMember::CharDevice(path) => (path, b"", tar::EntryType::Char, b""),
+        };
+        let old = header.as_old_mut();
+        old.name[..path.len()].copy_from_slice(path);
+        old.linkname[..link.len()].copy_from_slice(link);
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, std::io::Cursor::new(data)).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+impl Dist {
+    /// A plausible sdist `{name}-{version}.tar.gz` with PKG-INFO and a module.
+    pub fn sdist(name: &str, version: &str) -> Self {
+        let root = format!("{name}-{version}");
+        let pkg_info = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        let module = format!("{root}/{}/__init__.py", name.replace('-', "_"));
+        let bytes = tar_gz(&[
+            TarMember::File(format!("{root}/PKG-INFO").as_bytes(), pkg_info.as_bytes()),
+            TarMember::File(module.as_bytes(), b"VERSION = 1\n"),
+        ]);
+        Self::raw(name, version, &format!("{root}.tar.gz"), bytes)
+    }
+}

@@ -1,0 +1,328 @@
+//! Archive member checks: every upload's members are listed, with bounded work, before it
+//! is stored. Installers unpack these files on CI runners and developer machines, so a
+//! member that could land outside the unpack directory (an absolute path, `..`, a
+//! backslash, a link pointing out) or that is not what it claims is refused outright.
+//!
+//! Zip archives (wheels and zip sdists) are checked from the central directory alone, so
+//! nothing is inflated; tar sdists are read as a stream, counting members and inflated
+//! bytes against the limits, and stop at the first breach.
+
+use std::io::{Read, Seek};
+
+/// Bounds on the work of reading one archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Most members an archive may have (`--max-archive-entries`).
+    pub max_entries: usize,
+    /// Largest METADATA file, inflated (`--max-metadata-size`).
+    pub max_metadata_bytes: u64,
+    /// Most bytes an archive may inflate to, in total (`--max-unpacked-size`).
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            max_metadata_bytes: 16 * 1024 * 1024,
+            max_unpacked_bytes: 16 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why an archive's members are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// The container cannot be read.
+    #[error("`{filename}` is not a readable {format} ({reason}); was the upload truncated?")]
+    Unreadable {
+        /// The upload's filename.
+        filename: String,
+        /// `zip archive` or `gzip-compressed tar archive`.
+        format: &'static str,
+        /// What the reader said.
+        reason: String,
+    },
+    /// More members than the limit.
+    #[error("`{filename}` has more than {limit} archive entries (`--max-archive-entries`)")]
+    TooManyEntries {
+        /// The upload's filename.
+        filename: String,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Inflates beyond the limit.
+    #[error("`{filename}` unpacks to more than {limit} bytes (`--max-unpacked-size`)")]
+    TooLarge {
+        /// The upload's filename.
+        filename: String,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A member whose path or kind is unsafe to unpack.
+    #[error("`{filename}` has an unsafe member `{member}`: {reason}")]
+    Unsafe {
+        /// The upload's filename.
+        filename: String,
+        /// The member's name, escaped for display.
+        member: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Why a member path is unsafe, if it is.
+#[must_use]
+pub fn unsafe_path(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("its name is empty");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("its name contains control characters");
+    }
+    if path.contains('\\') {
+        return Some("its name contains a backslash");
+    }
+    if path.starts_with('/') {
+        return Some("it is an absolute path");
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        return Some("it starts with a drive letter");
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Some("it climbs out with `..`");
+    }
+    None
+}
+
+/// True when a symbolic link at `member` pointing at `target` (relative to the link's
+/// directory) stays inside the archive's root.
+#[must_use]
+pub fn link_stays_inside(member: &str, target: &str) -> bool {
+    let bytes = target.as_bytes();
+    let escapes_outright = target.is_empty()
+        || target.starts_with('/')
+        || target.contains('\\')
+        || target.chars().any(char::is_control)
+        || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic());
+    if escapes_outright {
+        return false;
+    }
+    // How many directories deep the link itself sits.
+    let mut depth = member
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .count()
+        .saturating_sub(1);
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+fn shown(name: &str) -> String {
+    name.chars()
+        .take(200)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
+/// Checks every member of a zip archive from its central directory: count, paths,
+/// duplicates, links, and the declared inflated total.
+pub fn check_zip<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    filename: &str,
+    limits: ArchiveLimits,
+) -> Result<(), ArchiveError> {
+    if archive.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries {
+            filename: filename.to_owned(),
+            limit: limits.max_entries,
+        });
+    }
+    let unsafe_member = |member: &str, reason| ArchiveError::Unsafe {
+        filename: filename.to_owned(),
+        member: shown(member),
+        reason,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total: u64 = 0;
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| ArchiveError::Unreadable {
+                filename: filename.to_owned(),
+                format: "zip archive",
+                reason: e.to_string(),
+            })?;
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        if let Some(reason) = unsafe_path(&name) {
+            return Err(unsafe_member(&name, reason));
+        }
+        if entry
+            .unix_mode()
+            .is_some_and(|mode| mode & 0o170_000 == 0o120_000)
+        {
+            return Err(unsafe_member(&name, "it is a symbolic link"));
+        }
+        if !seen.insert(name.trim_end_matches('/').to_owned()) {
+            // Two members of one name: Kiln would read one, an installer the other.
+            return Err(unsafe_member(&name, "the name appears twice"));
+        }
+        total = total.saturating_add(entry.size());
+        if total > limits.max_unpacked_bytes {
+            return Err(ArchiveError::TooLarge {
+                filename: filename.to_owned(),
+                limit: limits.max_unpacked_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a zip sdist's members (see [`check_zip`]).
+pub fn check_zip_sdist<R: Read + Seek>(
+    reader: R,
+    filename: &str,
+    limits: ArchiveLimits,
+) -> Result<(), ArchiveError> {
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| ArchiveError::Unreadable {
+        filename: filename.to_owned(),
+        format: "zip archive",
+        reason: e.to_string(),
+    })?;
+    check_zip(&mut archive, filename, limits)
+}
+
+/// Streams a `.tar.gz` sdist, checking each member's path and kind, and stopping as soon
+/// as the member count or the inflated size passes its limit.
+pub fn check_tar_gz<R: Read>(
+    reader: R,
+    filename: &str,
+    limits: ArchiveLimits,
+) -> Result<(), ArchiveError> {
+    let unreadable = |reason: String| ArchiveError::Unreadable {
+        filename: filename.to_owned(),
+        format: "gzip-compressed tar archive",
+        reason,
+    };
+    let too_large = || ArchiveError::TooLarge {
+        filename: filename.to_owned(),
+        limit: limits.max_unpacked_bytes,
+    };
+    // One byte over the limit is enough to know it was passed.
+    let inflated = flate2::read::GzDecoder::new(reader).take(limits.max_unpacked_bytes + 1);
+    let mut archive = tar::Archive::new(inflated);
+    let entries = archive.entries().map_err(|e| unreadable(e.to_string()))?;
+    let mut seen = std::collections::HashSet::new();
+    for (count, entry) in entries.enumerate() {
+        if count >= limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                filename: filename.to_owned(),
+                limit: limits.max_entries,
+            });
+        }
+        let entry = entry.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                unreadable("it ends early (or passes the unpacked-size limit)".into())
+            } else {
+                unreadable(e.to_string())
+            }
+        })?;
+        if entry.raw_file_position() > limits.max_unpacked_bytes {
+            return Err(too_large());
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let unsafe_member = |reason| ArchiveError::Unsafe {
+            filename: filename.to_owned(),
+            member: shown(&name),
+            reason,
+        };
+        if let Some(reason) = unsafe_path(&name) {
+            return Err(unsafe_member(reason));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            // A hard link's target is relative to the archive root, a symlink's to its
+            // own directory.
+            let inside = if kind.is_hard_link() {
+                unsafe_path(&target).is_none()
+            } else {
+                link_stays_inside(&name, &target)
+            };
+            if !inside {
+                return Err(unsafe_member("it is a link pointing outside the archive"));
+            }
+        } else if !(kind.is_file()
+            || kind.is_dir()
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink())
+        {
+            return Err(unsafe_member("it is a device, FIFO or other special file"));
+        }
+        if !kind.is_dir() && !seen.insert(name.clone()) {
+            return Err(unsafe_member("the name appears twice"));
+        }
+        if entry.raw_file_position().saturating_add(entry.size()) > limits.max_unpacked_bytes {
+            return Err(too_large());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_named() {
+        for (path, reason) in [
+            ("", "empty"),
+            ("/etc/passwd", "absolute"),
+            ("a/../../etc", "`..`"),
+            ("..", "`..`"),
+            ("a\\b", "backslash"),
+            ("C:/x", "drive letter"),
+            ("a\u{0}b", "control"),
+            ("a\nb", "control"),
+        ] {
+            assert!(
+                unsafe_path(path).is_some_and(|r| r.contains(reason)),
+                "{path:?}: {:?}",
+                unsafe_path(path)
+            );
+        }
+        for path in [
+            "demo/__init__.py",
+            "demo-1.0.dist-info/METADATA",
+            "a/./b",
+            "dir/",
+        ] {
+            assert_eq!(unsafe_path(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn links_must_stay_inside() {
+        assert!(link_stays_inside("pkg/a/link", "../b"));
+        assert!(link_stays_inside("pkg/link", "data/file"));
+        assert!(!link_stays_inside("pkg/link", "../../etc/passwd"));
+        assert!(!link_stays_inside("link", "../x"));
+        assert!(!link_stays_inside("pkg/link", "/etc/passwd"));
+    }
+}
