@@ -140,6 +140,7 @@ fn shown(name: &str) -> String {
 /// duplicates, links, and the declared inflated total.
 pub fn check_zip<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
+    declared: Option<u64>,
     filename: &str,
     limits: ArchiveLimits,
 ) -> Result<(), ArchiveError> {
@@ -186,7 +187,36 @@ pub fn check_zip<R: Read + Seek>(
             });
         }
     }
+    if declared.is_some_and(|n| n > archive.len() as u64) {
+        return Err(ArchiveError::Unsafe {
+            filename: filename.to_owned(),
+            member: "(central directory)".into(),
+            reason: "a member name appears twice",
+        });
+    }
     Ok(())
+}
+
+/// The number of members a zip's end-of-central-directory record declares, when it can
+/// be read (not for zip64 archives). Zip readers, this one included, keep one member per
+/// name, so a count above what they list betrays duplicate names — a way to show Kiln
+/// one METADATA and an installer another.
+pub fn declared_entries<R: Read + Seek>(reader: &mut R) -> std::io::Result<Option<u64>> {
+    use std::io::SeekFrom;
+    let end = reader.seek(SeekFrom::End(0))?;
+    // The record is 22 bytes plus a comment of at most 65535.
+    let tail_len = end.min(22 + 65_535);
+    reader.seek(SeekFrom::Start(end - tail_len))?;
+    let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
+    reader.read_exact(&mut tail)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let found = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06");
+    Ok(found.and_then(|i| {
+        let total = u16::from_le_bytes([tail[i + 10], tail[i + 11]]);
+        (total != u16::MAX).then_some(u64::from(total))
+    }))
 }
 
 /// Reads a zip sdist's members (see [`check_zip`]).
@@ -195,12 +225,14 @@ pub fn check_zip_sdist<R: Read + Seek>(
     filename: &str,
     limits: ArchiveLimits,
 ) -> Result<(), ArchiveError> {
+    let mut reader = reader;
+    let declared = declared_entries(&mut reader).ok().flatten();
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| ArchiveError::Unreadable {
         filename: filename.to_owned(),
         format: "zip archive",
         reason: e.to_string(),
     })?;
-    check_zip(&mut archive, filename, limits)
+    check_zip(&mut archive, declared, filename, limits)
 }
 
 /// Streams a `.tar.gz` sdist, checking each member's path and kind, and stopping as soon

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use pep440_rs::Version;
 
-use super::archive::{ArchiveError, ArchiveLimits, check_zip};
+use super::archive::{ArchiveError, ArchiveLimits, check_zip, declared_entries};
 use super::dist_filename::DistFilename;
 use super::project_name::ProjectName;
 
@@ -130,8 +130,10 @@ pub fn read_wheel_metadata<R: Read + Seek>(
             reason: e.to_string(),
         })
     };
+    let mut reader = reader;
+    let declared = declared_entries(&mut reader).ok().flatten();
     let mut archive = zip::ZipArchive::new(reader).map_err(unreadable)?;
-    check_zip(&mut archive, filename, limits)?;
+    check_zip(&mut archive, declared, filename, limits)?;
     // The dist-info directory name escapes the project name (PEP 427), and tools differ in
     // how they spell the version, so match on the normalized forms instead of a string.
     let member = archive

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 #[path = "../support/dist.rs"]
 mod dist;
-pub use dist::{Dist, form_of};
+pub use dist::{Dist, TarMember, form_of, tar_gz};
 #[path = "../support/upstream.rs"]
 pub mod upstream;
 

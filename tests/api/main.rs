@@ -5,6 +5,7 @@ mod access;
 mod clients;
 mod helpers;
 mod hooks;
+mod hostile;
 mod indexes;
 mod lifecycle;
 mod mirrors;

@@ -4,7 +4,7 @@
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, detail, form_of};
 
 /// Counts stored blobs and leftover temp files: a refused upload must leave neither.
-fn stored_files(app: &TestApp) -> (usize, usize) {
+pub fn stored_files(app: &TestApp) -> (usize, usize) {
     let count = |dir: std::path::PathBuf| {
         fn walk(dir: &std::path::Path) -> usize {
             std::fs::read_dir(dir).map_or(0, |entries| {

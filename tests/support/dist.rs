@@ -72,6 +72,16 @@ impl Dist {
         Self::assemble(name, version, members)
     }
 
+    /// A wheel whose METADATA is exactly `metadata` (which need not be UTF-8).
+    pub fn wheel_with_metadata_bytes(name: &str, version: &str, metadata: &[u8]) -> Self {
+        let dist_info = format!("{}-{version}.dist-info", name.replace('-', "_"));
+        Self::assemble(
+            name,
+            version,
+            vec![(format!("{dist_info}/METADATA"), metadata.to_vec())],
+        )
+    }
+
     /// A wheel carrying `data` as an uncompressed `data.bin` (for large-file benchmarks).
     pub fn wheel_with_data(name: &str, version: &str, data: Vec<u8>) -> Self {
         let escaped = name.replace('-', "_");
@@ -226,5 +236,42 @@ impl Dist {
             TarMember::File(module.as_bytes(), b"VERSION = 1\n"),
         ]);
         Self::raw(name, version, &format!("{root}.tar.gz"), bytes)
+    }
+}
+
+impl Dist {
+    /// A valid `{name}-{version}` wheel plus `extra` members, zipped as given.
+    pub fn wheel_plus(name: &str, version: &str, extra: &[(&str, &[u8])]) -> Self {
+        let mut dist = Self::wheel(name, version);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(dist.bytes.clone())).unwrap();
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        for i in 0..archive.len() {
+            zip.raw_copy_file(archive.by_index(i).unwrap()).unwrap();
+        }
+        for (path, data) in extra {
+            zip.start_file(*path, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap();
+        dist.bytes = buf.into_inner();
+        dist
+    }
+
+    /// A valid wheel plus a symbolic link member.
+    pub fn wheel_with_symlink(name: &str, version: &str, link: &str, target: &str) -> Self {
+        let mut dist = Self::wheel(name, version);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(dist.bytes.clone())).unwrap();
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        for i in 0..archive.len() {
+            zip.raw_copy_file(archive.by_index(i).unwrap()).unwrap();
+        }
+        zip.add_symlink(link, target, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.finish().unwrap();
+        dist.bytes = buf.into_inner();
+        dist
     }
 }
