@@ -13,6 +13,8 @@ pub mod index;
 pub mod index_name;
 pub mod metadata;
 pub mod project_name;
+#[cfg(test)]
+mod properties;
 pub mod scope;
 pub mod upstream_page;
 

@@ -99,6 +99,73 @@ fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
     }
 }
 
+/// Reads an upload form from a multipart body: text fields (each named field at most
+/// once where it must be single), and the `content` file spooled to `tmp_dir` while it is
+/// hashed. Limits: `max_upload` for the file, [`MAX_TEXT_FIELD`] per text field, and
+/// `max_fields` fields. Plain Rust over a byte stream, so it can be fuzzed.
+pub async fn read_form<S, E>(
+    body: S,
+    boundary: String,
+    max_upload: u64,
+    max_fields: usize,
+    tmp_dir: &std::path::Path,
+    lease_id: Option<String>,
+) -> Result<UploadForm, ServiceError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max_upload.saturating_add(FORM_OVERHEAD))
+            .per_field(MAX_TEXT_FIELD)
+            // Slack above the limit lets `spool` refuse first, naming the file.
+            .for_field("content", max_upload.saturating_add(64 * 1024)),
+    );
+    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    let mut fields = 0usize;
+    let mut form = UploadForm {
+        lease_id,
+        ..UploadForm::default()
+    };
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, max_upload))?
+    {
+        fields += 1;
+        if fields > max_fields {
+            return Err(ServiceError::TooLarge(format!(
+                "the upload form has more than {max_fields} fields (`--max-form-fields`)"
+            )));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "content" {
+            if form.content.is_some() {
+                return Err(ServiceError::Invalid(
+                    "the upload form has two `content` files".into(),
+                ));
+            }
+            let filename = field.file_name().unwrap_or_default().to_owned();
+            let stream = field.map_err(|e| multipart_error(e, max_upload));
+            form.content = Some(spool(filename, stream, tmp_dir, max_upload).await?);
+        } else {
+            let value = field
+                .text()
+                .await
+                .map_err(|e| multipart_error(e, max_upload))?;
+            if SINGLE_FIELDS.contains(&name.as_str())
+                && form.fields.insert(name.clone(), value).is_some()
+            {
+                return Err(ServiceError::Invalid(format!(
+                    "form field `{name}` appears more than once"
+                )));
+            }
+        }
+    }
+    Ok(form)
+}
+
 /// `POST /{ns}/{name}/`
 pub async fn upload_file(
     State(state): State<AppState>,
@@ -119,59 +186,19 @@ pub async fn upload_file(
             "uploads must be `multipart/form-data` with a boundary, as twine and `uv publish` send them",
         )
     })?;
-    let limit = state.config.max_upload_bytes;
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new()
-            .whole_stream(limit.saturating_add(FORM_OVERHEAD))
-            .per_field(MAX_TEXT_FIELD)
-            // Slack above the limit lets `spool` refuse first, naming the file.
-            .for_field("content", limit.saturating_add(64 * 1024)),
-    );
-    let upload_limits = state.config.upload_limits;
-    let mut multipart =
-        multer::Multipart::with_constraints(timed_body(body, upload_limits), boundary, constraints);
-    let mut fields = 0usize;
-    let mut form = UploadForm {
-        lease_id: headers
-            .get(LEASE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        ..UploadForm::default()
-    };
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(e, limit))?
-    {
-        fields += 1;
-        if fields > upload_limits.max_form_fields {
-            return Err(ServiceError::TooLarge(format!(
-                "the upload form has more than {} fields (`--max-form-fields`)",
-                upload_limits.max_form_fields
-            ))
-            .into());
-        }
-        let name = field.name().unwrap_or_default().to_owned();
-        if name == "content" {
-            if form.content.is_some() {
-                return Err(ApiError::bad_request(
-                    "the upload form has two `content` files",
-                ));
-            }
-            let filename = field.file_name().unwrap_or_default().to_owned();
-            let stream = field.map_err(|e| multipart_error(e, limit));
-            form.content = Some(spool(filename, stream, &state.config.tmp_dir(), limit).await?);
-        } else {
-            let value = field.text().await.map_err(|e| multipart_error(e, limit))?;
-            if SINGLE_FIELDS.contains(&name.as_str())
-                && form.fields.insert(name.clone(), value).is_some()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "form field `{name}` appears more than once"
-                )));
-            }
-        }
-    }
+    let lease_id = headers
+        .get(LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let form = read_form(
+        timed_body(body, state.config.upload_limits),
+        boundary,
+        state.config.max_upload_bytes,
+        state.config.upload_limits.max_form_fields,
+        &state.config.tmp_dir(),
+        lease_id,
+    )
+    .await?;
     let published = publish::publish(
         &state.db,
         &state.storage,
@@ -196,4 +223,82 @@ pub async fn upload_file(
         })),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read(body: Vec<u8>, split: usize) -> Result<UploadForm, ServiceError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let body = bytes::Bytes::from(body);
+        let split = split.min(body.len());
+        let chunks = vec![
+            Ok::<_, std::io::Error>(body.slice(..split)),
+            Ok(body.slice(split..)),
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(read_form(
+            futures_util::stream::iter(chunks),
+            "B".into(),
+            4096,
+            8,
+            tmp.path(),
+            None,
+        ))
+    }
+
+    fn part(name: &str, filename: Option<&str>, value: &[u8]) -> Vec<u8> {
+        let mut out =
+            format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"").into_bytes();
+        if let Some(f) = filename {
+            out.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_body_is_answered_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..600), split in 0usize..600) {
+            if let Ok(form) = read(body, split) {
+                let _ = publish::validate_form(&form);
+            }
+        }
+
+        #[test]
+        fn well_formed_forms_read_back_whatever_the_chunking(
+            name in "[a-z]{1,10}",
+            content in proptest::collection::vec(any::<u8>(), 0..2000),
+            split in 0usize..3000,
+        ) {
+            let mut body = part("name", None, name.as_bytes());
+            body.extend(part("content", Some("x-1.0.tar.gz"), &content));
+            body.extend_from_slice(b"--B--\r\n");
+            let form = read(body, split).unwrap();
+            prop_assert_eq!(form.fields.get("name"), Some(&name));
+            let spooled = form.content.unwrap();
+            prop_assert_eq!(spooled.size, content.len() as u64);
+            prop_assert_eq!(spooled.sha256, crate::domain::Sha256Digest::of(&content));
+        }
+
+        #[test]
+        fn limits_hold_for_any_field_count(extra in 0usize..20) {
+            let mut body = Vec::new();
+            for i in 0..extra {
+                body.extend(part("classifiers", None, format!("c{i}").as_bytes()));
+            }
+            body.extend_from_slice(b"--B--\r\n");
+            let result = read(body, 7);
+            prop_assert_eq!(result.is_ok(), extra <= 8, "{} fields", extra);
+        }
+    }
 }

@@ -139,6 +139,36 @@ fn required<'a>(form: &'a UploadForm, name: &str) -> Result<&'a str, ServiceErro
         .ok_or_else(|| ServiceError::Invalid(format!("the upload form has no `{name}` field")))
 }
 
+/// Checks a form on its own: the action and protocol, the required fields, the filename
+/// and its agreement with the fields, and the digests against the received bytes. No
+/// I/O beyond what the spooled file already holds, so it can be fuzzed.
+pub fn validate_form(form: &UploadForm) -> Result<DistFilename, ServiceError> {
+    let action = field(form, ":action").unwrap_or("file_upload");
+    if action != "file_upload" {
+        return Err(ServiceError::Invalid(format!(
+            "unknown `:action` `{}`: Kiln accepts only `file_upload`",
+            action.escape_debug()
+        )));
+    }
+    if let Some(protocol) = field(form, "protocol_version")
+        && protocol != "1"
+    {
+        return Err(ServiceError::Invalid(format!(
+            "unsupported `protocol_version` `{}`: Kiln speaks version 1",
+            protocol.escape_debug()
+        )));
+    }
+    let name = required(form, "name")?;
+    let version = required(form, "version")?;
+    let content = form
+        .content
+        .as_ref()
+        .ok_or_else(|| ServiceError::Invalid("the upload form has no `content` file".into()))?;
+    let dist = check_form(form, name, version, content)?;
+    check_digests(form, content)?;
+    Ok(dist)
+}
+
 /// Validates an upload and lists its file on `index`.
 pub async fn publish(
     db: &Db,
@@ -149,29 +179,11 @@ pub async fn publish(
     form: UploadForm,
 ) -> Result<Published, ServiceError> {
     check_can_upload(index, principal)?;
-    let action = field(&form, ":action").unwrap_or("file_upload");
-    if action != "file_upload" {
-        return Err(ServiceError::Invalid(format!(
-            "unknown `:action` `{}`: Kiln accepts only `file_upload`",
-            action.escape_debug()
-        )));
-    }
-    if let Some(protocol) = field(&form, "protocol_version")
-        && protocol != "1"
-    {
-        return Err(ServiceError::Invalid(format!(
-            "unsupported `protocol_version` `{}`: Kiln speaks version 1",
-            protocol.escape_debug()
-        )));
-    }
-    let name = required(&form, "name")?;
-    let version = required(&form, "version")?;
+    let dist = validate_form(&form)?;
     let content = form
         .content
         .as_ref()
         .ok_or_else(|| ServiceError::Invalid("the upload form has no `content` file".into()))?;
-    let dist = check_form(&form, name, version, content)?;
-    check_digests(&form, content)?;
 
     // A retried upload of the same bytes is answered before any further work.
     if let Some(existing) = db.find_file(index.id, &dist.filename).await? {
