@@ -697,7 +697,7 @@ async fn no_secret_ever_reaches_the_logs() {
         .arg("--data-dir")
         .arg(data.path().join("data"))
         .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "trace")
+        .env("KILN_LOG", "trace")
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
         .stdin(Stdio::null())
