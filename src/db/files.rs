@@ -212,11 +212,8 @@ impl Db {
         .bind(sha256)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(ns, name)| {
-                IndexName::from_parts(&ns, &name)
-                    .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
-            })
+        rows.iter()
+            .map(|(ns, name)| super::decode_index_name(ns, name))
             .collect()
     }
 

@@ -83,8 +83,7 @@ fn with_bases(
 ) -> Result<Vec<Index>, DbError> {
     let mut bases: HashMap<i64, Vec<IndexName>> = HashMap::new();
     for (id, ns, name) in edges {
-        let base = IndexName::from_parts(&ns, &name)
-            .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))?;
+        let base = super::decode_index_name(&ns, &name)?;
         bases.entry(id).or_default().push(base);
     }
     rows.into_iter()
@@ -107,11 +106,8 @@ async fn bases_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<IndexName>, D
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|(ns, name)| {
-            IndexName::from_parts(&ns, &name)
-                .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
-        })
+    rows.iter()
+        .map(|(ns, name)| super::decode_index_name(ns, name))
         .collect()
 }
 
@@ -300,11 +296,8 @@ impl Db {
         .bind(id)
         .fetch_all(&mut **tx)
         .await?;
-        rows.into_iter()
-            .map(|(ns, name)| {
-                IndexName::from_parts(&ns, &name)
-                    .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
-            })
+        rows.iter()
+            .map(|(ns, name)| super::decode_index_name(ns, name))
             .collect()
     }
 

@@ -282,6 +282,12 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Decodes a stored `(namespace, name)` pair; a row that breaks the grammar is corrupt.
+fn decode_index_name(namespace: &str, name: &str) -> Result<crate::domain::IndexName, DbError> {
+    crate::domain::IndexName::from_parts(namespace, name)
+        .map_err(|e| DbError::Other(sqlx::Error::Decode(e.to_string().into())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
