@@ -76,6 +76,11 @@ pub struct ConfigFile {
     pub database_url: Option<String>,
     /// `storage = "file:///var/lib/kiln/storage"`
     pub storage: Option<String>,
+    /// `[storage_options]` table, e.g. `aws_endpoint = "https://minio.internal:9000"`
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
+    /// `presign_downloads = "5m"`
+    pub presign_downloads: Option<String>,
     /// `max_upload_size = "1GiB"`
     pub max_upload_size: Option<String>,
     /// `log_format = "json"`
@@ -123,6 +128,8 @@ pub struct ServeConfig {
     pub database_url: String,
     /// Object store URL.
     pub storage_url: String,
+    /// Object store settings beyond the URL (S3 endpoint, presigned downloads).
+    pub storage_options: crate::storage::StorageOptions,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: u64,
     /// Bounds on reading archives.
@@ -155,6 +162,7 @@ impl ServeConfig {
             data_dir: data_dir.to_path_buf(),
             database_url: default_database_url(data_dir),
             storage_url: default_storage_url(data_dir),
+            storage_options: crate::storage::StorageOptions::default(),
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             archive_limits: ArchiveLimits::default(),
             upload_limits: UploadLimits::default(),
@@ -181,6 +189,16 @@ impl fmt::Debug for ServeConfig {
             .field("data_dir", &self.data_dir)
             .field("database_url", &crate::db::redact_url(&self.database_url))
             .field("storage_url", &self.storage_url)
+            .field(
+                "storage_options",
+                &self
+                    .storage_options
+                    .settings
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("presign_downloads", &self.storage_options.presign_downloads)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("archive_limits", &self.archive_limits)
             .field("upload_limits", &self.upload_limits)

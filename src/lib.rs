@@ -60,8 +60,14 @@ impl Server {
                 db::redact_url(&config.database_url)
             )
         })?;
-        let storage = Storage::from_url(&config.storage_url)
+        let storage = Storage::open(&config.storage_url, &config.storage_options)
             .with_context(|| format!("opening storage `{}`", config.storage_url))?;
+        storage.check().await.with_context(|| {
+            format!(
+                "storage `{}` does not answer (does the bucket exist, and are the endpoint and AWS credentials right?)",
+                config.storage_url
+            )
+        })?;
         let bootstrapped = bootstrap(
             &db,
             config.admin_token.as_deref(),

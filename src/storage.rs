@@ -2,9 +2,15 @@
 //!
 //! Keys are `blobs/sha256/ab/cd/<digest>`: the digest *is* the identity, so a blob is
 //! written once, never changed, and shared by every index that lists it. Writes happen
-//! only after the digest was verified, and are create-only where the store supports it;
-//! for large multipart writes the content address makes a racing second writer harmless
-//! (same key, same bytes).
+//! only after the digest was verified, and are create-only where the store supports it
+//! (the local directory, and S3 through `If-None-Match: *`); for large multipart writes the
+//! content address makes a racing second writer harmless (same key, same bytes).
+//!
+//! Backends: `file:///dir` (the default), `s3://bucket/prefix` (any S3-compatible store;
+//! endpoint, region and credentials from the usual `AWS_*` variables or
+//! [`StorageOptions::settings`]), and `memory://` for unit tests. An S3 store can hand
+//! downloads to clients as presigned URLs ([`Storage::presigned_get`]) so file bytes skip
+//! the replicas.
 //!
 //! Traps:
 //! - `object_store`'s local backend does not fsync. A database row must never point at
@@ -20,9 +26,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::signer::Signer as _;
 use object_store::{
     GetOptions, GetRange, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
     WriteMultipart,
@@ -46,8 +55,15 @@ pub enum StorageError {
     #[error("blob `{0}` is missing from storage")]
     NotFound(String),
     /// The storage URL is not one this build supports.
-    #[error("unsupported storage URL `{0}`: use `file:///absolute/path` or `memory://`")]
+    #[error(
+        "unsupported storage URL `{0}`: use `file:///absolute/path`, `s3://bucket/prefix` or `memory://`"
+    )]
     UnsupportedUrl(String),
+    /// A `--storage-option` this backend does not know.
+    #[error(
+        "unknown storage option `{0}` for an S3 store (see object_store's AmazonS3ConfigKey, e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`)"
+    )]
+    UnknownOption(String),
     /// Anything the store reported.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
@@ -59,36 +75,153 @@ pub enum StorageError {
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
+/// How to reach an object store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct StorageOptions {
+    /// `object_store` settings for an S3 store, e.g. `("aws_endpoint", "http://…")`; they
+    /// win over the `AWS_*` environment variables.
+    pub settings: Vec<(String, String)>,
+    /// Answer downloads with a redirect to a presigned URL valid this long (S3 only).
+    pub presign_downloads: Option<std::time::Duration>,
+}
+
+/// An S3 store's signer and the key prefix its blobs live under.
+#[derive(Debug)]
+struct Presigner {
+    s3: Arc<AmazonS3>,
+    prefix: Path,
+    ttl: std::time::Duration,
+}
+
 /// The blob store, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// Set for the local backend: where keys live on disk (for fsync and fast reads).
     local_root: Option<PathBuf>,
+    /// Set for an S3 store with presigned downloads turned on.
+    presigner: Option<Arc<Presigner>>,
+    /// True for an S3 store.
+    s3: bool,
 }
 
 impl Storage {
-    /// Opens the store a URL names: `file:///path` (created if missing) or `memory://`.
+    /// Opens the store a URL names with default options (`AWS_*` variables only).
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, &StorageOptions::default())
+    }
+
+    /// Opens the store a URL names: `file:///path` (created if missing), `s3://bucket/prefix`
+    /// or `memory://`.
+    pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
         if url == "memory://" {
             return Ok(Self {
                 store: Arc::new(InMemory::new()),
                 local_root: None,
+                presigner: None,
+                s3: false,
             });
         }
         let parsed =
             url::Url::parse(url).map_err(|_| StorageError::UnsupportedUrl(url.to_owned()))?;
-        if parsed.scheme() != "file" {
-            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+        match parsed.scheme() {
+            "file" => {
+                let root = parsed
+                    .to_file_path()
+                    .map_err(|()| StorageError::UnsupportedUrl(url.to_owned()))?;
+                std::fs::create_dir_all(&root)?;
+                Ok(Self {
+                    store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
+                    local_root: Some(root),
+                    presigner: None,
+                    s3: false,
+                })
+            }
+            "s3" if parsed.host_str().is_some_and(|h| !h.is_empty()) => {
+                Self::open_s3(url, &parsed, options)
+            }
+            _ => Err(StorageError::UnsupportedUrl(url.to_owned())),
         }
-        let root = parsed
-            .to_file_path()
-            .map_err(|()| StorageError::UnsupportedUrl(url.to_owned()))?;
-        std::fs::create_dir_all(&root)?;
+    }
+
+    fn open_s3(
+        url: &str,
+        parsed: &url::Url,
+        options: &StorageOptions,
+    ) -> Result<Self, StorageError> {
+        let mut builder = AmazonS3Builder::from_env().with_url(url);
+        for (key, value) in &options.settings {
+            let key: AmazonS3ConfigKey = key
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| StorageError::UnknownOption(key.clone()))?;
+            builder = builder.with_config(key, value);
+        }
+        let s3 = Arc::new(builder.build()?);
+        // object_store takes only the bucket from the URL; the path is our key prefix.
+        let prefix = Path::from(parsed.path().trim_matches('/'));
+        let whole: Arc<dyn ObjectStore> = s3.clone();
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            whole
+        } else {
+            Arc::new(PrefixStore::new(whole, prefix.clone()))
+        };
+        let presigner = options.presign_downloads.map(|ttl| {
+            Arc::new(Presigner {
+                s3: Arc::clone(&s3),
+                prefix,
+                ttl,
+            })
+        });
         Ok(Self {
-            store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
-            local_root: Some(root),
+            store,
+            local_root: None,
+            presigner,
+            s3: true,
         })
+    }
+
+    /// Checks that the store answers (the bucket exists and the credentials are good), so
+    /// a misconfigured replica fails at start instead of on its first upload.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        match self.store.head(&Path::from("kiln-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A presigned URL a client can fetch the blob from directly, when presigned
+    /// downloads are on (S3 only).
+    pub async fn presigned_get(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Option<url::Url>, StorageError> {
+        let Some(presigner) = &self.presigner else {
+            return Ok(None);
+        };
+        let key = Self::blob_key(digest);
+        let full = if presigner.prefix.as_ref().is_empty() {
+            key
+        } else {
+            presigner.prefix.parts().chain(key.parts()).collect()
+        };
+        let url = presigner
+            .s3
+            .signed_url(axum::http::Method::GET, &full, presigner.ttl)
+            .await?;
+        Ok(Some(url))
+    }
+
+    /// The kind of store, as `/+health` reports it: `file`, `s3` or `memory`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        if self.local_root.is_some() {
+            "file"
+        } else if self.s3 {
+            "s3"
+        } else {
+            "memory"
+        }
     }
 
     /// The key of the blob with this digest.

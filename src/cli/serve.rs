@@ -25,9 +25,18 @@ pub struct ServeArgs {
     /// Metadata database URL [default: sqlite://<data-dir>/kiln.db?mode=rwc].
     #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Object store URL for artifact bytes [default: file://<data-dir>/storage].
+    /// Object store URL for artifact bytes: `file:///dir` or `s3://bucket/prefix`
+    /// [default: file://<data-dir>/storage].
     #[arg(long, env = "KILN_STORAGE")]
     storage: Option<String>,
+    /// An object store setting, `KEY=VALUE`, repeatable, e.g.
+    /// `aws_endpoint=https://minio:9000`; wins over the `AWS_*` variables.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE")]
+    storage_options: Vec<String>,
+    /// Redirect downloads to presigned object-store URLs valid this long, e.g. `5m` (S3
+    /// only; clients must reach the store) [default: off, bytes go through Kiln].
+    #[arg(long, env = "KILN_PRESIGN_DOWNLOADS")]
+    presign_downloads: Option<String>,
     /// Largest accepted upload, e.g. `1GiB` or `500MB` [default: 1GiB].
     #[arg(long, env = "KILN_MAX_UPLOAD_SIZE")]
     max_upload_size: Option<String>,
@@ -92,6 +101,21 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     }
     if let Some(url) = args.storage.or(file.storage) {
         config.storage_url = url;
+    }
+    config.storage_options.settings = file.storage_options.into_iter().collect();
+    for option in &args.storage_options {
+        let (key, value) = option
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--storage-option `{option}`: expected KEY=VALUE"))?;
+        config.storage_options.settings.retain(|(k, _)| k != key);
+        config
+            .storage_options
+            .settings
+            .push((key.to_owned(), value.to_owned()));
+    }
+    if let Some(ttl) = args.presign_downloads.or(file.presign_downloads) {
+        config.storage_options.presign_downloads =
+            Some(parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--presign-downloads: {e}"))?);
     }
     if let Some(size) = args.max_upload_size.or(file.max_upload_size) {
         config.max_upload_bytes =

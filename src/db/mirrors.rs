@@ -264,7 +264,7 @@ impl Db {
         Ok(sqlx::query_as(
             "SELECT p.project, p.status, p.fetched_at_ms, \
              COUNT(m.filename) AS files, COUNT(b.sha256) AS cached_files, \
-             COALESCE(SUM(b.size), 0) AS cached_bytes \
+             CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS cached_bytes \
              FROM mirror_projects p \
              LEFT JOIN mirror_files m ON m.index_id = p.index_id AND m.project = p.project \
              LEFT JOIN blobs b ON b.sha256 = m.sha256 \

@@ -45,8 +45,21 @@ pub use tokens::{NewToken, TokenRecord};
 /// Which engine the database URL named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// An embedded SQLite file.
+    /// An embedded SQLite file, owned by one `kiln serve` process.
     Sqlite,
+    /// A PostgreSQL server, shared by any number of replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// The engine's name, as `/+health` reports it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
 }
 
 /// What went wrong talking to the database, by outcome.
@@ -61,7 +74,7 @@ pub enum DbError {
     )]
     InUse(String),
     /// The database URL names an engine this build does not support.
-    #[error("unsupported database URL `{0}`: use `sqlite://PATH` (PostgreSQL support is planned)")]
+    #[error("unsupported database URL `{0}`: use `sqlite://PATH` or `postgres://USER@HOST/DB`")]
     UnsupportedUrl(String),
     /// Anything else: connection, I/O, corrupt data.
     #[error(transparent)]
@@ -131,15 +144,21 @@ impl Db {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
         } else {
             return Err(DbError::UnsupportedUrl(redact_url(url)));
         };
         let owner_lock = match backend {
             Backend::Sqlite => sqlite_owner_lock(url)?,
+            Backend::Postgres => None,
         };
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
@@ -157,8 +176,11 @@ impl Db {
             })
             .connect_with(options)
             .await?;
+        // On PostgreSQL the migrator holds an advisory lock while it runs, so replicas
+        // starting together apply each migration once and the others wait for it.
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
         let stored: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
             .fetch_one(&pool)
@@ -192,16 +214,24 @@ impl Db {
         Arc::clone(&self.changed)
     }
 
-    /// A counter that changes whenever a write commits. On SQLite this process makes every
-    /// write, so the answer comes from memory (see the module docs).
-    #[expect(
-        clippy::unused_async,
-        reason = "a shared multi-replica backend reads the counter with a query"
-    )]
+    /// A counter that changes whenever a write commits, on any replica. On SQLite this
+    /// process makes every write, so the answer comes from memory; on PostgreSQL it is one
+    /// primary-key read of `kiln_meta` (see the module docs).
     pub async fn generation(&self) -> Result<i64, DbError> {
         match self.backend {
             Backend::Sqlite => Ok(self.generation.load(Ordering::SeqCst)),
+            Backend::Postgres => Ok(sqlx::query_scalar(
+                "SELECT generation FROM kiln_meta WHERE id = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?),
         }
+    }
+
+    /// Which engine this handle talks to (for `/+health` and logs, never for queries).
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// True once the first-start layout has been created.

@@ -9,7 +9,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -28,6 +28,7 @@ pub async fn get_file(
     IndexPath(index_name): IndexPath,
     caller: Caller,
     Path((_, _, digest, filename)): Path<(String, String, String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || {
@@ -43,7 +44,7 @@ pub async fn get_file(
         None => Err(not_found()),
         Some(Located::Local(file)) if file.filename == filename => {
             let size = u64::try_from(file.size).unwrap_or(0);
-            stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await
+            stream_blob(&state, &method, &sha256, size, &headers).await
         }
         Some(Located::Local(file)) => {
             // PEP 658: `<file URL>.metadata` is the wheel's METADATA.
@@ -75,7 +76,7 @@ pub async fn get_file(
         }
         Some(Located::Mirror { file, .. }) if file.cached_size.is_some() => {
             let size = u64::try_from(file.cached_size.unwrap_or(0)).unwrap_or(0);
-            stream_blob(&state, &sha256, size, "application/octet-stream", &headers).await
+            stream_blob(&state, &method, &sha256, size, &headers).await
         }
         Some(Located::Mirror { mirror, file, .. }) => {
             let etag = format!("\"{sha256}\"");
@@ -174,14 +175,31 @@ pub fn range_request(headers: &HeaderMap, etag: &str, size: u64) -> RangeRequest
 
 async fn stream_blob(
     state: &AppState,
+    method: &Method,
     sha256: &Sha256Digest,
     size: u64,
-    content_type: &'static str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let etag = format!("\"{sha256}\"");
     if if_none_match(headers, &etag) {
         return Ok(not_modified(&etag));
+    }
+    // With presigned downloads on, the bytes come straight from the bucket (a presigned
+    // URL is for GET only, so HEAD is answered here). The client re-sends any Range.
+    if method == Method::GET
+        && let Some(url) = state
+            .storage
+            .presigned_get(sha256)
+            .await
+            .map_err(ServiceError::from)?
+    {
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let out = response.headers_mut();
+        out.insert(header::LOCATION, header_value(url.as_str()));
+        // The URL expires; a cache must not keep the redirect.
+        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        out.insert(header::ETAG, header_value(&etag));
+        return Ok(response);
     }
     let (status, range) = match range_request(headers, &etag, size) {
         RangeRequest::Full => (StatusCode::OK, None),
@@ -207,7 +225,7 @@ async fn stream_blob(
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let out = response.headers_mut();
-    set_immutable_headers(out, &etag, content_type);
+    set_immutable_headers(out, &etag, "application/octet-stream");
     let length = match &range {
         Some(r) => {
             out.insert(

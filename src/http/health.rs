@@ -11,9 +11,13 @@ use crate::app::AppState;
 /// `GET /+health`
 pub async fn health(State(state): State<AppState>) -> Response {
     match state.db.ping().await {
-        Ok(()) => {
-            Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
-        }
+        Ok(()) => Json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": state.db.backend().name(),
+            "storage": state.storage.kind(),
+        }))
+        .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "health check: database unavailable");
             (

@@ -702,6 +702,7 @@ async fn no_secret_ever_reaches_the_logs() {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data.path().join("data"))
+        .args(crate::helpers::serve_args(&data.path().join("data")).await)
         .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("KILN_LOG", "trace")
         .stdout(log_file.try_clone().unwrap())

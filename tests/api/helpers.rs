@@ -1,5 +1,9 @@
 //! Test support: a real server on a free loopback port, synthetic distributions, and the
 //! real Python clients (pip, uv, twine) installed into a venv under `target/`.
+//!
+//! The same suite compiles twice: as `api` on the embedded default (SQLite + a local
+//! directory) and as `api_pg_s3` on PostgreSQL + an S3 bucket ([`shared_backends`]), each
+//! server with its own database and bucket on one shared PostgreSQL and moto per process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,8 +16,34 @@ use tokio::task::JoinHandle;
 #[path = "../support/dist.rs"]
 mod dist;
 pub use dist::{Dist, TarMember, form_of, tar_gz};
+#[path = "../support/backends.rs"]
+pub mod backends;
 #[path = "../support/upstream.rs"]
 pub mod upstream;
+pub use backends::Backing;
+
+/// True in the `api_pg_s3` build of the suite: servers use PostgreSQL and S3.
+pub fn shared_backends() -> bool {
+    env!("CARGO_CRATE_NAME") == "api_pg_s3"
+}
+
+/// The database and bucket of the server whose data directory is `data_dir` (the same
+/// for a restart on the same directory); `None` on the embedded default.
+pub async fn backing_for(data_dir: &Path) -> Option<Backing> {
+    if !shared_backends() {
+        return None;
+    }
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    Some(backends::backing(services, &backends::name_for(data_dir)).await)
+}
+
+/// Extra `kiln serve` flags for a server on `data_dir` (none on the embedded default).
+pub async fn serve_args(data_dir: &Path) -> Vec<String> {
+    backing_for(data_dir)
+        .await
+        .map(|backing| backing.args())
+        .unwrap_or_default()
+}
 
 /// The admin token every test server is bootstrapped with.
 pub const ADMIN_TOKEN: &str = "kiln_test-admin-token-0123456789abcdef";
@@ -24,6 +54,8 @@ pub struct TestApp {
     pub base: String,
     /// The data directory (kept until the app is dropped).
     pub data_dir: tempfile::TempDir,
+    /// The PostgreSQL database and bucket, in the `api_pg_s3` suite.
+    pub backing: Option<Backing>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -42,6 +74,15 @@ impl TestApp {
 
     async fn start(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut config = ServeConfig::for_data_dir(data_dir.path());
+        let backing = backing_for(data_dir.path()).await;
+        if let Some(backing) = &backing {
+            config.database_url.clone_from(&backing.database_url);
+            config.storage_url.clone_from(&backing.storage_url);
+            config
+                .storage_options
+                .settings
+                .clone_from(&backing.storage_settings);
+        }
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         // Nothing in the tests reaches the internet; mirror tests start their own upstream.
         config.upstream = None;
@@ -65,6 +106,7 @@ impl TestApp {
         Self {
             base,
             data_dir,
+            backing,
             shutdown: Some(tx),
             handle: Some(handle),
         }

@@ -47,7 +47,12 @@ async fn check_stored(app: &TestApp, cases: Vec<Case>, stored: (usize, usize)) -
             case.what,
             case.message
         );
-        assert_eq!(stored_files(app), stored, "{}: storage changed", case.what);
+        assert_eq!(
+            stored_files(app).await,
+            stored,
+            "{}: storage changed",
+            case.what
+        );
     }
     count
 }
@@ -460,7 +465,7 @@ async fn lookalike_filenames_of_one_distribution_conflict() {
         Dist::sdist("demo-pkg", "1.0").bytes,
     );
     assert_eq!(upload(&app, &first).await.status(), 200);
-    let before = stored_files(&app);
+    let before = stored_files(&app).await;
     let second = Dist::raw(
         "demo.pkg",
         "1.0.0",
@@ -473,7 +478,7 @@ async fn lookalike_filenames_of_one_distribution_conflict() {
         message.contains("is the same distribution as `Demo_Pkg-1.0.tar.gz`"),
         "{message}"
     );
-    assert_eq!(stored_files(&app), before, "nothing more was stored");
+    assert_eq!(stored_files(&app).await, before, "nothing more was stored");
 }
 
 /// Writes `head` and `body` to a raw connection, then reads the answer's status line and
@@ -520,7 +525,7 @@ async fn lying_and_slow_bodies_are_cut_off_and_nothing_is_stored() {
         "longer: {longer}"
     );
     assert_eq!(
-        stored_files(&app),
+        stored_files(&app).await,
         (0, 0),
         "a body shorter than announced stores nothing"
     );
@@ -531,7 +536,7 @@ async fn lying_and_slow_bodies_are_cut_off_and_nothing_is_stored() {
         shorter.contains("malformed multipart upload body"),
         "{shorter}"
     );
-    assert_eq!(stored_files(&app), (0, 0));
+    assert_eq!(stored_files(&app).await, (0, 0));
     // Sends half, then stalls past the idle timeout.
     let slow = raw_exchange(&app, &head(body.len()), &body, Some(body.len() / 2)).await;
     assert!(slow.starts_with("HTTP/1.1 408"), "slow: {slow}");
@@ -539,7 +544,11 @@ async fn lying_and_slow_bodies_are_cut_off_and_nothing_is_stored() {
         slow.contains("the upload sent no data for 1s; cut off (`--upload-idle-timeout`)"),
         "{slow}"
     );
-    assert_eq!(stored_files(&app), (0, 0), "the spooled half was removed");
+    assert_eq!(
+        stored_files(&app).await,
+        (0, 0),
+        "the spooled half was removed"
+    );
     let page = app.get("root/master/+simple/demo/", &[]).await;
     assert_eq!(page.status(), 404);
 }
@@ -549,7 +558,7 @@ async fn hostile_api_requests_are_refused_and_change_nothing() {
     let app = TestApp::spawn().await;
     let demo = Dist::wheel("demo", "1.0");
     assert_eq!(upload(&app, &demo).await.status(), 200);
-    let before = stored_files(&app);
+    let before = stored_files(&app).await;
     let ci = mint(&app, "ci", &["upload:acme/*", "report:acme/*"]).await;
     let index = |name: &str| json!({ "name": name });
     let big = json!({"name": "root/x", "description": "x".repeat(100 * 1024)});

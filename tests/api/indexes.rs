@@ -16,6 +16,18 @@ fn api_error(err: ClientError) -> (u16, String) {
 #[tokio::test]
 async fn first_start_creates_prod_and_master() {
     let app = TestApp::spawn().await;
+    // The suite runs on the backends it says it does.
+    let health: serde_json::Value = app.get("+health", &[]).await.json().await.unwrap();
+    let expected = if crate::helpers::shared_backends() {
+        ("postgresql", "s3")
+    } else {
+        ("sqlite", "file")
+    };
+    assert_eq!(
+        (health["database"].as_str(), health["storage"].as_str()),
+        (Some(expected.0), Some(expected.1)),
+        "{health}"
+    );
     let all = app.client().list_indexes().await.unwrap();
     let names: Vec<String> = all.iter().map(|v| v.index.name.to_string()).collect();
     assert_eq!(names, ["root/master", "root/prod"]);

@@ -69,7 +69,9 @@ struct Served {
 }
 
 impl Served {
-    fn start(data_dir: &std::path::Path, admin_token: Option<&str>) -> Self {
+    /// Starts `kiln serve` on `data_dir` (and, in the `api_pg_s3` suite, its database and
+    /// bucket).
+    async fn start(data_dir: &std::path::Path, admin_token: Option<&str>) -> Self {
         let port = free_port();
         let mut command = kiln();
         command
@@ -80,6 +82,7 @@ impl Served {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(crate::helpers::serve_args(data_dir).await)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(token) = admin_token {
@@ -144,7 +147,7 @@ mod probe {
 #[tokio::test]
 async fn binary_bootstraps_once_prints_instructions_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let served = Served::start(data.path(), None);
+    let served = Served::start(data.path(), None).await;
     let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || served.terminate())
         .await
         .unwrap();
@@ -177,7 +180,7 @@ async fn binary_bootstraps_once_prints_instructions_and_stops_on_sigterm() {
     }
 
     // A second start reuses everything and prints no new token.
-    let served = Served::start(data.path(), None);
+    let served = Served::start(data.path(), None).await;
     let base = served.base.clone();
     let status = reqwest::Client::new()
         .post(format!("{base}/+api/v1/indexes"))
@@ -198,7 +201,7 @@ async fn binary_bootstraps_once_prints_instructions_and_stops_on_sigterm() {
 #[tokio::test]
 async fn kiln_admin_token_fixes_the_first_token_and_the_cli_manages_indexes() {
     let data = tempfile::tempdir().unwrap();
-    let served = Served::start(data.path(), Some(ADMIN_TOKEN));
+    let served = Served::start(data.path(), Some(ADMIN_TOKEN)).await;
     let base = served.base.clone();
     assert!(
         !data.path().join("admin-token").exists(),
@@ -311,6 +314,7 @@ async fn config_file_then_env_then_flags() {
         .arg("serve")
         .arg("--config")
         .arg(&config)
+        .args(crate::helpers::serve_args(&data).await)
         .env("KILN_DATA_DIR", &data)
         .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::null())
@@ -324,7 +328,7 @@ async fn config_file_then_env_then_flags() {
     });
     assert!(healthy, "the listen address comes from the config file");
     assert!(
-        data.join("kiln.db").exists(),
+        data.join("tmp").exists(),
         "KILN_DATA_DIR overrides the file's data_dir"
     );
     assert!(!dir.path().join("from-file").exists());

@@ -4,7 +4,7 @@
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, detail, form_of};
 
 /// Counts stored blobs and leftover temp files: a refused upload must leave neither.
-pub fn stored_files(app: &TestApp) -> (usize, usize) {
+pub async fn stored_files(app: &TestApp) -> (usize, usize) {
     let count = |dir: std::path::PathBuf| {
         fn walk(dir: &std::path::Path) -> usize {
             std::fs::read_dir(dir).map_or(0, |entries| {
@@ -22,10 +22,11 @@ pub fn stored_files(app: &TestApp) -> (usize, usize) {
         }
         walk(&dir)
     };
-    (
-        count(app.data_dir.path().join("storage")),
-        count(app.data_dir.path().join("tmp")),
-    )
+    let blobs = match &app.backing {
+        Some(backing) => backing.object_count().await,
+        None => count(app.data_dir.path().join("storage")),
+    };
+    (blobs, count(app.data_dir.path().join("tmp")))
 }
 
 fn with_field(dist: &Dist, key: &str, value: Option<&str>) -> Vec<(String, String)> {
@@ -59,7 +60,7 @@ async fn accepts_a_wheel_and_an_identical_retry() {
     // The same bytes on another index are stored once.
     app.create_index("acme/feature", &["root/master"]).await;
     assert_eq!(app.upload("acme/feature", &dist).await.status(), 200);
-    let (blobs, tmp) = stored_files(&app);
+    let (blobs, tmp) = stored_files(&app).await;
     assert_eq!(
         (blobs, tmp),
         (2, 0),
@@ -381,7 +382,7 @@ async fn refuses_bad_uploads_with_a_reason_and_stores_nothing() {
             );
         }
         assert_eq!(
-            stored_files(&app),
+            stored_files(&app).await,
             (0, 0),
             "{}: something was stored",
             case.what

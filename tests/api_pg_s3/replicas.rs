@@ -1,0 +1,1 @@
+//! Two `kiln serve` processes sharing one PostgreSQL database and one bucket.
