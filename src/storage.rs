@@ -59,6 +59,9 @@ pub enum StorageError {
         "unsupported storage URL `{0}`: use `file:///absolute/path`, `s3://bucket/prefix` or `memory://`"
     )]
     UnsupportedUrl(String),
+    /// An option given for a store that is not S3.
+    #[error("{0} applies to `s3://` storage only")]
+    NeedsS3(&'static str),
     /// A `--storage-option` this backend does not know.
     #[error(
         "unknown storage option `{0}` for an S3 store (see object_store's AmazonS3ConfigKey, e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`)"
@@ -114,7 +117,8 @@ impl Storage {
     /// Opens the store a URL names: `file:///path` (created if missing), `s3://bucket/prefix`
     /// or `memory://`.
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
-        if url == "memory://" {
+        if url == "memory://" && options.settings.is_empty() && options.presign_downloads.is_none()
+        {
             return Ok(Self {
                 store: Arc::new(InMemory::new()),
                 local_root: None,
@@ -124,6 +128,14 @@ impl Storage {
         }
         let parsed =
             url::Url::parse(url).map_err(|_| StorageError::UnsupportedUrl(url.to_owned()))?;
+        if parsed.scheme() != "s3" {
+            if options.presign_downloads.is_some() {
+                return Err(StorageError::NeedsS3("--presign-downloads"));
+            }
+            if !options.settings.is_empty() {
+                return Err(StorageError::NeedsS3("--storage-option"));
+            }
+        }
         match parsed.scheme() {
             "file" => {
                 let root = parsed
@@ -461,5 +473,66 @@ mod tests {
             Storage::from_url("ftp://x"),
             Err(StorageError::UnsupportedUrl(_))
         ));
+        assert!(matches!(
+            Storage::from_url("s3:///no-bucket"),
+            Err(StorageError::UnsupportedUrl(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn s3_options_are_checked_and_presigning_is_s3_only() {
+        let options = |settings: &[(&str, &str)], presign| StorageOptions {
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            presign_downloads: presign,
+        };
+        let err = Storage::open("s3://bucket/kiln", &options(&[("aws_endpoitn", "x")], None))
+            .unwrap_err();
+        assert!(err.to_string().contains("aws_endpoitn"), "{err}");
+
+        // Signing is local: no request is made, so no server is needed here.
+        let s3 = Storage::open(
+            "s3://bucket/some/prefix",
+            &options(
+                &[
+                    ("aws_endpoint", "http://127.0.0.1:9"),
+                    ("aws_allow_http", "true"),
+                    ("aws_access_key_id", "id"),
+                    ("aws_secret_access_key", "secret"),
+                    ("aws_region", "us-east-1"),
+                ],
+                Some(std::time::Duration::from_secs(300)),
+            ),
+        )
+        .unwrap();
+        assert_eq!(s3.kind(), "s3");
+        let digest = Sha256Digest::of(b"x");
+        let url = s3.presigned_get(&digest).await.unwrap().unwrap();
+        assert!(
+            url.path().ends_with(&format!(
+                "/bucket/some/prefix/blobs/sha256/{}/{}/{digest}",
+                &digest.as_str()[..2],
+                &digest.as_str()[2..4]
+            )),
+            "{url}"
+        );
+        assert!(url.query().unwrap().contains("X-Amz-Expires=300"), "{url}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let local_url = url::Url::from_directory_path(dir.path()).unwrap();
+        let refused = Storage::open(
+            local_url.as_str(),
+            &options(&[], Some(std::time::Duration::from_secs(300))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "--presign-downloads applies to `s3://` storage only"
+        );
+        let local = Storage::open(local_url.as_str(), &options(&[], None)).unwrap();
+        assert_eq!(local.kind(), "file");
+        assert!(local.presigned_get(&digest).await.unwrap().is_none());
     }
 }

@@ -9,12 +9,19 @@
 //! Traps:
 //! - Every write transaction starts by bumping `kiln_meta.generation` ([`Db::begin_write`]).
 //!   On SQLite that takes the write lock up front, so a transaction never has to upgrade a
-//!   read snapshot (which fails with `SQLITE_BUSY` instead of waiting); and the counter is
-//!   what in-process caches compare against ([`Db::generation`]) to notice any write.
-//! - A SQLite database belongs to one `kiln serve` process, enforced by an exclusive lock
-//!   on `<database file>.lock`. That is what lets [`Db::generation`] answer from memory on
-//!   SQLite (every write goes through this process); a shared, multi-replica backend has
-//!   to read the counter from the database instead.
+//!   read snapshot (which fails with `SQLITE_BUSY` instead of waiting). On PostgreSQL the
+//!   row lock on `kiln_meta` does the same across every replica: write transactions run
+//!   one at a time, and under READ COMMITTED each statement after the bump sees every
+//!   earlier commit, so "check, then insert" inside a write transaction is as safe as on
+//!   SQLite. (Writes are small and few next to reads, so one writer at a time is cheap.)
+//! - The counter is what in-process caches compare against ([`Db::generation`]) to notice
+//!   any write. A SQLite database belongs to one `kiln serve` process, enforced by an
+//!   exclusive lock on `<database file>.lock`, so there the answer comes from memory; on
+//!   PostgreSQL another replica may have written, so it is one primary-key read per
+//!   request (read once and passed along, see `http::extract::check_read`).
+//! - On PostgreSQL a failed statement aborts its transaction, so a unique violation is
+//!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
+//!   carrying on in the same transaction.
 //! - A row that points at a blob is written only after the blob is durable (see
 //!   `service::publish`). Only purging a mirror's page deletes blob rows, and only rows
 //!   nothing else refers to (`mirrors::purge_mirror_project`).

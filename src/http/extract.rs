@@ -63,12 +63,13 @@ where
 }
 
 /// Refuses unless `caller` may read `index` and every private index it inherits from.
-/// The rule is computed once per write generation.
+/// The rule is computed once per write generation; the generation it was checked at is
+/// returned, so a page served next reuses it (on PostgreSQL reading it is a query).
 pub async fn check_read(
     state: &AppState,
     caller: Option<&Principal>,
     index: &IndexName,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     let generation = state.db.generation().await.map_err(ServiceError::from)?;
     let access = if let Some(access) = state.pages.access(index, generation) {
         access
@@ -81,7 +82,8 @@ pub async fn check_read(
             .put_access(index.clone(), generation, access.clone());
         access
     };
-    Ok(require_read(caller, &access)?)
+    require_read(caller, &access)?;
+    Ok(generation)
 }
 
 fn token_from_headers(parts: &Parts) -> Result<String, ServiceError> {

@@ -222,7 +222,7 @@ pub async fn show_project(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_read(&state, caller.principal(), &index_name).await?;
+    let generation = check_read(&state, caller.principal(), &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let project = ProjectName::new(&raw_project).map_err(|e| ApiError::not_found(e.to_string()))?;
     if project.as_str() != raw_project {
@@ -233,7 +233,7 @@ pub async fn show_project(
         project: Some(project),
         format,
     };
-    let page = cached_page(&state, key, render_project).await?;
+    let page = cached_page(&state, generation, key, render_project).await?;
     Ok(page_response(format, page, &headers))
 }
 
@@ -242,13 +242,19 @@ type Rendered = (Page, Option<Duration>);
 
 /// Answers from the page cache, rendering (and remembering) on a miss.
 /// A render's `NotFound` (no such index, no such project) is remembered as a 404 page.
-async fn cached_page<F, Fut>(state: &AppState, key: PageKey, render: F) -> Result<Page, ApiError>
+///
+/// `generation` must have been read before rendering (as [`check_read`] does): a write
+/// that lands meanwhile then leaves this entry already stale.
+async fn cached_page<F, Fut>(
+    state: &AppState,
+    generation: i64,
+    key: PageKey,
+    render: F,
+) -> Result<Page, ApiError>
 where
     F: FnOnce(AppState, PageKey) -> Fut,
     Fut: Future<Output = Result<Rendered, ServiceError>>,
 {
-    // Read before rendering: a write that lands meanwhile leaves this entry already stale.
-    let generation = state.db.generation().await.map_err(ServiceError::from)?;
     if let Some(page) = state.pages.get(&key, generation) {
         return Ok(page);
     }
@@ -389,14 +395,14 @@ pub async fn list_projects(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_read(&state, caller.principal(), &index_name).await?;
+    let generation = check_read(&state, caller.principal(), &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let key = PageKey {
         index: index_name,
         project: None,
         format,
     };
-    let page = cached_page(&state, key, render_project_list).await?;
+    let page = cached_page(&state, generation, key, render_project_list).await?;
     Ok(page_response(format, page, &headers))
 }
 

@@ -39,12 +39,12 @@ const FOREIGN_ENV: &[&str] = &[
 ];
 
 /// One CI runner: its own copy of the sample project.
-struct Runner {
+pub struct Runner {
     dir: tempfile::TempDir,
 }
 
 impl Runner {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&sample_project(), dir.path());
         Self { dir }
@@ -56,12 +56,12 @@ impl Runner {
         runner
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// `kiln ARGS…` in this runner's directory, talking to `app`.
-    fn kiln(&self, app: &TestApp, args: &[&str]) -> tokio::process::Command {
+    pub fn kiln(&self, app: &TestApp, args: &[&str]) -> tokio::process::Command {
         let tools = python();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
         for var in FOREIGN_ENV {
@@ -108,18 +108,18 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A build command that counts its invocations in `count`, optionally dawdles, then
 /// builds the wheel with the venv's PyPA build (no isolation: the backend is installed).
-fn counting_build(count: &Path, pause_secs: u32) -> String {
+pub fn counting_build(count: &Path, pause_secs: u32) -> String {
     format!(
         "echo built >> '{}'; sleep {pause_secs}; python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .",
         count.display()
     )
 }
 
-fn builds_in(count: &Path) -> usize {
+pub fn builds_in(count: &Path) -> usize {
     std::fs::read_to_string(count).map_or(0, |t| t.lines().count())
 }
 
-fn stdout_value(output: &Output, key: &str) -> String {
+pub fn stdout_value(output: &Output, key: &str) -> String {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
@@ -152,7 +152,7 @@ async fn ensure_on(
         .unwrap()
 }
 
-const BRANCH_ARGS: [&str; 4] = ["--branch", "feature/login-form", "--build-number", "57"];
+pub const BRANCH_ARGS: [&str; 4] = ["--branch", "feature/login-form", "--build-number", "57"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_concurrent_stages_build_once_and_test_the_same_bytes() {

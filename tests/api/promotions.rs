@@ -8,7 +8,7 @@ use kiln::service::results::{Outcome, StageReport};
 
 use crate::helpers::{Dist, TestApp};
 
-fn request(version: &str) -> PromoteRequest {
+pub fn request(version: &str) -> PromoteRequest {
     PromoteRequest {
         project: "demo".into(),
         version: version.into(),
@@ -18,7 +18,7 @@ fn request(version: &str) -> PromoteRequest {
     }
 }
 
-async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome: Outcome) {
+pub async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome: Outcome) {
     app.client()
         .report_result(&StageReport {
             sha256: sha256.into(),
@@ -36,7 +36,7 @@ async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome: Ou
 }
 
 /// Uploads `demo` `version` to master and returns its sha256.
-async fn on_master(app: &TestApp, version: &str) -> String {
+pub async fn on_master(app: &TestApp, version: &str) -> String {
     let dist = Dist::wheel("demo", version);
     assert_eq!(app.upload("root/master", &dist).await.status(), 200);
     dist.sha256()

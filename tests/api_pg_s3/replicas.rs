@@ -1,1 +1,494 @@
-//! Two `kiln serve` processes sharing one PostgreSQL database and one bucket.
+//! Two `kiln serve` processes sharing one PostgreSQL database and one bucket, like replicas
+//! behind a load balancer: every guarantee (one build per version, one promotion record,
+//! leases that expire, nothing lost or half-written) must hold across them, because it
+//! lives in the database.
+
+use std::ops::Deref;
+use std::process::Stdio;
+use std::time::Duration;
+
+use kiln::http::builds::{BuildStateView, ClaimBuild};
+use kiln::service::promote::PromotionResult;
+use kiln::service::results::Outcome;
+use sqlx::Connection as _;
+
+use crate::helpers::{ADMIN_TOKEN, Backing, Dist, TestApp, backends, show};
+use crate::hooks::{BRANCH_ARGS, Runner, builds_in, counting_build, stdout_value};
+use crate::promotions::{on_master, report, request};
+
+/// The build lease of every replica here: short, so expiry is quick to wait for.
+const LEASE: &str = "2s";
+
+/// One `kiln serve` process; dereferences to a [`TestApp`] pointed at it.
+struct Replica {
+    app: TestApp,
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl Deref for Replica {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl Replica {
+    /// Starts a replica on `backing`, with its own data directory (temp files only).
+    async fn start(backing: &Backing) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let app = TestApp::attach(
+            format!("http://127.0.0.1:{port}"),
+            tempfile::tempdir().unwrap(),
+            Some(backing.clone()),
+        );
+        let mut replica = Self {
+            app,
+            port,
+            child: None,
+        };
+        replica.boot().await;
+        replica
+    }
+
+    /// Starts (or restarts) the process on this replica's port and waits until healthy.
+    async fn boot(&mut self) {
+        let backing = self.app.backing.clone().unwrap();
+        let log = std::fs::File::create(self.app.data_dir.path().join("serve.log")).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+        for var in [
+            "KILN_CONFIG",
+            "KILN_DATABASE_URL",
+            "KILN_STORAGE",
+            "KILN_LISTEN",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .args(["serve", "--upstream", "off", "--build-lease-timeout", LEASE])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.app.data_dir.path())
+            .args(backing.args())
+            .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        self.child = Some(command.spawn().expect("spawning kiln serve"));
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(response) = http.get(self.app.url("+health")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "replica on port {} did not become healthy; its log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Kills the process without warning (a lost machine).
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.app.data_dir.path().join("serve.log")).unwrap_or_default()
+    }
+}
+
+/// A fresh database and bucket, and `n` replicas on them, started at the same moment (so
+/// migrations and the first-start layout race, as when a fleet is first deployed).
+async fn fleet(n: usize) -> (Backing, Vec<Replica>) {
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let replicas = futures_util::future::join_all((0..n).map(|_| Replica::start(&backing))).await;
+    (backing, replicas)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_together_share_one_layout_and_see_each_others_writes_at_once() {
+    let (_backing, replicas) = fleet(2).await;
+    let [a, b] = replicas.as_slice() else {
+        unreachable!()
+    };
+    for replica in [a, b] {
+        let names: Vec<String> = replica
+            .client()
+            .list_indexes()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.index.name.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["root/master", "root/prod"],
+            "one first-start layout, not two"
+        );
+    }
+
+    // An upload through one replica is on the other's simple page at once, although the
+    // other had just rendered (and cached) the page without it.
+    for round in 0..10 {
+        let (writer, reader) = if round % 2 == 0 { (a, b) } else { (b, a) };
+        let before = reader.get("root/master/+simple/demo/", &[]).await;
+        let dist = Dist::wheel("demo", &format!("1.{round}"));
+        let response = writer.upload("root/master", &dist).await;
+        assert_eq!(response.status(), 200, "round {round}");
+        let page = reader.json_page("root/master", "demo").await;
+        let files: Vec<&str> = page["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["filename"].as_str().unwrap())
+            .collect();
+        assert!(
+            files.contains(&dist.filename.as_str()),
+            "round {round}: {} is not yet on the other replica's page (before: {}): {files:?}",
+            dist.filename,
+            before.status()
+        );
+        assert_eq!(files.len(), round + 1);
+    }
+
+    // Indexes and tokens made on one replica work on the other.
+    b.create_index("acme/feature", &["root/master"]).await;
+    let page = a.json_page("acme/feature", "demo").await;
+    assert_eq!(page["files"].as_array().unwrap().len(), 10, "inherited");
+    let minted = a
+        .client()
+        .create_token(&serde_json::json!({"name": "ci", "scopes": ["upload:acme/*"]}))
+        .await
+        .unwrap();
+    let response = b
+        .upload_form(
+            "acme/feature",
+            Dist::wheel("other", "1.0").form(),
+            Some(&minted.secret),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let revoked = a.client().revoke_token(minted.token.id).await;
+    assert!(revoked.is_ok(), "{revoked:?}");
+    let response = b
+        .upload_form(
+            "acme/feature",
+            Dist::wheel("other", "2.0").form(),
+            Some(&minted.secret),
+        )
+        .await;
+    let (status, message) = crate::helpers::detail(response).await;
+    assert_eq!(
+        (status, message.contains("revoked")),
+        (403, true),
+        "revoked on A is revoked on B: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_stage_hooks_split_across_two_replicas_build_once() {
+    let (_backing, replicas) = fleet(2).await;
+    let counter = tempfile::tempdir().unwrap();
+    let count = counter.path().join("builds");
+    let build = counting_build(&count, 1);
+    let runners: Vec<Runner> = (0..8).map(|_| Runner::new()).collect();
+    let fetch = "python -m pip download --no-deps -d got kiln-sample && python -c \"import glob, hashlib; print(hashlib.sha256(open(glob.glob('got/*.whl')[0], 'rb').read()).hexdigest())\" > got.sha256";
+    let stages: Vec<String> = (0..8).map(|n| format!("stage{n}")).collect();
+    let runs = runners
+        .iter()
+        .zip(&stages)
+        .enumerate()
+        .map(|(n, (runner, stage))| {
+            let mut args = vec!["stage", stage.as_str()];
+            args.extend(BRANCH_ARGS);
+            args.extend(["--build-cmd", &build, "--", "sh", "-c", fetch]);
+            runner.kiln(&replicas[n % 2], &args).output()
+        });
+    let outputs = futures_util::future::join_all(runs).await;
+    for (stage, output) in stages.iter().zip(&outputs) {
+        let output = output.as_ref().unwrap();
+        assert!(output.status.success(), "{stage}:\n{}", show(output));
+    }
+    assert_eq!(builds_in(&count), 1, "exactly one runner of eight builds");
+
+    let release = replicas[1]
+        .client()
+        .show_release(
+            &"root/feature-login-form".parse().unwrap(),
+            "kiln-sample",
+            "1.4.57",
+        )
+        .await
+        .unwrap();
+    let [file] = release.files.as_slice() else {
+        panic!("one file expected: {release:?}")
+    };
+    for runner in &runners {
+        let got = std::fs::read_to_string(runner.path().join("got.sha256")).unwrap();
+        assert_eq!(
+            got.trim(),
+            file.file.sha256,
+            "every stage tested the same bytes"
+        );
+    }
+    assert_eq!(file.stages.len(), 8, "{:?}", file.stages.keys());
+    assert!(file.stages.values().all(|r| r.outcome == Outcome::Pass));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_promotions_through_both_replicas_record_once() {
+    let (_backing, replicas) = fleet(2).await;
+    let sha = on_master(&replicas[0], "2.0").await;
+    report(&replicas[1], &sha, "unit", "r1", Outcome::Pass).await;
+    let runs = (0..8).map(|n| {
+        let client = replicas[n % 2].client();
+        tokio::spawn(async move { client.promote(&request("2.0")).await })
+    });
+    let outcomes: Vec<_> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap().result)
+        .collect();
+    let promoted = outcomes
+        .iter()
+        .filter(|r| **r == PromotionResult::Promoted)
+        .count();
+    assert_eq!(promoted, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|r| matches!(
+            r,
+            PromotionResult::Promoted | PromotionResult::AlreadyPromoted
+        )),
+        "{outcomes:?}"
+    );
+    for replica in &replicas {
+        assert_eq!(
+            replica.client().list_promotions(None).await.unwrap().len(),
+            1
+        );
+        let prod = replica.json_page("root/prod", "demo").await;
+        assert_eq!(prod["files"][0]["hashes"]["sha256"], sha.as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_build_leaves_a_lease_that_expires_and_the_other_finishes() {
+    let (_backing, mut replicas) = fleet(2).await;
+    let counter = tempfile::tempdir().unwrap();
+    let count = counter.path().join("builds");
+    let first = Runner::new();
+    let mut builder = first.kiln(
+        &replicas[0],
+        &[
+            &["ensure"][..],
+            &BRANCH_ARGS,
+            &["--build-cmd", &counting_build(&count, 600)],
+        ]
+        .concat(),
+    );
+    builder
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let builder = builder.spawn().unwrap();
+    let index = "root/feature-login-form".parse().unwrap();
+    let watcher = replicas[1].client();
+    let mut building = false;
+    for _ in 0..400 {
+        let view = watcher
+            .show_build(&index, "kiln-sample", "1.4.57", None)
+            .await;
+        if matches!(view, Ok(ref v) if matches!(v.status, BuildStateView::Building { .. })) {
+            building = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        building,
+        "the first runner took the lease through replica A"
+    );
+    assert_eq!(builds_in(&count), 1);
+
+    // Replica A dies while its runner builds; the runner's heartbeats go nowhere.
+    replicas[0].kill().await;
+
+    let good = counting_build(&count, 0);
+    let others: Vec<Runner> = (0..2).map(|_| Runner::new()).collect();
+    let runs = others.iter().map(|runner| {
+        runner
+            .kiln(
+                &replicas[1],
+                &[&["ensure"][..], &BRANCH_ARGS, &["--build-cmd", &good]].concat(),
+            )
+            .output()
+    });
+    let outputs = futures_util::future::join_all(runs).await;
+    let mut digests = Vec::new();
+    for output in &outputs {
+        let output = output.as_ref().unwrap();
+        assert!(output.status.success(), "{}", show(output));
+        digests.push(stdout_value(output, "KILN_SHA256"));
+    }
+    assert_eq!(digests[0], digests[1], "both use the one finished build");
+    assert_eq!(
+        builds_in(&count),
+        2,
+        "the orphaned build, then exactly one more"
+    );
+    let stderr: String = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.as_ref().unwrap().stderr).into_owned())
+        .collect();
+    assert!(
+        stderr.contains("attempt 2"),
+        "the takeover is visible:\n{stderr}"
+    );
+
+    // The lost runner (and its endless build) goes too.
+    let pgid = builder.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .status();
+}
+
+/// Uploads through the replica at `base`, retrying connection failures and 5xx like a
+/// client behind a load balancer; returns the final status and how many tries it took.
+async fn upload_with_retries(base: &str, dist: &Dist) -> (u16, usize) {
+    let http = reqwest::Client::new();
+    for attempt in 1..=200 {
+        let sent = http
+            .post(format!("{base}/root/master/"))
+            .basic_auth("__token__", Some(ADMIN_TOKEN))
+            .multipart(dist.form())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if !response.status().is_server_error() => {
+                return (response.status().as_u16(), attempt);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("{} never went through", dist.filename);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_replica_mid_traffic_loses_nothing_and_leaves_no_half_rows() {
+    let (backing, mut replicas) = fleet(2).await;
+    let index = "root/master".parse().unwrap();
+    // A lease taken through A, never heartbeaten: A is about to die with it.
+    let claim = ClaimBuild {
+        builder: "runner-on-a".into(),
+        retry: false,
+    };
+    let held = replicas[0]
+        .client()
+        .claim_build(&index, "leased", "1.0", &claim)
+        .await
+        .unwrap();
+    assert!(matches!(
+        held.status,
+        BuildStateView::Claimed { attempt: 1, .. }
+    ));
+
+    // Traffic: 40 uploads alternating between the replicas, each retried until it lands.
+    let dists: Vec<Dist> = (0..40)
+        .map(|n| Dist::wheel("traffic", &format!("0.{n}")))
+        .collect();
+    let bases = [replicas[0].base.clone(), replicas[1].base.clone()];
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let traffic = {
+        let dists = dists.clone();
+        let done = std::sync::Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for (n, dist) in dists.iter().enumerate() {
+                results.push(upload_with_retries(&bases[n % 2], dist).await);
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            results
+        })
+    };
+    // A quarter of the way in, replica A is killed and comes back on the same address.
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    replicas[0].kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replicas[0].boot().await;
+    let results = traffic.await.unwrap();
+    assert!(
+        results.iter().all(|(status, _)| *status == 200),
+        "{results:?}\nA's log:\n{}",
+        replicas[0].log()
+    );
+    let retried = results.iter().filter(|(_, attempts)| *attempts > 1).count();
+    assert!(retried > 0, "the restart happened mid-traffic: {results:?}");
+
+    // Everything is listed on both replicas, and every file's bytes are whole.
+    for replica in &replicas {
+        let page = replica.json_page("root/master", "traffic").await;
+        assert_eq!(page["files"].as_array().unwrap().len(), dists.len());
+    }
+    for dist in &dists {
+        let path = format!("root/master/+f/{}/{}", dist.sha256(), dist.filename);
+        let bytes = replicas[1].get(&path, &[]).await.bytes().await.unwrap();
+        assert_eq!(bytes.as_ref(), dist.bytes.as_slice(), "{}", dist.filename);
+    }
+
+    // No half rows: every blob row has its object in the bucket, every file row its blob.
+    let mut db = sqlx::PgConnection::connect(&backing.database_url)
+        .await
+        .unwrap();
+    let files: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE project = 'traffic'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(files, 40);
+    let blobs: Vec<String> = sqlx::query_scalar("SELECT sha256 FROM blobs")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let objects = backing.object_keys().await;
+    for sha in &blobs {
+        assert!(
+            objects.iter().any(|key| key.ends_with(sha.as_str())),
+            "blob row {sha} has no object in the bucket"
+        );
+    }
+    let dangling: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM files f LEFT JOIN blobs b ON b.sha256 = f.sha256 WHERE b.sha256 IS NULL",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(dangling, 0);
+
+    // No orphaned lease: once A's lease lapses, a claim through B takes it over.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let taken = replicas[1]
+        .client()
+        .claim_build(&index, "leased", "1.0", &claim)
+        .await
+        .unwrap();
+    assert!(
+        matches!(taken.status, BuildStateView::Claimed { attempt: 2, .. }),
+        "{taken:?}"
+    );
+}

@@ -61,8 +61,9 @@ impl Backing {
         args
     }
 
-    /// Counts the objects in the bucket (moto answers unsigned list requests).
-    pub async fn object_count(&self) -> usize {
+    /// The keys of the objects in the bucket (moto answers unsigned list requests; the
+    /// tests store far fewer than one page of 1000).
+    pub async fn object_keys(&self) -> Vec<String> {
         let listing = reqwest::get(format!(
             "{}/{}?list-type=2&max-keys=1000",
             self.s3_endpoint, self.bucket
@@ -72,7 +73,16 @@ impl Backing {
         .text()
         .await
         .unwrap();
-        listing.matches("<Key>").count()
+        listing
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+
+    /// Counts the objects in the bucket.
+    pub async fn object_count(&self) -> usize {
+        self.object_keys().await.len()
     }
 }
 
