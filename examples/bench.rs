@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --quick # 3 s load phases instead of 10 s
 //! cargo run --release --example bench -- --ci     # only the CI-hook figures (seconds)
 //! cargo run --release --example bench -- --mirror # only the caching-proxy figures
+//! cargo run --release --example bench -- --scale  # only the server table (no CI/mirror)
 //! ```
 //!
 //! It installs devpi-server, devpi-client, twine, pip and uv into `target/bench-venv` (from
@@ -23,6 +24,11 @@
 //! simple index on loopback that counts its requests) and times cold and warm
 //! `pip install` and `uv pip install` of it through Kiln's mirror and devpi-server's
 //! mirror of that same upstream, each server started fresh per client.
+//!
+//! The server table also has Kiln on PostgreSQL + S3: one replica, and two replicas behind
+//! nginx (round robin), on a temporary PostgreSQL cluster and moto's S3 server on loopback
+//! (started as the `api_pg_s3` tests start them; the rows are skipped with a reason when
+//! PostgreSQL, moto or nginx are missing).
 #![expect(
     clippy::cast_precision_loss,
     reason = "benchmark figures are printed with a few digits; f64 is plenty"
@@ -32,6 +38,8 @@
 mod dist;
 #[path = "../tests/support/upstream.rs"]
 mod upstream;
+#[path = "../tests/support/backends.rs"]
+mod backends;
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -53,21 +61,27 @@ fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let ci_only = std::env::args().any(|a| a == "--ci");
     let mirror_only = std::env::args().any(|a| a == "--mirror");
+    let scale_only = std::env::args().any(|a| a == "--scale");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = ensure_venv(&root)?;
     let kiln_bin = build_kiln(&root)?;
     let work = tempfile::tempdir()?;
-    let mirror = mirror_figures(&kiln_bin, &venv, work.path())?;
-    if mirror_only {
-        print_mirror(&mirror);
-        return Ok(());
-    }
-    let ci = ci_hooks(&kiln_bin, &venv, work.path())?;
-    if ci_only {
-        print_ci(&ci);
-        return Ok(());
-    }
+    let (mirror, ci) = if scale_only {
+        (Vec::new(), None)
+    } else {
+        let mirror = mirror_figures(&kiln_bin, &venv, work.path())?;
+        if mirror_only {
+            print_mirror(&mirror);
+            return Ok(());
+        }
+        let ci = ci_hooks(&kiln_bin, &venv, work.path())?;
+        if ci_only {
+            print_ci(&ci);
+            return Ok(());
+        }
+        (mirror, Some(ci))
+    };
     let sets = generate(work.path())?;
     eprintln!(
         "generated {} small wheels, a {} MB wheel and a {CHAIN}-package chain",
@@ -86,9 +100,17 @@ fn main() -> anyhow::Result<()> {
     if let Some(row) = nginx_reference(work.path(), &page_html, &sets.large, load_seconds)? {
         rows.push(row);
     }
+    for replicas in [1, 2] {
+        match Target::start_kiln_shared(&kiln_bin, work.path(), replicas) {
+            Ok(target) => rows.push(measure(&target, &venv, &sets, load_seconds, work.path())?),
+            Err(why) => eprintln!("skipping Kiln on PostgreSQL + S3 ×{replicas}: {why:#}"),
+        }
+    }
     print_table(&rows, load_seconds);
-    print_ci(&ci);
-    print_mirror(&mirror);
+    if let Some(ci) = &ci {
+        print_ci(ci);
+        print_mirror(&mirror);
+    }
     Ok(())
 }
 
@@ -347,6 +369,10 @@ fn print_ci(ci: &CiFigures) {
 struct Target {
     name: &'static str,
     child: Child,
+    /// More processes of this target: a second replica, the load balancer.
+    others: Vec<Child>,
+    /// The server processes whose memory is reported (summed).
+    server_pids: Vec<u32>,
     /// Simple index URL of the benchmark index.
     simple: String,
     /// Upload URL and credentials for twine.
@@ -359,8 +385,10 @@ struct Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(&mut self.others) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -370,37 +398,87 @@ impl Target {
     }
 
     fn start_kiln_with(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let base = format!("http://127.0.0.1:{port}/");
-        let token = "kiln_bench-admin-token-0123456789abcdef";
         let started = Instant::now();
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(extra)
-            .env("KILN_ADMIN_TOKEN", token)
-            .env("KILN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        wait_healthy(&format!("{base}+health"))?;
+        let (child, base) = spawn_kiln(bin, data, extra)?;
         let startup = started.elapsed();
         let idle_rss_mb = rss_mb(child.id(), "VmRSS")?;
         Ok(Self {
             name: "Kiln (SQLite + local dir)",
+            server_pids: vec![child.id()],
             child,
+            others: Vec::new(),
             simple: format!("{base}root/master/+simple/"),
             upload: format!("{base}root/master/"),
             user: "__token__",
-            password: token.to_owned(),
+            password: KILN_TOKEN.to_owned(),
             startup,
             idle_rss_mb,
         })
+    }
+
+    /// Kiln on a fresh PostgreSQL database and S3 bucket: one replica, or `replicas`
+    /// behind nginx (round robin), like a deployment behind a load balancer.
+    fn start_kiln_shared(bin: &Path, work: &Path, replicas: usize) -> anyhow::Result<Self> {
+        let services = backends::services().map_err(|e| anyhow::anyhow!(e))?;
+        let nginx = if replicas > 1 { Some(which("nginx")?) } else { None };
+        let name = format!("bench_shared_{replicas}");
+        let backing = tokio::runtime::Runtime::new()?.block_on(backends::backing(services, &name));
+        let mut args = vec!["--upstream".to_owned(), "off".to_owned()];
+        args.extend(backing.args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let mut first = Self::start_kiln_with(bin, &work.join(format!("{name}-0")), &args)?;
+        first.name = if replicas == 1 {
+            "Kiln (PostgreSQL + S3, 1 replica)"
+        } else {
+            "Kiln (PostgreSQL + S3, 2 replicas behind nginx)"
+        };
+        let Some(nginx) = nginx else {
+            first.startup = started.elapsed();
+            return Ok(first);
+        };
+        let mut upstreams = vec![first.upload.clone()];
+        for n in 1..replicas {
+            let (child, base) = spawn_kiln(bin, &work.join(format!("{name}-{n}")), &args)?;
+            upstreams.push(base);
+            first.server_pids.push(child.id());
+            first.idle_rss_mb += rss_mb(child.id(), "VmRSS")?;
+            first.others.push(child);
+        }
+        let hosts: String = upstreams
+            .iter()
+            .map(|u| {
+                let host = u.trim_start_matches("http://").split('/').next().unwrap_or_default();
+                format!("server {host};")
+            })
+            .collect();
+        let root = work.join(format!("{name}-nginx"));
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let port = free_port()?;
+        let conf = format!(
+            "daemon off; worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;\n\
+               client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
+               upstream kiln {{ {hosts} keepalive 64; }}\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://kiln; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }} }}\n",
+            root = root.display()
+        );
+        std::fs::write(root.join("nginx.conf"), conf)?;
+        let lb = Command::new(nginx)
+            .arg("-c")
+            .arg(root.join("nginx.conf"))
+            .arg("-p")
+            .arg(&root)
+            .stderr(Stdio::null())
+            .spawn()?;
+        first.others.push(lb);
+        let base = format!("http://127.0.0.1:{port}/");
+        wait_healthy(&format!("{base}+health"))?;
+        first.startup = started.elapsed();
+        first.simple = format!("{base}root/master/+simple/");
+        first.upload = format!("{base}root/master/");
+        Ok(first)
     }
 
     fn start_devpi(venv: &Path, dir: &Path) -> anyhow::Result<Self> {
@@ -468,7 +546,9 @@ impl Target {
         devpi_client(venv, dir, &["login", "root", "--password", DEVPI_PASSWORD])?;
         Ok(Self {
             name: "devpi-server",
+            server_pids: vec![child.id()],
             child,
+            others: Vec::new(),
             simple: String::new(),
             upload: base,
             user: "root",
@@ -477,6 +557,31 @@ impl Target {
             idle_rss_mb,
         })
     }
+}
+
+/// The admin token of every Kiln the benchmark starts.
+const KILN_TOKEN: &str = "kiln_bench-admin-token-0123456789abcdef";
+
+/// Starts `kiln serve` on a free port and waits until it is healthy; returns its base URL.
+fn spawn_kiln(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}/");
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("KILN_ADMIN_TOKEN", KILN_TOKEN)
+        .env("KILN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    wait_healthy(&format!("{base}+health"))?;
+    Ok((child, base))
 }
 
 /// Runs the devpi client with its state in `dir/client`.
@@ -596,7 +701,13 @@ fn measure(
         name: target.name.to_owned(),
         startup_ms: Some(target.startup.as_secs_f64() * 1000.0),
         idle_rss_mb: Some(target.idle_rss_mb),
-        peak_rss_mb: Some(rss_mb(target.child.id(), "VmHWM")?),
+        peak_rss_mb: Some(
+            target
+                .server_pids
+                .iter()
+                .map(|pid| rss_mb(*pid, "VmHWM"))
+                .sum::<anyhow::Result<f64>>()?,
+        ),
         uploads_per_s: Some(uploads_per_s),
         html: Some(html),
         json: Some(json),
