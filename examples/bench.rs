@@ -34,12 +34,12 @@
     reason = "benchmark figures are printed with a few digits; f64 is plenty"
 )]
 
+#[path = "../tests/support/backends.rs"]
+mod backends;
 #[path = "../tests/support/dist.rs"]
 mod dist;
 #[path = "../tests/support/upstream.rs"]
 mod upstream;
-#[path = "../tests/support/backends.rs"]
-mod backends;
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -420,7 +420,11 @@ impl Target {
     /// behind nginx (round robin), like a deployment behind a load balancer.
     fn start_kiln_shared(bin: &Path, work: &Path, replicas: usize) -> anyhow::Result<Self> {
         let services = backends::services().map_err(|e| anyhow::anyhow!(e))?;
-        let nginx = if replicas > 1 { Some(which("nginx")?) } else { None };
+        let nginx = if replicas > 1 {
+            Some(which("nginx")?)
+        } else {
+            None
+        };
         let name = format!("bench_shared_{replicas}");
         let backing = tokio::runtime::Runtime::new()?.block_on(backends::backing(services, &name));
         let mut args = vec!["--upstream".to_owned(), "off".to_owned()];
@@ -445,13 +449,13 @@ impl Target {
             first.idle_rss_mb += rss_mb(child.id(), "VmRSS")?;
             first.others.push(child);
         }
-        let hosts: String = upstreams
-            .iter()
-            .map(|u| {
-                let host = u.trim_start_matches("http://").split('/').next().unwrap_or_default();
-                format!("server {host};")
-            })
-            .collect();
+        let mut hosts = String::new();
+        for upstream in &upstreams {
+            let host = upstream.trim_start_matches("http://").trim_end_matches('/');
+            hosts.push_str("server ");
+            hosts.push_str(host);
+            hosts.push_str("; ");
+        }
         let root = work.join(format!("{name}-nginx"));
         std::fs::create_dir_all(root.join("tmp"))?;
         let port = free_port()?;

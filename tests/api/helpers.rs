@@ -114,7 +114,10 @@ impl TestApp {
 
     /// A handle on a server running elsewhere (a `kiln serve` process the test started),
     /// so every helper here works against it too.
-    #[allow(dead_code, reason = "only the api_pg_s3 suite runs servers as processes")]
+    #[allow(
+        dead_code,
+        reason = "only the api_pg_s3 suite runs servers as processes"
+    )]
     pub fn attach(base: String, data_dir: tempfile::TempDir, backing: Option<Backing>) -> Self {
         Self {
             base,

@@ -560,11 +560,7 @@ async fn lying_and_slow_bodies_are_cut_off_and_nothing_is_stored() {
         slow.contains("the upload sent no data for 1s; cut off (`--upload-idle-timeout`)"),
         "{slow}"
     );
-    assert_eq!(
-        settled(&app).await,
-        (0, 0),
-        "the spooled half was removed"
-    );
+    assert_eq!(settled(&app).await, (0, 0), "the spooled half was removed");
     let page = app.get("root/master/+simple/demo/", &[]).await;
     assert_eq!(page.status(), 404);
 }
