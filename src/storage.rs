@@ -193,13 +193,14 @@ impl Storage {
         })
     }
 
-    /// Checks that the store answers (the bucket exists and the credentials are good), so
-    /// a misconfigured replica fails at start instead of on its first upload.
+    /// Checks that the store takes writes (the bucket exists, the credentials may write),
+    /// so a misconfigured replica fails at start instead of on its first upload. Writes
+    /// the small object `kiln-probe` beside `blobs/` (a `HEAD` cannot tell a missing
+    /// bucket from a missing key: both are a bare 404).
     pub async fn check(&self) -> Result<(), StorageError> {
-        match self.store.head(&Path::from("kiln-probe")).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let payload = PutPayload::from_static(b"kiln checks at start that it can write here\n");
+        self.store.put(&Path::from("kiln-probe"), payload).await?;
+        Ok(())
     }
 
     /// A presigned URL a client can fetch the blob from directly, when presigned

@@ -24,7 +24,7 @@ pub async fn stored_files(app: &TestApp) -> (usize, usize) {
     };
     let blobs = match &app.backing {
         Some(backing) => backing.object_count().await,
-        None => count(app.data_dir.path().join("storage")),
+        None => count(app.data_dir.path().join("storage/blobs")),
     };
     (blobs, count(app.data_dir.path().join("tmp")))
 }

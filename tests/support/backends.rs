@@ -80,9 +80,13 @@ impl Backing {
             .collect()
     }
 
-    /// Counts the objects in the bucket.
+    /// Counts the blobs in the bucket (not the start-up probe object).
     pub async fn object_count(&self) -> usize {
-        self.object_keys().await.len()
+        self.object_keys()
+            .await
+            .iter()
+            .filter(|key| key.contains("/blobs/"))
+            .count()
     }
 }
 

@@ -1,0 +1,127 @@
+//! The S3 backend of `kiln::storage::Storage` against a real S3-compatible server: the
+//! same contract the local directory keeps (see the unit tests in `src/storage.rs`).
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use kiln::domain::Sha256Digest;
+use kiln::storage::{Storage, StorageOptions};
+
+use crate::helpers::backends;
+
+async fn s3_storage(presign: Option<std::time::Duration>) -> (Storage, backends::Backing) {
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let options = StorageOptions {
+        settings: backing.storage_settings.clone(),
+        presign_downloads: presign,
+    };
+    let storage = Storage::open(&backing.storage_url, &options).unwrap();
+    storage.check().await.unwrap();
+    (storage, backing)
+}
+
+async fn read(
+    storage: &Storage,
+    digest: &Sha256Digest,
+    range: Option<std::ops::Range<u64>>,
+) -> Vec<u8> {
+    let chunks: Vec<Bytes> = storage
+        .stream(digest, range)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    chunks.concat()
+}
+
+#[tokio::test]
+async fn an_s3_bucket_keeps_the_storage_contract() {
+    let (storage, backing) = s3_storage(None).await;
+    let data = Bytes::from_static(b"hello wheel");
+    let digest = Sha256Digest::of(&data);
+    assert!(!storage.exists(&digest).await.unwrap());
+    storage.put_bytes(&digest, data.clone()).await.unwrap();
+    assert!(storage.exists(&digest).await.unwrap());
+    assert_eq!(storage.read_all(&digest).await.unwrap(), data);
+    assert_eq!(read(&storage, &digest, Some(6..11)).await, b"wheel");
+    let keys = backing.object_keys().await;
+    assert_eq!(
+        keys,
+        [
+            format!(
+                "kiln/blobs/sha256/{}/{}/{digest}",
+                &digest.as_str()[..2],
+                &digest.as_str()[2..4]
+            ),
+            "kiln/kiln-probe".to_owned()
+        ],
+        "the blob and the start-up probe, under the URL's prefix"
+    );
+
+    // Create-only: a second write under the same key (which, content-addressed, can only
+    // be the same bytes) is a no-op; even different bytes would not replace the object.
+    storage
+        .put_bytes(&digest, Bytes::from_static(b"something else"))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.read_all(&digest).await.unwrap(),
+        data,
+        "never overwritten"
+    );
+
+    // Large files go up in parts.
+    let big: Vec<u8> = (0..17 * 1024 * 1024)
+        .map(|n: u32| (n % 251) as u8)
+        .collect();
+    let big_digest = Sha256Digest::of(&big);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &big).unwrap();
+    storage
+        .put_file(&big_digest, file.path(), big.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(read(&storage, &big_digest, None).await, big);
+
+    storage.delete(&digest).await.unwrap();
+    assert!(!storage.exists(&digest).await.unwrap());
+    storage.delete(&digest).await.unwrap();
+    assert!(matches!(
+        storage.read_all(&digest).await,
+        Err(kiln::storage::StorageError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn presigned_urls_fetch_the_blob_from_the_bucket_directly() {
+    let (storage, _backing) = s3_storage(Some(std::time::Duration::from_secs(60))).await;
+    let data = Bytes::from_static(b"presigned bytes");
+    let digest = Sha256Digest::of(&data);
+    storage.put_bytes(&digest, data.clone()).await.unwrap();
+    let url = storage.presigned_get(&digest).await.unwrap().unwrap();
+    let fetched = reqwest::get(url.as_str()).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_stops_the_server_with_a_reason() {
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = kiln::config::ServeConfig::for_data_dir(data.path());
+    config.database_url = backing.database_url.clone();
+    config.storage_url = "s3://no-such-bucket/kiln".into();
+    config.storage_options.settings = backing.storage_settings.clone();
+    config.upstream = None;
+    let err = kiln::Server::open(config).await.err().expect("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("storage `s3://no-such-bucket/kiln` does not answer")
+            && message.contains("does the bucket exist"),
+        "{message}"
+    );
+}
