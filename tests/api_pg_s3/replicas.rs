@@ -20,9 +20,11 @@ use crate::promotions::{on_master, report, request};
 const LEASE: &str = "2s";
 
 /// One `kiln serve` process; dereferences to a [`TestApp`] pointed at it.
-struct Replica {
+pub struct Replica {
     app: TestApp,
     port: u16,
+    /// Flags beyond the backing's, e.g. `--presign-downloads 1m`.
+    extra: Vec<String>,
     child: Option<tokio::process::Child>,
 }
 
@@ -37,6 +39,11 @@ impl Deref for Replica {
 impl Replica {
     /// Starts a replica on `backing`, with its own data directory (temp files only).
     async fn start(backing: &Backing) -> Self {
+        Self::start_with(backing, &[]).await
+    }
+
+    /// Starts a replica on `backing` with extra `kiln serve` flags.
+    pub async fn start_with(backing: &Backing, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -50,6 +57,7 @@ impl Replica {
         let mut replica = Self {
             app,
             port,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             child: None,
         };
         replica.boot().await;
@@ -76,6 +84,7 @@ impl Replica {
             .arg("--data-dir")
             .arg(self.app.data_dir.path())
             .args(backing.args())
+            .args(&self.extra)
             .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -125,3 +125,63 @@ async fn a_missing_bucket_stops_the_server_with_a_reason() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_uv_install_through_presigned_redirects_to_the_bucket() {
+    use crate::clients::{installed_hashes, pip_install, uv_install};
+    use crate::helpers::{Dist, run, show};
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let replica =
+        crate::replicas::Replica::start_with(&backing, &["--presign-downloads", "1m"]).await;
+    let demo = Dist::wheel("demo", "1.0");
+    assert_eq!(replica.upload("root/master", &demo).await.status(), 200);
+
+    // The file URL answers with a redirect into the bucket; HEAD stays with Kiln.
+    let path = format!("root/master/+f/{}/{}", demo.sha256(), demo.filename);
+    let redirect = replica.get(&path, &[]).await;
+    assert_eq!(redirect.status(), 307);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!(
+            "{}/{}/kiln/blobs/sha256/",
+            backing.s3_endpoint, backing.bucket
+        )) && location.contains("X-Amz-Signature="),
+        "{location}"
+    );
+    assert_eq!(redirect.headers()["cache-control"], "no-store");
+    let head = crate::helpers::no_redirect_client()
+        .head(replica.url(&path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        demo.bytes.len().to_string().as_str()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = run(pip_install(
+        &replica.simple("root/master"),
+        &dir.path().join("site"),
+        &report,
+        "demo",
+    ))
+    .await;
+    assert!(output.status.success(), "pip install: {}", show(&output));
+    assert_eq!(
+        installed_hashes(&report),
+        [("demo".to_owned(), demo.sha256())]
+    );
+
+    let output = run(uv_install(
+        &["--index-url", &replica.simple("root/master"), "demo"],
+        &dir.path().join("uv-site"),
+    ))
+    .await;
+    assert!(output.status.success(), "uv pip install: {}", show(&output));
+    assert!(dir.path().join("uv-site/demo/__init__.py").exists());
+}
