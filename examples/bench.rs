@@ -451,7 +451,11 @@ impl Target {
         }
         let mut hosts = String::new();
         for upstream in &upstreams {
-            let host = upstream.trim_start_matches("http://").trim_end_matches('/');
+            let host = upstream
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
             hosts.push_str("server ");
             hosts.push_str(host);
             hosts.push_str("; ");
@@ -474,7 +478,7 @@ impl Target {
             .arg(root.join("nginx.conf"))
             .arg("-p")
             .arg(&root)
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()?;
         first.others.push(lb);
         let base = format!("http://127.0.0.1:{port}/");
