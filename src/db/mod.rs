@@ -17,8 +17,9 @@
 //! - The counter is what in-process caches compare against ([`Db::generation`]) to notice
 //!   any write. A SQLite database belongs to one `kiln serve` process, enforced by an
 //!   exclusive lock on `<database file>.lock`, so there the answer comes from memory; on
-//!   PostgreSQL another replica may have written, so it is one primary-key read per
-//!   request (read once and passed along, see `http::extract::check_read`).
+//!   PostgreSQL another replica may have written, so it is a primary-key read that
+//!   started after the request arrived (read once and passed along, see
+//!   `http::extract::check_read`; concurrent requests share one read, see `SharedReads`).
 //! - On PostgreSQL a failed statement aborts its transaction, so a unique violation is
 //!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
 //!   carrying on in the same transaction.
@@ -141,6 +142,8 @@ pub struct Db {
     generation: Arc<AtomicI64>,
     /// Woken after every commit made through this handle (long polls wait on it).
     changed: Arc<tokio::sync::Notify>,
+    /// Shares one PostgreSQL read of the counter among the requests waiting for it.
+    shared_reads: Arc<SharedReads>,
     /// Held for the life of the handle: the SQLite file's single-owner lock.
     _owner_lock: Option<Arc<std::fs::File>>,
 }
@@ -197,6 +200,7 @@ impl Db {
             backend,
             generation: Arc::new(AtomicI64::new(stored)),
             changed: Arc::default(),
+            shared_reads: Arc::default(),
             _owner_lock: owner_lock,
         })
     }
@@ -222,16 +226,12 @@ impl Db {
     }
 
     /// A counter that changes whenever a write commits, on any replica. On SQLite this
-    /// process makes every write, so the answer comes from memory; on PostgreSQL it is one
-    /// primary-key read of `kiln_meta` (see the module docs).
+    /// process makes every write, so the answer comes from memory; on PostgreSQL it is a
+    /// primary-key read of `kiln_meta` that started after the call (see [`SharedReads`]).
     pub async fn generation(&self) -> Result<i64, DbError> {
         match self.backend {
             Backend::Sqlite => Ok(self.generation.load(Ordering::SeqCst)),
-            Backend::Postgres => Ok(sqlx::query_scalar(
-                "SELECT generation FROM kiln_meta WHERE id = 1",
-            )
-            .fetch_one(&self.pool)
-            .await?),
+            Backend::Postgres => self.shared_reads.read(&self.pool).await,
         }
     }
 
@@ -271,6 +271,38 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Reads of the PostgreSQL generation counter, shared by the requests that wait for one.
+///
+/// A caller needs a value read *after* it arrived, so that every write committed before
+/// its request is seen. Reads run one at a time; a caller that finds a newer read than its
+/// arrival already finished takes that value instead of querying again. Under load that is
+/// one query per database round trip for all page requests, instead of one per request;
+/// no caller waits for more than the read in flight plus its own.
+#[derive(Debug, Default)]
+struct SharedReads {
+    /// Numbers the reads, in the order they start.
+    started: std::sync::atomic::AtomicU64,
+    /// The last finished read: its number and the value it saw.
+    last: tokio::sync::Mutex<(u64, i64)>,
+}
+
+impl SharedReads {
+    async fn read(&self, pool: &AnyPool) -> Result<i64, DbError> {
+        let arrival = self.started.load(Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        // A read numbered above `arrival` started after this call did.
+        if last.0 > arrival {
+            return Ok(last.1);
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let value: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
+            .fetch_one(pool)
+            .await?;
+        *last = (number, value);
+        Ok(value)
     }
 }
 
