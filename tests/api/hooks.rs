@@ -233,49 +233,60 @@ async fn four_concurrent_stages_build_once_and_test_the_same_bytes() {
     assert_eq!(builds_in(&count), 1, "no rebuild for a known version");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_builders_lease_expires_and_another_runner_builds() {
-    let app = TestApp::spawn_with(|c| c.build_lease_ttl = Duration::from_secs(2)).await;
-    let counter = tempfile::tempdir().unwrap();
-    let count = counter.path().join("builds");
-    let hung = Runner::new();
-    let mut builder = hung.kiln(
-        &app,
+/// Starts a runner whose build hangs (in its own process group, so it can be lost
+/// whole) and waits until, as `watcher` sees it, that runner holds the lease.
+pub async fn hanging_builder(
+    runner: &Runner,
+    app: &TestApp,
+    watcher: &kiln::client::Client,
+    count: &Path,
+) -> tokio::process::Child {
+    let mut builder = runner.kiln(
+        app,
         &[
             &["ensure"][..],
             &BRANCH_ARGS,
-            &["--build-cmd", &counting_build(&count, 600)],
+            &["--build-cmd", &counting_build(count, 600)],
         ]
         .concat(),
     );
-    builder.process_group(0);
+    builder
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let builder = builder.spawn().unwrap();
-    let client = app.client();
     let index = "root/feature-login-form".parse().unwrap();
-    // Wait until it holds the lease and is building.
-    for _ in 0..200 {
-        let view = client
+    for _ in 0..400 {
+        let view = watcher
             .show_build(&index, "kiln-sample", "1.4.57", None)
             .await;
         if matches!(view, Ok(ref v) if matches!(v.status, BuildStateView::Building { .. })) {
-            break;
+            assert_eq!(builds_in(count), 1);
+            return builder;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(builds_in(&count), 1);
-    // The runner dies: the whole process group, build included, like a lost CI machine.
-    let pgid = builder.id().unwrap();
+    panic!("the hanging runner never took the lease");
+}
+
+/// Kills a runner's whole process group, build included, like a lost CI machine.
+pub fn kill_group(child: &tokio::process::Child) {
+    let pgid = child.id().expect("the runner is still running");
     let killed = std::process::Command::new("kill")
         .args(["-s", "KILL", "--", &format!("-{pgid}")])
         .status()
         .unwrap();
     assert!(killed.success());
+}
 
-    let good = counting_build(&count, 0);
+/// After a builder was lost, two runners `kiln ensure` through `app`: both succeed with
+/// the same bytes, exactly one more build runs, and the takeover shows as attempt 2.
+pub async fn two_runners_take_over(app: &TestApp, count: &Path) {
+    let good = counting_build(count, 0);
     let waiters: Vec<Runner> = (0..2).map(|_| Runner::new()).collect();
     let runs = waiters.iter().map(|r| {
         r.kiln(
-            &app,
+            app,
             &[&["ensure"][..], &BRANCH_ARGS, &["--build-cmd", &good]].concat(),
         )
         .output()
@@ -287,12 +298,8 @@ async fn a_dead_builders_lease_expires_and_another_runner_builds() {
         assert!(output.status.success(), "{}", show(output));
         digests.push(stdout_value(output, "KILN_SHA256"));
     }
-    assert_eq!(digests[0], digests[1]);
-    assert_eq!(
-        builds_in(&count),
-        2,
-        "the dead build, then exactly one more"
-    );
+    assert_eq!(digests[0], digests[1], "both use the one finished build");
+    assert_eq!(builds_in(count), 2, "the lost build, then exactly one more");
     let stderr: String = outputs
         .iter()
         .map(|o| String::from_utf8_lossy(&o.as_ref().unwrap().stderr).into_owned())
@@ -301,6 +308,16 @@ async fn a_dead_builders_lease_expires_and_another_runner_builds() {
         stderr.contains("attempt 2"),
         "the takeover is visible:\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_builders_lease_expires_and_another_runner_builds() {
+    let app = TestApp::spawn_with(|c| c.build_lease_ttl = Duration::from_secs(2)).await;
+    let counter = tempfile::tempdir().unwrap();
+    let count = counter.path().join("builds");
+    let builder = hanging_builder(&Runner::new(), &app, &app.client(), &count).await;
+    kill_group(&builder);
+    two_runners_take_over(&app, &count).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,10 @@ use kiln::service::results::Outcome;
 use sqlx::Connection as _;
 
 use crate::helpers::{ADMIN_TOKEN, Backing, Dist, TestApp, backends, show};
-use crate::hooks::{BRANCH_ARGS, Runner, builds_in, counting_build, stdout_value};
+use crate::hooks::{
+    BRANCH_ARGS, Runner, builds_in, counting_build, hanging_builder, kill_group,
+    two_runners_take_over,
+};
 use crate::promotions::{on_master, report, request};
 
 /// The build lease of every replica here: short, so expiry is quick to wait for.
@@ -300,80 +303,14 @@ async fn a_replica_killed_mid_build_leaves_a_lease_that_expires_and_the_other_fi
     let (_backing, mut replicas) = fleet(2).await;
     let counter = tempfile::tempdir().unwrap();
     let count = counter.path().join("builds");
-    let first = Runner::new();
-    let mut builder = first.kiln(
-        &replicas[0],
-        &[
-            &["ensure"][..],
-            &BRANCH_ARGS,
-            &["--build-cmd", &counting_build(&count, 600)],
-        ]
-        .concat(),
-    );
-    builder
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let builder = builder.spawn().unwrap();
-    let index = "root/feature-login-form".parse().unwrap();
-    let watcher = replicas[1].client();
-    let mut building = false;
-    for _ in 0..400 {
-        let view = watcher
-            .show_build(&index, "kiln-sample", "1.4.57", None)
-            .await;
-        if matches!(view, Ok(ref v) if matches!(v.status, BuildStateView::Building { .. })) {
-            building = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        building,
-        "the first runner took the lease through replica A"
-    );
-    assert_eq!(builds_in(&count), 1);
-
+    // The first runner takes the lease through replica A (as B sees it).
+    let builder =
+        hanging_builder(&Runner::new(), &replicas[0], &replicas[1].client(), &count).await;
     // Replica A dies while its runner builds; the runner's heartbeats go nowhere.
     replicas[0].kill().await;
-
-    let good = counting_build(&count, 0);
-    let others: Vec<Runner> = (0..2).map(|_| Runner::new()).collect();
-    let runs = others.iter().map(|runner| {
-        runner
-            .kiln(
-                &replicas[1],
-                &[&["ensure"][..], &BRANCH_ARGS, &["--build-cmd", &good]].concat(),
-            )
-            .output()
-    });
-    let outputs = futures_util::future::join_all(runs).await;
-    let mut digests = Vec::new();
-    for output in &outputs {
-        let output = output.as_ref().unwrap();
-        assert!(output.status.success(), "{}", show(output));
-        digests.push(stdout_value(output, "KILN_SHA256"));
-    }
-    assert_eq!(digests[0], digests[1], "both use the one finished build");
-    assert_eq!(
-        builds_in(&count),
-        2,
-        "the orphaned build, then exactly one more"
-    );
-    let stderr: String = outputs
-        .iter()
-        .map(|o| String::from_utf8_lossy(&o.as_ref().unwrap().stderr).into_owned())
-        .collect();
-    assert!(
-        stderr.contains("attempt 2"),
-        "the takeover is visible:\n{stderr}"
-    );
-
+    two_runners_take_over(&replicas[1], &count).await;
     // The lost runner (and its endless build) goes too.
-    let pgid = builder.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .status();
+    kill_group(&builder);
 }
 
 /// Uploads through the replica at `base`, retrying connection failures and 5xx like a
