@@ -104,8 +104,8 @@ pub struct Storage {
     local_root: Option<PathBuf>,
     /// Set for an S3 store with presigned downloads turned on.
     presigner: Option<Arc<Presigner>>,
-    /// True for an S3 store.
-    s3: bool,
+    /// `file`, `s3` or `memory`, as `/+health` reports it.
+    kind: &'static str,
 }
 
 impl Storage {
@@ -117,15 +117,6 @@ impl Storage {
     /// Opens the store a URL names: `file:///path` (created if missing), `s3://bucket/prefix`
     /// or `memory://`.
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
-        if url == "memory://" && options.settings.is_empty() && options.presign_downloads.is_none()
-        {
-            return Ok(Self {
-                store: Arc::new(InMemory::new()),
-                local_root: None,
-                presigner: None,
-                s3: false,
-            });
-        }
         let parsed =
             url::Url::parse(url).map_err(|_| StorageError::UnsupportedUrl(url.to_owned()))?;
         if parsed.scheme() != "s3" {
@@ -137,6 +128,12 @@ impl Storage {
             }
         }
         match parsed.scheme() {
+            "memory" => Ok(Self {
+                store: Arc::new(InMemory::new()),
+                local_root: None,
+                presigner: None,
+                kind: "memory",
+            }),
             "file" => {
                 let root = parsed
                     .to_file_path()
@@ -146,7 +143,7 @@ impl Storage {
                     store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
                     local_root: Some(root),
                     presigner: None,
-                    s3: false,
+                    kind: "file",
                 })
             }
             "s3" if parsed.host_str().is_some_and(|h| !h.is_empty()) => {
@@ -189,7 +186,7 @@ impl Storage {
             store,
             local_root: None,
             presigner,
-            s3: true,
+            kind: "s3",
         })
     }
 
@@ -228,13 +225,7 @@ impl Storage {
     /// The kind of store, as `/+health` reports it: `file`, `s3` or `memory`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
-        if self.local_root.is_some() {
-            "file"
-        } else if self.s3 {
-            "s3"
-        } else {
-            "memory"
-        }
+        self.kind
     }
 
     /// The key of the blob with this digest.
