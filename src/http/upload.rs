@@ -78,8 +78,8 @@ fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
             Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
                 ServiceError::Timeout(timeout.to_string())
             }
-            Ok(read) => ServiceError::Invalid(format!("reading the upload body: {read}")),
-            Err(other) => ServiceError::Invalid(format!("reading the upload body: {other}")),
+            Ok(read) => body_ended_early(&read),
+            Err(other) => body_ended_early(&other),
         },
         multer::Error::FieldSizeExceeded { field_name, .. }
             if field_name.as_deref() == Some("content") =>
@@ -122,7 +122,11 @@ where
             // Slack above the limit lets `spool` refuse first, naming the file.
             .for_field("content", max_upload.saturating_add(64 * 1024)),
     );
-    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    // multer stops reading at the closing boundary; the rest of the body is drained
+    // below, through the same stream, so a body that ends before its declared length
+    // is refused before anything is stored.
+    let body = SharedStream::new(body);
+    let mut multipart = multer::Multipart::with_constraints(body.clone(), boundary, constraints);
     let mut fields = 0usize;
     let mut form = UploadForm {
         lease_id,
@@ -163,7 +167,86 @@ where
             }
         }
     }
+    drop(multipart);
+    drain_epilogue(body).await?;
     Ok(form)
+}
+
+/// Most bytes read after a form's closing boundary (MIME allows an epilogue; no client
+/// sends one, so a large one is a confused or hostile client). multer reads whatever has
+/// already arrived, within the whole-body limit; this bounds what comes after that.
+const MAX_EPILOGUE: usize = 64 * 1024;
+
+/// Reads what is left of the body after the closing boundary, to its end: an error here
+/// means the body ended before the length it announced (or stalled), and the upload is
+/// refused although its form was complete.
+async fn drain_epilogue<S, E>(mut body: SharedStream<S>) -> Result<(), ServiceError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let mut epilogue = 0usize;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(bytes) => {
+                epilogue += bytes.len();
+                if epilogue > MAX_EPILOGUE {
+                    return Err(ServiceError::Invalid(format!(
+                        "the upload body goes on for more than {MAX_EPILOGUE} bytes after the form's closing boundary"
+                    )));
+                }
+            }
+            Err(err) => {
+                let err: Box<dyn std::error::Error + Send + Sync> = err.into();
+                return Err(match err.downcast::<BodyError>() {
+                    Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
+                        ServiceError::Timeout(timeout.to_string())
+                    }
+                    Ok(read) => body_ended_early(&read),
+                    Err(other) => body_ended_early(&other),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn body_ended_early(cause: &dyn std::fmt::Display) -> ServiceError {
+    ServiceError::Invalid(format!(
+        "the upload body ended before the length it announced (`Content-Length`); nothing was stored: {cause}"
+    ))
+}
+
+/// A stream that two owners poll in turn: multer, which needs a `'static` stream and
+/// stops at the closing boundary, and then [`drain_epilogue`].
+struct SharedStream<S>(std::sync::Arc<std::sync::Mutex<std::pin::Pin<Box<S>>>>);
+
+impl<S> SharedStream<S> {
+    fn new(stream: S) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Box::pin(stream))))
+    }
+}
+
+impl<S> Clone for SharedStream<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S: futures_util::Stream> futures_util::Stream for SharedStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        // Never held across an await: each poll locks, polls and unlocks.
+        let mut inner = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.as_mut().poll_next(cx)
+    }
 }
 
 /// `POST /{ns}/{name}/`
@@ -232,13 +315,15 @@ mod tests {
     use super::*;
 
     fn read(body: Vec<u8>, split: usize) -> Result<UploadForm, ServiceError> {
-        let tmp = tempfile::tempdir().unwrap();
         let body = bytes::Bytes::from(body);
         let split = split.min(body.len());
-        let chunks = vec![
-            Ok::<_, std::io::Error>(body.slice(..split)),
-            Ok(body.slice(split..)),
-        ];
+        read_chunks(vec![Ok(body.slice(..split)), Ok(body.slice(split..))])
+    }
+
+    fn read_chunks(
+        chunks: Vec<Result<bytes::Bytes, std::io::Error>>,
+    ) -> Result<UploadForm, ServiceError> {
+        let tmp = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -262,6 +347,35 @@ mod tests {
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
         out
+    }
+
+    fn complete_form() -> Vec<u8> {
+        let mut body = part("name", None, b"x");
+        body.extend(part("content", Some("x-1.0.tar.gz"), b"abc"));
+        body.extend_from_slice(b"--B--\r\n");
+        body
+    }
+
+    #[test]
+    fn a_complete_form_in_a_body_that_then_breaks_is_refused() {
+        let cut = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "end of file before message length reached",
+        );
+        let err = read_chunks(vec![Ok(complete_form().into()), Err(cut)]).unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Invalid(m) if m.contains("ended before the length it announced")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_epilogue_after_the_closing_boundary_is_accepted() {
+        let small = read_chunks(vec![
+            Ok(complete_form().into()),
+            Ok(bytes::Bytes::from_static(b"trailing words\r\n")),
+        ]);
+        assert!(small.is_ok(), "{small:?}");
     }
 
     proptest! {
