@@ -34,6 +34,8 @@ pub struct AppState {
     pub templates: Arc<minijinja::Environment<'static>>,
     /// Rendered simple pages.
     pub pages: Arc<crate::http::page_cache::PageCache>,
+    /// What reading each index takes, per write generation.
+    pub access: Arc<crate::service::auth::AccessCache>,
     /// Mirror indexes' upstream fetches and the flights in progress.
     pub mirrors: Arc<Mirrors>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             config: Arc::new(config),
             templates: Arc::new(templates),
             pages: Arc::default(),
+            access: Arc::default(),
         })
     }
 }

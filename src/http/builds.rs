@@ -12,13 +12,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Caller, ReleasePath, User, check_read};
+use super::extract::ReleasePath;
 use super::indexes::ApiJson;
 use crate::app::AppState;
 use crate::db::FileRecord;
-use crate::domain::{IndexName, Permission};
+use crate::domain::IndexName;
+use crate::service::auth::Caller;
 use crate::service::builds::{self, BuildStatus, Release, now_ms};
-use crate::service::indexes;
 
 /// A file of a release, as build and status answers list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,16 +186,15 @@ pub struct WaitQuery {
 pub async fn claim_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
     ApiJson(body): ApiJson<ClaimBuild>,
 ) -> Result<Response, ApiError> {
-    let index = indexes::get_index(&state.db, &index_name).await?;
     let ttl = state.config.build_lease_ttl;
     let status = builds::claim(
         &state.db,
-        &index,
+        &caller,
+        &index_name,
         &release,
-        &principal,
         &body.builder,
         body.retry,
         ttl,
@@ -211,35 +210,32 @@ pub async fn show_build(
     caller: Caller,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    check_read(&state, caller.principal(), &index_name).await?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    let status = match query.wait {
-        Some(secs) if secs.is_finite() && secs > 0.0 => {
-            let timeout = Duration::from_secs_f64(secs.min(builds::MAX_WAIT.as_secs_f64()));
-            builds::wait(&state.db, &index, &release, timeout).await?
-        }
-        _ => builds::status(&state.db, &index, &release).await?,
-    };
-    Ok(Json(view(
-        &index_name,
-        &release,
-        status,
-        state.config.build_lease_ttl,
-    ))
-    .into_response())
+    let wait = query
+        .wait
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .map(|secs| Duration::from_secs_f64(secs.min(builds::MAX_WAIT.as_secs_f64())));
+    let status = builds::status(&state.db, &caller, &index_name, &release, wait).await?;
+    let ttl = state.config.build_lease_ttl;
+    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}/heartbeat`
 pub async fn heartbeat_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Upload, &index_name)?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
     let ttl = state.config.build_lease_ttl;
-    let status = builds::heartbeat(&state.db, &index, &release, &body.lease_id, ttl).await?;
+    let status = builds::heartbeat(
+        &state.db,
+        &caller,
+        &index_name,
+        &release,
+        &body.lease_id,
+        ttl,
+    )
+    .await?;
     Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }
 
@@ -247,38 +243,32 @@ pub async fn heartbeat_build(
 pub async fn complete_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Upload, &index_name)?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    let status = builds::complete(&state.db, &index, &release, &body.lease_id).await?;
-    Ok(Json(view(
-        &index_name,
-        &release,
-        status,
-        state.config.build_lease_ttl,
-    ))
-    .into_response())
+    let status =
+        builds::complete(&state.db, &caller, &index_name, &release, &body.lease_id).await?;
+    let ttl = state.config.build_lease_ttl;
+    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}/fail`
 pub async fn fail_build(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Upload, &index_name)?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
     let error_tail = body.error_tail.unwrap_or_default();
-    builds::fail(&state.db, &index, &release, &body.lease_id, &error_tail).await?;
-    let status = builds::status(&state.db, &index, &release).await?;
-    Ok(Json(view(
+    let status = builds::fail(
+        &state.db,
+        &caller,
         &index_name,
         &release,
-        status,
-        state.config.build_lease_ttl,
-    ))
-    .into_response())
+        &body.lease_id,
+        &error_tail,
+    )
+    .await?;
+    let ttl = state.config.build_lease_ttl;
+    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }

@@ -9,43 +9,14 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::IndexName;
 use crate::service::ServiceError;
-use crate::service::auth::{ChainAccess, Principal, authenticate, require_read};
+use crate::service::auth::{Caller, authenticate, needs_token};
 
-/// The authenticated caller of a write. Missing credentials answer 401, invalid ones 403.
+/// The caller of any request: a token if the request carries one, else anonymous. A
+/// token that is present but invalid is refused rather than ignored, so a typo is seen at
+/// once. What the caller may do is decided by the service it calls, never here.
 ///
 /// Accepted forms: `Authorization: Bearer <token>`, and HTTP Basic with user `__token__`
 /// and the token as password (what twine, `uv publish` and pip send).
-#[derive(Debug, Clone)]
-pub struct User(pub Principal);
-
-impl<S> FromRequestParts<S> for User
-where
-    S: Send + Sync,
-    AppState: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let secret = token_from_headers(parts)?;
-        let principal = authenticate(&state.db, &secret).await?;
-        Ok(Self(principal))
-    }
-}
-
-/// The caller of a read: a token if the request carries one, else anonymous. A token that
-/// is present but invalid is refused rather than ignored, so a typo is seen at once.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Option<Principal>);
-
-impl Caller {
-    /// The principal, if any.
-    #[must_use]
-    pub fn principal(&self) -> Option<&Principal> {
-        self.0.as_ref()
-    }
-}
-
 impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
@@ -55,43 +26,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
-            return Ok(Self(None));
+            return Ok(Self::anonymous());
         }
-        let User(principal) = User::from_request_parts(parts, state).await?;
-        Ok(Self(Some(principal)))
+        let state = AppState::from_ref(state);
+        let secret = token_from_headers(parts)?;
+        let principal = authenticate(&state.db, &secret).await?;
+        Ok(Self::from(principal))
     }
 }
 
-/// Refuses unless `caller` may read `index` and every private index it inherits from.
-/// The rule is computed once per write generation; the generation it was checked at is
-/// returned, so a page served next reuses it (on PostgreSQL reading it is a query).
-pub async fn check_read(
-    state: &AppState,
-    caller: Option<&Principal>,
-    index: &IndexName,
-) -> Result<i64, ApiError> {
-    let generation = state.db.generation().await.map_err(ServiceError::from)?;
-    let access = if let Some(access) = state.pages.access(index, generation) {
-        access
-    } else {
-        let found = crate::service::indexes::get_index(&state.db, index).await?;
-        let chain = crate::service::resolve::chain_indexes(&state.db, &found).await?;
-        let access = ChainAccess::of(&chain);
-        state
-            .pages
-            .put_access(index.clone(), generation, access.clone());
-        access
-    };
-    require_read(caller, &access)?;
-    Ok(generation)
-}
-
 fn token_from_headers(parts: &Parts) -> Result<String, ServiceError> {
-    let missing = || {
-        ServiceError::Unauthenticated(
-            "this needs a token: pass it as `Authorization: Bearer <token>`, or as the password of user `__token__` (twine: `-u __token__ -p <token>`)".into(),
-        )
-    };
+    let missing = needs_token;
     let value = parts
         .headers
         .get(header::AUTHORIZATION)

@@ -13,12 +13,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::extract::{Caller, IndexPath};
+use super::extract::IndexPath;
 use super::simple::etag_matches;
 use crate::app::AppState;
 use crate::domain::Sha256Digest;
+use crate::service::ServiceError;
+use crate::service::auth::Caller;
 use crate::service::mirror::{Located, Mirrors};
-use crate::service::{ServiceError, auth, indexes, resolve};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -37,10 +38,7 @@ pub async fn get_file(
         ))
     };
     let sha256: Sha256Digest = digest.parse().map_err(|_| not_found())?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    let chain = resolve::chain_indexes(&state.db, &index).await?;
-    auth::require_read_chain(caller.principal(), &chain)?;
-    match Mirrors::locate(&state.db, &chain, &sha256, &filename).await? {
+    match Mirrors::find_file(&state.db, &caller, &index_name, &sha256, &filename).await? {
         None => Err(not_found()),
         Some(Located::Local(file)) if file.filename == filename => {
             let size = u64::try_from(file.size).unwrap_or(0);

@@ -7,14 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Caller, IndexPath, User};
+use super::extract::IndexPath;
 use crate::app::AppState;
 use crate::domain::{
     DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
 };
+use crate::service::auth::Caller;
 use crate::service::indexes::{self, IndexPatch};
-use crate::service::mirror::Mirrors;
-use crate::service::{auth, resolve};
 
 /// JSON body extractor whose rejections are problem documents.
 #[derive(FromRequest)]
@@ -103,7 +102,7 @@ pub async fn list_indexes(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let all = auth::readable_indexes(&state.db, caller.principal()).await?;
+    let all = indexes::list_indexes(&state.db, &caller).await?;
     let views: Vec<IndexView> = all.into_iter().map(IndexView::from).collect();
     Ok(Json(views).into_response())
 }
@@ -111,7 +110,7 @@ pub async fn list_indexes(
 /// `POST /+api/v1/indexes`
 pub async fn create_index(
     State(state): State<AppState>,
-    User(user): User,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateIndex>,
 ) -> Result<Response, ApiError> {
     let kind = body.kind.unwrap_or(if body.mirror_url.is_some() {
@@ -138,8 +137,7 @@ pub async fn create_index(
         mirror,
         mirror_allow: body.mirror_allow,
     };
-    indexes::authorize_create(&state.db, &user, &body.name, &settings).await?;
-    let index = indexes::create_index(&state.db, &body.name, &settings).await?;
+    let index = indexes::create_index(&state.db, &caller, &body.name, &settings).await?;
     Ok((StatusCode::CREATED, Json(IndexView::from(index))).into_response())
 }
 
@@ -149,10 +147,7 @@ pub async fn show_index(
     IndexPath(name): IndexPath,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let index = indexes::get_index(&state.db, &name).await?;
-    let chain = resolve::chain_indexes(&state.db, &index).await?;
-    auth::require_read_chain(caller.principal(), &chain)?;
-    let shadowed = Mirrors::shadowed(&state.db, &chain).await?;
+    let (index, shadowed) = indexes::show_index(&state.db, &caller, &name).await?;
     let mut view = IndexView::from(index);
     view.mirror_shadowed = shadowed;
     Ok(Json(view).into_response())
@@ -162,7 +157,7 @@ pub async fn show_index(
 pub async fn modify_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
-    User(user): User,
+    caller: Caller,
     ApiJson(body): ApiJson<ModifyIndex>,
 ) -> Result<Response, ApiError> {
     let patch = IndexPatch {
@@ -177,8 +172,7 @@ pub async fn modify_index(
         mirror_ttl_seconds: body.mirror_ttl_seconds,
         mirror_allow: body.mirror_allow,
     };
-    indexes::authorize_modify(&state.db, &user, &name, &patch).await?;
-    let index = indexes::modify_index(&state.db, &name, &patch).await?;
+    let index = indexes::modify_index(&state.db, &caller, &name, &patch).await?;
     Ok(Json(IndexView::from(index)).into_response())
 }
 
@@ -186,9 +180,8 @@ pub async fn modify_index(
 pub async fn delete_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
-    User(user): User,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    indexes::authorize_delete(&state.db, &user, &name).await?;
-    indexes::delete_index(&state.db, &name).await?;
+    indexes::delete_index(&state.db, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

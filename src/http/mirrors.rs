@@ -1,19 +1,17 @@
 //! Mirror caches: `GET /+api/v1/mirrors/{ns}/{name}` (what is cached),
 //! `POST …/{project}/refresh` (ask the upstream now) and `DELETE …/{project}` (purge).
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Caller, IndexPath, User, check_read};
+use super::extract::IndexPath;
 use crate::app::AppState;
-use crate::domain::{Index, IndexKind, Permission, ProjectName};
+use crate::domain::ProjectName;
+use crate::service::auth::Caller;
 use crate::service::mirror::Mirrors;
-use crate::service::{ServiceError, indexes};
 
 /// One cached project page.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,20 +66,6 @@ pub struct PurgeView {
     pub deleted_blobs: usize,
 }
 
-async fn mirror_index(
-    state: &AppState,
-    name: &crate::domain::IndexName,
-) -> Result<Index, ApiError> {
-    let index = indexes::get_index(&state.db, name).await?;
-    if index.settings.kind != IndexKind::Mirror {
-        return Err(ServiceError::Invalid(format!(
-            "index `{name}` is a stage index, not a mirror; it has no upstream cache"
-        ))
-        .into());
-    }
-    Ok(index)
-}
-
 fn project_param(raw: &str) -> Result<ProjectName, ApiError> {
     ProjectName::new(raw).map_err(|e| ApiError::bad_request(format!("project `{raw}`: {e}")))
 }
@@ -92,15 +76,10 @@ pub async fn show_cache(
     IndexPath(name): IndexPath,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    check_read(&state, caller.principal(), &name).await?;
-    let index = mirror_index(&state, &name).await?;
-    let settings = index.settings.mirror.clone().ok_or_else(|| {
-        ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
-    })?;
+    let (index, settings, rows) = Mirrors::cache(&state.db, &caller, &name).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let ttl_ms = i64::try_from(settings.ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let projects = Mirrors::cache(&state.db, &index)
-        .await?
+    let projects = rows
         .into_iter()
         .map(|row| CachedProject {
             fresh: now - row.fetched_at_ms < ttl_ms,
@@ -128,15 +107,13 @@ pub async fn refresh_project(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
     Path((_, _, raw_project)): Path<(String, String, String)>,
-    User(user): User,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    user.require(Permission::Upload, &name)?;
-    let index = mirror_index(&state, &name).await?;
     let project = project_param(&raw_project)?;
-    let listing = Arc::clone(&state.mirrors)
-        .listing(&state.db, &index, &project, true)
-        .await
-        .map_err(ServiceError::from)?;
+    let listing = state
+        .mirrors
+        .refresh_now(&state.db, &caller, &name, &project)
+        .await?;
     Ok(Json(RefreshView {
         project: project.to_string(),
         files: listing.files.len(),
@@ -150,12 +127,10 @@ pub async fn purge_project(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
     Path((_, _, raw_project)): Path<(String, String, String)>,
-    User(user): User,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    user.require(Permission::Admin, &name)?;
-    let index = mirror_index(&state, &name).await?;
     let project = project_param(&raw_project)?;
-    let deleted_blobs = Mirrors::purge(&state.db, &state.storage, &index, &project).await?;
+    let deleted_blobs = Mirrors::purge(&state.db, &state.storage, &caller, &name, &project).await?;
     Ok(Json(PurgeView {
         project: project.to_string(),
         deleted_blobs,

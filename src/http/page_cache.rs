@@ -15,7 +15,6 @@ use bytes::Bytes;
 
 use super::simple::Format;
 use crate::domain::{IndexName, ProjectName};
-use crate::service::auth::ChainAccess;
 
 /// Most pages kept at once.
 pub const MAX_ENTRIES: usize = 20_000;
@@ -53,8 +52,6 @@ pub enum Page {
 #[derive(Debug, Default)]
 pub struct PageCache {
     entries: Mutex<HashMap<PageKey, Entry>>,
-    /// What reading each index takes, by the generation it was computed at.
-    access: Mutex<HashMap<IndexName, (i64, ChainAccess)>>,
 }
 
 #[derive(Debug)]
@@ -96,30 +93,6 @@ impl PageCache {
                 page,
             },
         );
-    }
-
-    /// The access rule of `index` computed at `generation`, if there is one.
-    pub fn access(&self, index: &IndexName, generation: i64) -> Option<ChainAccess> {
-        let access = self
-            .access
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        access
-            .get(index)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, a)| a.clone())
-    }
-
-    /// Remembers the access rule of `index` computed at `generation`.
-    pub fn put_access(&self, index: IndexName, generation: i64, rule: ChainAccess) {
-        let mut access = self
-            .access
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if access.len() >= MAX_ENTRIES {
-            access.clear();
-        }
-        access.insert(index, (generation, rule));
     }
 }
 

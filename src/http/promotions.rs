@@ -9,21 +9,21 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Caller, ReleasePath, User, check_read};
+use super::extract::ReleasePath;
 use super::indexes::ApiJson;
 use crate::app::AppState;
 use crate::domain::IndexName;
-use crate::service::promote::{self, PromoteRequest, PromotionResult, PromotionView};
-use crate::service::{ServiceError, indexes};
+use crate::service::auth::Caller;
+use crate::service::promote::{self, PromoteRequest, PromotionResult};
 
 /// `POST /+api/v1/promotions`: 200 when promoted (or already, or a passing dry run), 409
 /// with every failing check when the policy refuses.
 pub async fn promote_release(
     State(state): State<AppState>,
-    User(principal): User,
+    caller: Caller,
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> Result<Response, ApiError> {
-    let outcome = promote::promote(&state.db, &state.config.policies, &principal, &request).await?;
+    let outcome = promote::promote(&state.db, &state.config.policies, &caller, &request).await?;
     let status = if outcome.result == PromotionResult::Refused {
         StatusCode::CONFLICT
     } else {
@@ -47,38 +47,9 @@ pub async fn list_promotions(
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let target = match &query.index {
-        Some(name) => {
-            check_read(&state, caller.principal(), name).await?;
-            Some(indexes::get_index(&state.db, name).await?.id)
-        }
-        None => None,
-    };
-    let readable = readable_names(&state, caller.principal()).await?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state
-        .db
-        .list_promotions(target, limit)
-        .await
-        .map_err(ServiceError::from)?;
-    let views: Vec<PromotionView> = rows
-        .into_iter()
-        .filter(|p| readable.contains(&p.target))
-        .map(PromotionView::from)
-        .collect();
+    let limit = query.limit.unwrap_or(100);
+    let views = promote::list_promotions(&state.db, &caller, query.index.as_ref(), limit).await?;
     Ok(Json(views).into_response())
-}
-
-/// The names of the indexes the caller may read.
-async fn readable_names(
-    state: &AppState,
-    caller: Option<&crate::service::auth::Principal>,
-) -> Result<std::collections::HashSet<String>, ApiError> {
-    Ok(crate::service::auth::readable_indexes(&state.db, caller)
-        .await?
-        .into_iter()
-        .map(|i| i.name.to_string())
-        .collect())
 }
 
 /// Body of a yank.
@@ -104,13 +75,17 @@ pub struct YankView {
 pub async fn yank_release(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
     ApiJson(body): ApiJson<YankBody>,
 ) -> Result<Response, ApiError> {
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    promote::authorize_yank(&index, &principal)?;
-    let files =
-        promote::set_yank(&state.db, &index, &release, &principal, Some(&body.reason)).await?;
+    let files = promote::set_yank(
+        &state.db,
+        &caller,
+        &index_name,
+        &release,
+        Some(&body.reason),
+    )
+    .await?;
     Ok(Json(YankView {
         index: index_name.to_string(),
         files,
@@ -123,11 +98,9 @@ pub async fn yank_release(
 pub async fn unyank_release(
     State(state): State<AppState>,
     ReleasePath(index_name, release): ReleasePath,
-    User(principal): User,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    promote::authorize_yank(&index, &principal)?;
-    let files = promote::set_yank(&state.db, &index, &release, &principal, None).await?;
+    let files = promote::set_yank(&state.db, &caller, &index_name, &release, None).await?;
     Ok(Json(YankView {
         index: index_name.to_string(),
         files,
@@ -174,34 +147,14 @@ pub async fn list_events(
     caller: Caller,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    if let Some(index) = &query.index {
-        check_read(&state, caller.principal(), index).await?;
-    }
-    let index = query.index.as_ref().map(ToString::to_string);
-    let readable = readable_names(&state, caller.principal()).await?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let mut after = query.after.unwrap_or(0);
-    let mut rows = Vec::new();
-    // Skip what the caller may not read without ending the page early: a follower that
-    // saw a short page would think it had caught up.
-    loop {
-        let batch = state
-            .db
-            .list_events(index.as_deref(), after, limit)
-            .await
-            .map_err(ServiceError::from)?;
-        let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
-        after = batch.last().map_or(after, |e| e.id);
-        rows.extend(
-            batch
-                .into_iter()
-                .filter(|e| readable.contains(&e.index_name)),
-        );
-        if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
-            break;
-        }
-    }
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let rows = promote::list_events(
+        &state.db,
+        &caller,
+        query.index.as_ref(),
+        query.after.unwrap_or(0),
+        query.limit.unwrap_or(100),
+    )
+    .await?;
     let views: Vec<EventView> = rows
         .into_iter()
         .map(|e| EventView {

@@ -11,27 +11,19 @@ use serde::{Deserialize, Serialize};
 
 use super::builds::{BuildView, ReleaseFile};
 use super::error::ApiError;
-use super::extract::{Caller, ReleasePath, User, check_read};
+use super::extract::ReleasePath;
 use super::indexes::ApiJson;
 use crate::app::AppState;
+use crate::service::auth::Caller;
 use crate::service::results::{self, ResultView, StageReport};
-use crate::service::{builds, indexes};
 
 /// `POST /+api/v1/results`
 pub async fn report_result(
     State(state): State<AppState>,
-    User(principal): User,
+    caller: Caller,
     ApiJson(report): ApiJson<StageReport>,
 ) -> Result<Response, ApiError> {
-    let stored = results::record(&state.db, &principal, &report).await?;
-    // The verdict is stored whatever happens next; an automatic promotion that fails is
-    // logged, and can be retried with `kiln promote`.
-    if let Err(e) =
-        crate::service::promote::auto_promote(&state.db, &state.config.policies, &stored.sha256)
-            .await
-    {
-        tracing::error!(file.sha256 = %stored.sha256, error = %e, "automatic promotion failed");
-    }
+    let stored = results::report(&state.db, &state.config.policies, &caller, &report).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -52,8 +44,7 @@ pub async fn show_results(
     caller: Caller,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
-    results::authorize_read(&state.db, caller.principal(), &sha256).await?;
-    let history = results::history(&state.db, &sha256).await?;
+    let history = results::history(&state.db, &caller, &sha256).await?;
     Ok(Json(ArtifactResults {
         sha256,
         latest: results::latest_per_stage(&history),
@@ -89,10 +80,8 @@ pub async fn show_release(
     ReleasePath(index_name, release): ReleasePath,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    check_read(&state, caller.principal(), &index_name).await?;
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    let build = builds::status(&state.db, &index, &release).await?;
-    let verdicts = results::release_verdicts(&state.db, &index, &release).await?;
+    let (build, verdicts) =
+        results::release_status(&state.db, &caller, &index_name, &release).await?;
     let build = super::builds::view(&index_name, &release, build, state.config.build_lease_ttl);
     Ok(Json(ReleaseStatus {
         build,

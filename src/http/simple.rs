@@ -21,11 +21,12 @@ use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Caller, IndexPath, check_read};
+use super::extract::IndexPath;
 use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::ProjectName;
+use crate::service::auth::{Caller, Readable, check_read};
 use crate::service::{ServiceError, indexes, resolve};
 
 const API_VERSION: &str = "1.1";
@@ -222,7 +223,7 @@ pub async fn show_project(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let generation = check_read(&state, caller.principal(), &index_name).await?;
+    let readable = check_read(&state.db, &state.access, &caller, &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let project = ProjectName::new(&raw_project).map_err(|e| ApiError::not_found(e.to_string()))?;
     if project.as_str() != raw_project {
@@ -233,7 +234,7 @@ pub async fn show_project(
         project: Some(project),
         format,
     };
-    let page = cached_page(&state, generation, key, render_project).await?;
+    let page = cached_page(&state, readable, key, render_project).await?;
     Ok(page_response(format, page, &headers))
 }
 
@@ -243,11 +244,12 @@ type Rendered = (Page, Option<Duration>);
 /// Answers from the page cache, rendering (and remembering) on a miss.
 /// A render's `NotFound` (no such index, no such project) is remembered as a 404 page.
 ///
-/// `generation` must have been read before rendering (as [`check_read`] does): a write
+/// `readable` is the caller's read check on the index, which also holds the write
+/// generation read before rendering (as [`check_read`] does): a write
 /// that lands meanwhile then leaves this entry already stale.
 async fn cached_page<F, Fut>(
     state: &AppState,
-    generation: i64,
+    readable: Readable,
     key: PageKey,
     render: F,
 ) -> Result<Page, ApiError>
@@ -255,6 +257,7 @@ where
     F: FnOnce(AppState, PageKey) -> Fut,
     Fut: Future<Output = Result<Rendered, ServiceError>>,
 {
+    let generation = readable.generation();
     if let Some(page) = state.pages.get(&key, generation) {
         return Ok(page);
     }
@@ -395,14 +398,14 @@ pub async fn list_projects(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let generation = check_read(&state, caller.principal(), &index_name).await?;
+    let readable = check_read(&state.db, &state.access, &caller, &index_name).await?;
     let format = negotiated(&query, &headers)?;
     let key = PageKey {
         index: index_name,
         project: None,
         format,
     };
-    let page = cached_page(&state, generation, key, render_project_list).await?;
+    let page = cached_page(&state, readable, key, render_project_list).await?;
     Ok(page_response(format, page, &headers))
 }
 

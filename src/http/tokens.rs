@@ -6,37 +6,36 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::extract::User;
 use super::indexes::ApiJson;
 use crate::app::AppState;
-use crate::service::auth::{self, TokenRequest};
+use crate::service::auth::{self, Caller, TokenRequest};
 
 /// `POST /+api/v1/tokens`: 201 with the secret, which is never shown again.
 pub async fn create_token(
     State(state): State<AppState>,
-    User(principal): User,
+    caller: Caller,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    let created = auth::create_token(&state.db, &principal, &request).await?;
+    let created = auth::create_token(&state.db, &caller, &request).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// `GET /+api/v1/tokens`: the tokens the caller may manage.
 pub async fn list_tokens(
     State(state): State<AppState>,
-    User(principal): User,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    Ok(Json(auth::list_tokens(&state.db, &principal).await?).into_response())
+    Ok(Json(auth::list_tokens(&state.db, &caller).await?).into_response())
 }
 
 /// `DELETE /+api/v1/tokens/{id}`: revokes at once.
 pub async fn revoke_token(
     State(state): State<AppState>,
-    User(principal): User,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("token id `{}` is not a number", id.escape_debug()))
     })?;
-    Ok(Json(auth::revoke_token(&state.db, &principal, id).await?).into_response())
+    Ok(Json(auth::revoke_token(&state.db, &caller, id).await?).into_response())
 }

@@ -16,14 +16,12 @@ use futures_util::{StreamExt as _, TryStreamExt};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{IndexPath, User};
+use super::extract::IndexPath;
 use crate::app::AppState;
 use crate::config::UploadLimits;
 use crate::service::ServiceError;
-use crate::service::indexes;
-use crate::service::publish::{
-    self, Published, SINGLE_FIELDS, UploadForm, check_can_upload, spool,
-};
+use crate::service::auth::Caller;
+use crate::service::publish::{self, Published, SINGLE_FIELDS, UploadForm, spool};
 
 /// The header a builder sends its build lease in, tying the upload to the lease.
 pub const LEASE_HEADER: &str = "x-kiln-lease";
@@ -219,11 +217,17 @@ fn body_ended_early(cause: &dyn std::fmt::Display) -> ServiceError {
 
 /// A stream that two owners poll in turn: multer, which needs a `'static` stream and
 /// stops at the closing boundary, and then [`drain_epilogue`].
-struct SharedStream<S>(std::sync::Arc<std::sync::Mutex<std::pin::Pin<Box<S>>>>);
+/// Fused: multer may already have seen the end, and the body stream must not be polled
+/// past it.
+struct SharedStream<S>(
+    std::sync::Arc<std::sync::Mutex<std::pin::Pin<Box<futures_util::stream::Fuse<S>>>>>,
+);
 
-impl<S> SharedStream<S> {
+impl<S: futures_util::Stream> SharedStream<S> {
     fn new(stream: S) -> Self {
-        Self(std::sync::Arc::new(std::sync::Mutex::new(Box::pin(stream))))
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Box::pin(
+            stream.fuse(),
+        ))))
     }
 }
 
@@ -253,12 +257,11 @@ impl<S: futures_util::Stream> futures_util::Stream for SharedStream<S> {
 pub async fn upload_file(
     State(state): State<AppState>,
     IndexPath(index_name): IndexPath,
-    User(principal): User,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let index = indexes::get_index(&state.db, &index_name).await?;
-    check_can_upload(&index, &principal)?;
+    let target = publish::open_upload(&state.db, &caller, &index_name).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -286,8 +289,7 @@ pub async fn upload_file(
         &state.db,
         &state.storage,
         state.config.archive_limits,
-        &index,
-        &principal,
+        &target,
         form,
     )
     .await?;
@@ -327,8 +329,12 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        // `unfold` panics when polled after its end, as the server's body stream does.
+        let stream = futures_util::stream::unfold(chunks.into_iter(), |mut rest| async move {
+            rest.next().map(|chunk| (chunk, rest))
+        });
         runtime.block_on(read_form(
-            futures_util::stream::iter(chunks),
+            stream,
             "B".into(),
             4096,
             8,

@@ -66,6 +66,151 @@ impl Principal {
     }
 }
 
+/// Who calls a service: a token's principal, or nobody. Every service that reads protected
+/// data or changes anything takes one and checks it first; handlers never decide access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(Option<Principal>);
+
+impl Caller {
+    /// A request without credentials.
+    #[must_use]
+    pub fn anonymous() -> Self {
+        Self(None)
+    }
+
+    /// The principal, if any.
+    #[must_use]
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref()
+    }
+
+    /// The principal, or 401 naming how to pass a token.
+    pub fn authenticated(&self) -> Result<&Principal, ServiceError> {
+        self.0.as_ref().ok_or_else(needs_token)
+    }
+
+    /// The principal, refused unless a scope grants `permission` on `index` (401 without
+    /// a token, 403 with one that lacks it).
+    pub fn require(
+        &self,
+        permission: Permission,
+        index: &IndexName,
+    ) -> Result<&Principal, ServiceError> {
+        let principal = self.authenticated()?;
+        principal.require(permission, index)?;
+        Ok(principal)
+    }
+
+    /// True when a scope grants `permission` on `index`.
+    #[must_use]
+    pub fn allows(&self, permission: Permission, index: &IndexName) -> bool {
+        self.0.as_ref().is_some_and(|p| p.allows(permission, index))
+    }
+
+    /// Refuses unless the caller may read every private index in `chain`.
+    pub fn require_read_chain(&self, chain: &[Index]) -> Result<(), ServiceError> {
+        require_read(self.principal(), &ChainAccess::of(chain))
+    }
+}
+
+impl From<Principal> for Caller {
+    fn from(principal: Principal) -> Self {
+        Self(Some(principal))
+    }
+}
+
+/// The 401 of a request that needs a token and carries none.
+#[must_use]
+pub fn needs_token() -> ServiceError {
+    ServiceError::Unauthenticated(
+        "this needs a token: pass it as `Authorization: Bearer <token>`, or as the password of user `__token__` (twine: `-u __token__ -p <token>`)".into(),
+    )
+}
+
+/// What reading each index takes, by the write generation it was computed at, so a read
+/// of a cached page costs no extra query.
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    rules: std::sync::Mutex<HashMap<IndexName, (i64, ChainAccess)>>,
+}
+
+/// Most access rules kept at once.
+const MAX_ACCESS_RULES: usize = 20_000;
+
+impl AccessCache {
+    fn get(&self, index: &IndexName, generation: i64) -> Option<ChainAccess> {
+        let rules = self
+            .rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rules
+            .get(index)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn put(&self, index: IndexName, generation: i64, rule: ChainAccess) {
+        let mut rules = self
+            .rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rules.len() >= MAX_ACCESS_RULES {
+            rules.clear();
+        }
+        rules.insert(index, (generation, rule));
+    }
+}
+
+/// Proof that a caller may read an index, at the write generation it was checked at:
+/// made only by [`check_read`], and what the page cache takes to serve a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readable {
+    generation: i64,
+}
+
+impl Readable {
+    /// The write generation the check was made at.
+    #[must_use]
+    pub fn generation(self) -> i64 {
+        self.generation
+    }
+}
+
+/// Refuses unless `caller` may read `index` and every private index it inherits from.
+/// The rule is computed once per write generation; the generation it was checked at is
+/// returned, so a page served next reuses it (on PostgreSQL reading it is a query).
+pub async fn check_read(
+    db: &Db,
+    cache: &AccessCache,
+    caller: &Caller,
+    index: &IndexName,
+) -> Result<Readable, ServiceError> {
+    let generation = db.generation().await?;
+    let access = if let Some(access) = cache.get(index, generation) {
+        access
+    } else {
+        let found = super::indexes::get_index(db, index).await?;
+        let chain = super::resolve::chain_indexes(db, &found).await?;
+        let access = ChainAccess::of(&chain);
+        cache.put(index.clone(), generation, access.clone());
+        access
+    };
+    require_read(caller.principal(), &access)?;
+    Ok(Readable { generation })
+}
+
+/// An index looked up and its chain resolved, once the caller was found to may read it.
+pub async fn readable_chain(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+) -> Result<Vec<Index>, ServiceError> {
+    let index = super::indexes::get_index(db, name).await?;
+    let chain = super::resolve::chain_indexes(db, &index).await?;
+    caller.require_read_chain(&chain)?;
+    Ok(chain)
+}
+
 fn lacks(permission: Permission, index: &IndexName, why: &str) -> ServiceError {
     ServiceError::Forbidden(format!(
         "this token lacks `{permission}` on `{index}`{why}; ask an admin of `{}` for a token with the scope `{permission}:{index}` (or `{permission}:{}/*`)",
@@ -306,9 +451,10 @@ fn manages(caller: &Principal, target: &TokenRecord, scopes: &[Scope]) -> bool {
 /// Creates a token; the caller needs `admin` on every pattern it grants.
 pub async fn create_token(
     db: &Db,
-    caller: &Principal,
+    caller: &Caller,
     request: &TokenRequest,
 ) -> Result<CreatedToken, ServiceError> {
+    let caller = caller.authenticated()?;
     check_name(&request.name)?;
     if request.scopes.is_empty() {
         return Err(ServiceError::Invalid(
@@ -390,7 +536,8 @@ pub async fn create_admin_token(tx: &mut WriteTx, secret: &str) -> Result<(), Se
 }
 
 /// The tokens the caller may manage (see [`revoke_token`]), oldest first.
-pub async fn list_tokens(db: &Db, caller: &Principal) -> Result<Vec<TokenView>, ServiceError> {
+pub async fn list_tokens(db: &Db, caller: &Caller) -> Result<Vec<TokenView>, ServiceError> {
+    let caller = caller.authenticated()?;
     let mut views = Vec::new();
     for record in db.list_tokens().await? {
         let scopes = parse_scopes(&record)?;
@@ -404,7 +551,8 @@ pub async fn list_tokens(db: &Db, caller: &Principal) -> Result<Vec<TokenView>, 
 /// Revokes a token at once: the next request with it is refused. The caller may revoke
 /// its own token, and any token whose every scope lies within its `admin` scopes. A
 /// token it may not manage is reported exactly like one that does not exist.
-pub async fn revoke_token(db: &Db, caller: &Principal, id: i64) -> Result<TokenView, ServiceError> {
+pub async fn revoke_token(db: &Db, caller: &Caller, id: i64) -> Result<TokenView, ServiceError> {
+    let caller = caller.authenticated()?;
     let not_found = || {
         ServiceError::NotFound(format!(
             "no token with id {id} that this token may manage (`kiln token list` shows those)"

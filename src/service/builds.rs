@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use pep440_rs::Version;
 
-use super::auth::Principal;
+use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
 use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, WriteTx};
+use crate::domain::IndexName;
 use crate::domain::{Index, ProjectName};
 
 /// Longest build output tail kept for a failed build.
@@ -228,26 +229,49 @@ fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus
     }
 }
 
-/// The build state of a release, for a status page or a waiter.
+/// The build state of a release, for a status page or a waiter, once the caller was
+/// found to may read the index. With `wait`, waits up to that long for a `building`
+/// release to change (see [`wait`]).
 pub async fn status(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
+    wait_for: Option<Duration>,
 ) -> Result<BuildStatus, ServiceError> {
-    observe(db, index, release).await
+    let chain = super::auth::readable_chain(db, caller, name).await?;
+    let index = chain.first().ok_or_else(|| {
+        ServiceError::Internal(format!("the chain of `{name}` does not start with it"))
+    })?;
+    match wait_for {
+        Some(timeout) => wait(db, index, release, timeout).await,
+        None => observe(db, index, release).await,
+    }
+}
+
+/// The index a lease operation acts on, once the caller was found to hold `upload` on it.
+async fn leased_index<'c>(
+    db: &Db,
+    caller: &'c Caller,
+    name: &IndexName,
+) -> Result<(Index, &'c Principal), ServiceError> {
+    let principal = caller.require(crate::domain::Permission::Upload, name)?;
+    Ok((super::indexes::get_index(db, name).await?, principal))
 }
 
 /// Asks to build a release: answers `Ready`, `Claimed` (build it), `Building` (wait) or
 /// `Failed`. With `retry`, a failed build is claimed again instead of reported.
 pub async fn claim(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
-    principal: &Principal,
     builder: &str,
     retry: bool,
     ttl: Duration,
 ) -> Result<BuildStatus, ServiceError> {
+    let (index, principal) = leased_index(db, caller, name).await?;
+    let index = &index;
     super::indexes::refuse_mirror(index, "builds")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Forbidden(format!(
@@ -255,7 +279,6 @@ pub async fn claim(
             index.name
         )));
     }
-    principal.require(crate::domain::Permission::Upload, &index.name)?;
     let builder = describe(principal, builder);
     // Cheap read first: most claims find the release ready or someone building, and
     // answering those must not take the write lock.
@@ -347,7 +370,7 @@ async fn claim_tx(
 
 /// Waits up to `timeout` for a release's build to change from `building` (or for its
 /// lease to lapse), then answers its state.
-pub async fn wait(
+async fn wait(
     db: &Db,
     index: &Index,
     release: &Release,
@@ -402,11 +425,14 @@ fn lease_lost(index: &Index, release: &Release, build: Option<&BuildRecord>) -> 
 /// is no longer theirs.
 pub async fn heartbeat(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
     lease_id: &str,
     ttl: Duration,
 ) -> Result<BuildStatus, ServiceError> {
+    let (index, _) = leased_index(db, caller, name).await?;
+    let index = &index;
     let expires_at_ms = lease_expiry(ttl);
     let key = release.key(index);
     let Some(attempt) = db
@@ -426,10 +452,13 @@ pub async fn heartbeat(
 /// Marks a leased build finished: `Ready` with the files uploaded under it.
 pub async fn complete(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
     lease_id: &str,
 ) -> Result<BuildStatus, ServiceError> {
+    let (index, _) = leased_index(db, caller, name).await?;
+    let index = &index;
     let key = release.key(index);
     let mut tx = db.begin_write().await?;
     let files =
@@ -464,14 +493,18 @@ pub async fn complete(
     Ok(BuildStatus::Ready { files })
 }
 
-/// Marks a leased build failed, keeping the tail of its output for every waiter.
+/// Marks a leased build failed, keeping the tail of its output for every waiter, and
+/// answers the release's state.
 pub async fn fail(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
     lease_id: &str,
     error_tail: &str,
-) -> Result<(), ServiceError> {
+) -> Result<BuildStatus, ServiceError> {
+    let (index, _) = leased_index(db, caller, name).await?;
+    let index = &index;
     let key = release.key(index);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
     let mut tx = db.begin_write().await?;
@@ -495,7 +528,7 @@ pub async fn fail(
         release.version = %release.version_str(),
         "build failed"
     );
-    Ok(())
+    observe(db, index, release).await
 }
 
 /// Refuses an upload that would race a leased build: while a release is `building`, only

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::auth::{self, Principal};
+use super::auth::{self, Caller, Principal};
 use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{Db, DbError, WriteTx};
 use crate::domain::Permission;
@@ -135,12 +135,32 @@ fn not_found(name: &IndexName) -> ServiceError {
     ServiceError::NotFound(format!("index `{name}` does not exist"))
 }
 
-/// Creates an index.
+/// Every index the caller may read.
+pub async fn list_indexes(db: &Db, caller: &Caller) -> Result<Vec<Index>, ServiceError> {
+    auth::readable_indexes(db, caller.principal()).await
+}
+
+/// One index, once the caller was found to may read it and everything it inherits, with
+/// the names its chain's mirrors do not serve.
+pub async fn show_index(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+) -> Result<(Index, Vec<String>), ServiceError> {
+    let chain = auth::readable_chain(db, caller, name).await?;
+    let shadowed = super::mirror::Mirrors::shadowed(db, &chain).await?;
+    let index = chain.into_iter().next().ok_or_else(|| not_found(name))?;
+    Ok((index, shadowed))
+}
+
+/// Creates an index, if the caller may (see [`authorize_create`]).
 pub async fn create_index(
     db: &Db,
+    caller: &Caller,
     name: &IndexName,
     settings: &IndexSettings,
 ) -> Result<Index, ServiceError> {
+    authorize_create(db, caller.authenticated()?, name, settings).await?;
     let mut tx = db.begin_write().await?;
     create_index_tx(&mut tx, name, settings).await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -196,7 +216,7 @@ async fn authorize_bases(
 
 /// What creating an index takes: `admin` on its name, or `upload` for a branch index (so
 /// CI tokens can create them on demand), and read access to every base.
-pub async fn authorize_create(
+async fn authorize_create(
     db: &Db,
     principal: &Principal,
     name: &IndexName,
@@ -209,7 +229,7 @@ pub async fn authorize_create(
 }
 
 /// What changing an index takes: `admin` on it, and read access to any new bases.
-pub async fn authorize_modify(
+async fn authorize_modify(
     db: &Db,
     principal: &Principal,
     name: &IndexName,
@@ -221,7 +241,7 @@ pub async fn authorize_modify(
 
 /// What deleting an index takes: `admin` on it, or `upload` for a volatile index (CI
 /// cleans up merged branches' indexes).
-pub async fn authorize_delete(
+async fn authorize_delete(
     db: &Db,
     principal: &Principal,
     name: &IndexName,
@@ -233,12 +253,14 @@ pub async fn authorize_delete(
     Ok(())
 }
 
-/// Applies `patch` to an index.
+/// Applies `patch` to an index, if the caller may (see [`authorize_modify`]).
 pub async fn modify_index(
     db: &Db,
+    caller: &Caller,
     name: &IndexName,
     patch: &IndexPatch,
 ) -> Result<Index, ServiceError> {
+    authorize_modify(db, caller.authenticated()?, name, patch).await?;
     let mut tx = db.begin_write().await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?
@@ -303,8 +325,10 @@ fn apply_mirror_patch(
     Ok(())
 }
 
-/// Deletes an index that no other index inherits from.
-pub async fn delete_index(db: &Db, name: &IndexName) -> Result<(), ServiceError> {
+/// Deletes an index that no other index inherits from, if the caller may (see
+/// [`authorize_delete`]).
+pub async fn delete_index(db: &Db, caller: &Caller, name: &IndexName) -> Result<(), ServiceError> {
+    authorize_delete(db, caller.authenticated()?, name).await?;
     let mut tx = db.begin_write().await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?

@@ -31,13 +31,16 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
+use super::auth::Caller;
 use super::flight::Flights;
 use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{
     Db, FileRecord, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile,
 };
 use crate::domain::upstream_page::UpstreamFile;
-use crate::domain::{Index, IndexKind, IndexName, MirrorSettings, ProjectName, Sha256Digest};
+use crate::domain::{
+    Index, IndexKind, IndexName, MirrorSettings, Permission, ProjectName, Sha256Digest,
+};
 use crate::storage::{ByteStream, Storage};
 use crate::upstream::{PageFetch, Upstream, UpstreamError};
 
@@ -451,9 +454,22 @@ impl Mirrors {
         Ok(view)
     }
 
+    /// Finds the file `filename` with `sha256` through the chain of index `name`, once
+    /// the caller was found to may read it (see [`Self::locate`]).
+    pub async fn find_file(
+        db: &Db,
+        caller: &Caller,
+        name: &IndexName,
+        sha256: &Sha256Digest,
+        filename: &str,
+    ) -> Result<Option<Located>, ServiceError> {
+        let chain = super::auth::readable_chain(db, caller, name).await?;
+        Self::locate(db, &chain, sha256, filename).await
+    }
+
     /// Finds the file `filename` with `sha256` through `chain`: a stage index's own file
     /// first, then a mirror's (one the guard lets serve that project).
-    pub async fn locate(
+    async fn locate(
         db: &Db,
         chain: &[Index],
         sha256: &Sha256Digest,
@@ -640,19 +656,47 @@ impl Mirrors {
             .collect())
     }
 
-    /// What a mirror has cached.
-    pub async fn cache(db: &Db, mirror: &Index) -> Result<Vec<MirrorCacheRow>, ServiceError> {
-        Ok(db.mirror_cache(mirror.id).await?)
+    /// A mirror, its upstream settings and what it has cached, if the caller may read it.
+    pub async fn cache(
+        db: &Db,
+        caller: &Caller,
+        name: &IndexName,
+    ) -> Result<(Index, MirrorSettings, Vec<MirrorCacheRow>), ServiceError> {
+        let chain = super::auth::readable_chain(db, caller, name).await?;
+        let mirror = mirror_index(chain.into_iter().next(), name)?;
+        let settings = mirror.settings.mirror.clone().ok_or_else(|| {
+            ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
+        })?;
+        let rows = db.mirror_cache(mirror.id).await?;
+        Ok((mirror, settings, rows))
     }
 
-    /// Forgets a mirror's page of `project` and deletes cached bytes nothing else uses.
-    /// Returns how many blobs were deleted; `NotFound` if nothing was cached.
+    /// Asks the upstream for `project` now, whatever the TTL, if the caller holds
+    /// `upload` on the mirror.
+    pub async fn refresh_now(
+        self: &Arc<Self>,
+        db: &Db,
+        caller: &Caller,
+        name: &IndexName,
+        project: &ProjectName,
+    ) -> Result<Listing, ServiceError> {
+        caller.require(Permission::Upload, name)?;
+        let mirror = mirror_index(db.find_index(name).await?, name)?;
+        Ok(self.listing(db, &mirror, project, true).await?)
+    }
+
+    /// Forgets a mirror's page of `project` and deletes cached bytes nothing else uses,
+    /// if the caller holds `admin` on the mirror. Returns how many blobs were deleted;
+    /// `NotFound` if nothing was cached.
     pub async fn purge(
         db: &Db,
         storage: &Storage,
-        mirror: &Index,
+        caller: &Caller,
+        name: &IndexName,
         project: &ProjectName,
     ) -> Result<usize, ServiceError> {
+        caller.require(Permission::Admin, name)?;
+        let mirror = &mirror_index(db.find_index(name).await?, name)?;
         let mut tx = db.begin_write().await?;
         let Some(orphans) = Db::purge_mirror_project(&mut tx, mirror.id, project.as_str()).await?
         else {
@@ -671,6 +715,18 @@ impl Mirrors {
         }
         Ok(orphans.len())
     }
+}
+
+/// The index, refused unless it exists and is a mirror.
+fn mirror_index(found: Option<Index>, name: &IndexName) -> Result<Index, ServiceError> {
+    let index =
+        found.ok_or_else(|| ServiceError::NotFound(format!("index `{name}` does not exist")))?;
+    if index.settings.kind != IndexKind::Mirror {
+        return Err(ServiceError::Invalid(format!(
+            "index `{name}` is a stage index, not a mirror; it has no upstream cache"
+        )));
+    }
+    Ok(index)
 }
 
 fn remaining(stored: &MirrorProjectRecord, ttl: Duration) -> Option<Duration> {

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Principal;
+use super::auth::{Caller, Principal};
 use super::builds::Release;
 use super::results::{ResultView, latest_of_files};
 use super::{ServiceError, indexes, now_rfc3339};
@@ -212,9 +212,10 @@ async fn promotion_of(
 pub async fn promote(
     db: &Db,
     policies: &Policies,
-    principal: &Principal,
+    caller: &Caller,
     request: &PromoteRequest,
 ) -> Result<PromotionOutcome, ServiceError> {
+    let principal = caller.authenticated()?;
     let rule = choose_rule(policies, request.from.as_ref(), request.to.as_ref())?;
     let release = Release::parse(&request.project, &request.version)?;
     principal.require(Permission::Promote, &rule.to)?;
@@ -448,7 +449,7 @@ pub async fn auto_promote(
             };
             // The policy is the authority here, so the server acts with exactly what
             // the rule needs, whoever reported the result.
-            let auto = Principal::system(
+            let auto: Caller = Principal::system(
                 format!("auto ({})", rule.name),
                 vec![
                     Scope {
@@ -460,7 +461,8 @@ pub async fn auto_promote(
                         pattern: IndexPattern::Exact(rule.from.clone()),
                     },
                 ],
-            );
+            )
+            .into();
             let trial = promote(db, policies, &auto, &request).await?;
             if trial.result == PromotionResult::WouldPromote {
                 let real = PromoteRequest {
@@ -476,24 +478,28 @@ pub async fn auto_promote(
 
 /// What a yank or un-yank takes: `promote` on a promotion-only index (nobody uploads
 /// there), `upload` on any other.
-pub fn authorize_yank(index: &Index, principal: &Principal) -> Result<(), ServiceError> {
+fn authorize_yank<'c>(index: &Index, caller: &'c Caller) -> Result<&'c Principal, ServiceError> {
     let needed = if index.settings.promotion_only {
         Permission::Promote
     } else {
         Permission::Upload
     };
-    principal.require(needed, &index.name)
+    caller.require(needed, &index.name)
 }
 
 /// Yanks (with a reason) or un-yanks (`reason = None`) a release's files on one index
-/// (PEP 592), with an event. Returns the files changed.
+/// (PEP 592), with an event, if the caller may (see [`authorize_yank`]). Returns the
+/// files changed.
 pub async fn set_yank(
     db: &Db,
-    index: &Index,
+    caller: &Caller,
+    name: &IndexName,
     release: &Release,
-    principal: &Principal,
     reason: Option<&str>,
 ) -> Result<Vec<String>, ServiceError> {
+    caller.authenticated()?;
+    let index = &indexes::get_index(db, name).await?;
+    let principal = authorize_yank(index, caller)?;
     indexes::refuse_mirror(index, "yanks")?;
     let files: Vec<String> = db
         .files_of_project(&[index.id], release.project.as_str())
@@ -532,4 +538,73 @@ pub async fn set_yank(
     .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(files)
+}
+/// The names of the indexes the caller may read.
+async fn readable_names(
+    db: &Db,
+    caller: &Caller,
+) -> Result<std::collections::HashSet<String>, ServiceError> {
+    Ok(super::auth::readable_indexes(db, caller.principal())
+        .await?
+        .into_iter()
+        .map(|i| i.name.to_string())
+        .collect())
+}
+
+/// Promotions into `target` (or every index), newest first, at most `limit` (1-1000),
+/// of the indexes the caller may read.
+pub async fn list_promotions(
+    db: &Db,
+    caller: &Caller,
+    target: Option<&IndexName>,
+    limit: i64,
+) -> Result<Vec<PromotionView>, ServiceError> {
+    let target_id = match target {
+        Some(name) => Some(super::auth::readable_chain(db, caller, name).await?[0].id),
+        None => None,
+    };
+    let readable = readable_names(db, caller).await?;
+    Ok(db
+        .list_promotions(target_id, limit.clamp(1, 1000))
+        .await?
+        .into_iter()
+        .filter(|p| readable.contains(&p.target))
+        .map(PromotionView::from)
+        .collect())
+}
+
+/// Events of `index` (or every index) after id `after`, oldest first, at most `limit`
+/// (1-1000), of the indexes the caller may read.
+pub async fn list_events(
+    db: &Db,
+    caller: &Caller,
+    index: Option<&IndexName>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRecord>, ServiceError> {
+    if let Some(name) = index {
+        super::auth::readable_chain(db, caller, name).await?;
+    }
+    let index = index.map(ToString::to_string);
+    let readable = readable_names(db, caller).await?;
+    let limit = limit.clamp(1, 1000);
+    let mut after = after;
+    let mut rows = Vec::new();
+    // Skip what the caller may not read without ending the page early: a follower that
+    // saw a short page would think it had caught up.
+    loop {
+        let batch = db.list_events(index.as_deref(), after, limit).await?;
+        let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
+        after = batch.last().map_or(after, |e| e.id);
+        rows.extend(
+            batch
+                .into_iter()
+                .filter(|e| readable.contains(&e.index_name)),
+        );
+        if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
+            break;
+        }
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(rows)
 }

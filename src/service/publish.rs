@@ -21,12 +21,12 @@ use pep440_rs::Version;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::auth::Principal;
+use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
 use crate::db::{Db, DbError, FileRecord, NewFile};
 use crate::domain::archive::{self, ArchiveError, ArchiveLimits};
 use crate::domain::metadata::{self, MetadataError};
-use crate::domain::{DistFilename, DistKind, Index, ProjectName, Sha256Digest};
+use crate::domain::{DistFilename, DistKind, Index, IndexName, ProjectName, Sha256Digest};
 use crate::storage::Storage;
 
 /// An uploaded file body, spooled to disk and hashed.
@@ -76,16 +76,42 @@ pub enum Published {
     AlreadyPresent(FileRecord),
 }
 
-/// Refuses uploads a principal may not make, before the body is read.
-pub fn check_can_upload(index: &Index, principal: &Principal) -> Result<(), ServiceError> {
-    super::indexes::refuse_mirror(index, "uploads")?;
+/// An index the caller may upload to: made only by [`open_upload`], so nothing is
+/// published without the check.
+#[derive(Debug, Clone)]
+pub struct UploadTarget {
+    index: Index,
+    principal: Principal,
+}
+
+impl UploadTarget {
+    /// The index.
+    #[must_use]
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// Refuses uploads the caller may not make, before the body is read: it needs `upload` on
+/// the index, which must be a stage index that is not promotion-only.
+pub async fn open_upload(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+) -> Result<UploadTarget, ServiceError> {
+    let principal = caller.require(crate::domain::Permission::Upload, name)?;
+    let index = super::indexes::get_index(db, name).await?;
+    super::indexes::refuse_mirror(&index, "uploads")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Forbidden(format!(
             "index `{}` is promotion-only: files reach it only by `kiln promote` of a green build from its source index, never by direct upload",
             index.name
         )));
     }
-    principal.require(crate::domain::Permission::Upload, &index.name)
+    Ok(UploadTarget {
+        index,
+        principal: principal.clone(),
+    })
 }
 
 /// Streams a body into a temporary file in `tmp_dir`, hashing it and enforcing `limit`.
@@ -174,11 +200,10 @@ pub async fn publish(
     db: &Db,
     storage: &Storage,
     archive_limits: ArchiveLimits,
-    index: &Index,
-    principal: &Principal,
+    target: &UploadTarget,
     form: UploadForm,
 ) -> Result<Published, ServiceError> {
-    check_can_upload(index, principal)?;
+    let UploadTarget { index, principal } = target;
     let dist = validate_form(&form)?;
     let content = form
         .content

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::Principal;
+use super::auth::Caller;
 use super::builds::{Release, tail};
 use super::resolve;
 use super::{ServiceError, now_rfc3339};
@@ -208,11 +208,8 @@ fn listed(names: &[IndexName]) -> String {
 
 /// Refuses unless the caller may read some index that holds the artifact (mirror-only
 /// artifacts are public knowledge).
-pub async fn authorize_read(
-    db: &Db,
-    caller: Option<&Principal>,
-    sha256: &str,
-) -> Result<(), ServiceError> {
+async fn authorize_read(db: &Db, caller: &Caller, sha256: &str) -> Result<(), ServiceError> {
+    let caller = caller.principal();
     let holders = db.indexes_holding(sha256).await?;
     if holders.is_empty() {
         return Ok(());
@@ -232,12 +229,30 @@ pub async fn authorize_read(
     })
 }
 
-/// Validates and stores a stage result.
-pub async fn record(
+/// Records a stage result (see [`record`]), then promotes under every `auto` rule the
+/// releases it made green. The verdict is stored whatever happens next: an automatic
+/// promotion that fails is logged, and can be retried with `kiln promote`.
+pub async fn report(
     db: &Db,
-    principal: &Principal,
+    policies: &crate::policy::Policies,
+    caller: &Caller,
     report: &StageReport,
 ) -> Result<ResultView, ServiceError> {
+    let stored = record(db, caller, report).await?;
+    if let Err(e) = super::promote::auto_promote(db, policies, &stored.sha256).await {
+        tracing::error!(file.sha256 = %stored.sha256, error = %e, "automatic promotion failed");
+    }
+    Ok(stored)
+}
+
+/// Validates and stores a stage result, if the caller holds `report` on an index that
+/// lists the artifact.
+async fn record(
+    db: &Db,
+    caller: &Caller,
+    report: &StageReport,
+) -> Result<ResultView, ServiceError> {
+    let principal = caller.authenticated()?;
     let digest = check_report(report)?;
     if !db.blob_exists(digest.as_str()).await? {
         return Err(ServiceError::NotFound(format!(
@@ -291,14 +306,20 @@ pub async fn record(
     Ok(record.into())
 }
 
-/// Every result of one artifact, oldest first.
-pub async fn history(db: &Db, sha256: &str) -> Result<Vec<ResultView>, ServiceError> {
+/// Every result of one artifact, oldest first, if the caller may read an index that
+/// holds it.
+pub async fn history(
+    db: &Db,
+    caller: &Caller,
+    sha256: &str,
+) -> Result<Vec<ResultView>, ServiceError> {
     let digest = Sha256Digest::from_str(sha256).map_err(|_| {
         ServiceError::Invalid(format!(
             "`{}` is not a sha256 (64 lowercase hex digits)",
             sha256.escape_debug()
         ))
     })?;
+    authorize_read(db, caller, digest.as_str()).await?;
     Ok(db
         .results_of(&[digest.as_str()])
         .await?
@@ -318,9 +339,20 @@ pub struct FileVerdicts {
     pub latest: BTreeMap<String, ResultView>,
 }
 
-/// The files of a release visible from `index` (own first, then inherited) and the
-/// latest stage results of each.
-pub async fn release_verdicts(
+/// The build of a release on an index and its files visible from there (own first, then
+/// inherited) with the latest stage results of each, if the caller may read the index.
+pub async fn release_status(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+    release: &Release,
+) -> Result<(super::builds::BuildStatus, Vec<FileVerdicts>), ServiceError> {
+    let build = super::builds::status(db, caller, name, release, None).await?;
+    let index = super::indexes::get_index(db, name).await?;
+    Ok((build, release_verdicts(db, &index, release).await?))
+}
+
+async fn release_verdicts(
     db: &Db,
     index: &Index,
     release: &Release,
