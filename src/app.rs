@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::paths;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::domain::Permission;
 use crate::http::{
     builds, files, health, indexes, mirrors, promotions, results, simple, tokens, upload,
 };
@@ -89,90 +92,391 @@ pub fn decode_plus<B>(mut request: axum::http::Request<B>) -> axum::http::Reques
     request
 }
 
-/// All routes. Literal segments (`+api`, `+simple`, `+f`) win over `{ns}/{name}`, and index
-/// names cannot start with `+`, so the two never collide.
-pub fn router(state: AppState) -> Router {
-    let uploads = Router::new()
-        .route(
-            "/{ns}/{name}",
-            post(upload::upload_file).get(indexes::show_index),
+/// Who may call a route: the access table of `docs/architecture.md`. The services
+/// enforce it; `tests/api/routes.rs` walks [`routes`] and checks every entry against a
+/// private index with an anonymous caller and one holding only unrelated scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; the answer says nothing about any index.
+    Public,
+    /// Anyone; a redirect that only adds a slash (its target checks).
+    Redirect,
+    /// Reading the index in the path: `read` on every private index in its chain.
+    Read,
+    /// This permission on the index in the path.
+    Index(Permission),
+    /// This permission on an index the request body names.
+    Body(Permission),
+    /// Any valid token; the answer holds only what that token may manage.
+    Token,
+    /// Anyone; the answer holds only what the caller may read.
+    Filtered,
+}
+
+/// How large a request body a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// [`MAX_API_BODY`].
+    Api,
+    /// [`MAX_REPORT_BODY`]: build and result bodies carry log tails.
+    Report,
+    /// The upload handler enforces its own, configurable limits while streaming.
+    Upload,
+}
+
+/// One route: method, path template, who may call it, and its body limit.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path template ([`crate::api::paths`]).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// The exact rule, for the docs table.
+    pub rule: &'static str,
+    /// Its body limit.
+    pub body: BodyLimit,
+}
+
+/// Every route of the server with its handler. The router is built from this list, so
+/// a route exists only with an access entry.
+#[allow(clippy::too_many_lines)]
+pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Access::{Body, Filtered, Index, Public, Read, Redirect, Token};
+    use BodyLimit::{Api, Report, Upload};
+    use Permission::{Admin, Promote, Report as ReportPerm, Upload as UploadPerm};
+    use axum::routing::{delete, patch};
+    use paths as p;
+    let r = |method: Method,
+             path: &'static str,
+             access: Access,
+             rule: &'static str,
+             body: BodyLimit,
+             handler: MethodRouter<AppState>| {
+        (
+            RouteSpec {
+                method,
+                path,
+                access,
+                rule,
+                body,
+            },
+            handler,
         )
-        .route(
-            "/{ns}/{name}/",
-            post(upload::upload_file).get(indexes::show_index),
-        )
-        // The upload handler enforces its own, configurable limits while streaming.
-        .layer(DefaultBodyLimit::disable());
-    let release = "/+api/v1/builds/{ns}/{name}/{project}/{version}";
-    let reports = Router::new()
-        .route(release, post(builds::claim_build).get(builds::show_build))
-        .route(
-            &format!("{release}/heartbeat"),
-            post(builds::heartbeat_build),
-        )
-        .route(&format!("{release}/complete"), post(builds::complete_build))
-        .route(&format!("{release}/fail"), post(builds::fail_build))
-        .route("/+api/v1/results", post(results::report_result))
-        .route("/+api/v1/results/{sha256}", get(results::show_results))
-        .route(
-            "/+api/v1/releases/{ns}/{name}/{project}/{version}",
-            get(results::show_release),
-        )
-        .route(
-            "/+api/v1/releases/{ns}/{name}/{project}/{version}/yank",
-            post(promotions::yank_release),
-        )
-        .route(
-            "/+api/v1/releases/{ns}/{name}/{project}/{version}/unyank",
-            post(promotions::unyank_release),
-        )
-        .route(
-            "/+api/v1/promotions",
-            post(promotions::promote_release).get(promotions::list_promotions),
-        )
-        .route("/+api/v1/events", get(promotions::list_events))
-        .layer(DefaultBodyLimit::max(MAX_REPORT_BODY));
-    Router::new()
-        .route("/+health", get(health::health))
-        .route(
-            "/+api/v1/indexes",
-            get(indexes::list_indexes).post(indexes::create_index),
-        )
-        .route(
-            "/+api/v1/indexes/{ns}/{name}",
-            get(indexes::show_index)
-                .patch(indexes::modify_index)
-                .delete(indexes::delete_index),
-        )
-        .route(
-            "/+api/v1/tokens",
-            get(tokens::list_tokens).post(tokens::create_token),
-        )
-        .route(
-            "/+api/v1/tokens/{id}",
-            axum::routing::delete(tokens::revoke_token),
-        )
-        .route("/+api/v1/mirrors/{ns}/{name}", get(mirrors::show_cache))
-        .route(
-            "/+api/v1/mirrors/{ns}/{name}/{project}",
-            axum::routing::delete(mirrors::purge_project),
-        )
-        .route(
-            "/+api/v1/mirrors/{ns}/{name}/{project}/refresh",
+    };
+    vec![
+        r(
+            Method::GET,
+            p::HEALTH,
+            Public,
+            "anyone",
+            Api,
+            get(health::health),
+        ),
+        r(
+            Method::GET,
+            p::INDEXES,
+            Filtered,
+            "anyone; lists the indexes the caller may read",
+            Api,
+            get(indexes::list_indexes),
+        ),
+        r(
+            Method::POST,
+            p::INDEXES,
+            Body(Admin),
+            "`admin` on the new index, or `upload` for a branch index; `read` on every base",
+            Api,
+            post(indexes::create_index),
+        ),
+        r(
+            Method::GET,
+            p::INDEX,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(indexes::show_index),
+        ),
+        r(
+            Method::PATCH,
+            p::INDEX,
+            Index(Admin),
+            "`admin` on it; `read` on any new base",
+            Api,
+            patch(indexes::modify_index),
+        ),
+        r(
+            Method::DELETE,
+            p::INDEX,
+            Index(Admin),
+            "`admin` on it, or `upload` on a volatile index",
+            Api,
+            delete(indexes::delete_index),
+        ),
+        r(
+            Method::GET,
+            p::TOKENS,
+            Token,
+            "any token; lists the tokens it may manage",
+            Api,
+            get(tokens::list_tokens),
+        ),
+        r(
+            Method::POST,
+            p::TOKENS,
+            Token,
+            "`admin` on every granted pattern",
+            Api,
+            post(tokens::create_token),
+        ),
+        r(
+            Method::DELETE,
+            p::TOKEN,
+            Token,
+            "its own token, or one within its `admin` scopes",
+            Api,
+            delete(tokens::revoke_token),
+        ),
+        r(
+            Method::GET,
+            p::MIRROR,
+            Read,
+            "`read` on the mirror's chain",
+            Api,
+            get(mirrors::show_cache),
+        ),
+        r(
+            Method::DELETE,
+            p::MIRROR_PROJECT,
+            Index(Admin),
+            "`admin` on the mirror",
+            Api,
+            delete(mirrors::purge_project),
+        ),
+        r(
+            Method::POST,
+            p::MIRROR_REFRESH,
+            Index(UploadPerm),
+            "`upload` on the mirror",
+            Api,
             post(mirrors::refresh_project),
-        )
-        .route("/{ns}/{name}/+simple", get(simple::add_trailing_slash))
-        .route("/{ns}/{name}/+simple/", get(simple::list_projects))
-        .route(
-            "/{ns}/{name}/+simple/{project}",
+        ),
+        r(
+            Method::GET,
+            p::SIMPLE_BARE,
+            Redirect,
+            "anyone (adds the slash)",
+            Api,
             get(simple::add_trailing_slash),
-        )
-        .route("/{ns}/{name}/+simple/{project}/", get(simple::show_project))
-        .route("/{ns}/{name}/+f/{sha256}/{filename}", get(files::get_file))
-        .layer(DefaultBodyLimit::max(MAX_API_BODY))
-        .merge(uploads)
-        .merge(reports)
+        ),
+        r(
+            Method::GET,
+            p::SIMPLE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(simple::list_projects),
+        ),
+        r(
+            Method::GET,
+            p::SIMPLE_PROJECT_BARE,
+            Redirect,
+            "anyone (adds the slash)",
+            Api,
+            get(simple::add_trailing_slash),
+        ),
+        r(
+            Method::GET,
+            p::SIMPLE_PROJECT,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(simple::show_project),
+        ),
+        r(
+            Method::GET,
+            p::FILE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(files::get_file),
+        ),
+        r(
+            Method::POST,
+            p::UPLOAD_BARE,
+            Index(UploadPerm),
+            "`upload` on it (stage, not promotion-only)",
+            Upload,
+            post(upload::upload_file),
+        ),
+        r(
+            Method::GET,
+            p::UPLOAD_BARE,
+            Read,
+            "`read` on each private index in its chain",
+            Upload,
+            get(indexes::show_index),
+        ),
+        r(
+            Method::POST,
+            p::UPLOAD,
+            Index(UploadPerm),
+            "`upload` on it (stage, not promotion-only)",
+            Upload,
+            post(upload::upload_file),
+        ),
+        r(
+            Method::GET,
+            p::UPLOAD,
+            Read,
+            "`read` on each private index in its chain",
+            Upload,
+            get(indexes::show_index),
+        ),
+        r(
+            Method::POST,
+            p::BUILD,
+            Index(UploadPerm),
+            "`upload` on the index",
+            Report,
+            post(builds::claim_build),
+        ),
+        r(
+            Method::GET,
+            p::BUILD,
+            Read,
+            "`read` on each private index in its chain",
+            Report,
+            get(builds::show_build),
+        ),
+        r(
+            Method::POST,
+            p::BUILD_HEARTBEAT,
+            Index(UploadPerm),
+            "`upload` on the index, and the lease",
+            Report,
+            post(builds::heartbeat_build),
+        ),
+        r(
+            Method::POST,
+            p::BUILD_COMPLETE,
+            Index(UploadPerm),
+            "`upload` on the index, and the lease",
+            Report,
+            post(builds::complete_build),
+        ),
+        r(
+            Method::POST,
+            p::BUILD_FAIL,
+            Index(UploadPerm),
+            "`upload` on the index, and the lease",
+            Report,
+            post(builds::fail_build),
+        ),
+        r(
+            Method::POST,
+            p::RESULTS,
+            Body(ReportPerm),
+            "`report` on an index that lists the artifact",
+            Report,
+            post(results::report_result),
+        ),
+        r(
+            Method::GET,
+            p::ARTIFACT_RESULTS,
+            Read,
+            "`read` on an index that lists the artifact",
+            Report,
+            get(results::show_results),
+        ),
+        r(
+            Method::GET,
+            p::RELEASE,
+            Read,
+            "`read` on each private index in its chain",
+            Report,
+            get(results::show_release),
+        ),
+        r(
+            Method::POST,
+            p::RELEASE_YANK,
+            Index(UploadPerm),
+            "`promote` on a promotion-only index, else `upload`",
+            Report,
+            post(promotions::yank_release),
+        ),
+        r(
+            Method::POST,
+            p::RELEASE_UNYANK,
+            Index(UploadPerm),
+            "`promote` on a promotion-only index, else `upload`",
+            Report,
+            post(promotions::unyank_release),
+        ),
+        r(
+            Method::POST,
+            p::PROMOTIONS,
+            Body(Promote),
+            "`promote` on the target, `read` on a private source",
+            Report,
+            post(promotions::promote_release),
+        ),
+        r(
+            Method::GET,
+            p::PROMOTIONS,
+            Filtered,
+            "anyone; promotions into indexes the caller may read",
+            Report,
+            get(promotions::list_promotions),
+        ),
+        r(
+            Method::GET,
+            p::EVENTS,
+            Filtered,
+            "anyone; events of indexes the caller may read",
+            Report,
+            get(promotions::list_events),
+        ),
+    ]
+}
+
+/// All routes ([`routes`]). Literal segments (`+api`, `+simple`, `+f`) win over
+/// `{ns}/{name}`, and index names cannot start with `+`, so the two never collide.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (spec, handler) in routes() {
+        let handler = match spec.body {
+            BodyLimit::Api => handler.layer(DefaultBodyLimit::max(MAX_API_BODY)),
+            BodyLimit::Report => handler.layer(DefaultBodyLimit::max(MAX_REPORT_BODY)),
+            BodyLimit::Upload => handler.layer(DefaultBodyLimit::disable()),
+        };
+        router = router.route(spec.path, handler);
+    }
+    router
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The access table in docs/architecture.md is [`routes`], row for row.
+    #[test]
+    fn the_architecture_doc_lists_every_route_with_its_rule() {
+        let doc = include_str!("../docs/architecture.md");
+        let rows: Vec<String> = routes()
+            .iter()
+            .map(|(spec, _)| format!("| `{} {}` | {} |", spec.method, spec.path, spec.rule))
+            .collect();
+        let missing: Vec<&String> = rows.iter().filter(|row| !doc.contains(row.as_str())).collect();
+        assert!(
+            missing.is_empty(),
+            "docs/architecture.md's access table lacks {} row(s); the whole table is:\n| route | who may call it |\n| --- | --- |\n{}",
+            missing.len(),
+            rows.join("\n")
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! [`storage`] and [`upstream`] (a mirror's upstream index); [`domain`] types are shared
 //! by all and do no I/O.
 
+pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;

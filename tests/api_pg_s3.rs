@@ -26,6 +26,8 @@ mod mirrors;
 mod policies;
 #[path = "api/promotions.rs"]
 mod promotions;
+#[path = "api/routes.rs"]
+mod routes;
 #[path = "api/simple.rs"]
 mod simple;
 #[path = "api/uploads.rs"]

@@ -19,7 +19,7 @@
 //!   exclusive lock on `<database file>.lock`, so there the answer comes from memory; on
 //!   PostgreSQL another replica may have written, so it is a primary-key read that
 //!   started after the request arrived (read once and passed along, see
-//!   `http::extract::check_read`; concurrent requests share one read, see `SharedReads`).
+//!   `service::auth::check_read`; concurrent requests share one read, see `SharedReads`).
 //! - On PostgreSQL a failed statement aborts its transaction, so a unique violation is
 //!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
 //!   carrying on in the same transaction.

@@ -333,14 +333,7 @@ mod tests {
         let stream = futures_util::stream::unfold(chunks.into_iter(), |mut rest| async move {
             rest.next().map(|chunk| (chunk, rest))
         });
-        runtime.block_on(read_form(
-            stream,
-            "B".into(),
-            4096,
-            8,
-            tmp.path(),
-            None,
-        ))
+        runtime.block_on(read_form(stream, "B".into(), 4096, 8, tmp.path(), None))
     }
 
     fn part(name: &str, filename: Option<&str>, value: &[u8]) -> Vec<u8> {

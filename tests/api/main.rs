@@ -11,5 +11,6 @@ mod lifecycle;
 mod mirrors;
 mod policies;
 mod promotions;
+mod routes;
 mod simple;
 mod uploads;

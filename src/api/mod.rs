@@ -1,0 +1,108 @@
+//! The JSON API contract: every route path, header name and request and response body
+//! that the server and its clients (the CLI, the CI hooks, the tests) exchange.
+//!
+//! The server's handlers and [`crate::client`] both use these types, so a change to the
+//! contract is one change, checked by the compiler on both sides. This module depends
+//! only on [`crate::domain`].
+
+pub mod bodies;
+
+pub use bodies::*;
+
+/// The header a builder sends its build lease in, tying an upload to the lease.
+pub const LEASE_HEADER: &str = "x-kiln-lease";
+/// On a simple page: mirrors that served a stored copy because their upstream failed.
+pub const MIRROR_STALE_HEADER: &str = "x-kiln-mirror-stale";
+/// On a simple page: mirrors the dependency-confusion guard kept out of it.
+pub const MIRROR_HIDDEN_HEADER: &str = "x-kiln-mirror-hidden";
+
+/// Route templates, in axum's `{param}` syntax. `{ns}/{name}` is an index name.
+pub mod paths {
+    /// `GET`: liveness and backends.
+    pub const HEALTH: &str = "/+health";
+    /// `GET` list, `POST` create.
+    pub const INDEXES: &str = "/+api/v1/indexes";
+    /// `GET`, `PATCH`, `DELETE` one index.
+    pub const INDEX: &str = "/+api/v1/indexes/{ns}/{name}";
+    /// `GET` list, `POST` create.
+    pub const TOKENS: &str = "/+api/v1/tokens";
+    /// `DELETE`: revoke.
+    pub const TOKEN: &str = "/+api/v1/tokens/{id}";
+    /// `POST` claim, `GET` status (`?wait=SECS` long-polls).
+    pub const BUILD: &str = "/+api/v1/builds/{ns}/{name}/{project}/{version}";
+    /// `POST`: extend a lease.
+    pub const BUILD_HEARTBEAT: &str = "/+api/v1/builds/{ns}/{name}/{project}/{version}/heartbeat";
+    /// `POST`: the build is uploaded.
+    pub const BUILD_COMPLETE: &str = "/+api/v1/builds/{ns}/{name}/{project}/{version}/complete";
+    /// `POST`: the build failed.
+    pub const BUILD_FAIL: &str = "/+api/v1/builds/{ns}/{name}/{project}/{version}/fail";
+    /// `POST`: record a stage result.
+    pub const RESULTS: &str = "/+api/v1/results";
+    /// `GET`: the results of one artifact.
+    pub const ARTIFACT_RESULTS: &str = "/+api/v1/results/{sha256}";
+    /// `GET`: a release's build and stage matrix.
+    pub const RELEASE: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}";
+    /// `POST`: yank a release (PEP 592).
+    pub const RELEASE_YANK: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}/yank";
+    /// `POST`: un-yank a release.
+    pub const RELEASE_UNYANK: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}/unyank";
+    /// `POST` promote, `GET` the audit trail.
+    pub const PROMOTIONS: &str = "/+api/v1/promotions";
+    /// `GET`: promotions, refusals, yanks.
+    pub const EVENTS: &str = "/+api/v1/events";
+    /// `GET`: what a mirror has cached.
+    pub const MIRROR: &str = "/+api/v1/mirrors/{ns}/{name}";
+    /// `DELETE`: purge a project from a mirror's cache.
+    pub const MIRROR_PROJECT: &str = "/+api/v1/mirrors/{ns}/{name}/{project}";
+    /// `POST`: ask the upstream now.
+    pub const MIRROR_REFRESH: &str = "/+api/v1/mirrors/{ns}/{name}/{project}/refresh";
+    /// `POST` upload (legacy API, twine and `uv publish`); `GET` the index as JSON.
+    pub const UPLOAD: &str = "/{ns}/{name}/";
+    /// The same without the trailing slash.
+    pub const UPLOAD_BARE: &str = "/{ns}/{name}";
+    /// `GET`: redirects to [`SIMPLE`].
+    pub const SIMPLE_BARE: &str = "/{ns}/{name}/+simple";
+    /// `GET`: the project list (PEP 503/691).
+    pub const SIMPLE: &str = "/{ns}/{name}/+simple/";
+    /// `GET`: redirects to [`SIMPLE_PROJECT`].
+    pub const SIMPLE_PROJECT_BARE: &str = "/{ns}/{name}/+simple/{project}";
+    /// `GET`: a project page (PEP 503/691).
+    pub const SIMPLE_PROJECT: &str = "/{ns}/{name}/+simple/{project}/";
+    /// `GET`/`HEAD`: a file (and `<file>.metadata`, PEP 658).
+    pub const FILE: &str = "/{ns}/{name}/+f/{sha256}/{filename}";
+
+    /// `template` with each `{key}` replaced by its value; `index` fills `{ns}/{name}`.
+    /// Values are inserted as given: percent-encode free text first. The leading `/` is
+    /// dropped, so the result joins a server's base URL.
+    #[must_use]
+    pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
+        let mut path = template.trim_start_matches('/').to_owned();
+        for (key, value) in params {
+            let placeholder = if *key == "index" {
+                "{ns}/{name}".to_owned()
+            } else {
+                format!("{{{key}}}")
+            };
+            path = path.replace(&placeholder, value);
+        }
+        path
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn fills_templates() {
+            assert_eq!(
+                fill(
+                    BUILD_FAIL,
+                    &[("index", "a/b"), ("project", "p"), ("version", "1.0")]
+                ),
+                "+api/v1/builds/a/b/p/1.0/fail"
+            );
+            assert_eq!(fill(TOKEN, &[("id", "7")]), "+api/v1/tokens/7");
+            assert_eq!(fill(INDEXES, &[]), "+api/v1/indexes");
+        }
+    }
+}
