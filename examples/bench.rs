@@ -275,7 +275,7 @@ fn ci_hooks(kiln_bin: &Path, venv: &Path, work: &Path) -> anyhow::Result<CiFigur
 /// Claims a build, parks a waiter on the long poll, completes the build, and times how
 /// long after `complete` returns the waiter has its answer.
 fn waiter_latency(base: &str, token: &str, dir: &Path) -> anyhow::Result<Vec<f64>> {
-    use kiln::http::builds::{BuildStateView, ClaimBuild, LeaseBody};
+    use kiln::api::{BuildStateView, ClaimBuild, LeaseBody};
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let client = kiln::client::Client::new(base, Some(token.to_owned()))?;

@@ -471,7 +471,10 @@ mod tests {
             .iter()
             .map(|(spec, _)| format!("| `{} {}` | {} |", spec.method, spec.path, spec.rule))
             .collect();
-        let missing: Vec<&String> = rows.iter().filter(|row| !doc.contains(row.as_str())).collect();
+        let missing: Vec<&String> = rows
+            .iter()
+            .filter(|row| !doc.contains(row.as_str()))
+            .collect();
         assert!(
             missing.is_empty(),
             "docs/architecture.md's access table lacks {} row(s); the whole table is:\n| route | who may call it |\n| --- | --- |\n{}",

@@ -1,14 +1,15 @@
 //! A typed client for Kiln's JSON API, used by the CLI and by tests.
 
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
+use crate::api::paths::{self, fill};
+use crate::api::{
+    ArtifactResults, BuildView, ClaimBuild, CreateIndex, CreatedToken, EventView, IndexView,
+    LeaseBody, MirrorCacheView, ModifyIndex, PromoteRequest, PromotionOutcome, PromotionView,
+    PurgeView, RefreshView, ReleaseStatus, ResultView, StageReport, TokenRequest, TokenView,
+    YankBody, YankView,
+};
 use crate::domain::{IndexName, IndexSettings};
-use crate::http::builds::{BuildView, ClaimBuild, LeaseBody};
-use crate::http::indexes::IndexView;
-use crate::http::results::{ArtifactResults, ReleaseStatus};
-use crate::service::indexes::IndexPatch;
-use crate::service::results::{ResultView, StageReport};
 
 /// Default server URL for client subcommands.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:3141";
@@ -145,13 +146,13 @@ impl Client {
 
     /// Every index.
     pub async fn list_indexes(&self) -> Result<Vec<IndexView>, ClientError> {
-        let url = self.url("+api/v1/indexes");
+        let url = self.url(paths::INDEXES);
         self.expect(self.http.get(&url), &url).await
     }
 
     /// One index.
     pub async fn get_index(&self, name: &IndexName) -> Result<IndexView, ClientError> {
-        let url = self.url(&format!("+api/v1/indexes/{name}"));
+        let url = self.url(&fill(paths::INDEX, &[("index", name.to_string())]));
         self.expect(self.http.get(&url), &url).await
     }
 
@@ -161,23 +162,8 @@ impl Client {
         name: &IndexName,
         settings: &IndexSettings,
     ) -> Result<IndexView, ClientError> {
-        let url = self.url("+api/v1/indexes");
-        let mirror = settings.mirror.as_ref();
-        let body = json!({
-            "name": name,
-            "kind": settings.kind,
-            "bases": settings.bases,
-            "volatile": settings.volatile,
-            "promotion_only": settings.promotion_only,
-            "private": settings.private,
-            "description": settings.description,
-            "branch": settings.branch,
-            "mirror_url": mirror.map(|m| &m.url),
-            "mirror_username": mirror.and_then(|m| m.username.as_ref()),
-            "mirror_password": mirror.and_then(|m| m.password.as_ref()),
-            "mirror_ttl_seconds": mirror.map(|m| m.ttl_seconds),
-            "mirror_allow": settings.mirror_allow,
-        });
+        let url = self.url(paths::INDEXES);
+        let body = CreateIndex::new(name, settings);
         self.expect(self.http.post(&url).json(&body), &url).await
     }
 
@@ -185,94 +171,46 @@ impl Client {
     pub async fn modify_index(
         &self,
         name: &IndexName,
-        patch: &IndexPatch,
+        patch: &ModifyIndex,
     ) -> Result<IndexView, ClientError> {
-        let url = self.url(&format!("+api/v1/indexes/{name}"));
-        let mut body = serde_json::Map::new();
-        if let Some(bases) = &patch.bases {
-            body.insert("bases".into(), json!(bases));
-        }
-        if let Some(volatile) = patch.volatile {
-            body.insert("volatile".into(), json!(volatile));
-        }
-        if let Some(promotion_only) = patch.promotion_only {
-            body.insert("promotion_only".into(), json!(promotion_only));
-        }
-        if let Some(description) = &patch.description {
-            body.insert("description".into(), json!(description));
-        }
-        if let Some(private) = patch.private {
-            body.insert("private".into(), json!(private));
-        }
-        let optional = [
-            ("mirror_url", patch.mirror_url.as_ref().map(|v| json!(v))),
-            (
-                "mirror_username",
-                patch.mirror_username.as_ref().map(|v| json!(v)),
-            ),
-            (
-                "mirror_password",
-                patch.mirror_password.as_ref().map(|v| json!(v)),
-            ),
-            (
-                "mirror_ttl_seconds",
-                patch.mirror_ttl_seconds.map(|v| json!(v)),
-            ),
-            (
-                "mirror_allow",
-                patch.mirror_allow.as_ref().map(|v| json!(v)),
-            ),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                body.insert(key.into(), value);
-            }
-        }
-        self.expect(self.http.patch(&url).json(&body), &url).await
+        let url = self.url(&fill(paths::INDEX, &[("index", name.to_string())]));
+        self.expect(self.http.patch(&url).json(patch), &url).await
     }
 
     /// Deletes an index.
     pub async fn delete_index(&self, name: &IndexName) -> Result<(), ClientError> {
-        let url = self.url(&format!("+api/v1/indexes/{name}"));
+        let url = self.url(&fill(paths::INDEX, &[("index", name.to_string())]));
         self.send::<serde_json::Value>(self.http.delete(&url), &url)
             .await?;
         Ok(())
     }
 
     /// Creates a token; the answer holds the secret, shown this once.
-    pub async fn create_token(
-        &self,
-        request: &serde_json::Value,
-    ) -> Result<crate::service::auth::CreatedToken, ClientError> {
-        let url = self.url("+api/v1/tokens");
+    pub async fn create_token(&self, request: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        let url = self.url(paths::TOKENS);
         self.expect(self.http.post(&url).json(request), &url).await
     }
 
     /// The tokens this token may manage.
-    pub async fn list_tokens(&self) -> Result<Vec<crate::service::auth::TokenView>, ClientError> {
-        let url = self.url("+api/v1/tokens");
+    pub async fn list_tokens(&self) -> Result<Vec<TokenView>, ClientError> {
+        let url = self.url(paths::TOKENS);
         self.expect(self.http.get(&url), &url).await
     }
 
     /// Revokes a token by id.
-    pub async fn revoke_token(
-        &self,
-        id: i64,
-    ) -> Result<crate::service::auth::TokenView, ClientError> {
-        let url = self.url(&format!("+api/v1/tokens/{id}"));
+    pub async fn revoke_token(&self, id: i64) -> Result<TokenView, ClientError> {
+        let url = self.url(&fill(paths::TOKEN, &[("id", &id.to_string())]));
         self.expect(self.http.delete(&url), &url).await
     }
 
     fn build_url(&self, index: &IndexName, project: &str, version: &str, action: &str) -> String {
-        let mut url = self.url(&format!("+api/v1/builds/{index}/"));
-        url.push_str(&encode_segment(project));
-        url.push('/');
-        url.push_str(&encode_segment(version));
-        if !action.is_empty() {
-            url.push('/');
-            url.push_str(action);
-        }
-        url
+        let template = match action {
+            "heartbeat" => paths::BUILD_HEARTBEAT,
+            "complete" => paths::BUILD_COMPLETE,
+            "fail" => paths::BUILD_FAIL,
+            _ => paths::BUILD,
+        };
+        self.url(&fill(template, &release_params(index, project, version)))
     }
 
     /// Claims the build of a release (see `service::builds`).
@@ -325,7 +263,7 @@ impl Client {
         lease_id: Option<&str>,
     ) -> Result<serde_json::Value, ClientError> {
         use sha2::Digest as _;
-        let url = self.url(&format!("{index}/"));
+        let url = self.url(&fill(paths::UPLOAD, &[("index", index.to_string())]));
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| ClientError::Unexpected {
@@ -358,7 +296,7 @@ impl Client {
             );
         let mut request = self.http.post(&url).multipart(form);
         if let Some(lease) = lease_id {
-            request = request.header(crate::http::upload::LEASE_HEADER, lease);
+            request = request.header(crate::api::LEASE_HEADER, lease);
         }
         self.expect(request, &url).await
     }
@@ -426,13 +364,16 @@ impl Client {
 
     /// Records a stage result.
     pub async fn report_result(&self, report: &StageReport) -> Result<ResultView, ClientError> {
-        let url = self.url("+api/v1/results");
+        let url = self.url(paths::RESULTS);
         self.expect(self.http.post(&url).json(report), &url).await
     }
 
     /// Every result of an artifact.
     pub async fn show_results(&self, sha256: &str) -> Result<ArtifactResults, ClientError> {
-        let url = self.url(&format!("+api/v1/results/{}", encode_segment(sha256)));
+        let url = self.url(&fill(
+            paths::ARTIFACT_RESULTS,
+            &[("sha256", &encode_segment(sha256))],
+        ));
         self.expect(self.http.get(&url), &url).await
     }
 
@@ -443,10 +384,9 @@ impl Client {
         project: &str,
         version: &str,
     ) -> Result<ReleaseStatus, ClientError> {
-        let url = self.url(&format!(
-            "+api/v1/releases/{index}/{}/{}",
-            encode_segment(project),
-            encode_segment(version)
+        let url = self.url(&fill(
+            paths::RELEASE,
+            &release_params(index, project, version),
         ));
         self.expect(self.http.get(&url), &url).await
     }
@@ -455,11 +395,8 @@ impl Client {
 impl Client {
     /// Asks for a promotion. A policy refusal (HTTP 409) is an answer, not an error: it
     /// comes back as an outcome whose result is `refused`, with every failing check.
-    pub async fn promote(
-        &self,
-        request: &crate::service::promote::PromoteRequest,
-    ) -> Result<crate::service::promote::PromotionOutcome, ClientError> {
-        let url = self.url("+api/v1/promotions");
+    pub async fn promote(&self, request: &PromoteRequest) -> Result<PromotionOutcome, ClientError> {
+        let url = self.url(paths::PROMOTIONS);
         let (status, bytes) = self
             .exchange(self.http.post(&url).json(request), &url)
             .await?;
@@ -475,8 +412,8 @@ impl Client {
     pub async fn list_promotions(
         &self,
         index: Option<&IndexName>,
-    ) -> Result<Vec<crate::service::promote::PromotionView>, ClientError> {
-        let mut url = self.url("+api/v1/promotions");
+    ) -> Result<Vec<PromotionView>, ClientError> {
+        let mut url = self.url(paths::PROMOTIONS);
         if let Some(index) = index {
             url = format!("{url}?index={index}");
         }
@@ -490,30 +427,23 @@ impl Client {
         project: &str,
         version: &str,
         reason: Option<&str>,
-    ) -> Result<crate::http::promotions::YankView, ClientError> {
-        let base = self.url(&format!(
-            "+api/v1/releases/{index}/{}/{}",
-            encode_segment(project),
-            encode_segment(version)
-        ));
+    ) -> Result<YankView, ClientError> {
+        let params = release_params(index, project, version);
         if let Some(reason) = reason {
-            let url = format!("{base}/yank");
-            let body = crate::http::promotions::YankBody {
+            let url = self.url(&fill(paths::RELEASE_YANK, &params));
+            let body = YankBody {
                 reason: reason.to_owned(),
             };
             self.expect(self.http.post(&url).json(&body), &url).await
         } else {
-            let url = format!("{base}/unyank");
+            let url = self.url(&fill(paths::RELEASE_UNYANK, &params));
             self.expect(self.http.post(&url), &url).await
         }
     }
 
     /// What a mirror has cached.
-    pub async fn mirror_cache(
-        &self,
-        mirror: &IndexName,
-    ) -> Result<crate::http::mirrors::MirrorCacheView, ClientError> {
-        let url = self.url(&format!("+api/v1/mirrors/{mirror}"));
+    pub async fn mirror_cache(&self, mirror: &IndexName) -> Result<MirrorCacheView, ClientError> {
+        let url = self.url(&fill(paths::MIRROR, &[("index", mirror.to_string())]));
         self.expect(self.http.get(&url), &url).await
     }
 
@@ -522,8 +452,14 @@ impl Client {
         &self,
         mirror: &IndexName,
         project: &str,
-    ) -> Result<crate::http::mirrors::RefreshView, ClientError> {
-        let url = self.url(&format!("+api/v1/mirrors/{mirror}/{project}/refresh"));
+    ) -> Result<RefreshView, ClientError> {
+        let url = self.url(&fill(
+            paths::MIRROR_REFRESH,
+            &[
+                ("index", mirror.to_string()),
+                ("project", project.to_string()),
+            ],
+        ));
         self.expect(self.http.post(&url), &url).await
     }
 
@@ -532,8 +468,14 @@ impl Client {
         &self,
         mirror: &IndexName,
         project: &str,
-    ) -> Result<crate::http::mirrors::PurgeView, ClientError> {
-        let url = self.url(&format!("+api/v1/mirrors/{mirror}/{project}"));
+    ) -> Result<PurgeView, ClientError> {
+        let url = self.url(&fill(
+            paths::MIRROR_PROJECT,
+            &[
+                ("index", mirror.to_string()),
+                ("project", project.to_string()),
+            ],
+        ));
         self.expect(self.http.delete(&url), &url).await
     }
 
@@ -542,8 +484,8 @@ impl Client {
         &self,
         index: Option<&IndexName>,
         after: i64,
-    ) -> Result<Vec<crate::http::promotions::EventView>, ClientError> {
-        let mut url = format!("{}?after={after}", self.url("+api/v1/events"));
+    ) -> Result<Vec<EventView>, ClientError> {
+        let mut url = format!("{}?after={after}", self.url(paths::EVENTS));
         if let Some(index) = index {
             url = format!("{url}&index={index}");
         }
@@ -577,6 +519,15 @@ fn error_chain(err: &reqwest::Error) -> String {
 }
 
 /// Percent-encodes one path segment (versions may hold `+`, names anything a user typed).
+/// The path parameters of a release, percent-encoded.
+fn release_params(index: &IndexName, project: &str, version: &str) -> [(&'static str, String); 3] {
+    [
+        ("index", index.to_string()),
+        ("project", encode_segment(project)),
+        ("version", encode_segment(version)),
+    ]
+}
+
 fn encode_segment(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes())
         .collect::<String>()

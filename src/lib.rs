@@ -17,6 +17,8 @@ pub mod db;
 pub mod domain;
 pub mod hooks;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod policy;
 pub mod service;
 pub mod storage;

@@ -23,7 +23,7 @@ use pep440_rs::Version;
 use serde::Deserialize;
 
 use crate::domain::IndexName;
-use crate::service::results::{Outcome, check_stage_name};
+use crate::domain::{Check, Outcome, check_stage_name};
 
 /// The built-in policy, the same text as the repository's `policies/default.toml`.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
@@ -206,7 +206,7 @@ impl Policies {
             }
             for stage in stages {
                 check_stage_name(stage)
-                    .map_err(|e| error(Some(raw.required_stages.span()), e.to_string()))?;
+                    .map_err(|e| error(Some(raw.required_stages.span()), e))?;
             }
             let name = raw.name.get_ref().trim().to_owned();
             if name.is_empty() {
@@ -259,19 +259,6 @@ pub struct CandidateFile {
     pub is_wheel: bool,
     /// The latest outcome of each stage reported against its sha256.
     pub latest: BTreeMap<String, Outcome>,
-}
-
-/// One rule checked against a release.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Check {
-    /// What was checked, e.g. `stage unit green for demo-1.0-py3-none-any.whl`.
-    pub rule: String,
-    /// Whether it holds.
-    pub passed: bool,
-    /// What the policy expects.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
 }
 
 impl PromotionRule {

@@ -1,1 +1,616 @@
-//! Request and response bodies of the JSON API.
+//! Request and response bodies of the JSON API, grouped by resource. Field docs are the
+//! API reference.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::scope::Scope;
+use crate::domain::{
+    Check, DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
+    Outcome,
+};
+
+/// The answer to an upload (`POST /{ns}/{name}/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadAnswer {
+    /// `created`, or `already-present` when the same bytes were listed already.
+    pub result: String,
+    /// The index.
+    pub index: String,
+    /// The stored filename.
+    pub filename: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Server-relative download URL.
+    pub url: String,
+}
+
+// Indexes.
+
+/// An index as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IndexView {
+    /// The index and its settings.
+    #[serde(flatten)]
+    pub index: Index,
+    /// Where pip and uv read it.
+    pub simple_url: String,
+    /// Where twine uploads to it.
+    pub upload_url: String,
+    /// Project names this index (or a stage index it inherits) has files of, which the
+    /// mirrors in its chain therefore do not serve (the dependency-confusion guard; see
+    /// `mirror_allow`). Shown by `GET` of one index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_shadowed: Vec<String>,
+}
+
+impl From<Index> for IndexView {
+    fn from(index: Index) -> Self {
+        let name = index.name.clone();
+        Self {
+            index,
+            simple_url: format!("/{name}/+simple/"),
+            upload_url: format!("/{name}/"),
+            mirror_shadowed: Vec::new(),
+        }
+    }
+}
+
+/// Body of `POST /+api/v1/indexes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    pub name: IndexName,
+    /// `stage` unless `mirror_url` is given.
+    #[serde(default)]
+    pub kind: Option<IndexKind>,
+    #[serde(default)]
+    pub bases: Vec<IndexName>,
+    #[serde(default)]
+    pub volatile: bool,
+    #[serde(default)]
+    pub promotion_only: bool,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub mirror_url: Option<String>,
+    #[serde(default)]
+    pub mirror_username: Option<String>,
+    #[serde(default)]
+    pub mirror_password: Option<String>,
+    #[serde(default)]
+    pub mirror_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub mirror_allow: Vec<String>,
+}
+
+/// Body of `PATCH /+api/v1/indexes/{ns}/{name}`; an absent field keeps its value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyIndex {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bases: Option<Vec<IndexName>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volatile: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_ttl_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_allow: Option<Vec<String>>,
+}
+
+// Build leases.
+
+/// A file of a release, as build and status answers list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseFile {
+    /// The filename.
+    pub filename: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Server-relative download URL.
+    pub url: String,
+}
+
+/// A build's state as the API shows it; `state` names the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum BuildStateView {
+    /// Nothing built or uploaded yet.
+    Absent,
+    /// Use these files.
+    Ready {
+        /// The index's own files of the release.
+        files: Vec<ReleaseFile>,
+    },
+    /// You hold the lease: build, heartbeat, upload with `X-Kiln-Lease`, complete.
+    Claimed {
+        /// The lease secret.
+        lease_id: String,
+        /// Milliseconds until the lease lapses without a heartbeat (relative, so runner
+        /// clocks do not matter).
+        expires_in_ms: i64,
+        /// The server's lease length; heartbeat well within it.
+        lease_ttl_ms: u64,
+        /// Which attempt this is.
+        attempt: i64,
+    },
+    /// Someone else builds; long-poll and claim again.
+    Building {
+        /// Who.
+        builder: String,
+        /// Milliseconds until their lease lapses without a heartbeat.
+        expires_in_ms: i64,
+        /// Which attempt.
+        attempt: i64,
+    },
+    /// The build failed.
+    Failed {
+        /// Who built it.
+        builder: String,
+        /// The tail of the build output.
+        error_tail: String,
+        /// Which attempt failed.
+        attempt: i64,
+    },
+}
+
+/// A build answer: the release and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildView {
+    /// The index the release is built into.
+    pub index: String,
+    /// Normalized project name.
+    pub project: String,
+    /// Normalized version.
+    pub version: String,
+    /// Where the build stands.
+    #[serde(flatten)]
+    pub status: BuildStateView,
+}
+
+/// Body of a claim.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBuild {
+    /// Who is asking (runner, CI job); shown to waiters.
+    #[serde(default)]
+    pub builder: String,
+    /// Claim a failed build again instead of reporting its failure.
+    #[serde(default)]
+    pub retry: bool,
+}
+
+/// Body of heartbeat and complete.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseBody {
+    /// The lease secret from the claim.
+    pub lease_id: String,
+    /// For `fail`: the tail of the build output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_tail: Option<String>,
+}
+
+/// Query of a long poll.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// Seconds to wait for a `building` release to change (at most 60).
+    #[serde(default)]
+    pub wait: Option<f64>,
+}
+
+// Stage results.
+
+/// JUnit counts from a stage's report file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JunitCounts {
+    /// Test cases run.
+    pub tests: u64,
+    /// Assertion failures.
+    pub failures: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Skipped.
+    pub skipped: u64,
+}
+
+/// A stage result as CI sends it (`POST /+api/v1/results`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageReport {
+    /// The tested artifact.
+    pub sha256: String,
+    /// Stage name, e.g. `unit`.
+    pub stage: String,
+    /// The CI run (pipeline id, attempt, job) that tested it.
+    pub run_id: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// The command's exit status, when it ran and exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Wall time of the stage.
+    pub duration_ms: u64,
+    /// Allowlisted runner facts (OS, arch, Python, CI provider, runner).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// The last bytes of the stage's output.
+    #[serde(default)]
+    pub log_tail: String,
+    /// JUnit counts, when a report file was given.
+    #[serde(default)]
+    pub junit: Option<JunitCounts>,
+}
+
+/// A stored result as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The artifact.
+    pub sha256: String,
+    /// Stage name.
+    pub stage: String,
+    /// CI run id.
+    pub run_id: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Exit status.
+    pub exit_code: Option<i64>,
+    /// Wall time.
+    pub duration_ms: i64,
+    /// Runner facts.
+    pub environment: BTreeMap<String, String>,
+    /// Output tail.
+    pub log_tail: String,
+    /// JUnit counts.
+    pub junit: Option<JunitCounts>,
+    /// Who reported it.
+    pub reported_by: String,
+    /// When.
+    pub reported_at: String,
+}
+
+/// The results of one artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactResults {
+    /// The artifact.
+    pub sha256: String,
+    /// The latest result of each stage.
+    pub latest: BTreeMap<String, ResultView>,
+    /// Every result, oldest first.
+    pub history: Vec<ResultView>,
+}
+
+/// A file of a release with its stage matrix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// The file.
+    #[serde(flatten)]
+    pub file: ReleaseFile,
+    /// The index that lists it.
+    pub index: String,
+    /// The latest result of each stage.
+    pub stages: BTreeMap<String, ResultView>,
+}
+
+/// A release as `kiln status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseStatus {
+    /// The build of the release into the asked index.
+    pub build: BuildView,
+    /// The release's files visible from that index, with their verdicts.
+    pub files: Vec<FileStatus>,
+}
+
+// Promotions, yanks, events.
+
+/// What a promotion request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The project.
+    pub project: String,
+    /// The version.
+    pub version: String,
+    /// The source index (default: the source of the only rule that fits).
+    #[serde(default)]
+    pub from: Option<IndexName>,
+    /// The target index (default: the target of the only rule that fits).
+    #[serde(default)]
+    pub to: Option<IndexName>,
+    /// Evaluate and report, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// How a promotion request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromotionResult {
+    /// The files are now on the target.
+    Promoted,
+    /// They were already; nothing changed.
+    AlreadyPromoted,
+    /// Every check passes; nothing was changed because it was a dry run.
+    WouldPromote,
+    /// At least one check fails.
+    Refused,
+}
+
+/// The answer to a promotion request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionOutcome {
+    /// How it ended.
+    pub result: PromotionResult,
+    /// The policy rule applied.
+    pub policy: String,
+    /// Source index.
+    pub from: String,
+    /// Target index.
+    pub to: String,
+    /// Normalized project.
+    pub project: String,
+    /// Version.
+    pub version: String,
+    /// Every check, passed or not (empty for `already-promoted`).
+    pub checks: Vec<Check>,
+    /// The audit record, when promoted or already promoted.
+    pub promotion: Option<PromotionView>,
+}
+
+/// A promotion audit record as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionView {
+    /// Record id.
+    pub id: i64,
+    /// Project.
+    pub project: String,
+    /// Version (canonical).
+    pub version: String,
+    /// Source index.
+    pub source: String,
+    /// Target index.
+    pub target: String,
+    /// Policy rule.
+    pub policy: String,
+    /// Who.
+    pub promoted_by: String,
+    /// When.
+    pub promoted_at: String,
+    /// Files and digests.
+    pub files: serde_json::Value,
+    /// Checks and stage results that justified it.
+    pub evidence: serde_json::Value,
+}
+
+/// Query of the promotions list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Only promotions into this index.
+    pub index: Option<IndexName>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// Body of a yank.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YankBody {
+    /// Why (shown by pip to whoever installs the pinned version).
+    pub reason: String,
+}
+
+/// The answer to a yank or unyank.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct YankView {
+    /// The index.
+    pub index: String,
+    /// The files whose flag changed.
+    pub files: Vec<String>,
+    /// True after a yank, false after an unyank.
+    pub yanked: bool,
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventView {
+    /// Read events after this id to follow the stream.
+    pub id: i64,
+    /// `promotion`, `refusal`, `yank` or `unyank`.
+    pub kind: String,
+    /// The index concerned.
+    pub index: String,
+    /// Project.
+    pub project: String,
+    /// Version.
+    pub version: String,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub at: String,
+    /// What happened.
+    pub detail: serde_json::Value,
+}
+
+/// Query of the events list.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Only events of this index.
+    pub index: Option<IndexName>,
+    /// Only events after this id.
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+// Mirrors.
+
+/// One cached project page.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CachedProject {
+    /// Normalized name.
+    pub project: String,
+    /// `found`, or `missing` (the upstream has no such project).
+    pub status: String,
+    /// When the upstream last answered (RFC 3339).
+    pub fetched_at: String,
+    /// False once the TTL has passed: the next request asks the upstream again.
+    pub fresh: bool,
+    /// Files the page lists.
+    pub files: i64,
+    /// Of those, files whose bytes are stored here.
+    pub cached_files: i64,
+    /// Bytes stored.
+    pub cached_bytes: i64,
+}
+
+/// `GET /+api/v1/mirrors/{ns}/{name}`
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MirrorCacheView {
+    /// The mirror.
+    pub mirror: String,
+    /// Its upstream.
+    pub upstream: String,
+    /// Its page TTL.
+    pub ttl_seconds: u64,
+    /// The cached pages, by name.
+    pub projects: Vec<CachedProject>,
+}
+
+/// The answer to a refresh.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefreshView {
+    /// Normalized name.
+    pub project: String,
+    /// Files the upstream lists now.
+    pub files: usize,
+    /// Set when the upstream failed and the stored copy stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
+}
+
+/// The answer to a purge.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PurgeView {
+    /// Normalized name.
+    pub project: String,
+    /// Cached files (and metadata files) whose bytes were deleted.
+    pub deleted_blobs: usize,
+}
+
+// Tokens.
+
+/// A token as the API shows it: never the secret, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// What `kiln token revoke` takes.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when it stops working.
+    pub expires_at: Option<String>,
+    /// RFC 3339, when it was revoked.
+    pub revoked_at: Option<String>,
+    /// The token that created it.
+    pub created_by: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// A token that was just created, with its secret (shown this once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The stored token.
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The secret. Kiln cannot show it again.
+    pub secret: String,
+}
+
+/// Body of `POST /+api/v1/tokens`: what to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Label, e.g. `ci-acme`.
+    pub name: String,
+    /// At least one scope.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339 time or `YYYY-MM-DD` (midnight UTC) when it stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl CreateIndex {
+    /// The request that creates `name` with `settings`.
+    #[must_use]
+    pub fn new(name: &IndexName, settings: &IndexSettings) -> Self {
+        let mirror = settings.mirror.as_ref();
+        Self {
+            name: name.clone(),
+            kind: Some(settings.kind),
+            bases: settings.bases.clone(),
+            volatile: settings.volatile,
+            promotion_only: settings.promotion_only,
+            private: settings.private,
+            description: settings.description.clone(),
+            branch: settings.branch.clone(),
+            mirror_url: mirror.map(|m| m.url.clone()),
+            mirror_username: mirror.and_then(|m| m.username.clone()),
+            mirror_password: mirror.and_then(|m| m.password.clone()),
+            mirror_ttl_seconds: mirror.map(|m| m.ttl_seconds),
+            mirror_allow: settings.mirror_allow.clone(),
+        }
+    }
+
+    /// The settings it asks for: `stage` unless a mirror URL is given.
+    #[must_use]
+    pub fn settings(self) -> (IndexName, IndexSettings) {
+        let kind = self.kind.unwrap_or(if self.mirror_url.is_some() {
+            IndexKind::Mirror
+        } else {
+            IndexKind::Stage
+        });
+        let mirror = self.mirror_url.map(|url| MirrorSettings {
+            url,
+            username: self.mirror_username,
+            password: self.mirror_password,
+            ttl_seconds: self
+                .mirror_ttl_seconds
+                .unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+        });
+        let settings = IndexSettings {
+            kind,
+            bases: self.bases,
+            volatile: self.volatile,
+            promotion_only: self.promotion_only,
+            private: self.private,
+            description: self.description,
+            branch: self.branch,
+            mirror,
+            mirror_allow: self.mirror_allow,
+        };
+        (self.name, settings)
+    }
+}

@@ -16,6 +16,24 @@ pub const MIRROR_STALE_HEADER: &str = "x-kiln-mirror-stale";
 /// On a simple page: mirrors the dependency-confusion guard kept out of it.
 pub const MIRROR_HIDDEN_HEADER: &str = "x-kiln-mirror-hidden";
 
+/// Longest output tail a stage result keeps (the server cuts longer ones).
+pub const MAX_LOG_TAIL: usize = 64 * 1024;
+/// Longest output tail a failed build keeps.
+pub const MAX_ERROR_TAIL: usize = 64 * 1024;
+
+/// Keeps the last `max` bytes of `text`, cut at a character boundary.
+#[must_use]
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 /// Route templates, in axum's `{param}` syntax. `{ns}/{name}` is an index name.
 pub mod paths {
     /// `GET`: liveness and backends.
@@ -75,7 +93,7 @@ pub mod paths {
     /// Values are inserted as given: percent-encode free text first. The leading `/` is
     /// dropped, so the result joins a server's base URL.
     #[must_use]
-    pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
+    pub fn fill<V: AsRef<str>>(template: &str, params: &[(&str, V)]) -> String {
         let mut path = template.trim_start_matches('/').to_owned();
         for (key, value) in params {
             let placeholder = if *key == "index" {
@@ -83,7 +101,7 @@ pub mod paths {
             } else {
                 format!("{{{key}}}")
             };
-            path = path.replace(&placeholder, value);
+            path = path.replace(&placeholder, value.as_ref());
         }
         path
     }
@@ -102,7 +120,7 @@ pub mod paths {
                 "+api/v1/builds/a/b/p/1.0/fail"
             );
             assert_eq!(fill(TOKEN, &[("id", "7")]), "+api/v1/tokens/7");
-            assert_eq!(fill(INDEXES, &[]), "+api/v1/indexes");
+            assert_eq!(fill::<&str>(INDEXES, &[]), "+api/v1/indexes");
         }
     }
 }

@@ -4,13 +4,12 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use kiln::api::{IndexView, ModifyIndex};
 use kiln::client::Client;
 use kiln::config::parse_duration;
 use kiln::domain::{
     DEFAULT_MIRROR_TTL_SECONDS, IndexKind, IndexName, IndexSettings, MirrorSettings,
 };
-use kiln::http::indexes::IndexView;
-use kiln::service::indexes::IndexPatch;
 
 #[derive(Debug, Subcommand)]
 pub enum IndexCommand {
@@ -259,7 +258,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .transpose()?;
-            let patch = IndexPatch {
+            let patch = ModifyIndex {
                 bases,
                 volatile,
                 promotion_only,

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::ClientArgs;
+use kiln::api::{PromoteRequest, PromotionResult};
 use kiln::domain::IndexName;
-use kiln::service::promote::{PromoteRequest, PromotionResult};
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {

@@ -9,11 +9,12 @@ use clap::Args;
 
 use super::ClientArgs;
 use super::hook_args::HookArgs;
+use kiln::api::BuildStateView;
+use kiln::api::{MAX_LOG_TAIL, StageReport};
+use kiln::domain::{Outcome, check_stage_name};
 use kiln::hooks::ensure::plan;
 use kiln::hooks::junit;
 use kiln::hooks::stage::{deliver, environment_summary};
-use kiln::http::builds::BuildStateView;
-use kiln::service::results::{MAX_LOG_TAIL, Outcome, StageReport, check_stage_name};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -50,7 +51,7 @@ enum OutcomeArg {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    check_stage_name(&args.name)?;
+    check_stage_name(&args.name).map_err(anyhow::Error::msg)?;
     let client = args.client.client()?;
     let plan = plan(&args.hook.options(), |k| std::env::var(k).ok())?;
     let sha256 = if let Some(sha) = &args.sha256 {
@@ -100,7 +101,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading log `{}`", path.display()))?;
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            kiln::service::builds::tail(&text, MAX_LOG_TAIL).to_owned()
+            kiln::api::tail(&text, MAX_LOG_TAIL).to_owned()
         }
         None => String::new(),
     };

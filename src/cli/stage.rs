@@ -10,11 +10,12 @@ use clap::Args;
 
 use super::ClientArgs;
 use super::hook_args::HookArgs;
+use kiln::api::{MAX_LOG_TAIL, StageReport};
+use kiln::domain::Outcome;
 use kiln::hooks::ensure::ensure;
 use kiln::hooks::junit;
 use kiln::hooks::run::run_teed;
 use kiln::hooks::stage::{deliver, environment_summary, fetch, stage_env, with_tox_package};
-use kiln::service::results::{MAX_LOG_TAIL, Outcome, StageReport};
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
@@ -33,7 +34,7 @@ pub struct StageArgs {
 }
 
 pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
-    kiln::service::results::check_stage_name(&args.name)?;
+    kiln::domain::check_stage_name(&args.name).map_err(anyhow::Error::msg)?;
     let client = args.client.client()?;
     let started = Instant::now();
     let ensured = ensure(&client, &args.hook.options()).await?;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::ClientArgs;
+use kiln::api::BuildStateView;
 use kiln::domain::IndexName;
-use kiln::http::builds::BuildStateView;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde_json::json;
 
+use kiln::api::TokenRequest;
 use kiln::client::Client;
 use kiln::domain::Scope;
 
@@ -68,11 +68,11 @@ pub async fn run(client: &Client, command: TokenCommand) -> anyhow::Result<ExitC
         } => {
             let expires_at = expires.as_deref().map(expiry);
             let created = client
-                .create_token(&json!({
-                    "name": name,
-                    "scopes": scopes,
-                    "expires_at": expires_at,
-                }))
+                .create_token(&TokenRequest {
+                    name,
+                    scopes,
+                    expires_at,
+                })
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);

@@ -339,17 +339,7 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Hides a password in a database URL before it is shown.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use crate::domain::redact_url;
 
 /// Decodes a stored `(namespace, name)` pair; a row that breaks the grammar is corrupt.
 fn decode_index_name(namespace: &str, name: &str) -> Result<crate::domain::IndexName, DbError> {

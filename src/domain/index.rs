@@ -104,7 +104,7 @@ impl MirrorSettings {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
                 "mirror URL `{}` carries credentials; pass them as the mirror username and password instead, so they are never shown",
-                crate::db::redact_url(raw)
+                super::redact_url(raw)
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {

@@ -16,6 +16,7 @@ pub mod project_name;
 #[cfg(test)]
 mod properties;
 pub mod scope;
+pub mod stage;
 pub mod upstream_page;
 
 pub use archive::{ArchiveError, ArchiveLimits};
@@ -26,3 +27,16 @@ pub use index_name::{IndexName, IndexNameError};
 pub use metadata::{CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};
 pub use scope::{IndexPattern, Permission, Scope};
+pub use stage::{Check, Outcome, check_stage_name};
+
+/// Hides a password in a database URL before it is shown.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -11,8 +11,8 @@ use pep440_rs::Version;
 
 use super::project::{PyProject, VersionSource};
 use super::run::run_teed;
+use crate::api::MAX_ERROR_TAIL;
 use crate::domain::{DistFilename, DistKind};
-use crate::service::builds::MAX_ERROR_TAIL;
 
 /// Which build frontend runs by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

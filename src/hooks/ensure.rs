@@ -17,12 +17,12 @@ use pep440_rs::Version;
 use super::HookError;
 use super::build::{BuildConfig, build_wheel};
 use super::project::PyProject;
+use crate::api::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile};
 use crate::client::{Client, ClientError};
 use crate::domain::branch::branch_slug;
 use crate::domain::build_version::VersionScheme;
 use crate::domain::ci::{CiContext, Overrides, detect};
 use crate::domain::{IndexKind, IndexName, IndexSettings};
-use crate::http::builds::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile};
 
 /// The master index when neither a flag nor `[tool.kiln]` names one.
 pub const DEFAULT_MASTER_INDEX: &str = "root/master";
@@ -408,8 +408,7 @@ async fn build_under_lease(
         Err(failure) => {
             let text = failure.to_string();
             if !lost.load(Ordering::SeqCst) {
-                let tail =
-                    crate::service::builds::tail(&text, crate::service::builds::MAX_ERROR_TAIL);
+                let tail = crate::api::tail(&text, crate::api::MAX_ERROR_TAIL);
                 if let Err(e) = client
                     .lease_action(
                         &plan.index,

@@ -7,7 +7,7 @@
 
 use quick_xml::events::Event;
 
-use crate::service::results::JunitCounts;
+use crate::api::JunitCounts;
 
 /// Sums the counts of the outermost `<testsuite>` elements (or takes `<testsuites>`'
 /// own totals when it has them).

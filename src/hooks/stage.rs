@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use super::HookError;
 use super::ensure::Ensured;
+use crate::api::{ResultView, StageReport};
 use crate::client::{Client, ClientError};
 use crate::domain::ci::CiContext;
-use crate::service::results::{ResultView, StageReport};
 
 /// How many times a report is sent before the stage gives up on it.
 pub const REPORT_ATTEMPTS: u32 = 5;

@@ -9,29 +9,16 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::ReleasePath;
 use super::indexes::ApiJson;
+use crate::api::{BuildStateView, BuildView, ClaimBuild, LeaseBody, ReleaseFile, WaitQuery};
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::IndexName;
 use crate::service::auth::Caller;
 use crate::service::builds::{self, BuildStatus, Release, now_ms};
-
-/// A file of a release, as build and status answers list it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseFile {
-    /// The filename.
-    pub filename: String,
-    /// SHA-256 of its bytes.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// Server-relative download URL.
-    pub url: String,
-}
 
 impl ReleaseFile {
     /// The view of a file row listed on `index`.
@@ -44,63 +31,6 @@ impl ReleaseFile {
             size: file.size,
         }
     }
-}
-
-/// A build's state as the API shows it; `state` names the variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub enum BuildStateView {
-    /// Nothing built or uploaded yet.
-    Absent,
-    /// Use these files.
-    Ready {
-        /// The index's own files of the release.
-        files: Vec<ReleaseFile>,
-    },
-    /// You hold the lease: build, heartbeat, upload with `X-Kiln-Lease`, complete.
-    Claimed {
-        /// The lease secret.
-        lease_id: String,
-        /// Milliseconds until the lease lapses without a heartbeat (relative, so runner
-        /// clocks do not matter).
-        expires_in_ms: i64,
-        /// The server's lease length; heartbeat well within it.
-        lease_ttl_ms: u64,
-        /// Which attempt this is.
-        attempt: i64,
-    },
-    /// Someone else builds; long-poll and claim again.
-    Building {
-        /// Who.
-        builder: String,
-        /// Milliseconds until their lease lapses without a heartbeat.
-        expires_in_ms: i64,
-        /// Which attempt.
-        attempt: i64,
-    },
-    /// The build failed.
-    Failed {
-        /// Who built it.
-        builder: String,
-        /// The tail of the build output.
-        error_tail: String,
-        /// Which attempt failed.
-        attempt: i64,
-    },
-}
-
-/// A build answer: the release and its state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildView {
-    /// The index the release is built into.
-    pub index: String,
-    /// Normalized project name.
-    pub project: String,
-    /// Normalized version.
-    pub version: String,
-    /// Where the build stands.
-    #[serde(flatten)]
-    pub status: BuildStateView,
 }
 
 pub(crate) fn view(
@@ -149,37 +79,6 @@ pub(crate) fn view(
         version: release.version.to_string(),
         status,
     }
-}
-
-/// Body of a claim.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimBuild {
-    /// Who is asking (runner, CI job); shown to waiters.
-    #[serde(default)]
-    pub builder: String,
-    /// Claim a failed build again instead of reporting its failure.
-    #[serde(default)]
-    pub retry: bool,
-}
-
-/// Body of heartbeat and complete.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaseBody {
-    /// The lease secret from the claim.
-    pub lease_id: String,
-    /// For `fail`: the tail of the build output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_tail: Option<String>,
-}
-
-/// Query of a long poll.
-#[derive(Debug, Deserialize)]
-pub struct WaitQuery {
-    /// Seconds to wait for a `building` release to change (at most 60).
-    #[serde(default)]
-    wait: Option<f64>,
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}`

@@ -4,67 +4,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::IndexPath;
+use crate::api::{CachedProject, MirrorCacheView, PurgeView, RefreshView};
 use crate::app::AppState;
 use crate::domain::ProjectName;
 use crate::service::auth::Caller;
 use crate::service::mirror::Mirrors;
-
-/// One cached project page.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CachedProject {
-    /// Normalized name.
-    pub project: String,
-    /// `found`, or `missing` (the upstream has no such project).
-    pub status: String,
-    /// When the upstream last answered (RFC 3339).
-    pub fetched_at: String,
-    /// False once the TTL has passed: the next request asks the upstream again.
-    pub fresh: bool,
-    /// Files the page lists.
-    pub files: i64,
-    /// Of those, files whose bytes are stored here.
-    pub cached_files: i64,
-    /// Bytes stored.
-    pub cached_bytes: i64,
-}
-
-/// `GET /+api/v1/mirrors/{ns}/{name}`
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MirrorCacheView {
-    /// The mirror.
-    pub mirror: String,
-    /// Its upstream.
-    pub upstream: String,
-    /// Its page TTL.
-    pub ttl_seconds: u64,
-    /// The cached pages, by name.
-    pub projects: Vec<CachedProject>,
-}
-
-/// The answer to a refresh.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RefreshView {
-    /// Normalized name.
-    pub project: String,
-    /// Files the upstream lists now.
-    pub files: usize,
-    /// Set when the upstream failed and the stored copy stays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stale: Option<String>,
-}
-
-/// The answer to a purge.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PurgeView {
-    /// Normalized name.
-    pub project: String,
-    /// Cached files (and metadata files) whose bytes were deleted.
-    pub deleted_blobs: usize,
-}
 
 fn project_param(raw: &str) -> Result<ProjectName, ApiError> {
     ProjectName::new(raw).map_err(|e| ApiError::bad_request(format!("project `{raw}`: {e}")))

@@ -6,15 +6,16 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::ReleasePath;
 use super::indexes::ApiJson;
+use crate::api::{
+    EventView, EventsQuery, ListQuery, PromoteRequest, PromotionResult, YankBody, YankView,
+};
 use crate::app::AppState;
-use crate::domain::IndexName;
 use crate::service::auth::Caller;
-use crate::service::promote::{self, PromoteRequest, PromotionResult};
+use crate::service::promote;
 
 /// `POST /+api/v1/promotions`: 200 when promoted (or already, or a passing dry run), 409
 /// with every failing check when the policy refuses.
@@ -32,15 +33,6 @@ pub async fn promote_release(
     Ok((status, Json(outcome)).into_response())
 }
 
-/// Query of the promotions list.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Only promotions into this index.
-    index: Option<IndexName>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<i64>,
-}
-
 /// `GET /+api/v1/promotions[?index=ns/name]`, newest first.
 pub async fn list_promotions(
     State(state): State<AppState>,
@@ -50,25 +42,6 @@ pub async fn list_promotions(
     let limit = query.limit.unwrap_or(100);
     let views = promote::list_promotions(&state.db, &caller, query.index.as_ref(), limit).await?;
     Ok(Json(views).into_response())
-}
-
-/// Body of a yank.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct YankBody {
-    /// Why (shown by pip to whoever installs the pinned version).
-    pub reason: String,
-}
-
-/// The answer to a yank or unyank.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct YankView {
-    /// The index.
-    pub index: String,
-    /// The files whose flag changed.
-    pub files: Vec<String>,
-    /// True after a yank, false after an unyank.
-    pub yanked: bool,
 }
 
 /// `POST /+api/v1/releases/{ns}/{name}/{project}/{version}/yank`
@@ -107,38 +80,6 @@ pub async fn unyank_release(
         yanked: false,
     })
     .into_response())
-}
-
-/// An event as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventView {
-    /// Read events after this id to follow the stream.
-    pub id: i64,
-    /// `promotion`, `refusal`, `yank` or `unyank`.
-    pub kind: String,
-    /// The index concerned.
-    pub index: String,
-    /// Project.
-    pub project: String,
-    /// Version.
-    pub version: String,
-    /// Who.
-    pub actor: String,
-    /// When.
-    pub at: String,
-    /// What happened.
-    pub detail: serde_json::Value,
-}
-
-/// Query of the events list.
-#[derive(Debug, Deserialize)]
-pub struct EventsQuery {
-    /// Only events of this index.
-    index: Option<IndexName>,
-    /// Only events after this id.
-    after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<i64>,
 }
 
 /// `GET /+api/v1/events[?index=ns/name][&after=ID]`, oldest first.

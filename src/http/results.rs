@@ -1,21 +1,18 @@
 //! Stage results and release status: `POST /+api/v1/results`,
 //! `GET /+api/v1/results/{sha256}` and `GET /+api/v1/releases/{ns}/{name}/{project}/{version}`.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
-use super::builds::{BuildView, ReleaseFile};
 use super::error::ApiError;
 use super::extract::ReleasePath;
 use super::indexes::ApiJson;
+use crate::api::{ArtifactResults, FileStatus, ReleaseFile, ReleaseStatus, StageReport};
 use crate::app::AppState;
 use crate::service::auth::Caller;
-use crate::service::results::{self, ResultView, StageReport};
+use crate::service::results;
 
 /// `POST /+api/v1/results`
 pub async fn report_result(
@@ -25,17 +22,6 @@ pub async fn report_result(
 ) -> Result<Response, ApiError> {
     let stored = results::report(&state.db, &state.config.policies, &caller, &report).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
-}
-
-/// The results of one artifact.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ArtifactResults {
-    /// The artifact.
-    pub sha256: String,
-    /// The latest result of each stage.
-    pub latest: BTreeMap<String, ResultView>,
-    /// Every result, oldest first.
-    pub history: Vec<ResultView>,
 }
 
 /// `GET /+api/v1/results/{sha256}`
@@ -51,27 +37,6 @@ pub async fn show_results(
         history,
     })
     .into_response())
-}
-
-/// A file of a release with its stage matrix.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileStatus {
-    /// The file.
-    #[serde(flatten)]
-    pub file: ReleaseFile,
-    /// The index that lists it.
-    pub index: String,
-    /// The latest result of each stage.
-    pub stages: BTreeMap<String, ResultView>,
-}
-
-/// A release as `kiln status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReleaseStatus {
-    /// The build of the release into the asked index.
-    pub build: BuildView,
-    /// The release's files visible from that index, with their verdicts.
-    pub files: Vec<FileStatus>,
 }
 
 /// `GET /+api/v1/releases/{ns}/{name}/{project}/{version}`

@@ -526,8 +526,8 @@ fn page_response(format: Format, page: Page, request: &HeaderMap) -> Response {
     );
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     let notes = [
-        ("x-kiln-mirror-stale", stale.join("; ")),
-        ("x-kiln-mirror-hidden", hidden_from.join(", ")),
+        (crate::api::MIRROR_STALE_HEADER, stale.join("; ")),
+        (crate::api::MIRROR_HIDDEN_HEADER, hidden_from.join(", ")),
     ];
     for (name, value) in notes {
         if !value.is_empty()

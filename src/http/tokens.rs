@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::indexes::ApiJson;
+use crate::api::TokenRequest;
 use crate::app::AppState;
-use crate::service::auth::{self, Caller, TokenRequest};
+use crate::service::auth::{self, Caller};
 
 /// `POST /+api/v1/tokens`: 201 with the secret, which is never shown again.
 pub async fn create_token(

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt};
-use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::IndexPath;
@@ -23,8 +22,6 @@ use crate::service::ServiceError;
 use crate::service::auth::Caller;
 use crate::service::publish::{self, Published, SINGLE_FIELDS, UploadForm, spool};
 
-/// The header a builder sends its build lease in, tying the upload to the lease.
-pub const LEASE_HEADER: &str = "x-kiln-lease";
 /// Largest text field (a long description can be big, but not this big).
 const MAX_TEXT_FIELD: u64 = 4 * 1024 * 1024;
 /// Room for all the text fields around the file.
@@ -273,7 +270,7 @@ pub async fn upload_file(
         )
     })?;
     let lease_id = headers
-        .get(LEASE_HEADER)
+        .get(crate::api::LEASE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let form = read_form(
@@ -299,13 +296,13 @@ pub async fn upload_file(
     };
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "result": result,
-            "index": index_name.to_string(),
-            "filename": file.filename,
-            "sha256": file.sha256,
-            "url": format!("/{index_name}/+f/{}/{}", file.sha256, file.filename),
-        })),
+        Json(crate::api::UploadAnswer {
+            result: result.into(),
+            index: index_name.to_string(),
+            url: format!("/{index_name}/+f/{}/{}", file.sha256, file.filename),
+            filename: file.filename,
+            sha256: file.sha256,
+        }),
     )
         .into_response())
 }

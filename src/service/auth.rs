@@ -13,10 +13,10 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
+use crate::api::{CreatedToken, TokenRequest, TokenView};
 use crate::db::{Db, DbError, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
 use crate::domain::{Index, IndexName, Sha256Digest};
@@ -320,50 +320,6 @@ pub fn generate_secret() -> String {
 
 fn hash_secret(secret: &str) -> String {
     Sha256Digest::of(secret.as_bytes()).to_string()
-}
-
-/// A token as the API shows it: never the secret, nor its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenView {
-    /// What `kiln token revoke` takes.
-    pub id: i64,
-    /// Label.
-    pub name: String,
-    /// What it may do.
-    pub scopes: Vec<Scope>,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339, when it stops working.
-    pub expires_at: Option<String>,
-    /// RFC 3339, when it was revoked.
-    pub revoked_at: Option<String>,
-    /// The token that created it.
-    pub created_by: Option<String>,
-    /// `active`, `expired` or `revoked`.
-    pub state: String,
-}
-
-/// A token that was just created, with its secret (shown this once).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreatedToken {
-    /// The stored token.
-    #[serde(flatten)]
-    pub token: TokenView,
-    /// The secret. Kiln cannot show it again.
-    pub secret: String,
-}
-
-/// What to create.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// Label, e.g. `ci-acme`.
-    pub name: String,
-    /// At least one scope.
-    pub scopes: Vec<Scope>,
-    /// RFC 3339 time or `YYYY-MM-DD` (midnight UTC) when it stops working.
-    #[serde(default)]
-    pub expires_at: Option<String>,
 }
 
 fn parse_scopes(record: &TokenRecord) -> Result<Vec<Scope>, ServiceError> {

@@ -30,12 +30,11 @@ use pep440_rs::Version;
 
 use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
+use crate::api::{MAX_ERROR_TAIL, tail};
 use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, WriteTx};
 use crate::domain::IndexName;
 use crate::domain::{Index, ProjectName};
 
-/// Longest build output tail kept for a failed build.
-pub const MAX_ERROR_TAIL: usize = 64 * 1024;
 /// Longest accepted long poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often a long poll re-reads the database even without a local wake-up (a commit by
@@ -176,19 +175,6 @@ fn lease_expiry(ttl: Duration) -> i64 {
 
 fn new_lease_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
-}
-
-/// Keeps the last `max` bytes of `text`, cut at a character boundary.
-#[must_use]
-pub fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 fn describe(principal: &Principal, builder: &str) -> String {

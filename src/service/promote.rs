@@ -17,95 +17,17 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use pep440_rs::Version;
-use serde::{Deserialize, Serialize};
 
 use super::auth::{Caller, Principal};
 use super::builds::Release;
-use super::results::{ResultView, latest_of_files};
+use super::results::latest_of_files;
 use super::{ServiceError, indexes, now_rfc3339};
+use crate::api::{PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ResultView};
 use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
+use crate::domain::Check;
 use crate::domain::scope::{IndexPattern, Permission, Scope};
 use crate::domain::{Index, IndexName};
-use crate::policy::{CandidateFile, Check, Policies, PromotionRule, SdistRule};
-
-/// What a promotion request asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteRequest {
-    /// The project.
-    pub project: String,
-    /// The version.
-    pub version: String,
-    /// The source index (default: the source of the only rule that fits).
-    #[serde(default)]
-    pub from: Option<IndexName>,
-    /// The target index (default: the target of the only rule that fits).
-    #[serde(default)]
-    pub to: Option<IndexName>,
-    /// Evaluate and report, change nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// How a promotion request ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PromotionResult {
-    /// The files are now on the target.
-    Promoted,
-    /// They were already; nothing changed.
-    AlreadyPromoted,
-    /// Every check passes; nothing was changed because it was a dry run.
-    WouldPromote,
-    /// At least one check fails.
-    Refused,
-}
-
-/// The answer to a promotion request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromotionOutcome {
-    /// How it ended.
-    pub result: PromotionResult,
-    /// The policy rule applied.
-    pub policy: String,
-    /// Source index.
-    pub from: String,
-    /// Target index.
-    pub to: String,
-    /// Normalized project.
-    pub project: String,
-    /// Version.
-    pub version: String,
-    /// Every check, passed or not (empty for `already-promoted`).
-    pub checks: Vec<Check>,
-    /// The audit record, when promoted or already promoted.
-    pub promotion: Option<PromotionView>,
-}
-
-/// A promotion audit record as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromotionView {
-    /// Record id.
-    pub id: i64,
-    /// Project.
-    pub project: String,
-    /// Version (canonical).
-    pub version: String,
-    /// Source index.
-    pub source: String,
-    /// Target index.
-    pub target: String,
-    /// Policy rule.
-    pub policy: String,
-    /// Who.
-    pub promoted_by: String,
-    /// When.
-    pub promoted_at: String,
-    /// Files and digests.
-    pub files: serde_json::Value,
-    /// Checks and stage results that justified it.
-    pub evidence: serde_json::Value,
-}
+use crate::policy::{CandidateFile, Policies, PromotionRule, SdistRule};
 
 impl From<PromotionRecord> for PromotionView {
     fn from(r: PromotionRecord) -> Self {

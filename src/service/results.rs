@@ -6,114 +6,24 @@
 //!
 //! Traps: the environment is an allowlisted summary the client builds, but the server still
 //! bounds it (key count and sizes) and never interprets it; the log tail is cut to
-//! [`MAX_LOG_TAIL`] here too, so a client that sends more cannot bloat the database.
+//! [`crate::api::MAX_LOG_TAIL`] here too, so a client that sends more cannot bloat the database.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 use super::auth::Caller;
-use super::builds::{Release, tail};
+use super::builds::Release;
 use super::resolve;
 use super::{ServiceError, now_rfc3339};
+use crate::api::{JunitCounts, ResultView, StageReport};
+use crate::api::{MAX_LOG_TAIL, tail};
 use crate::db::{Db, FileRecord, NewResult, ResultRecord};
+use crate::domain::Outcome;
 use crate::domain::{Index, IndexName, Permission, Sha256Digest};
 
-/// Longest log tail stored with a result.
-pub const MAX_LOG_TAIL: usize = 64 * 1024;
 const MAX_ENV_KEYS: usize = 32;
 const MAX_ENV_VALUE: usize = 256;
 const MAX_RUN_ID: usize = 200;
-
-/// Whether a stage passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The stage command exited 0.
-    Pass,
-    /// It did not.
-    Fail,
-}
-
-impl Outcome {
-    /// The stored spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pass => "pass",
-            Self::Fail => "fail",
-        }
-    }
-}
-
-/// JUnit counts from a stage's report file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JunitCounts {
-    /// Test cases run.
-    pub tests: u64,
-    /// Assertion failures.
-    pub failures: u64,
-    /// Errors.
-    pub errors: u64,
-    /// Skipped.
-    pub skipped: u64,
-}
-
-/// A stage result as CI sends it (`POST /+api/v1/results`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageReport {
-    /// The tested artifact.
-    pub sha256: String,
-    /// Stage name, e.g. `unit`.
-    pub stage: String,
-    /// The CI run (pipeline id, attempt, job) that tested it.
-    pub run_id: String,
-    /// The verdict.
-    pub outcome: Outcome,
-    /// The command's exit status, when it ran and exited.
-    #[serde(default)]
-    pub exit_code: Option<i64>,
-    /// Wall time of the stage.
-    pub duration_ms: u64,
-    /// Allowlisted runner facts (OS, arch, Python, CI provider, runner).
-    #[serde(default)]
-    pub environment: BTreeMap<String, String>,
-    /// The last bytes of the stage's output.
-    #[serde(default)]
-    pub log_tail: String,
-    /// JUnit counts, when a report file was given.
-    #[serde(default)]
-    pub junit: Option<JunitCounts>,
-}
-
-/// A stored result as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultView {
-    /// The artifact.
-    pub sha256: String,
-    /// Stage name.
-    pub stage: String,
-    /// CI run id.
-    pub run_id: String,
-    /// The verdict.
-    pub outcome: Outcome,
-    /// Exit status.
-    pub exit_code: Option<i64>,
-    /// Wall time.
-    pub duration_ms: i64,
-    /// Runner facts.
-    pub environment: BTreeMap<String, String>,
-    /// Output tail.
-    pub log_tail: String,
-    /// JUnit counts.
-    pub junit: Option<JunitCounts>,
-    /// Who reported it.
-    pub reported_by: String,
-    /// When.
-    pub reported_at: String,
-}
 
 impl From<ResultRecord> for ResultView {
     fn from(r: ResultRecord) -> Self {
@@ -144,22 +54,9 @@ impl From<ResultRecord> for ResultView {
     }
 }
 
-/// Checks a stage name: 1–64 of letters, digits, `.`, `_`, `-`, starting alphanumeric.
+/// Checks a stage name (see [`crate::domain::check_stage_name`]).
 pub fn check_stage_name(stage: &str) -> Result<(), ServiceError> {
-    let ok = !stage.is_empty()
-        && stage.len() <= 64
-        && stage.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && stage
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
-            "stage name `{}` is not valid: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
-            stage.escape_debug()
-        )))
-    }
+    crate::domain::check_stage_name(stage).map_err(ServiceError::Invalid)
 }
 
 fn check_report(report: &StageReport) -> Result<Sha256Digest, ServiceError> {

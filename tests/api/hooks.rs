@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use kiln::http::builds::{BuildStateView, ClaimBuild, LeaseBody};
-use kiln::service::results::Outcome;
+use kiln::api::{BuildStateView, ClaimBuild, LeaseBody};
+use kiln::domain::Outcome;
 
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, python, show};
 

@@ -1,8 +1,8 @@
 //! The index API: bootstrap layout, create/show/list/modify/delete and its rules.
 
+use kiln::api::ModifyIndex;
 use kiln::client::ClientError;
 use kiln::domain::{IndexKind, IndexSettings};
-use kiln::service::indexes::IndexPatch;
 
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, detail};
 
@@ -58,10 +58,10 @@ async fn creates_shows_modifies_and_deletes() {
     assert_eq!(shown.index.settings.kind, IndexKind::Stage);
     assert_eq!(shown.upload_url, "/acme/feature-x/");
 
-    let patch = IndexPatch {
+    let patch = ModifyIndex {
         volatile: Some(true),
         description: Some("login form".into()),
-        ..IndexPatch::default()
+        ..ModifyIndex::default()
     };
     let modified = client
         .modify_index(&"acme/feature-x".parse().unwrap(), &patch)
@@ -110,9 +110,9 @@ async fn refuses_cycles_missing_bases_and_duplicates() {
     app.create_index("acme/a", &["root/master"]).await;
     app.create_index("acme/b", &["acme/a"]).await;
 
-    let cycle = IndexPatch {
+    let cycle = ModifyIndex {
         bases: Some(vec!["acme/b".parse().unwrap()]),
-        ..IndexPatch::default()
+        ..ModifyIndex::default()
     };
     let (status, message) = api_error(
         client
@@ -125,9 +125,9 @@ async fn refuses_cycles_missing_bases_and_duplicates() {
         message,
         "bases of `acme/a` would form a cycle: `acme/b` already inherits from `acme/a`"
     );
-    let own = IndexPatch {
+    let own = ModifyIndex {
         bases: Some(vec!["acme/a".parse().unwrap()]),
-        ..IndexPatch::default()
+        ..ModifyIndex::default()
     };
     let (status, message) = api_error(
         client
@@ -140,9 +140,9 @@ async fn refuses_cycles_missing_bases_and_duplicates() {
         (400, "index `acme/a` cannot be its own base")
     );
     // Transitive: prod → b would close prod → b → a → master → prod.
-    let transitive = IndexPatch {
+    let transitive = ModifyIndex {
         bases: Some(vec!["acme/b".parse().unwrap()]),
-        ..IndexPatch::default()
+        ..ModifyIndex::default()
     };
     let (status, _) = api_error(
         client
@@ -210,9 +210,9 @@ async fn refuses_deleting_a_base_or_production() {
         message,
         "index `root/master` is a base of `acme/feature-y`; remove it from their bases first"
     );
-    let no_bases = IndexPatch {
+    let no_bases = ModifyIndex {
         bases: Some(Vec::new()),
-        ..IndexPatch::default()
+        ..ModifyIndex::default()
     };
     client
         .modify_index(&"root/master".parse().unwrap(), &no_bases)

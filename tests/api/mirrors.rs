@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kiln::service::indexes::IndexPatch;
+use kiln::api::ModifyIndex;
 
 use crate::clients::{installed_hashes, pip_install, uv_install};
 use crate::helpers::upstream::{Garbage, PageStyle, Upstream};
@@ -39,9 +39,9 @@ async fn set_ttl(app: &TestApp, seconds: u64) {
     app.client()
         .modify_index(
             &"root/pypi".parse().unwrap(),
-            &IndexPatch {
+            &ModifyIndex {
                 mirror_ttl_seconds: Some(seconds),
-                ..IndexPatch::default()
+                ..ModifyIndex::default()
             },
         )
         .await
@@ -323,9 +323,9 @@ async fn a_private_name_hides_the_upstream_unless_allowed() {
     app.client()
         .modify_index(
             &"root/master".parse().unwrap(),
-            &IndexPatch {
+            &ModifyIndex {
                 mirror_allow: Some(vec!["Internal_Tool".into()]),
-                ..IndexPatch::default()
+                ..ModifyIndex::default()
             },
         )
         .await

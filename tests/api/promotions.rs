@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use kiln::api::{PromoteRequest, PromotionOutcome, PromotionResult, StageReport};
+use kiln::domain::Outcome;
 use kiln::policy::Policies;
-use kiln::service::promote::{PromoteRequest, PromotionOutcome, PromotionResult};
-use kiln::service::results::{Outcome, StageReport};
 
 use crate::helpers::{Dist, TestApp};
 

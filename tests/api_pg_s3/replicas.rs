@@ -7,9 +7,9 @@ use std::ops::Deref;
 use std::process::Stdio;
 use std::time::Duration;
 
-use kiln::http::builds::{BuildStateView, ClaimBuild};
-use kiln::service::promote::PromotionResult;
-use kiln::service::results::Outcome;
+use kiln::api::PromotionResult;
+use kiln::api::{BuildStateView, ClaimBuild};
+use kiln::domain::Outcome;
 use sqlx::Connection as _;
 
 use crate::helpers::{ADMIN_TOKEN, Backing, Dist, TestApp, backends, show};
@@ -184,7 +184,11 @@ async fn replicas_started_together_share_one_layout_and_see_each_others_writes_a
     assert_eq!(page["files"].as_array().unwrap().len(), 10, "inherited");
     let minted = a
         .client()
-        .create_token(&serde_json::json!({"name": "ci", "scopes": ["upload:acme/*"]}))
+        .create_token(&kiln::api::TokenRequest {
+            name: "ci".into(),
+            scopes: vec!["upload:acme/*".parse().unwrap()],
+            expires_at: None,
+        })
         .await
         .unwrap();
     let response = b

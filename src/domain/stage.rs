@@ -1,0 +1,102 @@
+//! Stage verdicts: what a CI stage reports about an artifact, and the rules on stage
+//! names. Pure types; the service stores and checks them.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a stage passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The stage command exited 0.
+    Pass,
+    /// It did not.
+    Fail,
+}
+
+impl Outcome {
+    /// The stored spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "pass" => Ok(Self::Pass),
+            "fail" => Ok(Self::Fail),
+            other => Err(format!(
+                "`{}` is not an outcome (`pass` or `fail`)",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a stage name: 1–64 of letters, digits, `.`, `_`, `-`, starting alphanumeric.
+pub fn check_stage_name(stage: &str) -> Result<(), String> {
+    let ok = !stage.is_empty()
+        && stage.len() <= 64
+        && stage.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && stage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "stage name `{}` is not valid: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+            stage.escape_debug()
+        ))
+    }
+}
+
+/// One rule checked against a release.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// What was checked, e.g. `stage unit green for demo-1.0-py3-none-any.whl`.
+    pub rule: String,
+    /// Whether it holds.
+    pub passed: bool,
+    /// What the policy expects.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_and_unknown_ones_are_errors() {
+        for outcome in [Outcome::Pass, Outcome::Fail] {
+            assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
+        }
+        assert!(
+            "passed"
+                .parse::<Outcome>()
+                .unwrap_err()
+                .contains("`passed`")
+        );
+    }
+
+    #[test]
+    fn stage_names() {
+        assert!(check_stage_name("unit-3.12").is_ok());
+        assert!(check_stage_name("-x").is_err());
+        assert!(check_stage_name(&"a".repeat(65)).is_err());
+    }
+}
