@@ -205,8 +205,7 @@ impl Policies {
                 ));
             }
             for stage in stages {
-                check_stage_name(stage)
-                    .map_err(|e| error(Some(raw.required_stages.span()), e))?;
+                check_stage_name(stage).map_err(|e| error(Some(raw.required_stages.span()), e))?;
             }
             let name = raw.name.get_ref().trim().to_owned();
             if name.is_empty() {

@@ -125,7 +125,7 @@ pub struct ReleaseFile {
     /// SHA-256 of its bytes.
     pub sha256: String,
     /// Size in bytes.
-    pub size: i64,
+    pub size: u64,
     /// Server-relative download URL.
     pub url: String,
 }
@@ -275,7 +275,7 @@ pub struct ResultView {
     /// Exit status.
     pub exit_code: Option<i64>,
     /// Wall time.
-    pub duration_ms: i64,
+    pub duration_ms: u64,
     /// Runner facts.
     pub environment: BTreeMap<String, String>,
     /// Output tail.

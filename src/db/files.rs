@@ -1,38 +1,172 @@
 //! File rows: which index lists which artifact under which filename.
 
-use super::{Db, DbError, WriteTx, placeholders};
-use crate::domain::IndexName;
+use super::{Db, DbError, WriteTx, decode, decode_flag, decode_u64, placeholders};
+use crate::domain::{DistKind, IndexName, ProjectName, Sha256Digest};
 
-/// A file listed on an index.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A file listed on an index, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     /// The index that lists it.
     pub index_id: i64,
     /// Normalized project name.
-    pub project: String,
+    pub project: ProjectName,
     /// Normalized PEP 440 version.
     pub version: String,
     /// The filename as uploaded.
     pub filename: String,
-    /// `wheel` or `sdist`.
-    pub kind: String,
-    /// SHA-256 of the bytes, hex.
-    pub sha256: String,
+    /// Wheel or sdist.
+    pub kind: DistKind,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
     /// Size in bytes.
-    pub size: i64,
+    pub size: u64,
     /// `Requires-Python`, if any.
     pub requires_python: Option<String>,
     /// SHA-256 of the core metadata file, when it was extracted.
-    pub metadata_sha256: Option<String>,
-    /// 1 when yanked (PEP 592).
-    pub yanked: i64,
+    pub metadata_sha256: Option<Sha256Digest>,
+    /// Yanked (PEP 592).
+    pub yanked: bool,
     /// Why it was yanked.
     pub yanked_reason: Option<String>,
     /// When it was uploaded (RFC 3339, UTC).
     pub uploaded_at: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct FileRow {
+    index_id: i64,
+    project: String,
+    version: String,
+    filename: String,
+    kind: String,
+    sha256: String,
+    size: i64,
+    requires_python: Option<String>,
+    metadata_sha256: Option<String>,
+    yanked: i64,
+    yanked_reason: Option<String>,
+    uploaded_at: String,
+}
+
+impl TryFrom<FileRow> for FileRecord {
+    type Error = DbError;
+
+    fn try_from(row: FileRow) -> Result<Self, DbError> {
+        const TABLE: &str = "files";
+        Ok(Self {
+            index_id: row.index_id,
+            project: decode(TABLE, "project", &row.project)?,
+            kind: decode(TABLE, "kind", &row.kind)?,
+            sha256: decode(TABLE, "sha256", &row.sha256)?,
+            size: decode_u64(TABLE, "size", row.size)?,
+            metadata_sha256: row
+                .metadata_sha256
+                .as_deref()
+                .map(|m| decode(TABLE, "metadata_sha256", m))
+                .transpose()?,
+            yanked: decode_flag(TABLE, "yanked", row.yanked)?,
+            version: row.version,
+            filename: row.filename,
+            requires_python: row.requires_python,
+            yanked_reason: row.yanked_reason,
+            uploaded_at: row.uploaded_at,
+        })
+    }
+}
+
 const FILE_COLUMNS: &str = "index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at";
+
+const FIND_FILE: &str = "SELECT index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at FROM files WHERE index_id = $1 AND filename = $2";
+
+/// A file as a simple page lists it: an index's own file, or one a mirror's upstream
+/// lists (whose size and upload time the upstream may not have said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// The index that lists it.
+    pub index_id: i64,
+    /// Normalized version.
+    pub version: String,
+    /// The filename.
+    pub filename: String,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// `Requires-Python`, if any.
+    pub requires_python: Option<String>,
+    /// SHA-256 of the core metadata file, when there is one.
+    pub metadata_sha256: Option<Sha256Digest>,
+    /// Yanked (PEP 592).
+    pub yanked: bool,
+    /// Why it was yanked.
+    pub yanked_reason: Option<String>,
+    /// When it was uploaded (RFC 3339), when known.
+    pub uploaded_at: Option<String>,
+}
+
+impl From<FileRecord> for ListedFile {
+    fn from(f: FileRecord) -> Self {
+        Self {
+            index_id: f.index_id,
+            version: f.version,
+            filename: f.filename,
+            sha256: f.sha256,
+            size: Some(f.size),
+            requires_python: f.requires_python,
+            metadata_sha256: f.metadata_sha256,
+            yanked: f.yanked,
+            yanked_reason: f.yanked_reason,
+            uploaded_at: Some(f.uploaded_at),
+        }
+    }
+}
+
+impl From<&super::MirrorFileRecord> for ListedFile {
+    fn from(f: &super::MirrorFileRecord) -> Self {
+        Self {
+            index_id: f.index_id,
+            version: f.version.clone(),
+            filename: f.filename.clone(),
+            sha256: f.sha256.clone(),
+            size: f.size.or(f.cached_size),
+            requires_python: f.requires_python.clone(),
+            metadata_sha256: f.metadata_sha256.clone(),
+            yanked: f.yanked,
+            yanked_reason: f.yanked_reason.clone(),
+            uploaded_at: f.upload_time.clone(),
+        }
+    }
+}
+
+/// A file on some index of a chain, for [`crate::service::resolve::merge_own_first`].
+pub trait OnIndex {
+    /// The index that lists it.
+    fn index_id(&self) -> i64;
+    /// Its filename.
+    fn filename(&self) -> &str;
+}
+
+impl OnIndex for FileRecord {
+    fn index_id(&self) -> i64 {
+        self.index_id
+    }
+    fn filename(&self) -> &str {
+        &self.filename
+    }
+}
+
+impl OnIndex for ListedFile {
+    fn index_id(&self) -> i64 {
+        self.index_id
+    }
+    fn filename(&self) -> &str {
+        &self.filename
+    }
+}
+
+fn decode_rows(rows: Vec<FileRow>) -> Result<Vec<FileRecord>, DbError> {
+    rows.into_iter().map(FileRecord::try_from).collect()
+}
 
 /// A file row to insert.
 #[derive(Debug, Clone)]
@@ -68,13 +202,12 @@ impl Db {
         index_id: i64,
         filename: &str,
     ) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND filename = $2"
-        ))
-        .bind(index_id)
-        .bind(filename)
-        .fetch_optional(&mut **tx)
-        .await?)
+        let row: Option<FileRow> = sqlx::query_as(FIND_FILE)
+            .bind(index_id)
+            .bind(filename)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.map(FileRecord::try_from).transpose()
     }
 
     /// Same as [`Db::find_file_tx`], outside a transaction (a cheap pre-check).
@@ -83,13 +216,12 @@ impl Db {
         index_id: i64,
         filename: &str,
     ) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND filename = $2"
-        ))
-        .bind(index_id)
-        .bind(filename)
-        .fetch_optional(&self.pool)
-        .await?)
+        let row: Option<FileRow> = sqlx::query_as(FIND_FILE)
+            .bind(index_id)
+            .bind(filename)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(FileRecord::try_from).transpose()
     }
 
     /// Inserts a file row and the blob rows it points at. Call only once the blobs are
@@ -107,6 +239,15 @@ impl Db {
             .execute(&mut **tx)
             .await?;
         }
+        Self::insert_file_row(tx, file).await
+    }
+
+    /// Inserts just the file row (its blobs exist: an upload inserted them, or the file
+    /// is being listed on a second index). The one `INSERT INTO files`.
+    pub(super) async fn insert_file_row(
+        tx: &mut WriteTx,
+        file: &NewFile<'_>,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, \
              requires_python, metadata_sha256, uploaded_at, uploaded_by) \
@@ -136,18 +277,28 @@ impl Db {
         index_ids: &[i64],
         project: &str,
     ) -> Result<Vec<FileRecord>, DbError> {
+        self.files_where("project", project, index_ids).await
+    }
+
+    /// The files whose `column` is `value`, listed on any of `index_ids`.
+    async fn files_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        index_ids: &[i64],
+    ) -> Result<Vec<FileRecord>, DbError> {
         if index_ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE project = $1 AND index_id IN ({})",
+            "SELECT {FILE_COLUMNS} FROM files WHERE {column} = $1 AND index_id IN ({})",
             placeholders(2, index_ids.len())
         );
-        let mut query = sqlx::query_as(&sql).bind(project);
+        let mut query = sqlx::query_as::<_, FileRow>(&sql).bind(value);
         for id in index_ids {
             query = query.bind(*id);
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        decode_rows(query.fetch_all(&self.pool).await?)
     }
 
     /// The distinct projects listed on any of `index_ids`, sorted.
@@ -172,18 +323,7 @@ impl Db {
         index_ids: &[i64],
         sha256: &str,
     ) -> Result<Vec<FileRecord>, DbError> {
-        if index_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE sha256 = $1 AND index_id IN ({})",
-            placeholders(2, index_ids.len())
-        );
-        let mut query = sqlx::query_as(&sql).bind(sha256);
-        for id in index_ids {
-            query = query.bind(*id);
-        }
-        Ok(query.fetch_all(&self.pool).await?)
+        self.files_where("sha256", sha256, index_ids).await
     }
 }
 
@@ -194,13 +334,14 @@ impl Db {
         index_id: i64,
         project: &str,
     ) -> Result<Vec<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        let rows: Vec<FileRow> = sqlx::query_as(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1 AND project = $2"
         ))
         .bind(index_id)
         .bind(project)
         .fetch_all(&mut **tx)
-        .await?)
+        .await?;
+        decode_rows(rows)
     }
 
     /// The stage indexes that list a file with this digest, by name.

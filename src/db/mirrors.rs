@@ -4,13 +4,55 @@
 //! `fetched_at_ms`, and does it outside [`Db::begin_write`]: it must not bump the write
 //! generation, or every TTL expiry would flush every rendered page.
 
-use super::{Db, DbError, FileRecord, WriteTx, placeholders};
+use super::{Db, DbError, WriteTx, decode, decode_flag, decode_u64, placeholders};
+use crate::domain::{DistKind, ProjectName, Sha256Digest};
+
+/// What an upstream answered for a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStatus {
+    /// It lists the project.
+    Found,
+    /// It has no such project (404 or 410).
+    Missing,
+}
+
+impl PageStatus {
+    /// The stored spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Found => "found",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+impl std::str::FromStr for PageStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "found" => Ok(Self::Found),
+            "missing" => Ok(Self::Missing),
+            other => Err(format!(
+                "`{}` is not a page status (`found` or `missing`)",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A mirror's cached answer for one project.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorProjectRecord {
-    /// `found` or `missing`.
-    pub status: String,
+    /// What the upstream answered.
+    pub status: PageStatus,
     /// When the upstream last answered (ms since the epoch).
     pub fetched_at_ms: i64,
     /// The upstream's validator.
@@ -19,29 +61,50 @@ pub struct MirrorProjectRecord {
     pub listing_sha256: String,
 }
 
-/// A file an upstream page listed.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
+struct MirrorProjectRow {
+    status: String,
+    fetched_at_ms: i64,
+    etag: Option<String>,
+    listing_sha256: String,
+}
+
+impl TryFrom<MirrorProjectRow> for MirrorProjectRecord {
+    type Error = DbError;
+
+    fn try_from(row: MirrorProjectRow) -> Result<Self, DbError> {
+        Ok(Self {
+            status: decode("mirror_projects", "status", &row.status)?,
+            fetched_at_ms: row.fetched_at_ms,
+            etag: row.etag,
+            listing_sha256: row.listing_sha256,
+        })
+    }
+}
+
+/// A file an upstream page listed, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorFileRecord {
     /// The mirror index.
     pub index_id: i64,
     /// Normalized project name.
-    pub project: String,
+    pub project: ProjectName,
     /// Normalized version.
     pub version: String,
     /// The filename.
     pub filename: String,
-    /// `wheel` or `sdist`.
-    pub kind: String,
+    /// Wheel or sdist.
+    pub kind: DistKind,
     /// SHA-256 the upstream gave.
-    pub sha256: String,
+    pub sha256: Sha256Digest,
     /// Size, when the upstream said.
-    pub size: Option<i64>,
+    pub size: Option<u64>,
     /// `Requires-Python`.
     pub requires_python: Option<String>,
     /// SHA-256 of the core metadata upstream serves.
-    pub metadata_sha256: Option<String>,
-    /// 1 when yanked.
-    pub yanked: i64,
+    pub metadata_sha256: Option<Sha256Digest>,
+    /// Yanked upstream.
+    pub yanked: bool,
     /// Why.
     pub yanked_reason: Option<String>,
     /// PEP 700 upload time, when the upstream said.
@@ -49,27 +112,53 @@ pub struct MirrorFileRecord {
     /// Where the bytes are upstream.
     pub url: String,
     /// The stored size when the bytes are cached here; `None` until first downloaded.
-    pub cached_size: Option<i64>,
+    pub cached_size: Option<u64>,
 }
 
-impl MirrorFileRecord {
-    /// The row as a page entry: unknown size is `-1`, unknown upload time empty.
-    #[must_use]
-    pub fn to_file_record(&self) -> FileRecord {
-        FileRecord {
-            index_id: self.index_id,
-            project: self.project.clone(),
-            version: self.version.clone(),
-            filename: self.filename.clone(),
-            kind: self.kind.clone(),
-            sha256: self.sha256.clone(),
-            size: self.size.or(self.cached_size).unwrap_or(-1),
-            requires_python: self.requires_python.clone(),
-            metadata_sha256: self.metadata_sha256.clone(),
-            yanked: self.yanked,
-            yanked_reason: self.yanked_reason.clone(),
-            uploaded_at: self.upload_time.clone().unwrap_or_default(),
-        }
+#[derive(sqlx::FromRow)]
+struct MirrorFileRow {
+    index_id: i64,
+    project: String,
+    version: String,
+    filename: String,
+    kind: String,
+    sha256: String,
+    size: Option<i64>,
+    requires_python: Option<String>,
+    metadata_sha256: Option<String>,
+    yanked: i64,
+    yanked_reason: Option<String>,
+    upload_time: Option<String>,
+    url: String,
+    cached_size: Option<i64>,
+}
+
+impl TryFrom<MirrorFileRow> for MirrorFileRecord {
+    type Error = DbError;
+
+    fn try_from(row: MirrorFileRow) -> Result<Self, DbError> {
+        const TABLE: &str = "mirror_files";
+        let size = |column, n: Option<i64>| n.map(|n| decode_u64(TABLE, column, n)).transpose();
+        Ok(Self {
+            index_id: row.index_id,
+            project: decode(TABLE, "project", &row.project)?,
+            kind: decode(TABLE, "kind", &row.kind)?,
+            sha256: decode(TABLE, "sha256", &row.sha256)?,
+            size: size("size", row.size)?,
+            metadata_sha256: row
+                .metadata_sha256
+                .as_deref()
+                .map(|m| decode(TABLE, "metadata_sha256", m))
+                .transpose()?,
+            yanked: decode_flag(TABLE, "yanked", row.yanked)?,
+            cached_size: size("cached_size", row.cached_size)?,
+            version: row.version,
+            filename: row.filename,
+            requires_python: row.requires_python,
+            yanked_reason: row.yanked_reason,
+            upload_time: row.upload_time,
+            url: row.url,
+        })
     }
 }
 
@@ -99,12 +188,12 @@ pub struct NewMirrorFile {
 }
 
 /// One row of a mirror's cache listing.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorCacheRow {
     /// Normalized project name.
     pub project: String,
-    /// `found` or `missing`.
-    pub status: String,
+    /// What the upstream answered.
+    pub status: PageStatus,
     /// When the upstream last answered (ms since the epoch).
     pub fetched_at_ms: i64,
     /// Files the page lists.
@@ -124,14 +213,15 @@ impl Db {
         index_id: i64,
         project: &str,
     ) -> Result<Option<MirrorProjectRecord>, DbError> {
-        Ok(sqlx::query_as(
+        let row: Option<MirrorProjectRow> = sqlx::query_as(
             "SELECT status, fetched_at_ms, etag, listing_sha256 FROM mirror_projects \
              WHERE index_id = $1 AND project = $2",
         )
         .bind(index_id)
         .bind(project)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(MirrorProjectRecord::try_from).transpose()
     }
 
     /// The listed files of `project` on mirror `index_id`.
@@ -140,14 +230,15 @@ impl Db {
         index_id: i64,
         project: &str,
     ) -> Result<Vec<MirrorFileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        let rows: Vec<MirrorFileRow> = sqlx::query_as(&format!(
             "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 \
              WHERE m.index_id = $1 AND m.project = $2 ORDER BY m.filename"
         ))
         .bind(index_id)
         .bind(project)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(MirrorFileRecord::try_from).collect()
     }
 
     /// The listed files with `sha256` on any of the mirrors `index_ids`.
@@ -164,11 +255,16 @@ impl Db {
              WHERE m.sha256 = $1 AND m.index_id IN ({})",
             placeholders(2, index_ids.len())
         );
-        let mut query = sqlx::query_as(&sql).bind(sha256);
+        let mut query = sqlx::query_as::<_, MirrorFileRow>(&sql).bind(sha256);
         for id in index_ids {
             query = query.bind(*id);
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(MirrorFileRecord::try_from)
+            .collect()
     }
 
     /// Replaces mirror `index_id`'s listing of `project` (a changed page, or a first fetch).
@@ -215,7 +311,7 @@ impl Db {
         )
         .bind(index_id)
         .bind(project)
-        .bind(&record.status)
+        .bind(record.status.as_str())
         .bind(record.fetched_at_ms)
         .bind(record.etag.as_deref())
         .bind(&record.listing_sha256)
@@ -261,7 +357,7 @@ impl Db {
 
     /// What mirror `index_id` has cached, by project.
     pub async fn mirror_cache(&self, index_id: i64) -> Result<Vec<MirrorCacheRow>, DbError> {
-        Ok(sqlx::query_as(
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT p.project, p.status, p.fetched_at_ms, \
              COUNT(m.filename) AS files, COUNT(b.sha256) AS cached_files, \
              CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS cached_bytes \
@@ -272,7 +368,21 @@ impl Db {
         )
         .bind(index_id)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(project, status, fetched_at_ms, files, cached_files, cached_bytes)| {
+                    Ok(MirrorCacheRow {
+                        status: decode("mirror_projects", "status", &status)?,
+                        project,
+                        fetched_at_ms,
+                        files,
+                        cached_files,
+                        cached_bytes,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// Forgets mirror `index_id`'s page of `project`. Returns the digests (files and core

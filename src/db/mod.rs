@@ -44,8 +44,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildKey, BuildRecord, BuildState};
-pub use files::{FileRecord, NewFile};
-pub use mirrors::{MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile};
+pub use files::{FileRecord, ListedFile, NewFile, OnIndex};
+pub use mirrors::{
+    MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
+};
 pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
@@ -84,12 +86,92 @@ pub enum DbError {
     /// The database URL names an engine this build does not support.
     #[error("unsupported database URL `{0}`: use `sqlite://PATH` or `postgres://USER@HOST/DB`")]
     UnsupportedUrl(String),
-    /// Anything else: connection, I/O, corrupt data.
+    /// A stored value that is not what its column may hold (an unknown kind, state or
+    /// outcome, a malformed digest or JSON document): never read as a default.
+    #[error("corrupt row in table `{table}`: column `{column}` holds `{value}`: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The stored value (cut to 100 characters).
+        value: String,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// Anything else: connection, I/O.
     #[error(transparent)]
     Other(#[from] sqlx::Error),
     /// Applying migrations failed.
     #[error("applying database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Decodes a stored text value into its domain type; a value that does not parse is
+/// [`DbError::Corrupt`], naming the table, the column and the value.
+pub(crate) fn decode<T>(
+    table: &'static str,
+    column: &'static str,
+    value: &str,
+) -> Result<T, DbError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| corrupt(table, column, value, &e))
+}
+
+/// A [`DbError::Corrupt`] for `value` in `table`.`column`.
+pub(crate) fn corrupt(
+    table: &'static str,
+    column: &'static str,
+    value: &str,
+    reason: &dyn std::fmt::Display,
+) -> DbError {
+    DbError::Corrupt {
+        table,
+        column,
+        value: value.chars().take(100).collect(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Decodes a stored integer that must not be negative (sizes, counts).
+pub(crate) fn decode_u64(
+    table: &'static str,
+    column: &'static str,
+    value: i64,
+) -> Result<u64, DbError> {
+    u64::try_from(value).map_err(|e| corrupt(table, column, &value.to_string(), &e))
+}
+
+/// Decodes a stored 0/1 flag.
+pub(crate) fn decode_flag(
+    table: &'static str,
+    column: &'static str,
+    value: i64,
+) -> Result<bool, DbError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(corrupt(
+            table,
+            column,
+            &other.to_string(),
+            &"a flag is 0 or 1",
+        )),
+    }
+}
+
+/// Decodes a stored JSON document.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &'static str,
+    value: &str,
+) -> Result<T, DbError> {
+    serde_json::from_str(value).map_err(|e| corrupt(table, column, value, &e))
 }
 
 impl DbError {
@@ -350,6 +432,56 @@ fn decode_index_name(namespace: &str, name: &str) -> Result<crate::domain::Index
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored value no code path writes is an error naming table, column and value,
+    /// never read as some default (unparsable environments used to read as empty).
+    #[tokio::test]
+    async fn unknown_stored_values_are_errors_not_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let good = "a".repeat(64);
+        // (`outcome` has a CHECK constraint on both engines; these columns do not.)
+        for (column, value) in [("sha256", "not-a-digest"), ("environment", "{not json")] {
+            sqlx::query("DELETE FROM stage_results")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            let (digest, environment) = match column {
+                "sha256" => (value.to_owned(), "{}"),
+                _ => (good.clone(), value),
+            };
+            sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, 1, 'now') ON CONFLICT (sha256) DO NOTHING")
+                .bind(&digest)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, reported_by, reported_at) \
+                 VALUES ($1, 'unit', 'r', 'pass', 0, 1, $2, '', 'ci', '2026-01-01T00:00:00Z')",
+            )
+            .bind(&digest)
+            .bind(environment)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+            let err = db.results_of(&[digest.as_str()]).await.unwrap_err();
+            match err {
+                DbError::Corrupt {
+                    table,
+                    column: found,
+                    value: stored,
+                    ..
+                } => {
+                    assert_eq!(
+                        (table, found, stored.as_str()),
+                        ("stage_results", column, value)
+                    );
+                }
+                other => panic!("{column}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn builds_placeholders() {

@@ -1,6 +1,7 @@
 //! Promotion records, events, file listings copied between indexes, and yanks.
 
-use super::{Db, DbError, FileRecord, WriteTx};
+use super::{Db, DbError, FileRecord, NewFile, WriteTx};
+use crate::domain::Sha256Digest;
 
 /// A promotion as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -161,26 +162,22 @@ impl Db {
                 Err(DbError::Conflict)
             };
         }
-        sqlx::query(
-            "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, \
-             requires_python, metadata_sha256, uploaded_at, uploaded_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(target_index_id)
-        .bind(&file.project)
-        .bind(&file.version)
-        .bind(&file.filename)
-        .bind(&file.kind)
-        .bind(&file.sha256)
-        .bind(file.size)
-        .bind(file.requires_python.as_deref())
-        .bind(file.metadata_sha256.as_deref())
-        .bind(at)
-        .bind(by)
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from_write)?;
-        Ok(())
+        let metadata = file.metadata_sha256.as_ref().map(Sha256Digest::to_string);
+        let new = NewFile {
+            index_id: target_index_id,
+            project: file.project.as_str(),
+            version: &file.version,
+            filename: &file.filename,
+            kind: file.kind.as_str(),
+            sha256: file.sha256.as_str(),
+            size: i64::try_from(file.size).unwrap_or(i64::MAX),
+            requires_python: file.requires_python.as_deref(),
+            // The blobs are listed already; only the digest goes into the row.
+            metadata: metadata.as_deref().map(|m| (m, 0)),
+            uploaded_by: by,
+            uploaded_at: at,
+        };
+        Self::insert_file_row(tx, &new).await
     }
 
     /// Sets or clears the yank flag of files on one index; returns how many changed.

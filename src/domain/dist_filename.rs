@@ -49,6 +49,21 @@ impl DistKind {
     }
 }
 
+impl std::str::FromStr for DistKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "wheel" => Ok(Self::Wheel),
+            "sdist" => Ok(Self::Sdist),
+            other => Err(format!(
+                "`{}` is not a distribution kind (`wheel` or `sdist`)",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
 impl fmt::Display for DistKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -84,6 +84,21 @@ impl fmt::Display for ProjectName {
     }
 }
 
+/// Parses a name that must already be normalized (as stored): `Foo_Bar` is an error
+/// here, where [`ProjectName::new`] would normalize it.
+impl std::str::FromStr for ProjectName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let name = Self::new(text).map_err(|e| e.to_string())?;
+        if name.as_str() == text {
+            Ok(name)
+        } else {
+            Err(format!("`{text}` is not normalized (`{name}`)"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

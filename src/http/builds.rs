@@ -27,7 +27,7 @@ impl ReleaseFile {
         Self {
             url: format!("/{index}/+f/{}/{}", file.sha256, file.filename),
             filename: file.filename.clone(),
-            sha256: file.sha256.clone(),
+            sha256: file.sha256.to_string(),
             size: file.size,
         }
     }

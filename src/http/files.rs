@@ -41,17 +41,13 @@ pub async fn get_file(
     match Mirrors::find_file(&state.db, &caller, &index_name, &sha256, &filename).await? {
         None => Err(not_found()),
         Some(Located::Local(file)) if file.filename == filename => {
-            let size = u64::try_from(file.size).unwrap_or(0);
-            stream_blob(&state, &method, &sha256, size, &headers).await
+            stream_blob(&state, &method, &sha256, file.size, &headers).await
         }
         Some(Located::Local(file)) => {
             // PEP 658: `<file URL>.metadata` is the wheel's METADATA.
-            let metadata_sha256: Sha256Digest = file
-                .metadata_sha256
-                .as_deref()
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| ServiceError::Internal(format!("stored metadata digest: {e}")))?;
+            let metadata_sha256 = file.metadata_sha256.ok_or_else(|| {
+                ServiceError::Internal(format!("`{}` has no stored metadata", file.filename))
+            })?;
             let bytes = state
                 .storage
                 .read_all(&metadata_sha256)
@@ -73,7 +69,7 @@ pub async fn get_file(
             Ok(metadata_response(&digest, bytes, &headers))
         }
         Some(Located::Mirror { file, .. }) if file.cached_size.is_some() => {
-            let size = u64::try_from(file.cached_size.unwrap_or(0)).unwrap_or(0);
+            let size = file.cached_size.unwrap_or_default();
             stream_blob(&state, &method, &sha256, size, &headers).await
         }
         Some(Located::Mirror { mirror, file, .. }) => {

@@ -34,7 +34,7 @@ pub async fn show_cache(
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
             project: row.project,
-            status: row.status,
+            status: row.status.to_string(),
             files: row.files,
             cached_files: row.cached_files,
             cached_bytes: row.cached_bytes,

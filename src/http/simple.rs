@@ -24,8 +24,8 @@ use super::error::ApiError;
 use super::extract::IndexPath;
 use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
-use crate::db::FileRecord;
-use crate::domain::ProjectName;
+use crate::db::ListedFile;
+use crate::domain::{ProjectName, Sha256Digest};
 use crate::service::auth::{Caller, Readable, check_read};
 use crate::service::{ServiceError, indexes, resolve};
 
@@ -176,7 +176,7 @@ struct JsonFile<'a> {
     /// Unknown only for a mirrored file whose upstream page did not say (HTML upstreams)
     /// and that has not been downloaded yet.
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<i64>,
+    size: Option<u64>,
     #[serde(rename = "upload-time", skip_serializing_if = "Option::is_none")]
     upload_time: Option<&'a str>,
 }
@@ -210,7 +210,7 @@ fn escape_attribute(text: &str) -> String {
     out
 }
 
-fn file_url(file: &FileRecord) -> String {
+fn file_url(file: &ListedFile) -> String {
     format!("../../+f/{}/{}", file.sha256, file.filename)
 }
 
@@ -319,7 +319,7 @@ fn found(body: Vec<u8>, stale: Vec<String>, hidden_from: Vec<String>) -> Page {
 
 fn render_project_json(
     project: &ProjectName,
-    files: &[FileRecord],
+    files: &[ListedFile],
     hidden_from: &[String],
 ) -> Result<Vec<u8>, ServiceError> {
     let mut versions: Vec<(Option<Version>, &str)> = files
@@ -339,18 +339,22 @@ fn render_project_json(
             .map(|f| JsonFile {
                 filename: &f.filename,
                 url: file_url(f),
-                hashes: JsonHashes { sha256: &f.sha256 },
+                hashes: JsonHashes {
+                    sha256: f.sha256.as_str(),
+                },
                 requires_python: f.requires_python.as_deref(),
                 core_metadata: match &f.metadata_sha256 {
-                    Some(sha) => JsonCoreMetadata::Hashes(JsonHashes { sha256: sha }),
+                    Some(sha) => JsonCoreMetadata::Hashes(JsonHashes {
+                        sha256: sha.as_str(),
+                    }),
                     None => JsonCoreMetadata::Absent(false),
                 },
-                yanked: match (f.yanked != 0, &f.yanked_reason) {
+                yanked: match (f.yanked, &f.yanked_reason) {
                     (true, Some(reason)) if !reason.is_empty() => JsonYanked::Reason(reason),
                     (yanked, _) => JsonYanked::Flag(yanked),
                 },
-                size: (f.size >= 0).then_some(f.size),
-                upload_time: (!f.uploaded_at.is_empty()).then_some(f.uploaded_at.as_str()),
+                size: f.size,
+                upload_time: f.uploaded_at.as_deref(),
             })
             .collect(),
         kiln: (!hidden_from.is_empty()).then_some(JsonKiln {
@@ -363,7 +367,7 @@ fn render_project_json(
 fn render_project_html(
     state: &AppState,
     project: &ProjectName,
-    files: &[FileRecord],
+    files: &[ListedFile],
     hidden_from: &[String],
 ) -> Result<Vec<u8>, ServiceError> {
     let files: Vec<HtmlFile<'_>> = files
@@ -371,10 +375,10 @@ fn render_project_html(
         .map(|f| HtmlFile {
             filename: &f.filename,
             url: minijinja::Value::from_safe_string(escape_attribute(&file_url(f))),
-            sha256: &f.sha256,
+            sha256: f.sha256.as_str(),
             requires_python: f.requires_python.as_deref(),
-            metadata_sha256: f.metadata_sha256.as_deref(),
-            yanked: f.yanked != 0,
+            metadata_sha256: f.metadata_sha256.as_ref().map(Sha256Digest::as_str),
+            yanked: f.yanked,
             yanked_reason: f.yanked_reason.as_deref(),
         })
         .collect();

@@ -301,7 +301,7 @@ pub async fn upload_file(
             index: index_name.to_string(),
             url: format!("/{index_name}/+f/{}/{}", file.sha256, file.filename),
             filename: file.filename,
-            sha256: file.sha256,
+            sha256: file.sha256.to_string(),
         }),
     )
         .into_response())

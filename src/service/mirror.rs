@@ -35,7 +35,8 @@ use super::auth::Caller;
 use super::flight::Flights;
 use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{
-    Db, FileRecord, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile,
+    Db, FileRecord, ListedFile, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord,
+    NewMirrorFile, PageStatus,
 };
 use crate::domain::upstream_page::UpstreamFile;
 use crate::domain::{
@@ -66,7 +67,7 @@ pub struct Listing {
 #[derive(Debug, Default)]
 pub struct ProjectView {
     /// Own-first, one per filename.
-    pub files: Vec<FileRecord>,
+    pub files: Vec<ListedFile>,
     /// Mirrors that were not asked because the name is private (the guard).
     pub hidden_from: Vec<IndexName>,
     /// Mirrors that answered from their stored copy, and why.
@@ -329,7 +330,7 @@ impl Mirrors {
         }
         let etag = stored
             .as_ref()
-            .filter(|s| s.status == "found")
+            .filter(|s| s.status == PageStatus::Found)
             .and_then(|s| s.etag.as_deref());
         let fetched = self.upstream.fetch_page(settings, project, etag).await;
         let fetched = match fetched {
@@ -365,20 +366,20 @@ impl Mirrors {
                     why: "HTTP 304 to an unconditional request".into(),
                 });
             }
-            PageFetch::NotFound => ("missing", None, Vec::new()),
+            PageFetch::NotFound => (PageStatus::Missing, None, Vec::new()),
             PageFetch::Page { page, etag } => {
                 if page.skipped > 0 {
                     tracing::debug!(mirror = %mirror.name, project = %project, skipped = page.skipped, "upstream entries skipped (other projects, no sha256, unknown file types)");
                 }
                 (
-                    "found",
+                    PageStatus::Found,
                     etag,
                     page.files.into_iter().map(to_new_file).collect(),
                 )
             }
         };
         let record = MirrorProjectRecord {
-            status: status.to_owned(),
+            status,
             fetched_at_ms: now_ms(),
             etag,
             listing_sha256: listing_digest(&files),
@@ -406,7 +407,7 @@ impl Mirrors {
             tx.commit()
                 .await
                 .map_err(|e| local("storing the page", e))?;
-            tracing::info!(mirror = %mirror.name, project = %project, status, files = files.len(), "mirrored project page");
+            tracing::info!(mirror = %mirror.name, project = %project, status = %status, files = files.len(), "mirrored project page");
         }
         stored_listing(db, mirror.id, project, None, ttl).await
     }
@@ -420,8 +421,9 @@ impl Mirrors {
         project: &ProjectName,
     ) -> Result<ProjectView, ServiceError> {
         let stage_ids = stage_ids(chain);
-        let mut files = db.files_of_project(&stage_ids, project.as_str()).await?;
-        let private = private_positions(chain, &files);
+        let own = db.files_of_project(&stage_ids, project.as_str()).await?;
+        let private = private_positions(chain, &own);
+        let mut files: Vec<ListedFile> = own.into_iter().map(ListedFile::from).collect();
         let mut view = ProjectView::default();
         for (at, mirror) in chain.iter().enumerate() {
             if mirror.settings.kind != IndexKind::Mirror {
@@ -440,7 +442,7 @@ impl Mirrors {
                         view.fresh_for
                             .map_or(listing.fresh_for, |f| f.min(listing.fresh_for)),
                     );
-                    files.extend(listing.files.iter().map(MirrorFileRecord::to_file_record));
+                    files.extend(listing.files.iter().map(ListedFile::from));
                 }
                 Err(UpstreamError::Local(why)) => return Err(ServiceError::Internal(why)),
                 Err(err) => {
@@ -507,9 +509,11 @@ impl Mirrors {
             let Some(at) = chain.iter().position(|i| i.id == file.index_id) else {
                 continue;
             };
-            let private_files = db.files_of_project(&stage_ids, &file.project).await?;
+            let private_files = db
+                .files_of_project(&stage_ids, file.project.as_str())
+                .await?;
             let private = private_positions(chain, &private_files);
-            if mirror_may_serve(chain, at, &private, &file.project) {
+            if mirror_may_serve(chain, at, &private, file.project.as_str()) {
                 return Ok(Some(Located::Mirror {
                     mirror: Box::new(chain[at].clone()),
                     file,
@@ -528,10 +532,7 @@ impl Mirrors {
         mirror: &Index,
         file: &MirrorFileRecord,
     ) -> Result<Download, UpstreamError> {
-        let digest: Sha256Digest = file
-            .sha256
-            .parse()
-            .map_err(|e| local("the listed sha256", e))?;
+        let digest = file.sha256.clone();
         let settings = settings(mirror)?.clone();
         let mut state = {
             let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
@@ -581,12 +582,10 @@ impl Mirrors {
         mirror: &Index,
         file: &MirrorFileRecord,
     ) -> Result<Bytes, UpstreamError> {
-        let digest: Sha256Digest = file
+        let digest = file
             .metadata_sha256
-            .as_deref()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| local("the listed metadata sha256", e))?;
+            .clone()
+            .ok_or_else(|| local("the listed metadata sha256", "the upstream lists none"))?;
         if db
             .blob_exists(digest.as_str())
             .await
@@ -910,7 +909,7 @@ impl Pump {
     /// The length the upstream announced (or the page listed), checked against the page
     /// and the size limit.
     fn announced_length(&self, response: &reqwest::Response) -> Result<Option<u64>, UpstreamError> {
-        let listed = self.file.size.and_then(|s| u64::try_from(s).ok());
+        let listed = self.file.size;
         if let (Some(sent), Some(listed)) = (response.content_length(), listed)
             && sent != listed
         {

@@ -26,7 +26,7 @@ use crate::api::{PromoteRequest, PromotionOutcome, PromotionResult, PromotionVie
 use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
 use crate::domain::Check;
 use crate::domain::scope::{IndexPattern, Permission, Scope};
-use crate::domain::{Index, IndexName};
+use crate::domain::{DistKind, Index, IndexName};
 use crate::policy::{CandidateFile, Policies, PromotionRule, SdistRule};
 
 impl From<PromotionRecord> for PromotionView {
@@ -171,8 +171,8 @@ pub async fn promote(
         .zip(&candidate.latest)
         .map(|(f, latest)| CandidateFile {
             filename: f.filename.clone(),
-            sha256: f.sha256.clone(),
-            is_wheel: f.kind == "wheel",
+            sha256: f.sha256.to_string(),
+            is_wheel: f.kind == DistKind::Wheel,
             latest: latest.iter().map(|(s, r)| (s.clone(), r.outcome)).collect(),
         })
         .collect();
@@ -263,7 +263,7 @@ async fn list_on_target(
     let moving: Vec<&FileRecord> = candidate
         .files
         .iter()
-        .filter(|f| f.kind == "wheel" || rule.sdists != SdistRule::Skip)
+        .filter(|f| f.kind == DistKind::Wheel || rule.sdists != SdistRule::Skip)
         .collect();
     let now = now_rfc3339();
     let files_json = serde_json::json!(
@@ -363,7 +363,7 @@ pub async fn auto_promote(
         };
         for file in db.files_with_digest(&[source.id], sha256).await? {
             let request = PromoteRequest {
-                project: file.project.clone(),
+                project: file.project.to_string(),
                 version: file.version.clone(),
                 from: Some(rule.from.clone()),
                 to: Some(rule.to.clone()),

@@ -483,7 +483,7 @@ fn same_or_conflict(
     existing: FileRecord,
     sha256: &Sha256Digest,
 ) -> Result<Published, ServiceError> {
-    if existing.sha256 == sha256.as_str() {
+    if existing.sha256 == *sha256 {
         Ok(Published::AlreadyPresent(existing))
     } else {
         Err(ServiceError::Conflict(format!(

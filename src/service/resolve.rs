@@ -8,7 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use super::{ServiceError, indexes};
-use crate::db::{Db, FileRecord};
+use crate::db::{Db, FileRecord, OnIndex};
 use crate::domain::{Index, IndexName, ProjectName};
 
 /// The ids of the indexes an index draws from, in resolution order (itself first).
@@ -61,15 +61,15 @@ pub async fn project_files(
 /// Orders files by their index's position in `chain` (then by filename) and keeps the
 /// first file of each filename.
 #[must_use]
-pub fn merge_own_first(chain: &[i64], mut files: Vec<FileRecord>) -> Vec<FileRecord> {
+pub fn merge_own_first<F: OnIndex>(chain: &[i64], mut files: Vec<F>) -> Vec<F> {
     let position = |id: i64| chain.iter().position(|c| *c == id).unwrap_or(usize::MAX);
     files.sort_by(|a, b| {
-        position(a.index_id)
-            .cmp(&position(b.index_id))
-            .then_with(|| a.filename.cmp(&b.filename))
+        position(a.index_id())
+            .cmp(&position(b.index_id()))
+            .then_with(|| a.filename().cmp(b.filename()))
     });
     let mut seen = HashSet::new();
-    files.retain(|f| seen.insert(f.filename.clone()));
+    files.retain(|f| seen.insert(f.filename().to_owned()));
     files
 }
 
@@ -80,15 +80,15 @@ mod tests {
     fn file(index_id: i64, filename: &str, sha: &str) -> FileRecord {
         FileRecord {
             index_id,
-            project: "p".into(),
+            project: "p".parse().unwrap(),
             version: "1.0".into(),
             filename: filename.into(),
-            kind: "wheel".into(),
-            sha256: sha.into(),
+            kind: crate::domain::DistKind::Wheel,
+            sha256: crate::domain::Sha256Digest::of(sha.as_bytes()),
             size: 1,
             requires_python: None,
             metadata_sha256: None,
-            yanked: 0,
+            yanked: false,
             yanked_reason: None,
             uploaded_at: String::new(),
         }
@@ -106,13 +106,14 @@ mod tests {
         );
         let got: Vec<_> = merged
             .iter()
-            .map(|f| (f.filename.as_str(), f.sha256.as_str()))
+            .map(|f| (f.filename.as_str(), f.sha256.clone()))
             .collect();
+        let digest = |tag: &str| crate::domain::Sha256Digest::of(tag.as_bytes());
         assert_eq!(
             got,
             [
-                ("p-1.0-py3-none-any.whl", "own"),
-                ("p-0.9-py3-none-any.whl", "base")
+                ("p-1.0-py3-none-any.whl", digest("own")),
+                ("p-0.9-py3-none-any.whl", digest("base"))
             ]
         );
     }

@@ -25,32 +25,28 @@ const MAX_ENV_KEYS: usize = 32;
 const MAX_ENV_VALUE: usize = 256;
 const MAX_RUN_ID: usize = 200;
 
-impl From<ResultRecord> for ResultView {
-    fn from(r: ResultRecord) -> Self {
-        let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        let junit = r.tests.map(|_| JunitCounts {
-            tests: count(r.tests),
-            failures: count(r.failures),
-            errors: count(r.errors),
-            skipped: count(r.skipped),
+/// A stored result as the API shows it.
+fn view(r: ResultRecord) -> ResultView {
+    let junit = r
+        .junit
+        .map(|[tests, failures, errors, skipped]| JunitCounts {
+            tests,
+            failures,
+            errors,
+            skipped,
         });
-        Self {
-            outcome: if r.outcome == "pass" {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            },
-            environment: serde_json::from_str(&r.environment).unwrap_or_default(),
-            sha256: r.sha256,
-            stage: r.stage,
-            run_id: r.run_id,
-            exit_code: r.exit_code,
-            duration_ms: r.duration_ms,
-            log_tail: r.log_tail,
-            junit,
-            reported_by: r.reported_by,
-            reported_at: r.reported_at,
-        }
+    ResultView {
+        outcome: r.outcome,
+        environment: r.environment,
+        sha256: r.sha256.to_string(),
+        stage: r.stage,
+        run_id: r.run_id,
+        exit_code: r.exit_code,
+        duration_ms: r.duration_ms,
+        log_tail: r.log_tail,
+        junit,
+        reported_by: r.reported_by,
+        reported_at: r.reported_at,
     }
 }
 
@@ -175,7 +171,7 @@ async fn record(
             sha256: digest.as_str(),
             stage: &report.stage,
             run_id: report.run_id.trim(),
-            outcome: report.outcome.as_str(),
+            outcome: report.outcome,
             exit_code: report.exit_code,
             duration_ms: clamp(report.duration_ms),
             environment: &environment,
@@ -200,7 +196,7 @@ async fn record(
         reported_by = %principal.name,
         "stage result recorded"
     );
-    Ok(record.into())
+    Ok(view(record))
 }
 
 /// Every result of one artifact, oldest first, if the caller may read an index that
@@ -221,7 +217,7 @@ pub async fn history(
         .results_of(&[digest.as_str()])
         .await?
         .into_iter()
-        .map(ResultView::from)
+        .map(view)
         .collect())
 }
 
@@ -291,14 +287,14 @@ pub async fn latest_of_files(
         .results_of(&digests)
         .await?
         .into_iter()
-        .map(ResultView::from)
+        .map(view)
         .collect();
     Ok(files
         .iter()
         .map(|file| {
             let mine: Vec<ResultView> = results
                 .iter()
-                .filter(|r| r.sha256 == file.sha256)
+                .filter(|r| file.sha256 == *r.sha256)
                 .cloned()
                 .collect();
             latest_per_stage(&mine)
