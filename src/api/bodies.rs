@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Scope;
 use crate::domain::{
-    Check, DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
-    Outcome,
+    Check, DEFAULT_MIRROR_TTL_SECONDS, EventKind, Index, IndexKind, IndexName, IndexSettings,
+    MirrorSettings, Outcome,
 };
 
 /// The answer to an upload (`POST /{ns}/{name}/`).
@@ -434,8 +434,8 @@ pub struct YankView {
 pub struct EventView {
     /// Read events after this id to follow the stream.
     pub id: i64,
-    /// `promotion`, `refusal`, `yank` or `unyank`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// The index concerned.
     pub index: String,
     /// Project.
@@ -535,8 +535,8 @@ pub struct TokenView {
     pub revoked_at: Option<String>,
     /// The token that created it.
     pub created_by: Option<String>,
-    /// `active`, `expired` or `revoked`.
-    pub state: String,
+    /// Whether it still works.
+    pub state: TokenState,
 }
 
 /// A token that was just created, with its secret (shown this once).
@@ -547,6 +547,28 @@ pub struct CreatedToken {
     pub token: TokenView,
     /// The secret. Kiln cannot show it again.
     pub secret: String,
+}
+
+/// Whether a token still works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    /// It authenticates.
+    Active,
+    /// Its expiry has passed.
+    Expired,
+    /// It was revoked.
+    Revoked,
+}
+
+impl std::fmt::Display for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        })
+    }
 }
 
 /// Body of `POST /+api/v1/tokens`: what to create.

@@ -48,7 +48,7 @@ pub use files::{FileRecord, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };
-pub use promotions::{EventRecord, NewPromotion, PromotionRecord};
+pub use promotions::{EventRecord, NewEvent, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
 

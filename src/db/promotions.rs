@@ -1,10 +1,10 @@
 //! Promotion records, events, file listings copied between indexes, and yanks.
 
-use super::{Db, DbError, FileRecord, NewFile, WriteTx};
-use crate::domain::Sha256Digest;
+use super::{Db, DbError, FileRecord, NewFile, WriteTx, decode, decode_json};
+use crate::domain::{EventKind, IndexName, Sha256Digest};
 
-/// A promotion as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A promotion as recorded, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromotionRecord {
     /// Row id.
     pub id: i64,
@@ -12,20 +12,54 @@ pub struct PromotionRecord {
     pub project: String,
     /// Canonical version.
     pub version: String,
-    /// Source index name.
-    pub source: String,
-    /// Target index name.
-    pub target: String,
+    /// Source index.
+    pub source: IndexName,
+    /// Target index.
+    pub target: IndexName,
     /// The policy rule that allowed it.
     pub policy: String,
     /// Who promoted (token name, or `auto` for automatic promotions).
     pub promoted_by: String,
     /// When.
     pub promoted_at: String,
-    /// JSON list of the files listed on the target.
-    pub files: String,
-    /// JSON: the checks and stage results that justified it.
-    pub evidence: String,
+    /// The files listed on the target.
+    pub files: serde_json::Value,
+    /// The checks and stage results that justified it.
+    pub evidence: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct PromotionRow {
+    id: i64,
+    project: String,
+    version: String,
+    source: String,
+    target: String,
+    policy: String,
+    promoted_by: String,
+    promoted_at: String,
+    files: String,
+    evidence: String,
+}
+
+impl TryFrom<PromotionRow> for PromotionRecord {
+    type Error = DbError;
+
+    fn try_from(row: PromotionRow) -> Result<Self, DbError> {
+        const TABLE: &str = "promotions";
+        Ok(Self {
+            id: row.id,
+            source: decode(TABLE, "source_index_id", &row.source)?,
+            target: decode(TABLE, "target_index_id", &row.target)?,
+            files: decode_json(TABLE, "files", &row.files)?,
+            evidence: decode_json(TABLE, "evidence", &row.evidence)?,
+            project: row.project,
+            version: row.version,
+            policy: row.policy,
+            promoted_by: row.promoted_by,
+            promoted_at: row.promoted_at,
+        })
+    }
 }
 
 /// A promotion to record.
@@ -51,15 +85,34 @@ pub struct NewPromotion<'a> {
     pub evidence: &'a str,
 }
 
-/// An event as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// The index it concerns.
+    pub index: &'a IndexName,
+    /// Normalized project name.
+    pub project: &'a str,
+    /// Version as given.
+    pub version: &'a str,
+    /// Who.
+    pub actor: &'a str,
+    /// When.
+    pub at: &'a str,
+    /// Detail.
+    pub detail: serde_json::Value,
+}
+
+/// An event as recorded, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
     /// Row id; events are read in id order.
     pub id: i64,
-    /// `promotion`, `refusal`, `yank` or `unyank`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// The index it concerns.
-    pub index_name: String,
+    pub index: IndexName,
     /// Normalized project name.
     pub project: String,
     /// Version as given.
@@ -68,8 +121,38 @@ pub struct EventRecord {
     pub actor: String,
     /// When.
     pub at: String,
-    /// JSON detail.
-    pub detail: String,
+    /// Detail.
+    pub detail: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    kind: String,
+    index_name: String,
+    project: String,
+    version: String,
+    actor: String,
+    at: String,
+    detail: String,
+}
+
+impl TryFrom<EventRow> for EventRecord {
+    type Error = DbError;
+
+    fn try_from(row: EventRow) -> Result<Self, DbError> {
+        const TABLE: &str = "events";
+        Ok(Self {
+            id: row.id,
+            kind: decode(TABLE, "kind", &row.kind)?,
+            index: decode(TABLE, "index_name", &row.index_name)?,
+            detail: decode_json(TABLE, "detail", &row.detail)?,
+            project: row.project,
+            version: row.version,
+            actor: row.actor,
+            at: row.at,
+        })
+    }
 }
 
 const PROMOTION_SELECT: &str = "SELECT p.id, p.project, p.version, s.namespace || '/' || s.name AS source, \
@@ -84,14 +167,15 @@ impl Db {
         project: &str,
         version: &str,
     ) -> Result<Option<PromotionRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        let row: Option<PromotionRow> = sqlx::query_as(&format!(
             "{PROMOTION_SELECT} WHERE p.target_index_id = $1 AND p.project = $2 AND p.version = $3"
         ))
         .bind(target_index_id)
         .bind(project)
         .bind(version)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(PromotionRecord::try_from).transpose()
     }
 
     /// Promotions into `target_index_id` (or all), newest first.
@@ -100,7 +184,7 @@ impl Db {
         target_index_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<PromotionRecord>, DbError> {
-        let rows =
+        let rows: Vec<PromotionRow> =
             match target_index_id {
                 Some(id) => sqlx::query_as(&format!(
                     "{PROMOTION_SELECT} WHERE p.target_index_id = $1 ORDER BY p.id DESC LIMIT $2"
@@ -116,7 +200,7 @@ impl Db {
                         .await?
                 }
             };
-        Ok(rows)
+        rows.into_iter().map(PromotionRecord::try_from).collect()
     }
 
     /// Records a promotion unless one exists for the release on the target; true if this
@@ -204,18 +288,18 @@ impl Db {
     }
 
     /// Appends an event.
-    pub async fn insert_event(tx: &mut WriteTx, event: &EventRecord) -> Result<(), DbError> {
+    pub async fn insert_event(tx: &mut WriteTx, event: &NewEvent<'_>) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO events (kind, index_name, project, version, actor, at, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&event.kind)
-        .bind(&event.index_name)
-        .bind(&event.project)
-        .bind(&event.version)
-        .bind(&event.actor)
-        .bind(&event.at)
-        .bind(&event.detail)
+        .bind(event.kind.as_str())
+        .bind(event.index.to_string())
+        .bind(event.project)
+        .bind(event.version)
+        .bind(event.actor)
+        .bind(event.at)
+        .bind(event.detail.to_string())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -229,7 +313,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<EventRecord>, DbError> {
         let columns = "id, kind, index_name, project, version, actor, at, detail";
-        let rows = match index_name {
+        let rows: Vec<EventRow> = match index_name {
             Some(index) => {
                 sqlx::query_as(&format!(
                     "SELECT {columns} FROM events WHERE index_name = $1 AND id > $2 ORDER BY id LIMIT $3"
@@ -250,6 +334,6 @@ impl Db {
                 .await?
             }
         };
-        Ok(rows)
+        rows.into_iter().map(EventRecord::try_from).collect()
     }
 }

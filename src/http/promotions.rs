@@ -101,12 +101,12 @@ pub async fn list_events(
         .map(|e| EventView {
             id: e.id,
             kind: e.kind,
-            index: e.index_name,
+            index: e.index.to_string(),
             project: e.project,
             version: e.version,
             actor: e.actor,
             at: e.at,
-            detail: serde_json::from_str(&e.detail).unwrap_or_default(),
+            detail: e.detail,
         })
         .collect();
     Ok(Json(views).into_response())

@@ -16,7 +16,7 @@ use rand::RngCore as _;
 use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
-use crate::api::{CreatedToken, TokenRequest, TokenView};
+use crate::api::{CreatedToken, TokenRequest, TokenState, TokenView};
 use crate::db::{Db, DbError, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
 use crate::domain::{Index, IndexName, Sha256Digest};
@@ -334,11 +334,11 @@ fn has_passed(time: &str) -> bool {
 
 fn view(record: &TokenRecord) -> Result<TokenView, ServiceError> {
     let state = if record.revoked_at.is_some() {
-        "revoked"
+        TokenState::Revoked
     } else if record.expires_at.as_deref().is_some_and(has_passed) {
-        "expired"
+        TokenState::Expired
     } else {
-        "active"
+        TokenState::Active
     };
     Ok(TokenView {
         id: record.id,
@@ -348,7 +348,7 @@ fn view(record: &TokenRecord) -> Result<TokenView, ServiceError> {
         expires_at: record.expires_at.clone(),
         revoked_at: record.revoked_at.clone(),
         created_by: record.created_by.clone(),
-        state: state.into(),
+        state,
     })
 }
 

@@ -23,10 +23,10 @@ use super::builds::Release;
 use super::results::latest_of_files;
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::api::{PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ResultView};
-use crate::db::{Db, DbError, EventRecord, FileRecord, NewPromotion, PromotionRecord};
+use crate::db::{Db, DbError, EventRecord, FileRecord, NewEvent, NewPromotion, PromotionRecord};
 use crate::domain::Check;
 use crate::domain::scope::{IndexPattern, Permission, Scope};
-use crate::domain::{DistKind, Index, IndexName};
+use crate::domain::{DistKind, EventKind, Index, IndexName};
 use crate::policy::{CandidateFile, Policies, PromotionRule, SdistRule};
 
 impl From<PromotionRecord> for PromotionView {
@@ -35,13 +35,13 @@ impl From<PromotionRecord> for PromotionView {
             id: r.id,
             project: r.project,
             version: r.version,
-            source: r.source,
-            target: r.target,
+            source: r.source.to_string(),
+            target: r.target.to_string(),
             policy: r.policy,
             promoted_by: r.promoted_by,
             promoted_at: r.promoted_at,
-            files: serde_json::from_str(&r.files).unwrap_or_default(),
-            evidence: serde_json::from_str(&r.evidence).unwrap_or_default(),
+            files: r.files,
+            evidence: r.evidence,
         }
     }
 }
@@ -222,15 +222,14 @@ async fn record_refusal(
     let mut tx = db.begin_write().await?;
     Db::insert_event(
         &mut tx,
-        &EventRecord {
-            id: 0,
-            kind: "refusal".into(),
-            index_name: target.name.to_string(),
-            project: release.project.to_string(),
-            version: release.version.to_string(),
-            actor: principal.name.clone(),
-            at: now_rfc3339(),
-            detail: serde_json::json!({ "policy": rule.name, "failed": failing }).to_string(),
+        &NewEvent {
+            kind: EventKind::Refusal,
+            index: &target.name,
+            project: release.project.as_str(),
+            version: &release.version.to_string(),
+            actor: &principal.name,
+            at: &now_rfc3339(),
+            detail: serde_json::json!({ "policy": rule.name, "failed": failing }),
         },
     )
     .await?;
@@ -319,17 +318,14 @@ async fn list_on_target(
     }
     Db::insert_event(
         &mut tx,
-        &EventRecord {
-            id: 0,
-            kind: "promotion".into(),
-            index_name: target.name.to_string(),
-            project: release.project.to_string(),
-            version: release.version.to_string(),
-            actor: principal.name.clone(),
-            at: now.clone(),
-            detail:
-                serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json })
-                    .to_string(),
+        &NewEvent {
+            kind: EventKind::Promotion,
+            index: &target.name,
+            project: release.project.as_str(),
+            version: &release.version.to_string(),
+            actor: &principal.name,
+            at: &now,
+            detail: serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json }),
         },
     )
     .await?;
@@ -446,15 +442,18 @@ pub async fn set_yank(
     Db::set_yanked(&mut tx, index.id, &files, reason).await?;
     Db::insert_event(
         &mut tx,
-        &EventRecord {
-            id: 0,
-            kind: if reason.is_some() { "yank" } else { "unyank" }.into(),
-            index_name: index.name.to_string(),
-            project: release.project.to_string(),
-            version: release.version.to_string(),
-            actor: principal.name.clone(),
-            at: now_rfc3339(),
-            detail: serde_json::json!({ "reason": reason, "files": files }).to_string(),
+        &NewEvent {
+            kind: if reason.is_some() {
+                EventKind::Yank
+            } else {
+                EventKind::Unyank
+            },
+            index: &index.name,
+            project: release.project.as_str(),
+            version: &release.version.to_string(),
+            actor: &principal.name,
+            at: &now_rfc3339(),
+            detail: serde_json::json!({ "reason": reason, "files": files }),
         },
     )
     .await?;
@@ -465,11 +464,11 @@ pub async fn set_yank(
 async fn readable_names(
     db: &Db,
     caller: &Caller,
-) -> Result<std::collections::HashSet<String>, ServiceError> {
+) -> Result<std::collections::HashSet<IndexName>, ServiceError> {
     Ok(super::auth::readable_indexes(db, caller.principal())
         .await?
         .into_iter()
-        .map(|i| i.name.to_string())
+        .map(|i| i.name)
         .collect())
 }
 
@@ -518,11 +517,7 @@ pub async fn list_events(
         let batch = db.list_events(index.as_deref(), after, limit).await?;
         let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
         after = batch.last().map_or(after, |e| e.id);
-        rows.extend(
-            batch
-                .into_iter()
-                .filter(|e| readable.contains(&e.index_name)),
-        );
+        rows.extend(batch.into_iter().filter(|e| readable.contains(&e.index)));
         if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
             break;
         }

@@ -347,7 +347,9 @@ async fn revocation_takes_effect_on_the_next_request() {
 #[tokio::test]
 async fn expired_tokens_are_refused_with_the_time() {
     let app = TestApp::spawn().await;
-    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    // Far enough ahead that a slow machine still creates it before it expires.
+    let expiry = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let soon = expiry.to_rfc3339();
     let response = call(
         &app,
         "POST",
@@ -359,7 +361,10 @@ async fn expired_tokens_are_refused_with_the_time() {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let secret = body["secret"].as_str().unwrap().to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // Waits for the expiry itself (server and test share the clock), not a fixed time.
+    while chrono::Utc::now() <= expiry + chrono::Duration::milliseconds(100) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (status, message) = detail(
         app.upload_form(
             "root/master",
@@ -712,10 +717,9 @@ async fn no_secret_ever_reaches_the_logs() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.get(format!("{base}/+health")).send().await.is_ok() {
-            break;
-        }
+    let deadline = crate::helpers::Deadline::after(60);
+    while http.get(format!("{base}/+health")).send().await.is_err() {
+        assert!(!deadline.passed(), "kiln serve did not start within 60 s");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Create a token, use it every way a client can, and fail with a wrong one.

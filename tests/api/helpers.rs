@@ -353,3 +353,21 @@ pub fn show(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A generous deadline for a wait on a condition: a loaded 2-core CI machine can be many
+/// times slower than a quiet one, and a wait that ends early fails for no reason.
+pub struct Deadline(std::time::Instant);
+
+impl Deadline {
+    /// `secs` from now.
+    #[must_use]
+    pub fn after(secs: u64) -> Self {
+        Self(std::time::Instant::now() + std::time::Duration::from_secs(secs))
+    }
+
+    /// True once the deadline has passed.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        std::time::Instant::now() >= self.0
+    }
+}

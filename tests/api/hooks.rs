@@ -254,9 +254,12 @@ pub async fn hanging_builder(
         .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let builder = builder.spawn().unwrap();
+    let mut builder = builder.spawn().unwrap();
     let index = "root/feature-login-form".parse().unwrap();
-    for _ in 0..400 {
+    // Generous: on a loaded machine the runner's start, index creation and claim can take
+    // a while; a runner that gave up is reported at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline {
         let view = watcher
             .show_build(&index, "kiln-sample", "1.4.57", None)
             .await;
@@ -264,9 +267,12 @@ pub async fn hanging_builder(
             assert_eq!(builds_in(count), 1);
             return builder;
         }
+        if let Some(status) = builder.try_wait().unwrap() {
+            panic!("the hanging runner exited ({status}) before it took the lease");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the hanging runner never took the lease");
+    panic!("the hanging runner did not take the lease within 120 s");
 }
 
 /// Kills a runner's whole process group, build included, like a lost CI machine.

@@ -510,7 +510,8 @@ async fn raw_exchange(
 /// away, so waiting hides nothing.)
 async fn settled(app: &TestApp) -> (usize, usize) {
     let mut stored = stored_files(app).await;
-    for _ in 0..100 {
+    let deadline = crate::helpers::Deadline::after(30);
+    while !deadline.passed() {
         if stored == (0, 0) {
             break;
         }

@@ -90,7 +90,8 @@ impl Served {
         }
         let mut child = command.spawn().expect("spawning kiln serve");
         let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
+        let deadline = crate::helpers::Deadline::after(60);
+        while !deadline.passed() {
             if probe::blocking_get_ok(&format!("{base}/+health")) {
                 return Self { child, base };
             }
@@ -322,10 +323,16 @@ async fn config_file_then_env_then_flags() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{file_port}");
-    let healthy = (0..200).any(|_| {
+    let deadline = crate::helpers::Deadline::after(60);
+    let healthy = loop {
+        if probe::blocking_get_ok(&format!("{base}/+health")) {
+            break true;
+        }
+        if deadline.passed() {
+            break false;
+        }
         std::thread::sleep(Duration::from_millis(50));
-        probe::blocking_get_ok(&format!("{base}/+health"))
-    });
+    };
     assert!(healthy, "the listen address comes from the config file");
     assert!(
         data.join("tmp").exists(),

@@ -95,7 +95,8 @@ impl Replica {
             .kill_on_drop(true);
         self.child = Some(command.spawn().expect("spawning kiln serve"));
         let http = reqwest::Client::new();
-        for _ in 0..400 {
+        let deadline = crate::helpers::Deadline::after(60);
+        while !deadline.passed() {
             if let Ok(response) = http.get(self.app.url("+health")).send().await
                 && response.status() == 200
             {
