@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::ArchiveLimits;
 use crate::policy::Policies;
@@ -54,7 +54,7 @@ impl Default for UploadLimits {
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -64,58 +64,227 @@ pub enum LogFormat {
     Json,
 }
 
-/// The keys a config file may set (all optional).
-#[derive(Debug, Default, Deserialize)]
+/// Every setting of `kiln serve`, declared once: clap fills it from flags and `KILN_*`
+/// variables, serde from the config file (whose keys are the flag names with `_`).
+/// [`ServeSettings::over`] lays one source over another; [`ServeConfig::resolve`] turns
+/// the result into the configuration, with the defaults for what no source set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// `listen = "127.0.0.1:3141"`
-    pub listen: Option<SocketAddr>,
-    /// `data_dir = "/var/lib/kiln"`
+pub struct ServeSettings {
+    /// Where the default database, blobs and temporary files live [default: ./kiln-data].
+    #[arg(long, env = "KILN_DATA_DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// `database_url = "sqlite:///var/lib/kiln/kiln.db"`
+    /// Address to listen on [default: 127.0.0.1:3141].
+    #[arg(long, env = "KILN_LISTEN")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Metadata database URL [default: sqlite://<data-dir>/kiln.db?mode=rwc].
+    #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// `storage = "file:///var/lib/kiln/storage"`
+    /// Object store URL for artifact bytes: `file:///dir` or `s3://bucket/prefix`
+    /// [default: file://<data-dir>/storage].
+    #[arg(long, env = "KILN_STORAGE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
-    /// `[storage_options]` table, e.g. `aws_endpoint = "https://minio.internal:9000"`
-    #[serde(default)]
-    pub storage_options: std::collections::BTreeMap<String, String>,
-    /// `presign_downloads = "5m"`
-    pub presign_downloads: Option<String>,
-    /// `max_upload_size = "1GiB"`
-    pub max_upload_size: Option<String>,
-    /// `log_format = "json"`
-    pub log_format: Option<LogFormat>,
-    /// `build_lease_timeout = "10m"`
-    pub build_lease_timeout: Option<String>,
-    /// `policies = "/etc/kiln/policies"`
+    /// An object store setting, `KEY=VALUE`, repeatable, e.g.
+    /// `aws_endpoint=https://minio:9000`; wins over the `AWS_*` variables. In the config
+    /// file: a `[storage_options]` table.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE")]
+    #[serde(default, with = "option_table", skip_serializing_if = "Vec::is_empty")]
+    pub storage_options: Vec<StorageOption>,
+    /// Redirect downloads to presigned object-store URLs valid this long, e.g. `5m` (S3
+    /// only; clients must reach the store) [default: off, bytes go through Kiln].
+    #[arg(long, env = "KILN_PRESIGN_DOWNLOADS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presign_downloads: Option<HumanDuration>,
+    /// Largest accepted upload, e.g. `1GiB` or `500MB` [default: 1GiB].
+    #[arg(long, env = "KILN_MAX_UPLOAD_SIZE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_upload_size: Option<ByteSize>,
+    /// How long a build lease lasts without a heartbeat, e.g. `10m` or `90s` [default: 10m].
+    #[arg(long, env = "KILN_BUILD_LEASE_TIMEOUT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_lease_timeout: Option<HumanDuration>,
+    /// A directory of promotion policy files (`*.toml`) [default: the built-in policy,
+    /// `policies/default.toml`].
+    #[arg(long, env = "KILN_POLICIES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<PathBuf>,
-    /// See [`ServeConfig::upstream`]; `off` for none.
+    /// The simple index that `root/pypi` mirrors, created at first start (`off` for no
+    /// mirror) [default: `https://pypi.org/simple/`].
+    #[arg(long, env = "KILN_UPSTREAM")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
-    /// See [`ServeConfig::upstream_timeout`].
-    pub upstream_timeout: Option<String>,
-    /// `upload_idle_timeout = "60s"`
-    pub upload_idle_timeout: Option<String>,
-    /// `upload_timeout = "1h"`
-    pub upload_timeout: Option<String>,
-    /// `max_form_fields = 1000`
+    /// How long a mirror waits for its upstream before serving its cache instead (or
+    /// answering 502), e.g. `20s` [default: 20s].
+    #[arg(long, env = "KILN_UPSTREAM_TIMEOUT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_timeout: Option<HumanDuration>,
+    /// An upload that sends no bytes for this long is cut off with 408, e.g. `60s`
+    /// [default: 60s].
+    #[arg(long, env = "KILN_UPLOAD_IDLE_TIMEOUT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_idle_timeout: Option<HumanDuration>,
+    /// The longest an upload body may take in all, e.g. `1h` [default: 1h].
+    #[arg(long, env = "KILN_UPLOAD_TIMEOUT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_timeout: Option<HumanDuration>,
+    /// Most fields an upload form may have [default: 1000].
+    #[arg(long, env = "KILN_MAX_FORM_FIELDS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_form_fields: Option<usize>,
-    /// `max_archive_entries = 100000`
+    /// Most members an uploaded archive may have [default: 100000].
+    #[arg(long, env = "KILN_MAX_ARCHIVE_ENTRIES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_archive_entries: Option<usize>,
-    /// `max_metadata_size = "16MiB"`
-    pub max_metadata_size: Option<String>,
-    /// `max_unpacked_size = "16GiB"`
-    pub max_unpacked_size: Option<String>,
+    /// Largest METADATA file a wheel may carry, inflated [default: 16MiB].
+    #[arg(long, env = "KILN_MAX_METADATA_SIZE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_metadata_size: Option<ByteSize>,
+    /// Most bytes an uploaded archive may unpack to [default: 16GiB].
+    #[arg(long, env = "KILN_MAX_UNPACKED_SIZE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unpacked_size: Option<ByteSize>,
+    /// Log format [default: text].
+    #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
 }
 
-impl ConfigFile {
-    /// Reads and parses a config file, naming the file in any error.
+impl ServeSettings {
+    /// Reads a config file, naming the file in any error.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file `{}`", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file `{}`", path.display()))
     }
+
+    /// `self` laid over `below`: every setting `self` has wins, the rest come from
+    /// `below`; storage options merge by key.
+    #[must_use]
+    pub fn over(self, below: Self) -> Self {
+        let mut options = below.storage_options;
+        for option in &self.storage_options {
+            options.retain(|o| o.key != option.key);
+            options.push(option.clone());
+        }
+        let value = |s: &Self| serde_json::to_value(s).expect("settings serialize to JSON");
+        let mut merged = value(&Self {
+            storage_options: Vec::new(),
+            ..below
+        });
+        if let (Some(into), serde_json::Value::Object(top)) = (merged.as_object_mut(), value(&self))
+        {
+            into.extend(top);
+        }
+        let mut merged: Self = serde_json::from_value(merged).expect("merged settings deserialize");
+        merged.storage_options = options;
+        merged
+    }
 }
+
+/// An object store setting, `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageOption {
+    /// The setting, e.g. `aws_endpoint`.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl std::str::FromStr for StorageOption {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))?;
+        Ok(Self {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// Storage options as a TOML table (`[storage_options]`).
+mod option_table {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::StorageOption;
+
+    pub fn serialize<S: Serializer>(options: &[StorageOption], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(options.iter().map(|o| (&o.key, &o.value)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StorageOption>, D::Error> {
+        Ok(BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .map(|(key, value)| StorageOption { key, value })
+            .collect())
+    }
+}
+
+/// A duration as people write it: `600`, `90s`, `10m`, `1h`, `2d` (see [`parse_duration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+/// A size as people write it: `1048576`, `512KiB`, `100MB`, `1GiB` (see [`parse_size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(Self)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0.as_secs())
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_size(text).map(Self)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Serde through `Display` and `FromStr`: a config file writes `"10m"`, `"1GiB"`.
+macro_rules! serde_as_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_str!(HumanDuration, ByteSize);
 
 /// Everything `kiln serve` needs, fully resolved.
 #[derive(Clone)]
@@ -173,6 +342,80 @@ impl ServeConfig {
             upstream: Some(DEFAULT_UPSTREAM.to_owned()),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
         }
+    }
+
+    /// The configuration `settings` ask for, with the defaults for what they leave out.
+    /// `admin_token` comes from `KILN_ADMIN_TOKEN` (never a flag or a file: it is a
+    /// secret for the first start only).
+    pub fn resolve(settings: ServeSettings, admin_token: Option<String>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let data_dir = settings
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("kiln-data"));
+        let data_dir = std::path::absolute(&data_dir)
+            .with_context(|| format!("resolving data directory `{}`", data_dir.display()))?;
+        let mut config = Self::for_data_dir(&data_dir);
+        let set = |target: &mut Duration, value: Option<HumanDuration>| {
+            if let Some(HumanDuration(d)) = value {
+                *target = d;
+            }
+        };
+        set(&mut config.build_lease_ttl, settings.build_lease_timeout);
+        set(&mut config.upstream_timeout, settings.upstream_timeout);
+        set(
+            &mut config.upload_limits.idle_timeout,
+            settings.upload_idle_timeout,
+        );
+        set(
+            &mut config.upload_limits.total_timeout,
+            settings.upload_timeout,
+        );
+        let size = |target: &mut u64, value: Option<ByteSize>| {
+            if let Some(ByteSize(n)) = value {
+                *target = n;
+            }
+        };
+        size(&mut config.max_upload_bytes, settings.max_upload_size);
+        size(
+            &mut config.archive_limits.max_metadata_bytes,
+            settings.max_metadata_size,
+        );
+        size(
+            &mut config.archive_limits.max_unpacked_bytes,
+            settings.max_unpacked_size,
+        );
+        config.listen = settings.listen.unwrap_or(config.listen);
+        config.database_url = settings.database_url.unwrap_or(config.database_url);
+        config.storage_url = settings.storage.unwrap_or(config.storage_url);
+        config.storage_options.settings = settings
+            .storage_options
+            .into_iter()
+            .map(|o| (o.key, o.value))
+            .collect();
+        config.storage_options.presign_downloads = settings.presign_downloads.map(|d| d.0);
+        config.upload_limits.max_form_fields = settings
+            .max_form_fields
+            .unwrap_or(config.upload_limits.max_form_fields);
+        config.archive_limits.max_entries = settings
+            .max_archive_entries
+            .unwrap_or(config.archive_limits.max_entries);
+        config.log_format = settings.log_format.unwrap_or(config.log_format);
+        if let Some(dir) = settings.policies {
+            config.policies = Policies::load_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("loading promotion policies: {e}"))?;
+        }
+        if let Some(upstream) = settings.upstream {
+            config.upstream = if upstream == "off" {
+                None
+            } else {
+                Some(
+                    crate::domain::MirrorSettings::normalize_url(&upstream)
+                        .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?,
+                )
+            };
+        }
+        config.admin_token = admin_token.filter(|t| !t.is_empty());
+        Ok(config)
     }
 
     /// Where upload bodies are spooled while they are verified.
@@ -325,7 +568,53 @@ mod tests {
 
     #[test]
     fn config_file_refuses_unknown_keys() {
-        let err = toml::from_str::<ConfigFile>("listne = \"x\"").unwrap_err();
+        let err = toml::from_str::<ServeSettings>("listne = \"x\"").unwrap_err();
         assert!(err.to_string().contains("unknown field `listne`"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_storage_options_merge_by_key() {
+        let file: ServeSettings = toml::from_str(
+            "listen = \"127.0.0.1:9\"\nmax_upload_size = \"2MiB\"\nbuild_lease_timeout = \"5m\"\n[storage_options]\naws_region = \"eu\"\naws_endpoint = \"http://a\"\n",
+        )
+        .unwrap();
+        let flags = ServeSettings {
+            max_upload_size: Some(ByteSize(10)),
+            storage_options: vec!["aws_endpoint=http://b".parse().unwrap()],
+            ..ServeSettings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.listen, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(merged.max_upload_size, Some(ByteSize(10)));
+        assert_eq!(
+            merged.build_lease_timeout,
+            Some(HumanDuration(Duration::from_secs(300)))
+        );
+        let options: Vec<(&str, &str)> = merged
+            .storage_options
+            .iter()
+            .map(|o| (o.key.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(
+            options,
+            [("aws_region", "eu"), ("aws_endpoint", "http://b")]
+        );
+        let config = ServeConfig::resolve(merged, None).unwrap();
+        assert_eq!(config.max_upload_bytes, 10);
+        assert_eq!(config.build_lease_ttl, Duration::from_secs(300));
+        assert_eq!(
+            config.upload_limits.idle_timeout,
+            DEFAULT_UPLOAD_IDLE_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_its_key() {
+        let err = toml::from_str::<ServeSettings>("upload_timeout = \"5w\"").unwrap_err();
+        assert!(
+            err.to_string().contains("upload_timeout")
+                && err.to_string().contains("unknown unit `w`"),
+            "{err}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod env_vars;
 pub mod hooks;
 pub mod http;
 #[cfg(test)]
