@@ -227,20 +227,6 @@ impl Policies {
         }
         Ok(Self { rules })
     }
-
-    /// The rule that governs promotions from `from` to `to`, if any.
-    #[must_use]
-    pub fn rule_for(&self, from: &IndexName, to: &IndexName) -> Option<&PromotionRule> {
-        self.rules.iter().find(|r| r.from == *from && r.to == *to)
-    }
-
-    /// The rules whose source is `from` (the default target of `kiln promote`).
-    pub fn rules_from<'a>(
-        &'a self,
-        from: &'a IndexName,
-    ) -> impl Iterator<Item = &'a PromotionRule> {
-        self.rules.iter().filter(move |r| r.from == *from)
-    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

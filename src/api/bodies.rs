@@ -155,7 +155,7 @@ pub enum BuildStateView {
     },
     /// Someone else builds; long-poll and claim again.
     Building {
-        /// Who.
+        /// The token and runner that hold the lease, as shown to waiters.
         builder: String,
         /// Milliseconds until their lease lapses without a heartbeat.
         expires_in_ms: i64,
@@ -266,25 +266,26 @@ pub struct StageReport {
 pub struct ResultView {
     /// The artifact.
     pub sha256: String,
-    /// Stage name.
+    /// The stage, e.g. `unit` or `functional`.
     pub stage: String,
-    /// CI run id.
+    /// The CI run (pipeline, attempt, job) that reported it; a re-run of the same id
+    /// replaces its result.
     pub run_id: String,
     /// The verdict.
     pub outcome: Outcome,
-    /// Exit status.
+    /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
-    /// Wall time.
+    /// How long the stage command ran, in milliseconds.
     pub duration_ms: u64,
-    /// Runner facts.
+    /// Allowlisted facts about the runner (OS, architecture, Python, CI provider).
     pub environment: BTreeMap<String, String>,
-    /// Output tail.
+    /// The last 64 KiB of the stage's output.
     pub log_tail: String,
-    /// JUnit counts.
+    /// Test counts from the stage's JUnit report, when it gave one.
     pub junit: Option<JunitCounts>,
-    /// Who reported it.
+    /// The name of the token that reported it.
     pub reported_by: String,
-    /// When.
+    /// When it was recorded (RFC 3339, UTC).
     pub reported_at: String,
 }
 
@@ -362,13 +363,13 @@ pub struct PromotionOutcome {
     pub result: PromotionResult,
     /// The policy rule applied.
     pub policy: String,
-    /// Source index.
+    /// The index the release is promoted from.
     pub from: String,
-    /// Target index.
+    /// The index it is promoted to.
     pub to: String,
     /// Normalized project.
     pub project: String,
-    /// Version.
+    /// The version as asked.
     pub version: String,
     /// Every check, passed or not (empty for `already-promoted`).
     pub checks: Vec<Check>,
@@ -379,23 +380,23 @@ pub struct PromotionOutcome {
 /// A promotion audit record as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromotionView {
-    /// Record id.
+    /// The audit record's id.
     pub id: i64,
-    /// Project.
+    /// The normalized project name.
     pub project: String,
     /// Version (canonical).
     pub version: String,
-    /// Source index.
+    /// The index it was promoted from.
     pub source: String,
-    /// Target index.
+    /// The index it was promoted to.
     pub target: String,
-    /// Policy rule.
+    /// The policy rule that allowed it.
     pub policy: String,
-    /// Who.
+    /// The token that promoted it, or `auto (<rule>)` for an automatic promotion.
     pub promoted_by: String,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub promoted_at: String,
-    /// Files and digests.
+    /// The files listed on the target, with their sha256.
     pub files: serde_json::Value,
     /// Checks and stage results that justified it.
     pub evidence: serde_json::Value,
@@ -438,15 +439,16 @@ pub struct EventView {
     pub kind: EventKind,
     /// The index concerned.
     pub index: String,
-    /// Project.
+    /// The normalized project name.
     pub project: String,
-    /// Version.
+    /// The version concerned.
     pub version: String,
-    /// Who.
+    /// The token (or `auto (<rule>)`) that acted.
     pub actor: String,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub at: String,
-    /// What happened.
+    /// Kind-specific detail: the policy and files of a promotion, the failed checks
+    /// of a refusal, the reason of a yank.
     pub detail: serde_json::Value,
 }
 
@@ -523,7 +525,7 @@ pub struct PurgeView {
 pub struct TokenView {
     /// What `kiln token revoke` takes.
     pub id: i64,
-    /// Label.
+    /// The label it was created with, recorded as `uploaded_by`, `reported_by`, …
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,

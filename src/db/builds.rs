@@ -44,7 +44,7 @@ impl BuildState {
 /// A build lease row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRecord {
-    /// Row id.
+    /// The lease row's id (a takeover updates it in place).
     pub id: i64,
     /// Where it builds.
     pub state: BuildState,

@@ -105,7 +105,7 @@ pub struct MirrorFileRecord {
     pub metadata_sha256: Option<Sha256Digest>,
     /// Yanked upstream.
     pub yanked: bool,
-    /// Why.
+    /// Why the upstream yanked it, if it said.
     pub yanked_reason: Option<String>,
     /// PEP 700 upload time, when the upstream said.
     pub upload_time: Option<String>,

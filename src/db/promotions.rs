@@ -6,21 +6,21 @@ use crate::domain::{EventKind, IndexName, Sha256Digest};
 /// A promotion as recorded, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromotionRecord {
-    /// Row id.
+    /// The audit record's id.
     pub id: i64,
     /// Normalized project name.
     pub project: String,
     /// Canonical version.
     pub version: String,
-    /// Source index.
+    /// The index it was promoted from.
     pub source: IndexName,
-    /// Target index.
+    /// The index it was promoted to.
     pub target: IndexName,
     /// The policy rule that allowed it.
     pub policy: String,
     /// Who promoted (token name, or `auto` for automatic promotions).
     pub promoted_by: String,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub promoted_at: String,
     /// The files listed on the target.
     pub files: serde_json::Value,
@@ -75,13 +75,13 @@ pub struct NewPromotion<'a> {
     pub target_index_id: i64,
     /// Policy rule name.
     pub policy: &'a str,
-    /// Who.
+    /// The token (or `auto (<rule>)`) that acted.
     pub promoted_by: &'a str,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub promoted_at: &'a str,
-    /// JSON files.
+    /// The files listed on the target, as JSON.
     pub files: &'a str,
-    /// JSON evidence.
+    /// The checks and stage results that justified it, as JSON.
     pub evidence: &'a str,
 }
 
@@ -96,11 +96,11 @@ pub struct NewEvent<'a> {
     pub project: &'a str,
     /// Version as given.
     pub version: &'a str,
-    /// Who.
+    /// The token (or `auto (<rule>)`) that acted.
     pub actor: &'a str,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub at: &'a str,
-    /// Detail.
+    /// Kind-specific detail (policy and files, failed checks, yank reason).
     pub detail: serde_json::Value,
 }
 
@@ -117,11 +117,11 @@ pub struct EventRecord {
     pub project: String,
     /// Version as given.
     pub version: String,
-    /// Who.
+    /// The token (or `auto (<rule>)`) that acted.
     pub actor: String,
-    /// When.
+    /// When (RFC 3339, UTC).
     pub at: String,
-    /// Detail.
+    /// Kind-specific detail (policy and files, failed checks, yank reason).
     pub detail: serde_json::Value,
 }
 

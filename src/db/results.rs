@@ -98,25 +98,25 @@ impl TryFrom<ResultRow> for ResultRecord {
 pub struct NewResult<'a> {
     /// The artifact's SHA-256.
     pub sha256: &'a str,
-    /// Stage name.
+    /// The stage, e.g. `unit`.
     pub stage: &'a str,
-    /// CI run id.
+    /// The CI run that reported it.
     pub run_id: &'a str,
     /// The verdict.
     pub outcome: Outcome,
-    /// Exit status.
+    /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
-    /// Wall time.
+    /// How long the stage command ran, in milliseconds.
     pub duration_ms: i64,
     /// JSON object.
     pub environment: &'a str,
-    /// Output tail.
+    /// The last bytes of the stage's output.
     pub log_tail: &'a str,
     /// JUnit counts: tests, failures, errors, skipped.
     pub junit: Option<[i64; 4]>,
     /// Reporter.
     pub reported_by: &'a str,
-    /// When.
+    /// When it was recorded (RFC 3339, UTC).
     pub reported_at: &'a str,
 }
 

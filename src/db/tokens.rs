@@ -29,7 +29,7 @@ const TOKEN_COLUMNS: &str =
 /// A token to store.
 #[derive(Debug, Clone)]
 pub struct NewToken<'a> {
-    /// Label.
+    /// The label it was created with.
     pub name: &'a str,
     /// SHA-256 of the secret, hex.
     pub secret_sha256: &'a str,

@@ -140,7 +140,7 @@ pub enum ScopeError {
 pub struct Scope {
     /// What is allowed.
     pub permission: Permission,
-    /// Where.
+    /// The indexes it is allowed on.
     pub pattern: IndexPattern,
 }
 

@@ -125,7 +125,7 @@ pub enum BuildStatus {
     },
     /// Someone else builds.
     Building {
-        /// Who.
+        /// The token and runner that hold the lease.
         builder: String,
         /// When their lease lapses.
         expires_at_ms: i64,

@@ -1,6 +1,10 @@
 //! Single flight: callers asking for the same key at the same time share one piece of
 //! work. The work runs on its own task, so a caller that gives up (a client that
 //! disconnects) does not cancel it for the others, and whatever it caches is cached.
+//!
+//! One mechanism, two shapes: [`Streams`] lets callers follow the work's progress (a
+//! mirrored file streams to every client while it arrives), and [`Flights`] is the
+//! special case where callers wait for one final value (a page, a metadata file).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,18 +18,87 @@ use tokio::sync::watch;
 #[error("the shared work for this request failed unexpectedly (see the server log)")]
 pub struct FlightPanicked;
 
-type Slot<V> = watch::Receiver<Option<Result<V, FlightPanicked>>>;
+/// Work in progress, by key; each caller holds a receiver of its progress `S`.
+#[derive(Debug)]
+pub struct Streams<K, S> {
+    running: Arc<Mutex<HashMap<K, watch::Receiver<S>>>>,
+}
 
-/// Work in progress, by key.
+impl<K, S> Default for Streams<K, S> {
+    fn default() -> Self {
+        Self {
+            running: Arc::default(),
+        }
+    }
+}
+
+/// Releases a key when the work ends, however it ends (a panic included), so the next
+/// caller starts afresh.
+struct Release<K: Eq + Hash, S> {
+    key: K,
+    running: Arc<Mutex<HashMap<K, watch::Receiver<S>>>>,
+}
+
+impl<K: Eq + Hash, S> Drop for Release<K, S> {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl<K, S> Streams<K, S>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    S: Send + Sync + 'static,
+{
+    /// Joins the work for `key`, or starts it: `start` gets the sender of its progress
+    /// (which begins at `initial`) and runs on its own task. The key is released when
+    /// that task ends.
+    pub fn join<F, Fut>(&self, key: K, initial: S, start: F) -> watch::Receiver<S>
+    where
+        F: FnOnce(watch::Sender<S>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(receiver) = running.get(&key) {
+            return receiver.clone();
+        }
+        let (sender, receiver) = watch::channel(initial);
+        running.insert(key.clone(), receiver.clone());
+        let work = start(sender);
+        let release = Release {
+            key,
+            running: Arc::clone(&self.running),
+        };
+        tokio::spawn(async move {
+            let _release = release;
+            work.await;
+        });
+        receiver
+    }
+
+    /// How much work is running (for tests and diagnostics).
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Work whose callers wait for one final value.
 #[derive(Debug)]
 pub struct Flights<K, V> {
-    running: Arc<Mutex<HashMap<K, Slot<V>>>>,
+    streams: Streams<K, Option<V>>,
 }
 
 impl<K, V> Default for Flights<K, V> {
     fn default() -> Self {
         Self {
-            running: Arc::default(),
+            streams: Streams::default(),
         }
     }
 }
@@ -35,42 +108,27 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Joins the flight for `key`, starting it with `work` if none is running. The key is
-    /// released just before the result is published, so a caller arriving afterwards
-    /// starts afresh (and should find whatever the finished flight cached).
+    /// Joins the flight for `key`, starting it with `work` if none is running. A caller
+    /// arriving after it ended starts afresh (and should find whatever it cached).
     pub async fn run<F, Fut>(&self, key: K, work: F) -> Result<V, FlightPanicked>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V> + Send + 'static,
     {
-        let mut receiver = {
-            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(receiver) = running.get(&key) {
-                receiver.clone()
-            } else {
-                let (sender, receiver) = watch::channel(None);
-                running.insert(key.clone(), receiver.clone());
-                let flight = work();
-                let registry = Arc::clone(&self.running);
-                tokio::spawn(async move {
-                    let value = tokio::spawn(flight).await.map_err(|_| FlightPanicked);
-                    registry
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&key);
-                    let _ = sender.send(Some(value));
-                });
-                receiver
+        let mut receiver = self.streams.join(key, None, |sender| {
+            let work = work();
+            async move {
+                let value = work.await;
+                let _ = sender.send(Some(value));
             }
-        };
+        });
         loop {
             if let Some(value) = receiver.borrow_and_update().clone() {
-                return value;
+                return Ok(value);
             }
             if receiver.changed().await.is_err() {
-                // The sender always publishes before it is dropped; this is unreachable
-                // unless the runtime is shutting down.
-                return receiver.borrow().clone().unwrap_or(Err(FlightPanicked));
+                // The work ended without a value: it panicked.
+                return receiver.borrow().clone().ok_or(FlightPanicked);
             }
         }
     }
@@ -78,10 +136,7 @@ where
     /// How many flights are running (for tests and diagnostics).
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.streams.in_flight()
     }
 }
 
@@ -135,7 +190,10 @@ mod tests {
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Cancelled once it has really started the work, however slow the machine.
+        while flights.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
         first.abort();
         let second = flights.run(1, || async { 0 }).await;
         assert_eq!(second, Ok(9), "joined the running flight");

@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
 use super::auth::Caller;
-use super::flight::Flights;
+use super::flight::{Flights, Streams};
 use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{
     Db, FileRecord, ListedFile, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord,
@@ -156,7 +156,7 @@ pub struct Mirrors {
     upstream: Upstream,
     pages: Flights<(i64, String), Result<Listing, UpstreamError>>,
     metadata: Flights<String, Result<Bytes, UpstreamError>>,
-    files: Arc<Mutex<HashMap<String, watch::Receiver<FlightState>>>>,
+    files: Streams<String, FlightState>,
     down: Mutex<HashMap<i64, (Instant, UpstreamError)>>,
     max_file_bytes: u64,
     tmp_dir: PathBuf,
@@ -237,7 +237,7 @@ impl Mirrors {
             upstream: Upstream::new(timeout)?,
             pages: Flights::default(),
             metadata: Flights::default(),
-            files: Arc::default(),
+            files: Streams::default(),
             down: Mutex::default(),
             max_file_bytes,
             tmp_dir,
@@ -534,29 +534,22 @@ impl Mirrors {
     ) -> Result<Download, UpstreamError> {
         let digest = file.sha256.clone();
         let settings = settings(mirror)?.clone();
-        let mut state = {
-            let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(state) = files.get(digest.as_str()) {
-                state.clone()
-            } else {
-                let (sender, receiver) = watch::channel(FlightState::Connecting);
-                files.insert(digest.as_str().to_owned(), receiver.clone());
-                let pump = Pump {
-                    upstream: self.upstream.clone(),
-                    settings,
-                    mirror: mirror.name.clone(),
-                    file: file.clone(),
-                    digest,
-                    db: db.clone(),
-                    storage: storage.clone(),
-                    tmp_dir: self.tmp_dir.clone(),
-                    max_bytes: self.max_file_bytes,
-                    registry: Arc::clone(&self.files),
-                };
-                tokio::spawn(pump.run(sender));
-                receiver
-            }
+        let pump = Pump {
+            upstream: self.upstream.clone(),
+            settings,
+            mirror: mirror.name.clone(),
+            file: file.clone(),
+            digest: digest.clone(),
+            db: db.clone(),
+            storage: storage.clone(),
+            tmp_dir: self.tmp_dir.clone(),
+            max_bytes: self.max_file_bytes,
         };
+        let mut state = self.files.join(
+            digest.as_str().to_owned(),
+            FlightState::Connecting,
+            |sender| pump.run(sender),
+        );
         let length = loop {
             match &*state.borrow_and_update() {
                 FlightState::Connecting => {}
@@ -830,21 +823,11 @@ struct Pump {
     storage: Storage,
     tmp_dir: PathBuf,
     max_bytes: u64,
-    registry: Arc<Mutex<HashMap<String, watch::Receiver<FlightState>>>>,
-}
-
-impl Drop for Pump {
-    fn drop(&mut self) {
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(self.digest.as_str());
-    }
 }
 
 impl Pump {
-    /// Runs the transfer; the flight is unregistered when the pump is dropped, so even a
-    /// panicking transfer leaves the next request free to start afresh.
+    /// Runs the transfer; the flight is released when it ends (see [`Streams`]), so even
+    /// a panicking transfer leaves the next request free to start afresh.
     async fn run(self, state: watch::Sender<FlightState>) {
         if let Err(err) = self.transfer(&state).await {
             tracing::warn!(mirror = %self.mirror, file = %self.file.filename, error = %err, "mirrored download failed; nothing cached");
