@@ -140,7 +140,7 @@ impl Db {
     }
 
     /// Inserts a `building` row unless one exists; true if this call created it.
-    pub async fn insert_build(
+    pub async fn insert_build_tx(
         tx: &mut WriteTx,
         key: BuildKey<'_>,
         lease_id: &str,
@@ -168,7 +168,7 @@ impl Db {
 
     /// Hands the build to a new holder, if `old_lease` still holds it (a takeover of an
     /// expired lease, a retry of a failed build, or a rebuild). True if this call won.
-    pub async fn reclaim_build(
+    pub async fn reclaim_build_tx(
         tx: &mut WriteTx,
         id: i64,
         old_lease: &str,
@@ -218,7 +218,7 @@ impl Db {
     }
 
     /// Ends a build the caller holds: `Ready`, or `Failed` with the output's tail.
-    pub async fn finish_build(
+    pub async fn finish_build_tx(
         tx: &mut WriteTx,
         key: BuildKey<'_>,
         lease_id: &str,

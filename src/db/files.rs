@@ -226,7 +226,7 @@ impl Db {
 
     /// Inserts a file row and the blob rows it points at. Call only once the blobs are
     /// durable in storage. A concurrent insert of the same filename yields `Conflict`.
-    pub async fn insert_file(tx: &mut WriteTx, file: &NewFile<'_>) -> Result<(), DbError> {
+    pub async fn insert_file_tx(tx: &mut WriteTx, file: &NewFile<'_>) -> Result<(), DbError> {
         let blobs = std::iter::once((file.sha256, file.size)).chain(file.metadata);
         for (sha256, size) in blobs {
             sqlx::query(
@@ -239,12 +239,12 @@ impl Db {
             .execute(&mut **tx)
             .await?;
         }
-        Self::insert_file_row(tx, file).await
+        Self::insert_file_row_tx(tx, file).await
     }
 
     /// Inserts just the file row (its blobs exist: an upload inserted them, or the file
     /// is being listed on a second index). The one `INSERT INTO files`.
-    pub(super) async fn insert_file_row(
+    pub(super) async fn insert_file_row_tx(
         tx: &mut WriteTx,
         file: &NewFile<'_>,
     ) -> Result<(), DbError> {

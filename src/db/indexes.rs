@@ -205,7 +205,7 @@ impl Db {
     }
 
     /// Inserts an index and its bases (given as ids, in order); returns its id.
-    pub async fn insert_index(
+    pub async fn insert_index_tx(
         tx: &mut WriteTx,
         name: &IndexName,
         settings: &IndexSettings,
@@ -240,7 +240,7 @@ impl Db {
     }
 
     /// Replaces an index's settings and bases.
-    pub async fn update_index(
+    pub async fn update_index_tx(
         tx: &mut WriteTx,
         id: i64,
         settings: &IndexSettings,
@@ -302,7 +302,7 @@ impl Db {
     }
 
     /// Deletes an index, its bases and its file rows (blobs stay).
-    pub async fn delete_index(tx: &mut WriteTx, id: i64) -> Result<(), DbError> {
+    pub async fn delete_index_tx(tx: &mut WriteTx, id: i64) -> Result<(), DbError> {
         sqlx::query("DELETE FROM files WHERE index_id = $1")
             .bind(id)
             .execute(&mut **tx)

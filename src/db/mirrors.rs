@@ -268,7 +268,7 @@ impl Db {
     }
 
     /// Replaces mirror `index_id`'s listing of `project` (a changed page, or a first fetch).
-    pub async fn store_mirror_listing(
+    pub async fn store_mirror_listing_tx(
         tx: &mut WriteTx,
         index_id: i64,
         project: &str,
@@ -389,7 +389,7 @@ impl Db {
     /// metadata) whose blob nothing else refers to any more: no index lists them, no other
     /// mirror page lists them, and no stage result names them. Their blob rows are
     /// deleted here; the caller deletes the bytes after the commit.
-    pub async fn purge_mirror_project(
+    pub async fn purge_mirror_project_tx(
         tx: &mut WriteTx,
         index_id: i64,
         project: &str,

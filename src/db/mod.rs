@@ -6,6 +6,14 @@
 //! `RETURNING`, integers for flags, RFC 3339 text for times). Only the migrations and the
 //! connection set-up differ per backend, so no service or handler knows which one runs.
 //!
+//! Conventions:
+//! - A method on `&self` runs on the pool (one statement, or its own transaction). An
+//!   associated function whose first argument is `tx: &mut WriteTx` runs inside the
+//!   caller's write transaction, and its name ends in `_tx`.
+//! - Rows are read into private `…Row` structs of stored text and integers, then decoded
+//!   once into public `…Record` structs of domain types; a value that does not decode is
+//!   [`DbError::Corrupt`] (table, column, value), never a default.
+//!
 //! Traps:
 //! - Every write transaction starts by bumping `kiln_meta.generation` ([`Db::begin_write`]).
 //!   On SQLite that takes the write lock up front, so a transaction never has to upgrade a
@@ -25,7 +33,7 @@
 //!   carrying on in the same transaction.
 //! - A row that points at a blob is written only after the blob is durable (see
 //!   `service::publish`). Only purging a mirror's page deletes blob rows, and only rows
-//!   nothing else refers to (`mirrors::purge_mirror_project`).
+//!   nothing else refers to (`mirrors::purge_mirror_project_tx`).
 
 mod builds;
 mod files;
@@ -193,7 +201,7 @@ pub struct WriteTx {
 
 impl WriteTx {
     /// Commits, and lets in-process caches know that something changed.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
@@ -334,7 +342,7 @@ impl Db {
 
     /// Claims the first start: true if this transaction is the one that bootstraps (a
     /// second replica starting at the same moment gets false and leaves the layout alone).
-    pub async fn claim_bootstrap(tx: &mut WriteTx, at: &str) -> Result<bool, DbError> {
+    pub async fn claim_bootstrap_tx(tx: &mut WriteTx, at: &str) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE kiln_meta SET bootstrapped_at = $1 WHERE id = 1 AND bootstrapped_at IS NULL",
         )

@@ -205,7 +205,7 @@ impl Db {
 
     /// Records a promotion unless one exists for the release on the target; true if this
     /// call recorded it.
-    pub async fn insert_promotion(
+    pub async fn insert_promotion_tx(
         tx: &mut WriteTx,
         promotion: &NewPromotion<'_>,
     ) -> Result<bool, DbError> {
@@ -232,7 +232,7 @@ impl Db {
     /// Lists an existing file (same blob, same metadata) on another index. A filename the
     /// target already lists with the same bytes is left alone; with other bytes it is a
     /// `Conflict` (targets are never overwritten).
-    pub async fn list_file_on(
+    pub async fn list_file_on_tx(
         tx: &mut WriteTx,
         file: &FileRecord,
         target_index_id: i64,
@@ -261,11 +261,11 @@ impl Db {
             uploaded_by: by,
             uploaded_at: at,
         };
-        Self::insert_file_row(tx, &new).await
+        Self::insert_file_row_tx(tx, &new).await
     }
 
     /// Sets or clears the yank flag of files on one index; returns how many changed.
-    pub async fn set_yanked(
+    pub async fn set_yanked_tx(
         tx: &mut WriteTx,
         index_id: i64,
         filenames: &[String],
@@ -288,7 +288,7 @@ impl Db {
     }
 
     /// Appends an event.
-    pub async fn insert_event(tx: &mut WriteTx, event: &NewEvent<'_>) -> Result<(), DbError> {
+    pub async fn insert_event_tx(tx: &mut WriteTx, event: &NewEvent<'_>) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO events (kind, index_name, project, version, actor, at, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

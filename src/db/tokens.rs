@@ -75,7 +75,7 @@ impl Db {
     }
 
     /// Stores a new token by the hash of its secret; returns its id.
-    pub async fn insert_token(tx: &mut WriteTx, token: &NewToken<'_>) -> Result<i64, DbError> {
+    pub async fn insert_token_tx(tx: &mut WriteTx, token: &NewToken<'_>) -> Result<i64, DbError> {
         sqlx::query_scalar(
             "INSERT INTO tokens (name, secret_sha256, scopes, created_at, expires_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -93,7 +93,7 @@ impl Db {
 
     /// Marks a token revoked (once; a second revocation keeps the first time). Returns
     /// false when no token has that id.
-    pub async fn revoke_token(tx: &mut WriteTx, id: i64, now: &str) -> Result<bool, DbError> {
+    pub async fn revoke_token_tx(tx: &mut WriteTx, id: i64, now: &str) -> Result<bool, DbError> {
         let done =
             sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                 .bind(now)

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
 use crate::api::{CreatedToken, TokenRequest, TokenState, TokenView};
-use crate::db::{Db, DbError, NewToken, TokenRecord, WriteTx};
+use crate::db::{Db, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
 use crate::domain::{Index, IndexName, Sha256Digest};
 
@@ -445,7 +445,7 @@ pub async fn create_token(
         Some(&caller.name),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     tracing::info!(token.id = id, token.name = %request.name, token.created_by = %caller.name, "token created");
     let record = db
         .token_by_id(id)
@@ -466,7 +466,7 @@ async fn insert(
     created_by: Option<&str>,
 ) -> Result<i64, ServiceError> {
     let scopes = serde_json::to_string(scopes).expect("scopes serialize");
-    Ok(Db::insert_token(
+    Ok(Db::insert_token_tx(
         tx,
         &NewToken {
             name,
@@ -519,8 +519,8 @@ pub async fn revoke_token(db: &Db, caller: &Caller, id: i64) -> Result<TokenView
         return Err(not_found());
     }
     let mut tx = db.begin_write().await?;
-    Db::revoke_token(&mut tx, id, &now_rfc3339()).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    Db::revoke_token_tx(&mut tx, id, &now_rfc3339()).await?;
+    tx.commit().await?;
     tracing::info!(token.id = id, token.name = %record.name, token.revoked_by = %caller.name, "token revoked");
     let record = db.token_by_id(id).await?.ok_or_else(not_found)?;
     view(&record)

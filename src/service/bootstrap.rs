@@ -9,7 +9,7 @@
 use super::auth::{create_admin_token, generate_secret};
 use super::indexes::create_index_tx;
 use super::{ServiceError, now_rfc3339};
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::domain::{
     DEFAULT_MIRROR_TTL_SECONDS, IndexKind, IndexName, IndexSettings, MirrorSettings,
 };
@@ -41,7 +41,7 @@ pub async fn bootstrap(
         return Ok(None);
     }
     let mut tx = db.begin_write().await?;
-    if !Db::claim_bootstrap(&mut tx, &now_rfc3339()).await? {
+    if !Db::claim_bootstrap_tx(&mut tx, &now_rfc3339()).await? {
         return Ok(None);
     }
     let prod: IndexName = PROD_INDEX.parse().expect("constant index name is valid");
@@ -98,7 +98,7 @@ pub async fn bootstrap(
         None => (generate_secret(), true),
     };
     create_admin_token(&mut tx, &secret).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     Ok(Some(Bootstrapped {
         admin_token: secret,
         generated,

@@ -279,7 +279,7 @@ pub async fn claim(
     for _ in 0..5 {
         let mut tx = db.begin_write().await?;
         let outcome = claim_tx(&mut tx, key, &builder, retry, ttl).await?;
-        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tx.commit().await?;
         if let Some(status) = outcome {
             if let BuildStatus::Claimed { attempt, .. } = &status {
                 tracing::info!(
@@ -324,7 +324,7 @@ async fn claim_tx(
     };
     let takeover = match &build {
         None if files.is_empty() => {
-            let won = Db::insert_build(tx, key, &lease_id, builder, expires_at_ms, &now).await?;
+            let won = Db::insert_build_tx(tx, key, &lease_id, builder, expires_at_ms, &now).await?;
             return Ok(won.then(|| claimed(1)));
         }
         Some(b) if b.state == BuildState::Building && b.expires_at_ms <= now_ms() => b,
@@ -333,7 +333,7 @@ async fn claim_tx(
         Some(b) if b.state == BuildState::Ready && files.is_empty() => b,
         _ => return Ok(Some(status_of(build.as_ref(), files))),
     };
-    let won = Db::reclaim_build(
+    let won = Db::reclaim_build_tx(
         tx,
         takeover.id,
         &takeover.lease_id,
@@ -455,7 +455,7 @@ pub async fn complete(
             index.name
         )));
     }
-    if !Db::finish_build(
+    if !Db::finish_build_tx(
         &mut tx,
         key,
         lease_id,
@@ -468,7 +468,7 @@ pub async fn complete(
         let build = Db::find_build_tx(&mut tx, key).await?;
         return Err(lease_lost(index, release, build.as_ref()));
     }
-    tx.commit().await.map_err(crate::db::DbError::from)?;
+    tx.commit().await?;
     tracing::info!(
         index.name = %index.name,
         project.name = %release.project,
@@ -494,7 +494,7 @@ pub async fn fail(
     let key = release.key(index);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
     let mut tx = db.begin_write().await?;
-    if !Db::finish_build(
+    if !Db::finish_build_tx(
         &mut tx,
         key,
         lease_id,
@@ -507,7 +507,7 @@ pub async fn fail(
         let build = Db::find_build_tx(&mut tx, key).await?;
         return Err(lease_lost(index, release, build.as_ref()));
     }
-    tx.commit().await.map_err(crate::db::DbError::from)?;
+    tx.commit().await?;
     tracing::warn!(
         index.name = %index.name,
         project.name = %release.project,

@@ -163,7 +163,7 @@ pub async fn create_index(
     authorize_create(db, caller.authenticated()?, name, settings).await?;
     let mut tx = db.begin_write().await?;
     create_index_tx(&mut tx, name, settings).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     get_index(db, name).await
 }
 
@@ -180,7 +180,7 @@ pub async fn create_index_tx(
     }
     let settings = validate_settings(name, settings)?;
     let base_ids = resolve_bases(tx, name, &settings.bases).await?;
-    match Db::insert_index(tx, name, &settings, &base_ids, &now_rfc3339()).await {
+    match Db::insert_index_tx(tx, name, &settings, &base_ids, &now_rfc3339()).await {
         Ok(id) => Ok(id),
         Err(DbError::Conflict) => Err(ServiceError::Conflict(format!(
             "index `{name}` already exists"
@@ -285,8 +285,8 @@ pub async fn modify_index(
     let settings = validate_settings(name, &settings)?;
     let base_ids = resolve_bases(&mut tx, name, &settings.bases).await?;
     refuse_cycles(&mut tx, &index, &settings.bases, &base_ids).await?;
-    Db::update_index(&mut tx, index.id, &settings, &base_ids, &now_rfc3339()).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    Db::update_index_tx(&mut tx, index.id, &settings, &base_ids, &now_rfc3339()).await?;
+    tx.commit().await?;
     get_index(db, name).await
 }
 
@@ -346,8 +346,8 @@ pub async fn delete_index(db: &Db, caller: &Caller, name: &IndexName) -> Result<
             "index `{name}` is promotion-only, and production indexes are append-only: it cannot be deleted through the API"
         )));
     }
-    Db::delete_index(&mut tx, index.id).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    Db::delete_index_tx(&mut tx, index.id).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -220,7 +220,7 @@ async fn record_refusal(
 ) -> Result<(), ServiceError> {
     let failing: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
     let mut tx = db.begin_write().await?;
-    Db::insert_event(
+    Db::insert_event_tx(
         &mut tx,
         &NewEvent {
             kind: EventKind::Refusal,
@@ -233,7 +233,7 @@ async fn record_refusal(
         },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     tracing::info!(
         index.name = %target.name,
         project.name = %release.project,
@@ -282,7 +282,7 @@ async fn list_on_target(
     });
     let mut tx = db.begin_write().await?;
     for file in &moving {
-        Db::list_file_on(&mut tx, file, target.id, &principal.name, &now)
+        Db::list_file_on_tx(&mut tx, file, target.id, &principal.name, &now)
             .await
             .map_err(|e| match e {
                 DbError::Conflict => ServiceError::Conflict(format!(
@@ -294,7 +294,7 @@ async fn list_on_target(
     }
     let files_text = files_json.to_string();
     let evidence_text = evidence.to_string();
-    let inserted = Db::insert_promotion(
+    let inserted = Db::insert_promotion_tx(
         &mut tx,
         &NewPromotion {
             project: release.project.as_str(),
@@ -316,7 +316,7 @@ async fn list_on_target(
         })?;
         return Ok((PromotionResult::AlreadyPromoted, done));
     }
-    Db::insert_event(
+    Db::insert_event_tx(
         &mut tx,
         &NewEvent {
             kind: EventKind::Promotion,
@@ -329,7 +329,7 @@ async fn list_on_target(
         },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     tracing::info!(
         index.name = %target.name,
         project.name = %release.project,
@@ -439,8 +439,8 @@ pub async fn set_yank(
         ));
     }
     let mut tx = db.begin_write().await?;
-    Db::set_yanked(&mut tx, index.id, &files, reason).await?;
-    Db::insert_event(
+    Db::set_yanked_tx(&mut tx, index.id, &files, reason).await?;
+    Db::insert_event_tx(
         &mut tx,
         &NewEvent {
             kind: if reason.is_some() {
@@ -457,7 +457,7 @@ pub async fn set_yank(
         },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     Ok(files)
 }
 /// The names of the indexes the caller may read.

@@ -295,7 +295,7 @@ async fn insert_row(
     )?;
     super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
         .await?;
-    match Db::insert_file(&mut tx, new).await {
+    match Db::insert_file_tx(&mut tx, new).await {
         Ok(()) => {}
         Err(DbError::Conflict) => {
             drop(tx);
@@ -312,7 +312,7 @@ async fn insert_row(
     let record = Db::find_file_tx(&mut tx, index.id, &dist.filename)
         .await?
         .ok_or_else(|| ServiceError::Internal("inserted file row not found".into()))?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     Ok(Ok(record))
 }
 

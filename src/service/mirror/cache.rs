@@ -45,14 +45,15 @@ impl Mirrors {
         caller.require(Permission::Admin, name)?;
         let mirror = &mirror_index(db.find_index(name).await?, name)?;
         let mut tx = db.begin_write().await?;
-        let Some(orphans) = Db::purge_mirror_project(&mut tx, mirror.id, project.as_str()).await?
+        let Some(orphans) =
+            Db::purge_mirror_project_tx(&mut tx, mirror.id, project.as_str()).await?
         else {
             return Err(ServiceError::NotFound(format!(
                 "mirror `{}` has nothing cached for `{project}`",
                 mirror.name
             )));
         };
-        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tx.commit().await?;
         for sha in &orphans {
             if let Ok(digest) = sha.parse::<Sha256Digest>()
                 && let Err(err) = storage.delete(&digest).await

@@ -174,7 +174,7 @@ impl Mirrors {
                 .begin_write()
                 .await
                 .map_err(|e| local("storing the page", e))?;
-            Db::store_mirror_listing(&mut tx, mirror.id, project.as_str(), &record, &files)
+            Db::store_mirror_listing_tx(&mut tx, mirror.id, project.as_str(), &record, &files)
                 .await
                 .map_err(|e| local("storing the page", e))?;
             tx.commit()
