@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod project_name;
 #[cfg(test)]
 mod properties;
+pub mod release;
 pub mod scope;
 pub mod stage;
 pub mod upstream_page;
@@ -28,6 +29,7 @@ pub use index::{DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexSettings, Mir
 pub use index_name::{IndexName, IndexNameError};
 pub use metadata::{CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};
+pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
 pub use stage::{Check, Outcome, check_stage_name};
 

@@ -17,8 +17,9 @@ use crate::api::{BuildStateView, BuildView, ClaimBuild, LeaseBody, ReleaseFile, 
 use crate::app::AppState;
 use crate::db::FileRecord;
 use crate::domain::IndexName;
+use crate::domain::Release;
 use crate::service::auth::Caller;
-use crate::service::builds::{self, BuildStatus, Release, now_ms};
+use crate::service::builds::{self, BuildStatus, now_ms};
 
 impl ReleaseFile {
     /// The view of a file row listed on `index`.

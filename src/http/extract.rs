@@ -111,7 +111,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
 
 /// A release named by `{ns}/{name}/{project}/{version}` path segments.
 #[derive(Debug, Clone)]
-pub struct ReleasePath(pub IndexName, pub crate::service::builds::Release);
+pub struct ReleasePath(pub IndexName, pub crate::domain::Release);
 
 impl<S: Send + Sync> FromRequestParts<S> for ReleasePath {
     type Rejection = ApiError;
@@ -119,8 +119,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ReleasePath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let IndexPath(index) = IndexPath::from_request_parts(parts, state).await?;
         let params = PathParams::from_request_parts(parts, state).await?;
-        let release =
-            crate::service::builds::Release::parse(params.get("project"), params.get("version"))?;
+        let release = crate::domain::Release::parse(params.get("project"), params.get("version"))
+            .map_err(ServiceError::Invalid)?;
         Ok(Self(index, release))
     }
 }

@@ -32,8 +32,9 @@ use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
 use crate::api::{MAX_ERROR_TAIL, tail};
 use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, WriteTx};
-use crate::domain::IndexName;
+use crate::domain::release::canonical;
 use crate::domain::{Index, ProjectName};
+use crate::domain::{IndexName, Release};
 
 /// Longest accepted long poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -43,64 +44,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest builder description.
 const MAX_BUILDER: usize = 200;
 
-/// A release on one index: what a build produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Release {
-    /// Normalized project name.
-    pub project: ProjectName,
-    /// The version, normalized.
-    pub version: Version,
-    version_text: String,
+/// The index's own files of `release`, by filename.
+fn release_files(release: &Release, files: Vec<FileRecord>) -> Vec<FileRecord> {
+    own_files(release.version_str(), files)
 }
 
-impl Release {
-    /// Parses the project and version from a request, naming the bad part.
-    pub fn parse(project: &str, version: &str) -> Result<Self, ServiceError> {
-        let project = ProjectName::new(project)
-            .map_err(|e| ServiceError::Invalid(format!("project `{project}`: {e}")))?;
-        let version = Version::from_str(version).map_err(|_| {
-            ServiceError::Invalid(format!(
-                "`{}` is not a valid PEP 440 version",
-                version.escape_debug()
-            ))
-        })?;
-        let version_text = canonical(&version);
-        Ok(Self {
-            project,
-            version,
-            version_text,
-        })
-    }
-
-    /// True if a stored file version is this release's (PEP 440 equality: `1.0 == 1.0.0`).
-    #[must_use]
-    pub fn matches(&self, file_version: &str) -> bool {
-        Version::from_str(file_version).is_ok_and(|v| v == self.version)
-    }
-
-    /// The version as the build key stores it: normalized, trailing `.0`s dropped, so
-    /// `1.0` and `1.0.0` (equal under PEP 440) are one build.
-    #[must_use]
-    pub fn version_str(&self) -> &str {
-        &self.version_text
-    }
-
-    fn own_files(&self, files: Vec<FileRecord>) -> Vec<FileRecord> {
-        own_files(&self.version_text, files)
-    }
-
-    fn key(&self, index: &Index) -> BuildKey<'_> {
-        BuildKey {
-            index_id: index.id,
-            project: self.project.as_str(),
-            version: &self.version_text,
-        }
-    }
-}
-
-impl std::fmt::Display for Release {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.project, self.version_text)
+/// The build key of `release` on `index`.
+fn key<'a>(release: &'a Release, index: &Index) -> BuildKey<'a> {
+    BuildKey {
+        index_id: index.id,
+        project: release.project.as_str(),
+        version: release.version_str(),
     }
 }
 
@@ -153,16 +107,6 @@ fn own_files(version: &str, files: Vec<FileRecord>) -> Vec<FileRecord> {
     files
 }
 
-/// The normalized spelling of `version` without trailing zero release segments.
-fn canonical(version: &Version) -> String {
-    let release = version.release();
-    let keep = release.iter().rposition(|n| *n != 0).map_or(1, |i| i + 1);
-    version
-        .clone()
-        .with_release(release[..keep].to_vec())
-        .to_string()
-}
-
 /// Milliseconds since the Unix epoch.
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -192,9 +136,12 @@ fn describe(principal: &Principal, builder: &str) -> String {
 
 /// What a read of the release shows, without changing anything.
 async fn observe(db: &Db, index: &Index, release: &Release) -> Result<BuildStatus, ServiceError> {
-    let key = release.key(index);
+    let key = key(release, index);
     let build = db.find_build(key).await?;
-    let files = release.own_files(db.files_of_project(&[index.id], key.project).await?);
+    let files = release_files(
+        release,
+        db.files_of_project(&[index.id], key.project).await?,
+    );
     Ok(status_of(build.as_ref(), files))
 }
 
@@ -274,7 +221,7 @@ pub async fn claim(
         BuildStatus::Absent => {}
         seen => return Ok(seen),
     }
-    let key = release.key(index);
+    let key = key(release, index);
     // The conditional writes below decide; a lost race just reads again.
     for _ in 0..5 {
         let mut tx = db.begin_write().await?;
@@ -420,7 +367,7 @@ pub async fn heartbeat(
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
     let expires_at_ms = lease_expiry(ttl);
-    let key = release.key(index);
+    let key = key(release, index);
     let Some(attempt) = db
         .extend_lease(key, lease_id, expires_at_ms, &now_rfc3339())
         .await?
@@ -445,10 +392,12 @@ pub async fn complete(
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
-    let key = release.key(index);
+    let key = key(release, index);
     let mut tx = db.begin_write().await?;
-    let files =
-        release.own_files(Db::own_project_files_tx(&mut tx, key.index_id, key.project).await?);
+    let files = release_files(
+        release,
+        Db::own_project_files_tx(&mut tx, key.index_id, key.project).await?,
+    );
     if files.is_empty() {
         return Err(ServiceError::Invalid(format!(
             "cannot complete the build of {release} on `{}`: no file of that release was uploaded under the lease",
@@ -491,7 +440,7 @@ pub async fn fail(
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
-    let key = release.key(index);
+    let key = key(release, index);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
     let mut tx = db.begin_write().await?;
     if !Db::finish_build_tx(

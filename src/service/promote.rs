@@ -19,12 +19,12 @@ use std::str::FromStr;
 use pep440_rs::Version;
 
 use super::auth::{Caller, Principal};
-use super::builds::Release;
 use super::results::latest_of_files;
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::api::{PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ResultView};
 use crate::db::{Db, DbError, EventRecord, FileRecord, NewEvent, NewPromotion, PromotionRecord};
 use crate::domain::Check;
+use crate::domain::Release;
 use crate::domain::scope::{IndexPattern, Permission, Scope};
 use crate::domain::{DistKind, EventKind, Index, IndexName};
 use crate::policy::{CandidateFile, Policies, PromotionRule, SdistRule};
@@ -139,7 +139,8 @@ pub async fn promote(
 ) -> Result<PromotionOutcome, ServiceError> {
     let principal = caller.authenticated()?;
     let rule = choose_rule(policies, request.from.as_ref(), request.to.as_ref())?;
-    let release = Release::parse(&request.project, &request.version)?;
+    let release =
+        Release::parse(&request.project, &request.version).map_err(ServiceError::Invalid)?;
     principal.require(Permission::Promote, &rule.to)?;
     let source = indexes::get_index(db, &rule.from).await?;
     if source.settings.private {

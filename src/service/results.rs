@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::auth::Caller;
-use super::builds::Release;
 use super::resolve;
 use super::{ServiceError, now_rfc3339};
 use crate::api::{JunitCounts, ResultView, StageReport};
 use crate::api::{MAX_LOG_TAIL, tail};
 use crate::db::{Db, FileRecord, NewResult, ResultRecord};
 use crate::domain::Outcome;
+use crate::domain::Release;
 use crate::domain::{Index, IndexName, Permission, Sha256Digest};
 
 const MAX_ENV_KEYS: usize = 32;
