@@ -237,37 +237,25 @@ pub struct HumanDuration(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-impl std::str::FromStr for HumanDuration {
-    type Err = String;
+/// A quantity written as text: parsed by `$parse`, shown by `$show`, and read from and
+/// written to the config file as that text (`"10m"`, `"1GiB"`).
+macro_rules! text_quantity {
+    ($t:ident, $parse:path, $show:expr) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        parse_duration(text).map(Self)
-    }
-}
+            fn from_str(text: &str) -> Result<Self, String> {
+                $parse(text).map(Self)
+            }
+        }
 
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}s", self.0.as_secs())
-    }
-}
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let show: fn(&Self) -> String = $show;
+                f.write_str(&show(self))
+            }
+        }
 
-impl std::str::FromStr for ByteSize {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        parse_size(text).map(Self)
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Serde through `Display` and `FromStr`: a config file writes `"10m"`, `"1GiB"`.
-macro_rules! serde_as_str {
-    ($($t:ty),*) => {$(
         impl Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -281,10 +269,14 @@ macro_rules! serde_as_str {
                     .map_err(serde::de::Error::custom)
             }
         }
-    )*};
+    };
 }
 
-serde_as_str!(HumanDuration, ByteSize);
+text_quantity!(HumanDuration, parse_duration, |d| format!(
+    "{}s",
+    d.0.as_secs()
+));
+text_quantity!(ByteSize, parse_size, |b| b.0.to_string());
 
 /// Everything `kiln serve` needs, fully resolved.
 #[derive(Clone)]
@@ -355,35 +347,18 @@ impl ServeConfig {
         let data_dir = std::path::absolute(&data_dir)
             .with_context(|| format!("resolving data directory `{}`", data_dir.display()))?;
         let mut config = Self::for_data_dir(&data_dir);
-        let set = |target: &mut Duration, value: Option<HumanDuration>| {
-            if let Some(HumanDuration(d)) = value {
-                *target = d;
-            }
-        };
-        set(&mut config.build_lease_ttl, settings.build_lease_timeout);
-        set(&mut config.upstream_timeout, settings.upstream_timeout);
-        set(
-            &mut config.upload_limits.idle_timeout,
-            settings.upload_idle_timeout,
-        );
-        set(
-            &mut config.upload_limits.total_timeout,
-            settings.upload_timeout,
-        );
-        let size = |target: &mut u64, value: Option<ByteSize>| {
-            if let Some(ByteSize(n)) = value {
-                *target = n;
-            }
-        };
-        size(&mut config.max_upload_bytes, settings.max_upload_size);
-        size(
-            &mut config.archive_limits.max_metadata_bytes,
-            settings.max_metadata_size,
-        );
-        size(
-            &mut config.archive_limits.max_unpacked_bytes,
-            settings.max_unpacked_size,
-        );
+        let duration =
+            |value: Option<HumanDuration>, default: Duration| value.map_or(default, |d| d.0);
+        let size = |value: Option<ByteSize>, default: u64| value.map_or(default, |b| b.0);
+        config.build_lease_ttl = duration(settings.build_lease_timeout, config.build_lease_ttl);
+        config.upstream_timeout = duration(settings.upstream_timeout, config.upstream_timeout);
+        let limits = &mut config.upload_limits;
+        limits.idle_timeout = duration(settings.upload_idle_timeout, limits.idle_timeout);
+        limits.total_timeout = duration(settings.upload_timeout, limits.total_timeout);
+        config.max_upload_bytes = size(settings.max_upload_size, config.max_upload_bytes);
+        let archive = &mut config.archive_limits;
+        archive.max_metadata_bytes = size(settings.max_metadata_size, archive.max_metadata_bytes);
+        archive.max_unpacked_bytes = size(settings.max_unpacked_size, archive.max_unpacked_bytes);
         config.listen = settings.listen.unwrap_or(config.listen);
         config.database_url = settings.database_url.unwrap_or(config.database_url);
         config.storage_url = settings.storage.unwrap_or(config.storage_url);

@@ -293,19 +293,6 @@ mod tests {
         found
     }
 
-    fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(files(&path));
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-        out
-    }
-
     fn registry() -> BTreeSet<String> {
         VARIABLES.iter().map(|v| v.name.to_owned()).collect()
     }
@@ -314,9 +301,9 @@ mod tests {
     fn every_variable_the_code_names_is_registered_and_every_registered_one_is_used() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut used = BTreeSet::new();
-        for file in files(&root.join("src"))
+        for file in crate::layers::rust_files(&root.join("src"))
             .into_iter()
-            .chain(files(&root.join("tests")))
+            .chain(crate::layers::rust_files(&root.join("tests")))
         {
             if file.ends_with("env_vars.rs") {
                 continue;

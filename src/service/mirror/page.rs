@@ -53,13 +53,10 @@ impl Mirrors {
         force: bool,
     ) -> Result<Listing, UpstreamError> {
         let ttl = Duration::from_secs(settings(mirror)?.ttl_seconds);
-        let stored = db
-            .find_mirror_project(mirror.id, project.as_str())
-            .await
-            .map_err(|e| local("reading the mirror cache", e))?;
-        if !force && let Some(fresh_for) = stored.as_ref().and_then(|s| remaining(s, ttl)) {
-            return stored_listing(db, mirror.id, project, None, fresh_for).await;
-        }
+        let stored = match stored_unless_fresh(db, mirror, project, ttl, force).await? {
+            Stored::Fresh(listing) => return Ok(listing),
+            Stored::Due(stored) => stored,
+        };
         // A forced refresh (an operator asking) tries the upstream even while it is
         // marked down; everything else waits out the back-off.
         if let Some(err) = self.down_error(mirror.id).filter(|_| !force) {
@@ -94,13 +91,10 @@ impl Mirrors {
         let settings = settings(mirror)?;
         let ttl = Duration::from_secs(settings.ttl_seconds);
         // Another flight may have refreshed it while this one was being set up.
-        let stored = db
-            .find_mirror_project(mirror.id, project.as_str())
-            .await
-            .map_err(|e| local("reading the mirror cache", e))?;
-        if !force && let Some(fresh_for) = stored.as_ref().and_then(|s| remaining(s, ttl)) {
-            return stored_listing(db, mirror.id, project, None, fresh_for).await;
-        }
+        let stored = match stored_unless_fresh(db, mirror, project, ttl, force).await? {
+            Stored::Fresh(listing) => return Ok(listing),
+            Stored::Due(stored) => stored,
+        };
         let etag = stored
             .as_ref()
             .filter(|s| s.status == PageStatus::Found)
@@ -184,6 +178,33 @@ impl Mirrors {
         }
         stored_listing(db, mirror.id, project, None, ttl).await
     }
+}
+
+/// What the store holds for a page: a fresh listing to serve, or a record (if any) that
+/// is due for a refresh.
+enum Stored {
+    Fresh(Listing),
+    Due(Option<MirrorProjectRecord>),
+}
+
+/// The stored page, served as is while fresh (unless `force`).
+async fn stored_unless_fresh(
+    db: &Db,
+    mirror: &Index,
+    project: &ProjectName,
+    ttl: Duration,
+    force: bool,
+) -> Result<Stored, UpstreamError> {
+    let stored = db
+        .find_mirror_project(mirror.id, project.as_str())
+        .await
+        .map_err(|e| local("reading the mirror cache", e))?;
+    if !force && let Some(fresh_for) = stored.as_ref().and_then(|s| remaining(s, ttl)) {
+        return Ok(Stored::Fresh(
+            stored_listing(db, mirror.id, project, None, fresh_for).await?,
+        ));
+    }
+    Ok(Stored::Due(stored))
 }
 
 fn remaining(stored: &MirrorProjectRecord, ttl: Duration) -> Option<Duration> {
