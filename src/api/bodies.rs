@@ -11,6 +11,35 @@ use crate::domain::{
     MirrorSettings, Outcome,
 };
 
+/// Whether the server can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The database answers.
+    Ok,
+    /// It does not (HTTP 503).
+    Unavailable,
+}
+
+/// The answer to `GET /+health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// Whether the server can serve.
+    pub status: HealthStatus,
+    /// Kiln's version, when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The metadata database's engine (`sqlite`, `postgresql`), when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The object store's kind (`file`, `s3`, `memory`), when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Why not, when unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The answer to an upload (`POST /{ns}/{name}/`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadAnswer {
