@@ -1,7 +1,7 @@
 //! Promotion records, events, file listings copied between indexes, and yanks.
 
 use super::{Db, DbError, FileRecord, NewFile, WriteTx, decode, decode_json};
-use crate::domain::{EventKind, IndexName, Sha256Digest};
+use crate::domain::{EventKind, IndexName, ProjectName, Sha256Digest};
 
 /// A promotion as recorded, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,7 +9,7 @@ pub struct PromotionRecord {
     /// The audit record's id.
     pub id: i64,
     /// Normalized project name.
-    pub project: String,
+    pub project: ProjectName,
     /// Canonical version.
     pub version: String,
     /// The index it was promoted from.
@@ -53,7 +53,7 @@ impl TryFrom<PromotionRow> for PromotionRecord {
             target: decode(TABLE, "target_index_id", &row.target)?,
             files: decode_json(TABLE, "files", &row.files)?,
             evidence: decode_json(TABLE, "evidence", &row.evidence)?,
-            project: row.project,
+            project: decode(TABLE, "project", &row.project)?,
             version: row.version,
             policy: row.policy,
             promoted_by: row.promoted_by,
@@ -114,7 +114,7 @@ pub struct EventRecord {
     /// The index it concerns.
     pub index: IndexName,
     /// Normalized project name.
-    pub project: String,
+    pub project: ProjectName,
     /// Version as given.
     pub version: String,
     /// The token (or `auto (<rule>)`) that acted.
@@ -147,7 +147,7 @@ impl TryFrom<EventRow> for EventRecord {
             kind: decode(TABLE, "kind", &row.kind)?,
             index: decode(TABLE, "index_name", &row.index_name)?,
             detail: decode_json(TABLE, "detail", &row.detail)?,
-            project: row.project,
+            project: decode(TABLE, "project", &row.project)?,
             version: row.version,
             actor: row.actor,
             at: row.at,

@@ -102,7 +102,7 @@ pub async fn list_events(
             id: e.id,
             kind: e.kind,
             index: e.index.to_string(),
-            project: e.project,
+            project: e.project.to_string(),
             version: e.version,
             actor: e.actor,
             at: e.at,

@@ -33,7 +33,7 @@ impl From<PromotionRecord> for PromotionView {
     fn from(r: PromotionRecord) -> Self {
         Self {
             id: r.id,
-            project: r.project,
+            project: r.project.to_string(),
             version: r.version,
             source: r.source.to_string(),
             target: r.target.to_string(),
