@@ -199,16 +199,17 @@ pub async fn check_read(
     Ok(Readable { generation })
 }
 
-/// An index looked up and its chain resolved, once the caller was found to may read it.
+/// An index and its chain (the index itself, then everything it inherits), once the
+/// caller was found to may read them all.
 pub async fn readable_chain(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-) -> Result<Vec<Index>, ServiceError> {
+) -> Result<(Index, Vec<Index>), ServiceError> {
     let index = super::indexes::get_index(db, name).await?;
     let chain = super::resolve::chain_indexes(db, &index).await?;
     caller.require_read_chain(&chain)?;
-    Ok(chain)
+    Ok((index, chain))
 }
 
 fn lacks(permission: Permission, index: &IndexName, why: &str) -> ServiceError {

@@ -135,7 +135,11 @@ fn describe(principal: &Principal, builder: &str) -> String {
 }
 
 /// What a read of the release shows, without changing anything.
-async fn observe(db: &Db, index: &Index, release: &Release) -> Result<BuildStatus, ServiceError> {
+pub(super) async fn observe(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+) -> Result<BuildStatus, ServiceError> {
     let key = key(release, index);
     let build = db.find_build(key).await?;
     let files = release_files(
@@ -172,13 +176,10 @@ pub async fn status(
     release: &Release,
     wait_for: Option<Duration>,
 ) -> Result<BuildStatus, ServiceError> {
-    let chain = super::auth::readable_chain(db, caller, name).await?;
-    let index = chain.first().ok_or_else(|| {
-        ServiceError::Internal(format!("the chain of `{name}` does not start with it"))
-    })?;
+    let (index, _) = super::auth::readable_chain(db, caller, name).await?;
     match wait_for {
-        Some(timeout) => wait(db, index, release, timeout).await,
-        None => observe(db, index, release).await,
+        Some(timeout) => wait(db, &index, release, timeout).await,
+        None => observe(db, &index, release).await,
     }
 }
 

@@ -147,9 +147,8 @@ pub async fn show_index(
     caller: &Caller,
     name: &IndexName,
 ) -> Result<(Index, Vec<String>), ServiceError> {
-    let chain = auth::readable_chain(db, caller, name).await?;
+    let (index, chain) = auth::readable_chain(db, caller, name).await?;
     let shadowed = super::mirror::Mirrors::shadowed(db, &chain).await?;
-    let index = chain.into_iter().next().ok_or_else(|| not_found(name))?;
     Ok((index, shadowed))
 }
 

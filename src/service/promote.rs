@@ -482,7 +482,7 @@ pub async fn list_promotions(
     limit: i64,
 ) -> Result<Vec<PromotionView>, ServiceError> {
     let target_id = match target {
-        Some(name) => Some(super::auth::readable_chain(db, caller, name).await?[0].id),
+        Some(name) => Some(super::auth::readable_chain(db, caller, name).await?.0.id),
         None => None,
     };
     let readable = readable_names(db, caller).await?;

@@ -240,41 +240,46 @@ pub async fn release_status(
     name: &IndexName,
     release: &Release,
 ) -> Result<(super::builds::BuildStatus, Vec<FileVerdicts>), ServiceError> {
-    let build = super::builds::status(db, caller, name, release, None).await?;
-    let index = super::indexes::get_index(db, name).await?;
-    Ok((build, release_verdicts(db, &index, release).await?))
+    let (index, chain) = super::auth::readable_chain(db, caller, name).await?;
+    let build = super::builds::observe(db, &index, release).await?;
+    Ok((build, release_verdicts(db, &chain, release).await?))
 }
 
+/// The release's files through `chain` (own first) with their latest verdicts; each file
+/// is named by the chain index that lists it.
 async fn release_verdicts(
     db: &Db,
-    index: &Index,
+    chain: &[Index],
     release: &Release,
 ) -> Result<Vec<FileVerdicts>, ServiceError> {
-    let chain = resolve::chain(db, index).await?;
-    let files: Vec<FileRecord> = resolve::project_files(db, &chain, &release.project)
+    let ids: Vec<i64> = chain.iter().map(|i| i.id).collect();
+    let files: Vec<FileRecord> = resolve::project_files(db, &ids, &release.project)
         .await?
         .into_iter()
         .filter(|f| release.matches(&f.version))
         .collect();
-    let names: BTreeMap<i64, IndexName> = db
-        .list_indexes()
-        .await?
-        .into_iter()
-        .map(|i| (i.id, i.name))
-        .collect();
     let latest = latest_of_files(db, &files).await?;
-    Ok(files
+    files
         .into_iter()
         .zip(latest)
-        .map(|(file, latest)| FileVerdicts {
-            index: names
-                .get(&file.index_id)
-                .cloned()
-                .unwrap_or_else(|| index.name.clone()),
-            latest,
-            file,
+        .map(|(file, latest)| {
+            let index = chain
+                .iter()
+                .find(|i| i.id == file.index_id)
+                .map(|i| i.name.clone())
+                .ok_or_else(|| {
+                    ServiceError::Internal(format!(
+                        "`{}` came from index {} outside the chain",
+                        file.filename, file.index_id
+                    ))
+                })?;
+            Ok(FileVerdicts {
+                index,
+                file,
+                latest,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The latest result of each stage for each file's sha256, in the files' order.

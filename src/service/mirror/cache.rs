@@ -9,8 +9,8 @@ impl Mirrors {
         caller: &Caller,
         name: &IndexName,
     ) -> Result<(Index, MirrorSettings, Vec<MirrorCacheRow>), ServiceError> {
-        let chain = crate::service::auth::readable_chain(db, caller, name).await?;
-        let mirror = mirror_index(chain.into_iter().next(), name)?;
+        let (index, _) = crate::service::auth::readable_chain(db, caller, name).await?;
+        let mirror = mirror_index(Some(index), name)?;
         let settings = mirror.settings.mirror.clone().ok_or_else(|| {
             ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
         })?;

@@ -250,7 +250,7 @@ impl Mirrors {
         sha256: &Sha256Digest,
         filename: &str,
     ) -> Result<Option<Located>, ServiceError> {
-        let chain = super::auth::readable_chain(db, caller, name).await?;
+        let (_, chain) = super::auth::readable_chain(db, caller, name).await?;
         Self::locate(db, &chain, sha256, filename).await
     }
 
