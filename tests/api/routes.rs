@@ -27,7 +27,7 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
         }),
         ("POST", paths::RELEASE_YANK) => json!({"reason": "walking the routes"}),
         ("POST", paths::PROMOTIONS) => json!({
-            "project": "secret-pkg", "version": "1.0", "from": "sec/priv", "to": "root/prod"
+            "project": "secret-pkg", "version": "1.0", "from": "sec/priv", "to": "sec/vault"
         }),
         // No body: the upload is refused before its body is read; the others take none.
         (
@@ -45,28 +45,70 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
     Some(body)
 }
 
-/// True when a response mentions what only a reader of `sec/priv` may see.
+/// True when a response mentions what only a reader of `sec/priv` or `sec/vault` may see.
 fn leaks(body: &str) -> bool {
-    ["sec/priv", "secret-pkg", "secret_pkg"]
+    ["sec/priv", "sec/vault", "secret-pkg", "secret_pkg"]
         .iter()
         .any(|secret| body.contains(secret))
 }
 
 #[tokio::test]
 async fn every_route_refuses_callers_the_access_table_refuses() {
-    let app = TestApp::spawn().await;
-    let created = call(
-        &app,
-        "POST",
-        "+api/v1/indexes",
-        Some(ADMIN_TOKEN),
-        Some(json!({"name": "sec/priv", "private": true, "bases": ["root/master"]})),
-    )
+    // A private index with a promotion-only private target, so the lists the walk reads
+    // (promotions, events) really hold private records to filter.
+    let policy = format!(
+        "{}\n[[promotion]]\nname = \"sec\"\nfrom = \"sec/priv\"\nto = \"sec/vault\"\nrequired-stages = [\"unit\"]\n",
+        kiln::policy::DEFAULT_POLICY
+    );
+    let app = TestApp::spawn_with(|c| {
+        c.policies = kiln::policy::Policies::parse("routes.toml", &policy).unwrap();
+    })
     .await;
-    assert_eq!(created.status(), 201, "creating the private index");
+    for body in [
+        json!({"name": "sec/vault", "private": true, "promotion_only": true}),
+        json!({"name": "sec/priv", "private": true, "bases": ["sec/vault"]}),
+    ] {
+        let created = call(
+            &app,
+            "POST",
+            "+api/v1/indexes",
+            Some(ADMIN_TOKEN),
+            Some(body),
+        )
+        .await;
+        assert_eq!(created.status(), 201, "creating the private indexes");
+    }
     let wheel = crate::helpers::Dist::wheel("secret-pkg", "1.0");
     assert_eq!(app.upload("sec/priv", &wheel).await.status(), 200);
     let sha256 = wheel.sha256();
+    let admin = |method: &'static str, path: &'static str, body: Option<Value>| {
+        call(&app, method, path, Some(ADMIN_TOKEN), body)
+    };
+    let reported = admin(
+        "POST",
+        "+api/v1/results",
+        Some(json!({"sha256": sha256, "stage": "unit", "run_id": "setup", "outcome": "pass", "duration_ms": 1})),
+    )
+    .await;
+    assert_eq!(
+        reported.status(),
+        201,
+        "reporting the private release green"
+    );
+    let promoted = admin(
+        "POST",
+        "+api/v1/promotions",
+        Some(json!({"project": "secret-pkg", "version": "1.0", "from": "sec/priv", "to": "sec/vault"})),
+    )
+    .await;
+    assert_eq!(promoted.status(), 200, "promoting into the private target");
+    for list in ["+api/v1/promotions", "+api/v1/events"] {
+        let seen = admin("GET", list, None).await.text().await.unwrap();
+        assert!(
+            leaks(&seen),
+            "the admin sees the private records in {list}: {seen}"
+        );
+    }
     let unrelated = mint(&app, "unrelated", &["admin:other/*"]).await;
     let params = [
         ("ns", "sec"),
