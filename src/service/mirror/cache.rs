@@ -10,7 +10,7 @@ impl Mirrors {
         name: &IndexName,
     ) -> Result<(Index, MirrorSettings, Vec<MirrorCacheRow>), ServiceError> {
         let (index, _) = crate::service::auth::readable_chain(db, caller, name).await?;
-        let mirror = mirror_index(Some(index), name)?;
+        let mirror = mirror_index(index)?;
         let settings = mirror.settings.mirror.clone().ok_or_else(|| {
             ServiceError::Internal(format!("mirror `{name}` has no upstream settings"))
         })?;
@@ -28,7 +28,7 @@ impl Mirrors {
         project: &ProjectName,
     ) -> Result<Listing, ServiceError> {
         caller.require(Permission::Upload, name)?;
-        let mirror = mirror_index(db.find_index(name).await?, name)?;
+        let mirror = mirror_index(crate::service::indexes::get_index(db, name).await?)?;
         Ok(self.listing(db, &mirror, project, true).await?)
     }
 
@@ -43,7 +43,7 @@ impl Mirrors {
         project: &ProjectName,
     ) -> Result<usize, ServiceError> {
         caller.require(Permission::Admin, name)?;
-        let mirror = &mirror_index(db.find_index(name).await?, name)?;
+        let mirror = &mirror_index(crate::service::indexes::get_index(db, name).await?)?;
         let mut tx = db.begin_write().await?;
         let Some(orphans) =
             Db::purge_mirror_project_tx(&mut tx, mirror.id, project.as_str()).await?

@@ -310,13 +310,12 @@ impl Mirrors {
     }
 }
 
-/// The index, refused unless it exists and is a mirror.
-fn mirror_index(found: Option<Index>, name: &IndexName) -> Result<Index, ServiceError> {
-    let index =
-        found.ok_or_else(|| ServiceError::NotFound(format!("index `{name}` does not exist")))?;
+/// The index, refused unless it is a mirror.
+fn mirror_index(index: Index) -> Result<Index, ServiceError> {
     if index.settings.kind != IndexKind::Mirror {
         return Err(ServiceError::Invalid(format!(
-            "index `{name}` is a stage index, not a mirror; it has no upstream cache"
+            "index `{}` is a stage index, not a mirror; it has no upstream cache",
+            index.name
         )));
     }
     Ok(index)
