@@ -69,13 +69,7 @@ fn timed_body(
 
 fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
     match err {
-        multer::Error::StreamReadFailed(cause) => match cause.downcast::<BodyError>() {
-            Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
-                ServiceError::Timeout(timeout.to_string())
-            }
-            Ok(read) => body_ended_early(&read),
-            Err(other) => body_ended_early(&other),
-        },
+        multer::Error::StreamReadFailed(cause) => body_read_failed(cause),
         multer::Error::FieldSizeExceeded { field_name, .. }
             if field_name.as_deref() == Some("content") =>
         {
@@ -191,19 +185,22 @@ where
                     )));
                 }
             }
-            Err(err) => {
-                let err: Box<dyn std::error::Error + Send + Sync> = err.into();
-                return Err(match err.downcast::<BodyError>() {
-                    Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
-                        ServiceError::Timeout(timeout.to_string())
-                    }
-                    Ok(read) => body_ended_early(&read),
-                    Err(other) => body_ended_early(&other),
-                });
-            }
+            Err(err) => return Err(body_read_failed(err.into())),
         }
     }
     Ok(())
+}
+
+/// Why reading the body failed: one of our timeouts (408), or the body ending before the
+/// length it announced (400).
+fn body_read_failed(cause: Box<dyn std::error::Error + Send + Sync>) -> ServiceError {
+    match cause.downcast::<BodyError>() {
+        Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
+            ServiceError::Timeout(timeout.to_string())
+        }
+        Ok(read) => body_ended_early(&read),
+        Err(other) => body_ended_early(&other),
+    }
 }
 
 fn body_ended_early(cause: &dyn std::fmt::Display) -> ServiceError {
