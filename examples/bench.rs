@@ -284,7 +284,18 @@ fn waiter_latency(base: &str, token: &str, dir: &Path) -> anyhow::Result<Vec<f64
         for round in 0..WAIT_ROUNDS {
             let version = format!("9.0.{round}");
             let view = client
-                .claim_build(&index, "bench-wait", &version, &ClaimBuild::default())
+                .claim_build(
+                    &index,
+                    "bench-wait",
+                    &version,
+                    &ClaimBuild {
+                        builder: "bench".into(),
+                        retry: false,
+                        provenance: kiln::domain::Provenance::of_commit(
+                            "b0b0b0b".parse().map_err(anyhow::Error::msg)?,
+                        ),
+                    },
+                )
                 .await?;
             let BuildStateView::Claimed { lease_id, .. } = view.status else {
                 bail!("expected to claim bench-wait {version}, got {view:?}");

@@ -44,6 +44,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What a promotion (or an automatic one after a stage report) reads.
+    #[must_use]
+    pub fn promoter(&self) -> crate::service::promote::Promoter<'_> {
+        crate::service::promote::Promoter {
+            db: &self.db,
+            storage: &self.storage,
+            mirrors: &self.mirrors,
+            policies: &self.config.policies,
+        }
+    }
+
     /// Builds the state, compiling the templates.
     pub fn new(db: Db, storage: Storage, config: ServeConfig) -> anyhow::Result<Self> {
         let mut templates = minijinja::Environment::new();

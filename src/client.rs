@@ -177,9 +177,12 @@ impl Client {
         self.expect(self.http.patch(&url).json(patch), &url).await
     }
 
-    /// Deletes an index.
-    pub async fn delete_index(&self, name: &IndexName) -> Result<(), ClientError> {
-        let url = self.url(&fill(paths::INDEX, &[("index", name.to_string())]));
+    /// Deletes an index; `force` is needed (with admin on `*`) for a promotion-only one.
+    pub async fn delete_index(&self, name: &IndexName, force: bool) -> Result<(), ClientError> {
+        let mut url = self.url(&fill(paths::INDEX, &[("index", name.to_string())]));
+        if force {
+            url.push_str("?force=true");
+        }
         self.send::<serde_json::Value>(self.http.delete(&url), &url)
             .await?;
         Ok(())

@@ -185,6 +185,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "this job's run id for results (`--run-id`)",
     ),
     var(
+        "KILN_COMMIT",
+        Role::Hook,
+        "the commit being built (`--commit`; default: the CI's commit variable, else git's HEAD)",
+    ),
+    var(
         "KILN_BASE_VERSION",
         Role::Hook,
         "the human version part, e.g. `1.4` (`--base-version`)",

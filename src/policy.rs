@@ -11,9 +11,13 @@
 //! every check with what was expected and what was found, so a refusal can list all of
 //! them at once.
 //!
-//! Traps: "green" is the *latest* result of each required stage per sha256 — a re-run that
-//! fails turns a release red again; and "newer than the target" compares PEP 440 versions,
-//! never strings (`1.10` > `1.9`).
+//! Traps: "green" is the *latest* result of each stage per sha256 *on the source index* —
+//! a re-run that fails turns a release red again, and a stage that reported red blocks the
+//! release even when the rule does not require it (`all-reported-stages-green`); an
+//! `error` (the stage could not run) blocks like a fail. Only files built under a lease
+//! move by default (`built-only`), and sdists move only when a stage tested them
+//! (`sdists = "if-tested"`). "Newer than the target" compares PEP 440 versions, never
+//! strings (`1.10` > `1.9`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -44,10 +48,14 @@ pub struct PolicyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum SdistRule {
-    /// Promote them along; their stage results are not required.
+    /// Promote an sdist only if a stage tested it and it is green like a wheel must be;
+    /// leave an untested one behind (the release still moves with its wheels).
     #[default]
+    IfTested,
+    /// Promote them along untested (an explicit choice: production then lists files no
+    /// stage installed).
     Promote,
-    /// Promote them only if they, too, are green in every required stage.
+    /// Refuse the release unless its sdists, too, are green in every required stage.
     RequireGreen,
     /// Leave them behind.
     Skip,
@@ -83,6 +91,10 @@ struct RawRule {
     sdists: SdistRule,
     #[serde(default)]
     auto: bool,
+    #[serde(default = "yes")]
+    built_only: bool,
+    #[serde(default = "yes")]
+    all_reported_stages_green: bool,
 }
 
 fn yes() -> bool {
@@ -118,6 +130,10 @@ pub struct PromotionRule {
     pub sdists: SdistRule,
     /// Promote as soon as the last required stage reports green.
     pub auto: bool,
+    /// Only files uploaded under a completed build lease move (never hand uploads).
+    pub built_only: bool,
+    /// Every stage that reported for a file, required or not, must pass.
+    pub all_reported_stages_green: bool,
 }
 
 /// Every rule of every policy file.
@@ -211,6 +227,12 @@ impl Policies {
             if name.is_empty() {
                 return Err(error(Some(rule_span), "`name` is empty".into()));
             }
+            if raw.auto && !raw.built_only {
+                return Err(error(
+                    Some(rule_span),
+                    "`auto = true` needs `built-only = true`: automatic promotion never promotes a file without build provenance; promote hand uploads with `kiln promote` under a rule without `auto`".into(),
+                ));
+            }
             rules.push(PromotionRule {
                 name,
                 file: file.to_owned(),
@@ -223,6 +245,8 @@ impl Policies {
                 all_wheels_green: raw.all_wheels_green,
                 sdists: raw.sdists,
                 auto: raw.auto,
+                built_only: raw.built_only,
+                all_reported_stages_green: raw.all_reported_stages_green,
             });
         }
         Ok(Self { rules })
@@ -233,7 +257,29 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// A file of the release being promoted, with its latest stage verdicts.
+/// The latest result of one stage on a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageVerdict {
+    /// Pass, fail or error.
+    pub outcome: Outcome,
+    /// Why an `error` stage could not run.
+    pub cause: Option<String>,
+}
+
+impl StageVerdict {
+    fn found(&self, sha256: &str) -> String {
+        match self.outcome {
+            Outcome::Pass => "pass".to_owned(),
+            Outcome::Fail => format!("fail (latest result; log tail at /+api/v1/results/{sha256})"),
+            Outcome::Error => format!(
+                "error: the stage could not run ({}); fix the runner and re-run the stage",
+                self.cause.as_deref().unwrap_or("no cause given")
+            ),
+        }
+    }
+}
+
+/// A file of the release being promoted, with its latest stage verdicts on the source.
 #[derive(Debug, Clone)]
 pub struct CandidateFile {
     /// The filename.
@@ -242,8 +288,20 @@ pub struct CandidateFile {
     pub sha256: String,
     /// True for wheels.
     pub is_wheel: bool,
-    /// The latest outcome of each stage reported against its sha256.
-    pub latest: BTreeMap<String, Outcome>,
+    /// The latest verdict of each stage reported for its sha256 on the source index.
+    pub latest: BTreeMap<String, StageVerdict>,
+    /// The commit of the completed build lease it was uploaded under; `None` for a file
+    /// uploaded by hand (or whose build is not complete).
+    pub built_from: Option<String>,
+}
+
+/// What a rule says about a release: every check, and which files would move.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Every check, passed or not, in a stable order.
+    pub checks: Vec<Check>,
+    /// Indexes (into the candidate files) of the files that would be listed on the target.
+    pub moving: Vec<usize>,
 }
 
 impl PromotionRule {
@@ -255,7 +313,7 @@ impl PromotionRule {
         version: &Version,
         target_versions: &[Version],
         files: &[CandidateFile],
-    ) -> Vec<Check> {
+    ) -> Evaluation {
         let mut checks = Vec::new();
         let mut check = |rule: String, passed: bool, expected: String, found: String| {
             checks.push(Check {
@@ -301,50 +359,126 @@ impl PromotionRule {
             "at least one wheel".into(),
             format!("{} wheel(s)", wheels.len()),
         );
+        let (moving, left_behind) = self.moving(files);
+        checks.extend(left_behind);
+        if self.built_only {
+            checks.extend(moving.iter().map(|&position| built_check(&files[position])));
+        }
         let gated: Vec<&CandidateFile> = files
             .iter()
-            .filter(|f| {
-                if f.is_wheel {
-                    true
-                } else {
-                    self.sdists == SdistRule::RequireGreen
-                }
-            })
+            .filter(|f| f.is_wheel || self.sdists == SdistRule::RequireGreen)
             .collect();
-        let green = |file: &CandidateFile, stage: &str| {
-            file.latest.get(stage).copied() == Some(Outcome::Pass)
-        };
+        checks.extend(self.stage_checks(&gated));
+        Evaluation { checks, moving }
+    }
+
+    fn green(file: &CandidateFile, stage: &str) -> bool {
+        file.latest.get(stage).map(|v| v.outcome) == Some(Outcome::Pass)
+    }
+
+    /// Which files move (positions), and a note for each sdist left behind.
+    fn moving(&self, files: &[CandidateFile]) -> (Vec<usize>, Vec<Check>) {
+        let mut moving = Vec::new();
+        let mut notes = Vec::new();
+        for (position, file) in files.iter().enumerate() {
+            let tested = || {
+                self.required_stages
+                    .iter()
+                    .all(|stage| Self::green(file, stage))
+                    && (!self.all_reported_stages_green
+                        || file.latest.values().all(|v| v.outcome == Outcome::Pass))
+                    && (!self.built_only || file.built_from.is_some())
+            };
+            let moves = file.is_wheel
+                || match self.sdists {
+                    SdistRule::Skip => false,
+                    SdistRule::Promote | SdistRule::RequireGreen => true,
+                    SdistRule::IfTested => tested(),
+                };
+            if moves {
+                moving.push(position);
+            } else if self.sdists == SdistRule::IfTested {
+                notes.push(Check {
+                    rule: format!("sdist `{}` left behind", file.filename),
+                    passed: true,
+                    expected:
+                        "an sdist moves only when every required stage installed it and passed"
+                            .into(),
+                    found: if file.latest.is_empty() {
+                        "no stage reported for it; the release moves with its wheels".into()
+                    } else {
+                        "not green in every stage; the release moves with its wheels".into()
+                    },
+                });
+            }
+        }
+        (moving, notes)
+    }
+
+    /// The required stages of every gated file (or of some wheel, when not every wheel
+    /// must be green), then every other stage that reported: listed always, blocking
+    /// when red unless the rule opts out.
+    fn stage_checks(&self, gated: &[&CandidateFile]) -> Vec<Check> {
+        let mut checks = Vec::new();
         if self.all_wheels_green || gated.len() <= 1 {
-            for file in &gated {
+            for file in gated {
                 for stage in &self.required_stages {
-                    let found = match file.latest.get(stage) {
-                        Some(Outcome::Pass) => "pass".to_owned(),
-                        Some(Outcome::Fail) => format!(
-                            "fail (latest result; log tail at /+api/v1/results/{})",
-                            file.sha256
-                        ),
-                        None => "no result".to_owned(),
-                    };
-                    check(
-                        format!("stage `{stage}` green for `{}`", file.filename),
-                        green(file, stage),
-                        "pass".into(),
-                        found,
-                    );
+                    checks.push(Check {
+                        rule: format!("stage `{stage}` green for `{}`", file.filename),
+                        passed: Self::green(file, stage),
+                        expected: "pass".into(),
+                        found: file
+                            .latest
+                            .get(stage)
+                            .map_or_else(|| "no result".to_owned(), |v| v.found(&file.sha256)),
+                    });
                 }
             }
         } else {
             for stage in &self.required_stages {
-                let any = gated.iter().any(|f| green(f, stage));
-                check(
-                    format!("stage `{stage}` green for some wheel"),
-                    any,
-                    "pass on at least one wheel".into(),
-                    if any { "pass" } else { "no passing wheel" }.into(),
-                );
+                let any = gated.iter().any(|f| Self::green(f, stage));
+                checks.push(Check {
+                    rule: format!("stage `{stage}` green for some wheel"),
+                    passed: any,
+                    expected: "pass on at least one wheel".into(),
+                    found: if any { "pass" } else { "no passing wheel" }.into(),
+                });
+            }
+        }
+        for file in gated {
+            for (stage, verdict) in &file.latest {
+                if self.required_stages.contains(stage) {
+                    continue;
+                }
+                checks.push(Check {
+                    rule: format!(
+                        "stage `{stage}` (reported, not required) green for `{}`",
+                        file.filename
+                    ),
+                    passed: verdict.outcome == Outcome::Pass || !self.all_reported_stages_green,
+                    expected: if self.all_reported_stages_green {
+                        "pass: every stage that reported must pass".into()
+                    } else {
+                        "anything (`all-reported-stages-green = false`)".into()
+                    },
+                    found: verdict.found(&file.sha256),
+                });
             }
         }
         checks
+    }
+}
+
+/// The provenance check of a file that would move.
+fn built_check(file: &CandidateFile) -> Check {
+    Check {
+        rule: format!("`{}` built under a lease", file.filename),
+        passed: file.built_from.is_some(),
+        expected: "uploaded under a completed build lease (`kiln ensure`), with provenance".into(),
+        found: file.built_from.as_ref().map_or_else(
+            || "uploaded without a build lease (by hand), so nothing says what source it was built from; rebuild it with `kiln ensure`, or promote it under a rule with `built-only = false`".into(),
+            |commit| format!("built from commit {commit}"),
+        ),
     }
 }
 
@@ -367,7 +501,23 @@ mod tests {
             filename: "demo-1.4.63-py3-none-any.whl".into(),
             sha256: "ab".repeat(32),
             is_wheel: true,
-            latest: results.iter().map(|(s, o)| ((*s).to_owned(), *o)).collect(),
+            latest: results
+                .iter()
+                .map(|(s, o)| {
+                    let cause =
+                        (*o == Outcome::Error).then(|| "command `tox` not found".to_owned());
+                    ((*s).to_owned(), StageVerdict { outcome: *o, cause })
+                })
+                .collect(),
+            built_from: Some("abcdef1".into()),
+        }
+    }
+
+    fn sdist(results: &[(&str, Outcome)]) -> CandidateFile {
+        CandidateFile {
+            filename: "demo-1.4.63.tar.gz".into(),
+            is_wheel: false,
+            ..wheel(results)
         }
     }
 
@@ -392,21 +542,25 @@ mod tests {
 
     #[test]
     fn green_new_final_releases_pass() {
-        let checks = rule().evaluate(
-            &v("1.4.63"),
-            &[v("1.4.9")],
-            &[wheel(&[("unit", Outcome::Pass)])],
-        );
+        let checks = rule()
+            .evaluate(
+                &v("1.4.63"),
+                &[v("1.4.9")],
+                &[wheel(&[("unit", Outcome::Pass)])],
+            )
+            .checks;
         assert!(failing(&checks).is_empty(), "{checks:?}");
     }
 
     #[test]
     fn every_failing_rule_is_reported() {
-        let checks = rule().evaluate(
-            &v("1.4.dev3+local"),
-            &[v("1.10")],
-            &[wheel(&[("unit", Outcome::Fail)])],
-        );
+        let checks = rule()
+            .evaluate(
+                &v("1.4.dev3+local"),
+                &[v("1.10")],
+                &[wheel(&[("unit", Outcome::Fail)])],
+            )
+            .checks;
         assert_eq!(
             failing(&checks),
             [
@@ -416,11 +570,98 @@ mod tests {
                 "stage `unit` green for `demo-1.4.63-py3-none-any.whl`"
             ]
         );
-        let missing = rule().evaluate(&v("2.0"), &[], &[wheel(&[])]);
+        let missing = rule().evaluate(&v("2.0"), &[], &[wheel(&[])]).checks;
         let check = missing.iter().find(|c| !c.passed).unwrap();
         assert_eq!(check.found, "no result");
-        let no_wheel = rule().evaluate(&v("2.0"), &[], &[]);
+        let no_wheel = rule().evaluate(&v("2.0"), &[], &[]).checks;
         assert_eq!(failing(&no_wheel), ["has a wheel"]);
+    }
+
+    #[test]
+    fn a_red_stage_blocks_even_when_not_required() {
+        let file = wheel(&[("unit", Outcome::Pass), ("static", Outcome::Fail)]);
+        let checks = rule()
+            .evaluate(&v("2.0"), &[], std::slice::from_ref(&file))
+            .checks;
+        assert_eq!(
+            failing(&checks),
+            ["stage `static` (reported, not required) green for `demo-1.4.63-py3-none-any.whl`"]
+        );
+        let lenient = PromotionRule {
+            all_reported_stages_green: false,
+            ..rule()
+        };
+        let listed = lenient.evaluate(&v("2.0"), &[], &[file]).checks;
+        assert!(failing(&listed).is_empty(), "{listed:?}");
+        assert!(
+            listed.iter().any(|c| c.rule.contains("`static`")),
+            "the dry run still lists every stage that reported: {listed:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_blocks_and_says_it_could_not_run() {
+        let checks = rule()
+            .evaluate(&v("2.0"), &[], &[wheel(&[("unit", Outcome::Error)])])
+            .checks;
+        let check = checks.iter().find(|c| !c.passed).unwrap();
+        assert!(
+            check
+                .found
+                .starts_with("error: the stage could not run (command `tox` not found)"),
+            "{check:?}"
+        );
+    }
+
+    #[test]
+    fn hand_uploads_do_not_move_unless_allowed() {
+        let hand = CandidateFile {
+            built_from: None,
+            ..wheel(&[("unit", Outcome::Pass)])
+        };
+        let checks = rule()
+            .evaluate(&v("2.0"), &[], std::slice::from_ref(&hand))
+            .checks;
+        assert_eq!(
+            failing(&checks),
+            ["`demo-1.4.63-py3-none-any.whl` built under a lease"]
+        );
+        let allowed = PromotionRule {
+            built_only: false,
+            ..rule()
+        };
+        assert!(failing(&allowed.evaluate(&v("2.0"), &[], &[hand]).checks).is_empty());
+        let auto_hand = DEFAULT_POLICY
+            .replace("auto = false", "auto = true")
+            .replace("built-only = true", "built-only = false");
+        let err = Policies::parse("p.toml", &auto_hand).unwrap_err();
+        assert!(
+            err.reason.contains("automatic promotion never promotes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn untested_sdists_are_left_behind() {
+        let files = [wheel(&[("unit", Outcome::Pass)]), sdist(&[])];
+        let evaluation = rule().evaluate(&v("2.0"), &[], &files);
+        assert!(
+            failing(&evaluation.checks).is_empty(),
+            "{:?}",
+            evaluation.checks
+        );
+        assert_eq!(evaluation.moving, [0]);
+        assert!(
+            evaluation
+                .checks
+                .iter()
+                .any(|c| c.rule == "sdist `demo-1.4.63.tar.gz` left behind")
+        );
+        let tested = [
+            wheel(&[("unit", Outcome::Pass)]),
+            sdist(&[("unit", Outcome::Pass)]),
+        ];
+        assert_eq!(rule().evaluate(&v("2.0"), &[], &tested).moving, [0, 1]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::scope::Scope;
 use crate::domain::{
     Check, DEFAULT_MIRROR_TTL_SECONDS, EventKind, Index, IndexKind, IndexName, IndexSettings,
-    MirrorSettings, Outcome,
+    MirrorSettings, Outcome, Provenance,
 };
 
 /// Whether the server can serve.
@@ -142,6 +142,17 @@ pub struct ModifyIndex {
     pub mirror_ttl_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_allow: Option<Vec<String>>,
+    /// Needed (with admin on `*`) to clear `promotion_only`: production is append-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// Query of an index deletion.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DeleteQuery {
+    /// Needed (with admin on `*`) to delete a promotion-only index.
+    #[serde(default)]
+    pub force: bool,
 }
 
 // Build leases.
@@ -157,6 +168,10 @@ pub struct ReleaseFile {
     pub size: u64,
     /// Server-relative download URL.
     pub url: String,
+    /// Where it was built (commit, CI run, runner, environment); absent for a file
+    /// uploaded without a build lease (by hand, e.g. twine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// A build's state as the API shows it; `state` names the variant.
@@ -214,10 +229,13 @@ pub struct BuildView {
     /// Where the build stands.
     #[serde(flatten)]
     pub status: BuildStateView,
+    /// The source and CI run of the build (of its current holder while building).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// Body of a claim.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBuild {
     /// Who is asking (runner, CI job); shown to waiters.
@@ -226,6 +244,9 @@ pub struct ClaimBuild {
     /// Claim a failed build again instead of reporting its failure.
     #[serde(default)]
     pub retry: bool,
+    /// The source commit and CI run the claimant builds from. A version is built from
+    /// one commit: a claim from another commit than the release's build is refused (409).
+    pub provenance: Provenance,
 }
 
 /// Body of heartbeat and complete.
@@ -266,6 +287,9 @@ pub struct JunitCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageReport {
+    /// The index the stage installed the artifact from; the verdict counts for that
+    /// index only, and the reporter needs `report` on it.
+    pub index: IndexName,
     /// The tested artifact.
     pub sha256: String,
     /// Stage name, e.g. `unit`.
@@ -274,6 +298,9 @@ pub struct StageReport {
     pub run_id: String,
     /// The verdict.
     pub outcome: Outcome,
+    /// For `error`: why the stage could not run (required then, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// The command's exit status, when it ran and exited.
     #[serde(default)]
     pub exit_code: Option<i64>,
@@ -293,6 +320,8 @@ pub struct StageReport {
 /// A stored result as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultView {
+    /// The index the result counts for.
+    pub index: String,
     /// The artifact.
     pub sha256: String,
     /// The stage, e.g. `unit` or `functional`.
@@ -302,6 +331,9 @@ pub struct ResultView {
     pub run_id: String,
     /// The verdict.
     pub outcome: Outcome,
+    /// For `error`: why the stage could not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
     /// How long the stage command ran, in milliseconds.
@@ -316,6 +348,10 @@ pub struct ResultView {
     pub reported_by: String,
     /// When it was recorded (RFC 3339, UTC).
     pub reported_at: String,
+    /// True when the release had already been promoted from this index when the result
+    /// arrived: it is kept and shown, and changes nothing on the target.
+    #[serde(default)]
+    pub after_promotion: bool,
 }
 
 /// The results of one artifact.
@@ -352,6 +388,16 @@ pub struct ReleaseStatus {
 
 // Promotions, yanks, events.
 
+/// A release named in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRef {
+    /// The project.
+    pub project: String,
+    /// The version.
+    pub version: String,
+}
+
 /// What a promotion request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +406,10 @@ pub struct PromoteRequest {
     pub project: String,
     /// The version.
     pub version: String,
+    /// Further releases promoted in the same transaction (all or none), e.g. a library
+    /// and the application that requires it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub together: Vec<ReleaseRef>,
     /// The source index (default: the source of the only rule that fits).
     #[serde(default)]
     pub from: Option<IndexName>,
@@ -372,7 +422,7 @@ pub struct PromoteRequest {
 }
 
 /// How a promotion request ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PromotionResult {
     /// The files are now on the target.
@@ -404,6 +454,10 @@ pub struct PromotionOutcome {
     pub checks: Vec<Check>,
     /// The audit record, when promoted or already promoted.
     pub promotion: Option<PromotionView>,
+    /// The outcomes of the request's `together` releases, in order. With them, `result`
+    /// is the whole request's: one refused release refuses them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub together: Vec<PromotionOutcome>,
 }
 
 /// A promotion audit record as the API shows it.
@@ -466,12 +520,15 @@ pub struct EventView {
     pub id: i64,
     /// What happened.
     pub kind: EventKind,
-    /// The index concerned.
-    pub index: String,
-    /// The normalized project name.
-    pub project: String,
-    /// The version concerned.
-    pub version: String,
+    /// The index concerned (absent for a server-wide event, e.g. a token's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// The normalized project name, for a release's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The version concerned, for a release's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The token (or `auto (<rule>)`) that acted.
     pub actor: String,
     /// When (RFC 3339, UTC).

@@ -26,6 +26,10 @@ pub struct HookArgs {
     /// This job's run id, for results (default: from the CI environment).
     #[arg(long, env = "KILN_RUN_ID")]
     pub run_id: Option<String>,
+    /// The commit being built (default: the CI's commit variable, else git's HEAD in the
+    /// project directory, marked dirty with a fingerprint of uncommitted changes).
+    #[arg(long, env = "KILN_COMMIT")]
+    pub commit: Option<String>,
     /// The human version part, e.g. `1.4` (default: `[tool.kiln] base-version`, else a
     /// static `[project].version`).
     #[arg(long, env = "KILN_BASE_VERSION")]
@@ -75,6 +79,7 @@ impl HookArgs {
                 branch: self.branch.clone(),
                 build_number: self.build_number.clone(),
                 run_id: self.run_id.clone(),
+                commit: self.commit.clone(),
             },
             base_version: self.base_version.clone(),
             version_scheme: self.version_scheme.clone(),

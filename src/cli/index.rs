@@ -84,11 +84,18 @@ pub enum IndexCommand {
         /// empty string for none).
         #[arg(long, value_delimiter = ',')]
         mirror_allow: Option<Vec<String>>,
+        /// Allow clearing `--promotion-only` (production is append-only); needs admin
+        /// on `*`.
+        #[arg(long)]
+        force: bool,
     },
     /// Delete an index (refused while another index uses it as a base).
     Delete {
         /// `namespace/name`
         name: IndexName,
+        /// Delete a promotion-only (production) index; needs admin on `*`.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -249,6 +256,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
             mirror,
             upstream,
             mirror_allow,
+            force,
         } => {
             let bases = bases
                 .map(|list| {
@@ -270,13 +278,14 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 mirror_ttl_seconds: upstream.ttl_seconds()?,
                 mirror_allow: mirror_allow
                     .map(|names| names.into_iter().filter(|n| !n.is_empty()).collect()),
+                force,
             };
             let view = client.modify_index(&name, &patch).await?;
             println!("modified index {}", view.index.name);
             print_index(&view, client);
         }
-        IndexCommand::Delete { name } => {
-            client.delete_index(&name).await?;
+        IndexCommand::Delete { name, force } => {
+            client.delete_index(&name, force).await?;
             println!("deleted index {name}");
         }
     }

@@ -120,16 +120,18 @@ pub struct EventsArgs {
 pub async fn run_events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     for event in client.list_events(args.index.as_ref(), args.after).await? {
+        let release = match (&event.project, &event.version) {
+            (Some(project), Some(version)) => format!(" {project} {version}"),
+            _ => String::new(),
+        };
+        let index = event
+            .index
+            .as_ref()
+            .map(|i| format!(" on {i}"))
+            .unwrap_or_default();
         println!(
-            "#{} {} {} {} {} on {} by {}: {}",
-            event.id,
-            event.at,
-            event.kind,
-            event.project,
-            event.version,
-            event.index,
-            event.actor,
-            event.detail
+            "#{} {} {}{release}{index} by {}: {}",
+            event.id, event.at, event.kind, event.actor, event.detail
         );
     }
     Ok(ExitCode::SUCCESS)

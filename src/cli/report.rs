@@ -42,12 +42,17 @@ pub struct ReportArgs {
     /// The tested artifact's sha256 (default: the wheel of this build on its index).
     #[arg(long)]
     sha256: Option<String>,
+    /// For `--outcome error`: why the stage could not run.
+    #[arg(long, required_if_eq("outcome", "error"))]
+    cause: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum OutcomeArg {
     Pass,
     Fail,
+    /// The stage could not run (needs --cause).
+    Error,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -94,6 +99,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = match (args.exit_code, args.outcome) {
         (Some(0), _) | (None, Some(OutcomeArg::Pass)) => Outcome::Pass,
+        (None, Some(OutcomeArg::Error)) => Outcome::Error,
         _ => Outcome::Fail,
     };
     let log_tail = match &args.log {
@@ -117,6 +123,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let report = StageReport {
+        index: plan.index.clone(),
+        cause: args.cause.clone().filter(|_| outcome == Outcome::Error),
         sha256,
         stage: args.name.clone(),
         run_id: plan.ctx.run_id.clone(),

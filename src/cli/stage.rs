@@ -1,6 +1,8 @@
 //! `kiln stage NAME -- CMD…`: ensure the wheel, run the stage against it, report the
 //! verdict. Exits with the command's own status; if the verdict cannot be recorded the
 //! stage fails even when the command passed (a lost verdict must not look like a pass).
+//! A stage that could not run (command not found, tox environment missing, killed,
+//! timed out) is recorded as `error` with its cause, not as a test failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +17,9 @@ use kiln::domain::Outcome;
 use kiln::hooks::ensure::ensure;
 use kiln::hooks::junit;
 use kiln::hooks::run::run_teed;
-use kiln::hooks::stage::{deliver, environment_summary, fetch, stage_env, with_tox_package};
+use kiln::hooks::stage::{
+    classify, deliver, environment_summary, fetch, stage_env, with_tox_package,
+};
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
@@ -26,11 +30,36 @@ pub struct StageArgs {
     /// A JUnit XML file the command writes; its counts go into the result.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Kill the command after this long (e.g. `30m`) and record the stage as `error`.
+    #[arg(long, value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
     /// The stage name, e.g. `unit`.
     name: String,
     /// The command to run, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+/// The counts of a JUnit file; a file that cannot be used is noted in the log instead.
+fn read_junit(path: &std::path::Path, log_tail: &mut String) -> Option<kiln::api::JunitCounts> {
+    match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|xml| junit::parse(&xml))
+    {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            let note = format!("kiln: JUnit file `{}` not used: {e}", path.display());
+            eprintln!("{note}");
+            log_tail.push('\n');
+            log_tail.push_str(&note);
+            log_tail.push('\n');
+            None
+        }
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    kiln::config::parse_duration(text)
 }
 
 pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
@@ -52,45 +81,37 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
     command
         .args(&command_line[1..])
         .envs(stage_env(&ensured, &files));
-    let finished = match run_teed(command, MAX_LOG_TAIL).await {
-        Ok(finished) => Some(finished),
-        Err(e) => {
-            eprintln!("kiln: could not start `{}`: {e}", command_line[0]);
-            None
-        }
+    let started_run = run_teed(command, MAX_LOG_TAIL, args.timeout).await;
+    let verdict = classify(&command_line, started_run.as_ref(), args.timeout);
+    let exit_code = match &started_run {
+        Ok(finished) if finished.timed_out => 124,
+        Ok(finished) => finished.exit_code(),
+        Err(_) => 127,
     };
-    let exit_code = finished
+    let mut log_tail = match started_run {
+        Ok(finished) => finished.tail,
+        Err(e) => format!("could not start `{}`: {e}", command_line[0]),
+    };
+    if let Some(cause) = &verdict.cause {
+        eprintln!(
+            "\nkiln: stage `{}` could not run: {cause}\nkiln: this is recorded as `error` (an infrastructure problem), not as a test failure; it blocks promotion until the stage runs.\n",
+            args.name
+        );
+        log_tail.push_str("\nkiln: ");
+        log_tail.push_str(cause);
+        log_tail.push('\n');
+    }
+    let junit = args
+        .junit
         .as_ref()
-        .map_or(127, kiln::hooks::run::Finished::exit_code);
-    let mut log_tail = finished.map_or_else(
-        || format!("could not start `{}`", command_line[0]),
-        |f| f.tail,
-    );
-    let junit = args.junit.as_ref().and_then(|path| {
-        match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|xml| junit::parse(&xml))
-        {
-            Ok(counts) => Some(counts),
-            Err(e) => {
-                let note = format!("kiln: JUnit file `{}` not used: {e}", path.display());
-                eprintln!("{note}");
-                log_tail.push('\n');
-                log_tail.push_str(&note);
-                log_tail.push('\n');
-                None
-            }
-        }
-    });
+        .and_then(|path| read_junit(path, &mut log_tail));
     let report = StageReport {
+        index: ensured.plan.index.clone(),
         sha256: ensured.wheel.sha256.clone(),
         stage: args.name.clone(),
         run_id: ensured.plan.ctx.run_id.clone(),
-        outcome: if exit_code == 0 {
-            Outcome::Pass
-        } else {
-            Outcome::Fail
-        },
+        outcome: verdict.outcome,
+        cause: verdict.cause.clone(),
         exit_code: Some(i64::from(exit_code)),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         environment: environment_summary(&ensured.plan.ctx, &args.hook.python),
@@ -106,7 +127,14 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
                 ensured.wheel.filename,
                 ensured.wheel.sha256
             );
-            Ok(ExitCode::from(u8::try_from(exit_code).unwrap_or(1)))
+            Ok(ExitCode::from(if verdict.outcome == Outcome::Pass {
+                0
+            } else {
+                u8::try_from(exit_code)
+                    .ok()
+                    .filter(|c| *c != 0)
+                    .unwrap_or(1)
+            }))
         }
         Err(e) => {
             eprintln!(

@@ -5,7 +5,8 @@
 //! one taker-over of an expired lease) can make — so "one build per release" holds across
 //! replicas sharing the database, not just inside one process.
 
-use super::{Db, DbError, WriteTx};
+use super::{Db, DbError, WriteTx, decode, decode_json};
+use crate::domain::{Provenance, SourceCommit};
 
 /// Where a build stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,11 @@ pub struct BuildRecord {
     pub created_at: String,
     /// Last changed (RFC 3339).
     pub updated_at: String,
+    /// The commit the build is made from (`None` only for builds claimed before Kiln
+    /// recorded commits).
+    pub source_commit: Option<SourceCommit>,
+    /// The holder's CI run, runner and environment.
+    pub provenance: Option<Provenance>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -75,15 +81,28 @@ struct BuildRow {
     error_tail: Option<String>,
     created_at: String,
     updated_at: String,
+    source_commit: Option<String>,
+    provenance: Option<String>,
 }
 
 impl TryFrom<BuildRow> for BuildRecord {
     type Error = DbError;
 
     fn try_from(row: BuildRow) -> Result<Self, DbError> {
+        const TABLE: &str = "builds";
         Ok(Self {
             id: row.id,
             state: BuildState::from_db(&row.state)?,
+            source_commit: row
+                .source_commit
+                .as_deref()
+                .map(|c| decode(TABLE, "source_commit", c))
+                .transpose()?,
+            provenance: row
+                .provenance
+                .as_deref()
+                .map(|p| decode_json(TABLE, "provenance", p))
+                .transpose()?,
             lease_id: row.lease_id,
             attempt: row.attempt,
             builder: row.builder,
@@ -95,8 +114,15 @@ impl TryFrom<BuildRow> for BuildRecord {
     }
 }
 
-const BUILD_COLUMNS: &str =
-    "id, state, lease_id, attempt, builder, expires_at_ms, error_tail, created_at, updated_at";
+const BUILD_COLUMNS: &str = "id, state, lease_id, attempt, builder, expires_at_ms, error_tail, created_at, updated_at, source_commit, provenance";
+
+fn provenance_json(provenance: &Provenance) -> Result<String, DbError> {
+    serde_json::to_string(provenance).map_err(|e| {
+        DbError::Other(sqlx::Error::Encode(
+            format!("encoding provenance: {e}").into(),
+        ))
+    })
+}
 
 /// The key of a build: a release on one index.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +133,20 @@ pub struct BuildKey<'a> {
     pub project: &'a str,
     /// Normalized version.
     pub version: &'a str,
+}
+
+/// Who takes a lease: its secret, the holder's description, its expiry and the
+/// provenance of what it builds.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseHolder<'a> {
+    /// The new lease secret.
+    pub lease_id: &'a str,
+    /// Token name and runner, shown to waiters.
+    pub builder: &'a str,
+    /// When the lease lapses without a heartbeat (ms since the epoch).
+    pub expires_at_ms: i64,
+    /// The commit and CI run it builds from.
+    pub provenance: &'a Provenance,
 }
 
 impl Db {
@@ -120,6 +160,16 @@ impl Db {
         .bind(key.version)
         .fetch_optional(&self.pool)
         .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// The build row with `id`, if it still exists.
+    pub async fn find_build_by_id(&self, id: i64) -> Result<Option<BuildRecord>, DbError> {
+        let row: Option<BuildRow> =
+            sqlx::query_as(&format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -143,23 +193,23 @@ impl Db {
     pub async fn insert_build_tx(
         tx: &mut WriteTx,
         key: BuildKey<'_>,
-        lease_id: &str,
-        builder: &str,
-        expires_at_ms: i64,
+        holder: &LeaseHolder<'_>,
         now: &str,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "INSERT INTO builds (index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'building', $4, 1, $5, $6, $7, $7) \
+            "INSERT INTO builds (index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at, source_commit, provenance) \
+             VALUES ($1, $2, $3, 'building', $4, 1, $5, $6, $7, $7, $8, $9) \
              ON CONFLICT (index_id, project, version) DO NOTHING",
         )
         .bind(key.index_id)
         .bind(key.project)
         .bind(key.version)
-        .bind(lease_id)
-        .bind(builder)
-        .bind(expires_at_ms)
+        .bind(holder.lease_id)
+        .bind(holder.builder)
+        .bind(holder.expires_at_ms)
         .bind(now)
+        .bind(holder.provenance.commit.as_str())
+        .bind(provenance_json(holder.provenance)?)
         .execute(&mut **tx)
         .await
         .map_err(DbError::from_write)?;
@@ -172,21 +222,22 @@ impl Db {
         tx: &mut WriteTx,
         id: i64,
         old_lease: &str,
-        new_lease: &str,
-        builder: &str,
-        expires_at_ms: i64,
+        holder: &LeaseHolder<'_>,
         now: &str,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE builds SET state = 'building', lease_id = $1, attempt = attempt + 1, builder = $2, \
-             expires_at_ms = $3, error_tail = NULL, updated_at = $4 WHERE id = $5 AND lease_id = $6",
+             expires_at_ms = $3, error_tail = NULL, updated_at = $4, source_commit = $7, provenance = $8 \
+             WHERE id = $5 AND lease_id = $6",
         )
-        .bind(new_lease)
-        .bind(builder)
-        .bind(expires_at_ms)
+        .bind(holder.lease_id)
+        .bind(holder.builder)
+        .bind(holder.expires_at_ms)
         .bind(now)
         .bind(id)
         .bind(old_lease)
+        .bind(holder.provenance.commit.as_str())
+        .bind(provenance_json(holder.provenance)?)
         .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)

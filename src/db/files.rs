@@ -1,7 +1,7 @@
 //! File rows: which index lists which artifact under which filename.
 
-use super::{Db, DbError, WriteTx, decode, decode_flag, decode_u64, placeholders};
-use crate::domain::{DistKind, IndexName, ProjectName, Sha256Digest};
+use super::{Db, DbError, WriteTx, decode, decode_flag, decode_json, decode_u64, placeholders};
+use crate::domain::{DistKind, IndexName, ProjectName, Provenance, Sha256Digest};
 
 /// A file listed on an index, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,11 @@ pub struct FileRecord {
     pub yanked_reason: Option<String>,
     /// When it was uploaded (RFC 3339, UTC).
     pub uploaded_at: String,
+    /// The build lease the file was uploaded under (copied along by promotions); `None`
+    /// for a file uploaded by hand.
+    pub build_id: Option<i64>,
+    /// The provenance of that build when the file was uploaded.
+    pub provenance: Option<Provenance>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +51,8 @@ struct FileRow {
     yanked: i64,
     yanked_reason: Option<String>,
     uploaded_at: String,
+    build_id: Option<i64>,
+    provenance: Option<String>,
 }
 
 impl TryFrom<FileRow> for FileRecord {
@@ -65,6 +72,12 @@ impl TryFrom<FileRow> for FileRecord {
                 .map(|m| decode(TABLE, "metadata_sha256", m))
                 .transpose()?,
             yanked: decode_flag(TABLE, "yanked", row.yanked)?,
+            provenance: row
+                .provenance
+                .as_deref()
+                .map(|p| decode_json(TABLE, "provenance", p))
+                .transpose()?,
+            build_id: row.build_id,
             version: row.version,
             filename: row.filename,
             requires_python: row.requires_python,
@@ -74,9 +87,9 @@ impl TryFrom<FileRow> for FileRecord {
     }
 }
 
-const FILE_COLUMNS: &str = "index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at";
+const FILE_COLUMNS: &str = "index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at, build_id, provenance";
 
-const FIND_FILE: &str = "SELECT index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at FROM files WHERE index_id = $1 AND filename = $2";
+const FIND_FILE: &str = "SELECT index_id, project, version, filename, kind, sha256, size, requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at, build_id, provenance FROM files WHERE index_id = $1 AND filename = $2";
 
 /// A file as a simple page lists it: an index's own file, or one a mirror's upstream
 /// lists (whose size and upload time the upstream may not have said).
@@ -193,6 +206,8 @@ pub struct NewFile<'a> {
     pub uploaded_by: &'a str,
     /// When (RFC 3339).
     pub uploaded_at: &'a str,
+    /// The build lease it was uploaded under and that build's provenance (JSON).
+    pub build: Option<(i64, &'a str)>,
 }
 
 impl Db {
@@ -250,8 +265,8 @@ impl Db {
     ) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, \
-             requires_python, metadata_sha256, uploaded_at, uploaded_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             requires_python, metadata_sha256, uploaded_at, uploaded_by, build_id, provenance) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(file.index_id)
         .bind(file.project)
@@ -264,6 +279,8 @@ impl Db {
         .bind(file.metadata.map(|(sha, _)| sha))
         .bind(file.uploaded_at)
         .bind(file.uploaded_by)
+        .bind(file.build.map(|(id, _)| id))
+        .bind(file.build.map(|(_, provenance)| provenance))
         .execute(&mut **tx)
         .await
         .map_err(DbError::from_write)?;

@@ -51,7 +51,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use builds::{BuildKey, BuildRecord, BuildState};
+pub use builds::{BuildKey, BuildRecord, BuildState, LeaseHolder};
 pub use files::{FileRecord, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
@@ -449,6 +449,13 @@ mod tests {
         let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
         let db = Db::connect(&url).await.unwrap();
         let good = "a".repeat(64);
+        let index_id: i64 = sqlx::query_scalar(
+            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, created_at, updated_at) \
+             VALUES ('root', 't', 'stage', 0, 0, 'now', 'now') RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
         // (`outcome` has a CHECK constraint on both engines; these columns do not.)
         for (column, value) in [("sha256", "not-a-digest"), ("environment", "{not json")] {
             sqlx::query("DELETE FROM stage_results")
@@ -465,11 +472,12 @@ mod tests {
                 .await
                 .unwrap();
             sqlx::query(
-                "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, reported_by, reported_at) \
-                 VALUES ($1, 'unit', 'r', 'pass', 0, 1, $2, '', 'ci', '2026-01-01T00:00:00Z')",
+                "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, reported_by, reported_at, index_id) \
+                 VALUES ($1, 'unit', 'r', 'pass', 0, 1, $2, '', 'ci', '2026-01-01T00:00:00Z', $3)",
             )
             .bind(&digest)
             .bind(environment)
+            .bind(index_id)
             .execute(&db.pool)
             .await
             .unwrap();

@@ -90,12 +90,12 @@ pub struct NewPromotion<'a> {
 pub struct NewEvent<'a> {
     /// What happened.
     pub kind: EventKind,
-    /// The index it concerns.
-    pub index: &'a IndexName,
-    /// Normalized project name.
-    pub project: &'a str,
-    /// Version as given.
-    pub version: &'a str,
+    /// The index it concerns (`None`: a server-wide event, e.g. a token's).
+    pub index: Option<&'a IndexName>,
+    /// Normalized project name, for a release's event.
+    pub project: Option<&'a str>,
+    /// Version as given, for a release's event.
+    pub version: Option<&'a str>,
     /// The token (or `auto (<rule>)`) that acted.
     pub actor: &'a str,
     /// When (RFC 3339, UTC).
@@ -111,12 +111,12 @@ pub struct EventRecord {
     pub id: i64,
     /// What happened.
     pub kind: EventKind,
-    /// The index it concerns.
-    pub index: IndexName,
-    /// Normalized project name.
-    pub project: ProjectName,
-    /// Version as given.
-    pub version: String,
+    /// The index it concerns (`None`: a server-wide event, e.g. a token's).
+    pub index: Option<IndexName>,
+    /// Normalized project name, for a release's event.
+    pub project: Option<ProjectName>,
+    /// Version as given, for a release's event.
+    pub version: Option<String>,
     /// The token (or `auto (<rule>)`) that acted.
     pub actor: String,
     /// When (RFC 3339, UTC).
@@ -129,9 +129,9 @@ pub struct EventRecord {
 struct EventRow {
     id: i64,
     kind: String,
-    index_name: String,
-    project: String,
-    version: String,
+    index_name: Option<String>,
+    project: Option<String>,
+    version: Option<String>,
     actor: String,
     at: String,
     detail: String,
@@ -145,9 +145,17 @@ impl TryFrom<EventRow> for EventRecord {
         Ok(Self {
             id: row.id,
             kind: decode(TABLE, "kind", &row.kind)?,
-            index: decode(TABLE, "index_name", &row.index_name)?,
+            index: row
+                .index_name
+                .as_deref()
+                .map(|i| decode(TABLE, "index_name", i))
+                .transpose()?,
             detail: decode_json(TABLE, "detail", &row.detail)?,
-            project: decode(TABLE, "project", &row.project)?,
+            project: row
+                .project
+                .as_deref()
+                .map(|p| decode(TABLE, "project", p))
+                .transpose()?,
             version: row.version,
             actor: row.actor,
             at: row.at,
@@ -176,6 +184,25 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         row.map(PromotionRecord::try_from).transpose()
+    }
+
+    /// True when the release (canonical version) was promoted from `source_index_id`
+    /// to any target.
+    pub async fn promoted_from(
+        &self,
+        source_index_id: i64,
+        project: &str,
+        version: &str,
+    ) -> Result<bool, DbError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM promotions WHERE source_index_id = $1 AND project = $2 AND version = $3 LIMIT 1",
+        )
+        .bind(source_index_id)
+        .bind(project)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Promotions into `target_index_id` (or all), newest first.
@@ -247,6 +274,16 @@ impl Db {
             };
         }
         let metadata = file.metadata_sha256.as_ref().map(Sha256Digest::to_string);
+        let provenance = file
+            .provenance
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| {
+                DbError::Other(sqlx::Error::Encode(
+                    format!("encoding provenance: {e}").into(),
+                ))
+            })?;
         let new = NewFile {
             index_id: target_index_id,
             project: file.project.as_str(),
@@ -260,6 +297,9 @@ impl Db {
             metadata: metadata.as_deref().map(|m| (m, 0)),
             uploaded_by: by,
             uploaded_at: at,
+            // The provenance travels with the bytes, so production shows where they
+            // were built.
+            build: file.build_id.zip(provenance.as_deref()),
         };
         Self::insert_file_row_tx(tx, &new).await
     }
@@ -294,7 +334,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(event.kind.as_str())
-        .bind(event.index.to_string())
+        .bind(event.index.map(ToString::to_string))
         .bind(event.project)
         .bind(event.version)
         .bind(event.actor)

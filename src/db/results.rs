@@ -1,18 +1,23 @@
-//! Stage results: the verdicts CI reports against an artifact's sha256.
+//! Stage results: the verdicts CI reports against an artifact's sha256, for one index.
 //!
-//! One row per (sha256, stage, run id). A re-run of the same CI run replaces its row and
-//! gets a new id, so "the latest result of a stage" is simply the highest id.
+//! One row per (index, sha256, stage, run id). A re-run of the same CI run replaces its
+//! row and gets a new id, so "the latest result of a stage" on an index is simply the
+//! highest id there.
 
 use std::collections::BTreeMap;
 
-use super::{Db, DbError, decode, decode_json, decode_u64, placeholders};
-use crate::domain::{Outcome, Sha256Digest};
+use super::{Db, DbError, decode, decode_flag, decode_json, decode_u64, placeholders};
+use crate::domain::{IndexName, Outcome, Sha256Digest};
 
 /// A stage result as stored, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultRecord {
     /// Row id; higher is newer.
     pub id: i64,
+    /// The index the result counts for.
+    pub index_id: i64,
+    /// That index's name.
+    pub index: IndexName,
     /// The artifact's SHA-256.
     pub sha256: Sha256Digest,
     /// Stage name, e.g. `unit`.
@@ -21,6 +26,8 @@ pub struct ResultRecord {
     pub run_id: String,
     /// The verdict.
     pub outcome: Outcome,
+    /// Why an `error` stage could not run.
+    pub cause: Option<String>,
     /// The stage command's exit status, if it ran.
     pub exit_code: Option<i64>,
     /// Wall time of the stage.
@@ -35,11 +42,17 @@ pub struct ResultRecord {
     pub reported_by: String,
     /// When (RFC 3339).
     pub reported_at: String,
+    /// The release had already been promoted from the index when it arrived.
+    pub after_promotion: bool,
 }
 
 #[derive(sqlx::FromRow)]
 struct ResultRow {
     id: i64,
+    index_id: i64,
+    index_name: String,
+    cause: Option<String>,
+    after_promotion: i64,
     sha256: String,
     stage: String,
     run_id: String,
@@ -78,6 +91,10 @@ impl TryFrom<ResultRow> for ResultRecord {
         };
         Ok(Self {
             id: row.id,
+            index_id: row.index_id,
+            index: decode(TABLE, "index_id", &row.index_name)?,
+            cause: row.cause,
+            after_promotion: decode_flag(TABLE, "after_promotion", row.after_promotion)?,
             sha256: decode(TABLE, "sha256", &row.sha256)?,
             outcome: decode(TABLE, "outcome", &row.outcome)?,
             environment: decode_json(TABLE, "environment", &row.environment)?,
@@ -97,6 +114,8 @@ impl TryFrom<ResultRow> for ResultRecord {
 #[derive(Debug, Clone)]
 pub struct NewResult<'a> {
     /// The artifact's SHA-256.
+    /// The index it counts for.
+    pub index_id: i64,
     pub sha256: &'a str,
     /// The stage, e.g. `unit`.
     pub stage: &'a str,
@@ -104,6 +123,8 @@ pub struct NewResult<'a> {
     pub run_id: &'a str,
     /// The verdict.
     pub outcome: Outcome,
+    /// Why an `error` stage could not run.
+    pub cause: Option<&'a str>,
     /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
     /// How long the stage command ran, in milliseconds.
@@ -118,28 +139,34 @@ pub struct NewResult<'a> {
     pub reported_by: &'a str,
     /// When it was recorded (RFC 3339, UTC).
     pub reported_at: &'a str,
+    /// The release had already been promoted from the index.
+    pub after_promotion: bool,
 }
 
-const RESULT_COLUMNS: &str = "id, sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at";
+const RESULT_COLUMNS: &str = "r.id, r.index_id, i.namespace || '/' || i.name AS index_name, r.sha256, r.stage, r.run_id, r.outcome, r.cause, r.exit_code, r.duration_ms, r.environment, r.log_tail, r.tests, r.failures, r.errors, r.skipped, r.reported_by, r.reported_at, r.after_promotion";
+const RESULT_FROM: &str = "stage_results r JOIN indexes i ON i.id = r.index_id";
 
 impl Db {
     /// Stores a result, replacing the same run's earlier report of the same stage.
     pub async fn record_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM stage_results WHERE sha256 = $1 AND stage = $2 AND run_id = $3")
-            .bind(result.sha256)
-            .bind(result.stage)
-            .bind(result.run_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM stage_results WHERE index_id = $1 AND sha256 = $2 AND stage = $3 AND run_id = $4",
+        )
+        .bind(result.index_id)
+        .bind(result.sha256)
+        .bind(result.stage)
+        .bind(result.run_id)
+        .execute(&mut *tx)
+        .await?;
         let junit = result
             .junit
             .map(|counts| counts.map(Some))
             .unwrap_or_default();
-        let record: ResultRow = sqlx::query_as(&format!(
-            "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {RESULT_COLUMNS}"
-        ))
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at, index_id, cause, after_promotion) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+        )
         .bind(result.sha256)
         .bind(result.stage)
         .bind(result.run_id)
@@ -154,9 +181,18 @@ impl Db {
         .bind(junit[3])
         .bind(result.reported_by)
         .bind(result.reported_at)
+        .bind(result.index_id)
+        .bind(result.cause)
+        .bind(i64::from(result.after_promotion))
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::from_write)?;
+        let record: ResultRow = sqlx::query_as(&format!(
+            "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
         let record = ResultRecord::try_from(record)?;
         tx.commit().await?;
         Ok(record)
@@ -168,7 +204,7 @@ impl Db {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM stage_results WHERE sha256 IN ({}) ORDER BY id",
+            "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE r.sha256 IN ({}) ORDER BY r.id",
             placeholders(1, digests.len())
         );
         let mut query = sqlx::query_as::<_, ResultRow>(&sql);

@@ -17,6 +17,8 @@
 
 use std::fmt;
 
+use super::SourceCommit;
+
 /// A CI system Kiln recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CiProvider {
@@ -79,6 +81,11 @@ pub struct CiContext {
     pub run_url: Option<String>,
     /// The runner or agent name, if given.
     pub runner: Option<String>,
+    /// The commit being built, from `--commit`/`KILN_COMMIT` or the provider (`None`:
+    /// the hook asks git).
+    pub commit: Option<SourceCommit>,
+    /// Which attempt of the run this is (re-runs count up), if the provider says.
+    pub attempt: Option<u32>,
 }
 
 /// Values given on the command line, which win over the environment.
@@ -90,6 +97,8 @@ pub struct Overrides {
     pub build_number: Option<String>,
     /// `--run-id`.
     pub run_id: Option<String>,
+    /// `--commit`.
+    pub commit: Option<String>,
 }
 
 /// Why the context could not be determined.
@@ -116,6 +125,14 @@ pub enum CiContextError {
     /// A provider-specific gap, explained.
     #[error("{0}")]
     Provider(String),
+    /// A commit given by hand that is not one.
+    #[error("{source_name}: {reason}")]
+    BadCommit {
+        /// Where it came from.
+        source_name: String,
+        /// Why it is not a commit.
+        reason: String,
+    },
 }
 
 /// Every variable consulted, for error messages.
@@ -129,6 +146,8 @@ struct Found {
     run_id: Option<String>,
     run_url: Option<String>,
     runner: Option<String>,
+    commit: Option<String>,
+    attempt: Option<String>,
 }
 
 /// Reads the context from an environment lookup (`std::env::var` in real use), with
@@ -172,6 +191,13 @@ pub fn detect(
         .or_else(|| get("KILN_RUN_ID"))
         .or(found.run_id)
         .unwrap_or_else(|| format!("local-{build_number}"));
+    let commit = match (&overrides.commit, get("KILN_COMMIT")) {
+        (Some(text), _) => Some(given_commit(text, "--commit")?),
+        (None, Some(text)) => Some(given_commit(&text, "KILN_COMMIT")?),
+        // A provider value that is not a commit id (Buildkite may say `HEAD`) is left
+        // to git.
+        (None, None) => found.commit.and_then(|c| c.parse().ok()),
+    };
     Ok(CiContext {
         provider,
         branch,
@@ -179,6 +205,15 @@ pub fn detect(
         run_id,
         run_url: found.run_url,
         runner: found.runner,
+        commit,
+        attempt: found.attempt.and_then(|a| a.parse().ok()),
+    })
+}
+
+fn given_commit(text: &str, source_name: &str) -> Result<SourceCommit, CiContextError> {
+    text.parse().map_err(|reason| CiContextError::BadCommit {
+        source_name: source_name.into(),
+        reason,
     })
 }
 
@@ -248,6 +283,8 @@ fn read_provider(
                 _ => None,
             },
             runner: get("RUNNER_NAME"),
+            commit: get("GITHUB_SHA"),
+            attempt: get("GITHUB_RUN_ATTEMPT"),
         },
         CiProvider::GitlabCi => Found {
             branch: get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME").or_else(|| get("CI_COMMIT_BRANCH")),
@@ -255,6 +292,8 @@ fn read_provider(
             run_id: joined(&[get("CI_PIPELINE_ID"), get("CI_JOB_ID")], "-"),
             run_url: get("CI_JOB_URL").or_else(|| get("CI_PIPELINE_URL")),
             runner: get("CI_RUNNER_DESCRIPTION"),
+            commit: get("CI_COMMIT_SHA"),
+            attempt: None,
         },
         CiProvider::Jenkins => Found {
             // Multibranch pipelines set BRANCH_NAME; the git plugin sets GIT_BRANCH as
@@ -266,6 +305,8 @@ fn read_provider(
             run_id: get("BUILD_TAG"),
             run_url: get("BUILD_URL"),
             runner: get("NODE_NAME"),
+            commit: get("GIT_COMMIT"),
+            attempt: None,
         },
         CiProvider::Buildkite => Found {
             branch: get("BUILDKITE_BRANCH"),
@@ -273,6 +314,10 @@ fn read_provider(
             run_id: joined(&[get("BUILDKITE_BUILD_ID"), get("BUILDKITE_JOB_ID")], "-"),
             run_url: get("BUILDKITE_BUILD_URL"),
             runner: get("BUILDKITE_AGENT_NAME"),
+            commit: get("BUILDKITE_COMMIT"),
+            attempt: get("BUILDKITE_RETRY_COUNT")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map(|n| (n + 1).to_string()),
         },
         CiProvider::CircleCi => {
             if get("CIRCLE_PIPELINE_NUMBER").is_none()
@@ -296,6 +341,8 @@ fn read_provider(
                 ),
                 run_url: get("CIRCLE_BUILD_URL"),
                 runner: get("HOSTNAME"),
+                commit: get("CIRCLE_SHA1"),
+                attempt: None,
             }
         }
         CiProvider::AzurePipelines => Found {
@@ -323,6 +370,8 @@ fn read_provider(
                 _ => None,
             },
             runner: get("AGENT_NAME"),
+            commit: get("BUILD_SOURCEVERSION"),
+            attempt: get("SYSTEM_JOBATTEMPT"),
         },
         CiProvider::BitbucketPipelines => Found {
             branch: get("BITBUCKET_BRANCH"),
@@ -339,6 +388,8 @@ fn read_provider(
                 _ => None,
             },
             runner: None,
+            commit: get("BITBUCKET_COMMIT"),
+            attempt: None,
         },
         CiProvider::Woodpecker => Found {
             branch: get("CI_COMMIT_SOURCE_BRANCH").or_else(|| get("CI_COMMIT_BRANCH")),
@@ -353,6 +404,8 @@ fn read_provider(
             ),
             run_url: get("CI_PIPELINE_URL"),
             runner: get("CI_MACHINE"),
+            commit: get("CI_COMMIT_SHA"),
+            attempt: None,
         },
         CiProvider::Drone => Found {
             branch: get("DRONE_SOURCE_BRANCH").or_else(|| get("DRONE_BRANCH")),
@@ -367,6 +420,8 @@ fn read_provider(
             ),
             run_url: get("DRONE_BUILD_LINK"),
             runner: get("DRONE_STAGE_MACHINE"),
+            commit: get("DRONE_COMMIT_SHA").or_else(|| get("DRONE_COMMIT")),
+            attempt: None,
         },
     })
 }
@@ -563,6 +618,49 @@ mod tests {
     }
 
     #[test]
+    fn commits_come_from_the_provider_or_the_override() {
+        let github = [
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REF_NAME", "x"),
+            ("GITHUB_RUN_NUMBER", "1"),
+            ("GITHUB_SHA", "ABCDEF0123456789abcdef0123456789abcdef01"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+        ];
+        let ctx = detect_in(&github).unwrap();
+        assert_eq!(
+            ctx.commit.unwrap().as_str(),
+            "abcdef0123456789abcdef0123456789abcdef01"
+        );
+        assert_eq!(ctx.attempt, Some(2));
+        let mut with_override = github.to_vec();
+        with_override.push(("KILN_COMMIT", "1234567"));
+        assert_eq!(
+            detect_in(&with_override).unwrap().commit.unwrap().as_str(),
+            "1234567"
+        );
+        with_override.push(("KILN_COMMIT", "not-a-commit"));
+        let bad = [
+            ("KILN_BRANCH", "x"),
+            ("KILN_BUILD_NUMBER", "1"),
+            ("KILN_COMMIT", "not-a-commit"),
+        ];
+        assert!(
+            detect_in(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("KILN_COMMIT:")
+        );
+        // Buildkite may say HEAD: left to git
+        let buildkite = [
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_BRANCH", "main"),
+            ("BUILDKITE_BUILD_NUMBER", "4"),
+            ("BUILDKITE_COMMIT", "HEAD"),
+        ];
+        assert_eq!(detect_in(&buildkite).unwrap().commit, None);
+    }
+
+    #[test]
     fn overrides_win_and_missing_context_names_the_variables() {
         let ctx = detect_with(
             &[
@@ -574,6 +672,7 @@ mod tests {
                 branch: Some("y".into()),
                 build_number: Some("2".into()),
                 run_id: None,
+                commit: None,
             },
         )
         .unwrap();
@@ -591,6 +690,7 @@ mod tests {
                 branch: Some("z".into()),
                 build_number: Some("12a".into()),
                 run_id: None,
+                commit: None,
             },
         )
         .unwrap_err();

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The kind of an event in `kiln events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum EventKind {
     /// A release was promoted.
     Promotion,
@@ -14,6 +14,31 @@ pub enum EventKind {
     Yank,
     /// A yank was undone.
     Unyank,
+    /// An index was created.
+    IndexCreated,
+    /// An index's settings changed (the detail holds before and after).
+    IndexChanged,
+    /// An index was deleted.
+    IndexDeleted,
+    /// A token was created.
+    TokenCreated,
+    /// A token was revoked.
+    TokenRevoked,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [Self; 9] = [
+        Self::Promotion,
+        Self::Refusal,
+        Self::Yank,
+        Self::Unyank,
+        Self::IndexCreated,
+        Self::IndexChanged,
+        Self::IndexDeleted,
+        Self::TokenCreated,
+        Self::TokenRevoked,
+    ];
 }
 
 impl EventKind {
@@ -25,6 +50,11 @@ impl EventKind {
             Self::Refusal => "refusal",
             Self::Yank => "yank",
             Self::Unyank => "unyank",
+            Self::IndexCreated => "index-created",
+            Self::IndexChanged => "index-changed",
+            Self::IndexDeleted => "index-deleted",
+            Self::TokenCreated => "token-created",
+            Self::TokenRevoked => "token-revoked",
         }
     }
 }
@@ -33,7 +63,7 @@ impl std::str::FromStr for EventKind {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Self::Promotion, Self::Refusal, Self::Yank, Self::Unyank]
+        Self::ALL
             .into_iter()
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| format!("`{}` is not an event kind", text.escape_debug()))
@@ -52,12 +82,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for kind in [
-            EventKind::Promotion,
-            EventKind::Refusal,
-            EventKind::Yank,
-            EventKind::Unyank,
-        ] {
+        for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }

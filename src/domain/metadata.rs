@@ -29,6 +29,8 @@ pub struct CoreMetadata {
     pub version: String,
     /// `Requires-Python`, if any.
     pub requires_python: Option<String>,
+    /// Every `Requires-Dist`, as written (PEP 508 strings).
+    pub requires_dist: Vec<String>,
 }
 
 /// Why core metadata could not be read or does not agree with the filename.
@@ -79,6 +81,7 @@ pub fn parse_core_metadata(bytes: &[u8]) -> Result<CoreMetadata, MetadataError> 
     let mut name = None;
     let mut version = None;
     let mut requires_python = None;
+    let mut requires_dist = Vec::new();
     let mut current: Option<(&str, String)> = None;
     let mut finish = |field: Option<(&str, String)>| {
         if let Some((key, value)) = field {
@@ -87,6 +90,7 @@ pub fn parse_core_metadata(bytes: &[u8]) -> Result<CoreMetadata, MetadataError> 
                 "name" if name.is_none() => name = Some(value),
                 "version" if version.is_none() => version = Some(value),
                 "requires-python" if requires_python.is_none() => requires_python = Some(value),
+                "requires-dist" if !value.is_empty() => requires_dist.push(value),
                 _ => {}
             }
         }
@@ -112,6 +116,7 @@ pub fn parse_core_metadata(bytes: &[u8]) -> Result<CoreMetadata, MetadataError> 
         name: name.ok_or(MetadataError::Missing("Name"))?,
         version: version.ok_or(MetadataError::Missing("Version"))?,
         requires_python: requires_python.filter(|s| !s.is_empty()),
+        requires_dist,
     })
 }
 

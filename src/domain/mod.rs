@@ -16,7 +16,9 @@ pub mod metadata;
 pub mod project_name;
 #[cfg(test)]
 mod properties;
+pub mod provenance;
 pub mod release;
+pub mod requirement;
 pub mod scope;
 pub mod stage;
 pub mod upstream_page;
@@ -29,6 +31,7 @@ pub use index::{DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexSettings, Mir
 pub use index_name::{IndexName, IndexNameError};
 pub use metadata::{CoreMetadata, MetadataError};
 pub use project_name::{ProjectName, ProjectNameError};
+pub use provenance::{Provenance, SourceCommit};
 pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
 pub use stage::{Check, Outcome, check_stage_name};

@@ -7,10 +7,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// The stage command exited 0.
+    /// The stage command ran and exited 0.
     Pass,
-    /// It did not.
+    /// It ran and the tests failed.
     Fail,
+    /// It could not run (command or interpreter not found, tox environment missing,
+    /// killed by a signal, timed out): an infrastructure problem, not a verdict on the
+    /// artifact. Blocks promotion like a fail.
+    Error,
 }
 
 impl Outcome {
@@ -20,6 +24,7 @@ impl Outcome {
         match self {
             Self::Pass => "pass",
             Self::Fail => "fail",
+            Self::Error => "error",
         }
     }
 }
@@ -31,8 +36,9 @@ impl std::str::FromStr for Outcome {
         match text {
             "pass" => Ok(Self::Pass),
             "fail" => Ok(Self::Fail),
+            "error" => Ok(Self::Error),
             other => Err(format!(
-                "`{}` is not an outcome (`pass` or `fail`)",
+                "`{}` is not an outcome (`pass`, `fail` or `error`)",
                 other.escape_debug()
             )),
         }
@@ -82,7 +88,7 @@ mod tests {
 
     #[test]
     fn outcomes_round_trip_and_unknown_ones_are_errors() {
-        for outcome in [Outcome::Pass, Outcome::Fail] {
+        for outcome in [Outcome::Pass, Outcome::Fail, Outcome::Error] {
             assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
         }
         assert!(

@@ -106,7 +106,7 @@ pub async fn build_wheel(
         project.name,
         source.dir.display()
     );
-    let finished = run_teed(command, MAX_ERROR_TAIL)
+    let finished = run_teed(command, MAX_ERROR_TAIL, None)
         .await
         .map_err(|e| failure(format!("could not start the build command: {e}")))?;
     if !finished.status.success() {

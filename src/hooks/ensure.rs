@@ -7,12 +7,13 @@
 //! complete), `building` (long-poll until it is ready or the lease lapses, then claim
 //! again) or `failed` (stop, showing the builder's output).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pep440_rs::Version;
+use sha2::{Digest as _, Sha256};
 
 use super::HookError;
 use super::build::{BuildConfig, build_wheel};
@@ -22,7 +23,7 @@ use crate::client::{Client, ClientError};
 use crate::domain::branch::branch_slug;
 use crate::domain::build_version::VersionScheme;
 use crate::domain::ci::{CiContext, Overrides, detect};
-use crate::domain::{IndexKind, IndexName, IndexSettings};
+use crate::domain::{IndexKind, IndexName, IndexSettings, Provenance, SourceCommit};
 
 /// The master index when neither a flag nor `[tool.kiln]` names one.
 pub const DEFAULT_MASTER_INDEX: &str = "root/master";
@@ -247,6 +248,67 @@ async fn ensure_index(client: &Client, plan: &Plan) -> Result<(), HookError> {
     }
 }
 
+/// The commit this runner builds: the CI's (or `--commit`), else git's `HEAD` in the
+/// project, marked dirty with a fingerprint of uncommitted changes to tracked files (the
+/// same edits name the same source; other edits are another source).
+pub fn source_commit(ctx: &CiContext, project_dir: &Path) -> Result<SourceCommit, HookError> {
+    if let Some(commit) = &ctx.commit {
+        return Ok(commit.clone());
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(project_dir)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    let head = git(&["rev-parse", "HEAD"])
+        .and_then(|out| String::from_utf8(out).ok())
+        .and_then(|text| text.trim().parse::<SourceCommit>().ok())
+        .ok_or_else(|| {
+            HookError::Project(format!(
+                "cannot tell which commit this builds: no CI commit variable is set and `{}` is not a git checkout; pass --commit or set KILN_COMMIT (a version names one commit)",
+                project_dir.display()
+            ))
+        })?;
+    // Uncommitted changes to tracked files. Untracked files do not count: a build leaves
+    // `dist/`, `build/` and `*.egg-info` behind, and a later `kiln stage` on the same
+    // checkout must name the same source as the `kiln ensure` before it.
+    let diff = git(&["diff", "HEAD", "--binary"]).unwrap_or_default();
+    if diff.is_empty() {
+        return Ok(head);
+    }
+    let fingerprint = hex::encode(&Sha256::digest(&diff)[..6]);
+    Ok(head.dirty(&fingerprint))
+}
+
+/// The provenance a claim carries: commit, CI run, runner and build environment.
+fn provenance(plan: &Plan, project_dir: &Path) -> Result<Provenance, HookError> {
+    let ctx = &plan.ctx;
+    let clip = |text: String| -> String { text.chars().take(200).collect() };
+    Ok(Provenance {
+        commit: source_commit(ctx, project_dir)?,
+        ci: Some(ctx.provider.map_or("local", |p| p.as_str()).to_owned()),
+        run_id: Some(clip(ctx.run_id.clone())),
+        run_url: ctx
+            .run_url
+            .clone()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(clip),
+        attempt: ctx.attempt,
+        runner: ctx.runner.clone().map(clip),
+        python: super::stage::python_version(&plan.build.python).map(clip),
+        platform: Some(format!(
+            "{}-{}",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )),
+    })
+}
+
 fn builder_description(ctx: &CiContext) -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -273,6 +335,7 @@ async fn obtain(
     let mut claim = ClaimBuild {
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,
+        provenance: provenance(plan, &options.project_dir)?,
     };
     loop {
         let view = client
@@ -572,6 +635,7 @@ mod tests {
             sha256: String::new(),
             size: 0,
             url: String::new(),
+            provenance: None,
         };
         let files = [
             file("demo-1.0.tar.gz"),

@@ -18,9 +18,25 @@ pub struct Finished {
     pub status: ExitStatus,
     /// The last bytes of its combined output (lossy UTF-8).
     pub tail: String,
+    /// True when it was killed for running past its time limit.
+    pub timed_out: bool,
 }
 
 impl Finished {
+    /// The signal that killed it, if one did.
+    #[must_use]
+    pub fn signal(&self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt as _;
+            self.status.signal()
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
     /// The exit code, or `128 + signal` for a process killed by a signal (the shell's
     /// convention, so CI shows the usual number).
     #[must_use]
@@ -65,10 +81,12 @@ async fn pump(
     }
 }
 
-/// Runs `command` to completion, streaming its output and keeping the last `keep` bytes.
+/// Runs `command` to completion (or until `limit`, when it is killed), streaming its
+/// output and keeping the last `keep` bytes.
 pub async fn run_teed(
     mut command: tokio::process::Command,
     keep: usize,
+    limit: Option<std::time::Duration>,
 ) -> std::io::Result<Finished> {
     command
         .stdin(Stdio::inherit())
@@ -85,9 +103,30 @@ pub async fn run_teed(
         .stderr
         .take()
         .map(|err| tokio::spawn(pump(err, tokio::io::stderr(), Arc::clone(&tail), keep)));
-    let status = child.wait().await?;
+    let (status, timed_out) = if let Some(limit) = limit {
+        if let Ok(status) = tokio::time::timeout(limit, child.wait()).await {
+            (status?, false)
+        } else {
+            child.start_kill()?;
+            (child.wait().await?, true)
+        }
+    } else {
+        (child.wait().await?, false)
+    };
     for pump in [stdout, stderr].into_iter().flatten() {
-        let _ = pump.await;
+        if timed_out {
+            // A killed command's own children may still hold its pipes open: keep what
+            // arrived and stop listening after a moment.
+            let abort = pump.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), pump)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        } else {
+            let _ = pump.await;
+        }
     }
     let bytes: Vec<u8> = tail
         .lock()
@@ -98,5 +137,6 @@ pub async fn run_teed(
     Ok(Finished {
         status,
         tail: String::from_utf8_lossy(&bytes).into_owned(),
+        timed_out,
     })
 }

@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use super::HookError;
 use super::ensure::Ensured;
+use super::run::Finished;
 use crate::api::{ResultView, StageReport};
 use crate::client::{Client, ClientError};
+use crate::domain::Outcome;
 use crate::domain::ci::CiContext;
 
 /// How many times a report is sent before the stage gives up on it.
@@ -99,20 +101,7 @@ pub fn stage_env(ensured: &Ensured, files: &StageFiles) -> Vec<(String, String)>
 /// package itself.
 #[must_use]
 pub fn with_tox_package(argv: &[String], wheel: &Path) -> Vec<String> {
-    let program = argv
-        .first()
-        .map(|p| {
-            Path::new(p)
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .unwrap_or_default();
-    let runs_tox = program == "tox"
-        || (program.starts_with("python")
-            && argv.get(1).map(String::as_str) == Some("-m")
-            && argv.get(2).map(String::as_str) == Some("tox"));
+    let runs_tox = runs_tox(argv);
     let chooses = argv
         .iter()
         .any(|a| a == "--installpkg" || a.starts_with("--installpkg=") || a == "--develop");
@@ -126,6 +115,130 @@ pub fn with_tox_package(argv: &[String], wheel: &Path) -> Vec<String> {
         );
     }
     out
+}
+
+/// What a stage's run says about the artifact: a verdict, or that it could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Pass, fail, or error (the stage could not run).
+    pub outcome: Outcome,
+    /// For `error`: why, and what to fix.
+    pub cause: Option<String>,
+}
+
+impl Verdict {
+    fn error(cause: String) -> Self {
+        Self {
+            outcome: Outcome::Error,
+            cause: Some(cause),
+        }
+    }
+}
+
+/// The name a command line's program goes by (`/venv/bin/tox` → `tox`).
+fn program_name(argv: &[String]) -> String {
+    argv.first()
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn runs_tox(argv: &[String]) -> bool {
+    let program = program_name(argv);
+    program == "tox"
+        || (program.starts_with("python")
+            && argv.get(1).map(String::as_str) == Some("-m")
+            && argv.get(2).map(String::as_str) == Some("tox"))
+}
+
+/// Tells a test failure from a stage that could not run. `error` when: the command could
+/// not be started (not found, not executable), it ran past `--timeout`, a signal killed
+/// it, a shell reported a missing or unusable command (127, 126), or tox said the
+/// environment or its interpreter does not exist. Anything else that exits non-zero is
+/// a `fail`: the tests ran and said no.
+#[must_use]
+pub fn classify(
+    argv: &[String],
+    started: Result<&Finished, &std::io::Error>,
+    limit: Option<Duration>,
+) -> Verdict {
+    let program = argv.first().map_or("", String::as_str);
+    let finished = match started {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Verdict::error(format!(
+                "command `{program}` not found on this runner's PATH; install it there (or fix the stage's command) and re-run the stage"
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Verdict::error(format!(
+                "`{program}` is not executable on this runner; fix its permissions and re-run the stage"
+            ));
+        }
+        Err(e) => {
+            return Verdict::error(format!(
+                "could not start `{program}`: {e}; fix the runner and re-run the stage"
+            ));
+        }
+        Ok(finished) => finished,
+    };
+    if finished.timed_out {
+        return Verdict::error(format!(
+            "timed out after {}s (--timeout) and was killed; look for a hang, or raise the limit",
+            limit.unwrap_or_default().as_secs()
+        ));
+    }
+    if let Some(signal) = finished.signal() {
+        return Verdict::error(format!(
+            "killed by signal {signal}{} before it finished (the runner was stopped, ran out of memory, or the job was cancelled); re-run the stage",
+            match signal {
+                9 => " (SIGKILL)",
+                15 => " (SIGTERM)",
+                6 => " (SIGABRT)",
+                11 => " (SIGSEGV)",
+                2 => " (SIGINT)",
+                _ => "",
+            }
+        ));
+    }
+    let code = finished.exit_code();
+    if code == 0 {
+        return Verdict {
+            outcome: Outcome::Pass,
+            cause: None,
+        };
+    }
+    if runs_tox(argv) {
+        if finished
+            .tail
+            .contains("provided environments not found in configuration file")
+        {
+            return Verdict::error(format!(
+                "tox environment not found in the configuration (tox exit {code}); fix the `-e` name or the tox configuration"
+            ));
+        }
+        if finished.tail.contains("could not find python interpreter") {
+            return Verdict::error(format!(
+                "tox could not find the Python interpreter the environment asks for (tox exit {code}); install it on this runner or skip that environment here"
+            ));
+        }
+    }
+    match code {
+        127 => Verdict::error(
+            "a command was not found (exit 127, the shell's \"command not found\"); install it on this runner and re-run the stage".into(),
+        ),
+        126 => Verdict::error(
+            "a command could not be executed (exit 126, the shell's \"not executable\"); fix its permissions and re-run the stage".into(),
+        ),
+        _ => Verdict {
+            outcome: Outcome::Fail,
+            cause: None,
+        },
+    }
 }
 
 /// Allowlisted facts about the runner: never secrets.
@@ -156,7 +269,8 @@ pub fn environment_summary(ctx: &CiContext, python: &str) -> BTreeMap<String, St
     env
 }
 
-fn python_version(python: &str) -> Option<String> {
+/// `CPython 3.12.1` for the interpreter `python`, if it runs.
+pub(crate) fn python_version(python: &str) -> Option<String> {
     let output = std::process::Command::new(python)
         .args([
             "-c",
@@ -201,6 +315,74 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn finished(code: i32, tail: &str) -> Finished {
+        use std::os::unix::process::ExitStatusExt as _;
+        Finished {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            tail: tail.to_owned(),
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn infrastructure_problems_are_errors_and_test_failures_are_fails() {
+        let tox = args(&["tox", "-e", "unit"]);
+        let outcome = |argv: &[String], f: &Finished| classify(argv, Ok(f), None).outcome;
+        assert_eq!(outcome(&tox, &finished(0, "")), Outcome::Pass);
+        assert_eq!(outcome(&tox, &finished(1, "1 failed")), Outcome::Fail);
+        let missing_env = finished(
+            254,
+            "ROOT: HandledError| provided environments not found in configuration file:\nunti",
+        );
+        let verdict = classify(&tox, Ok(&missing_env), None);
+        assert_eq!(verdict.outcome, Outcome::Error);
+        assert!(verdict.cause.unwrap().contains("tox environment not found"));
+        let no_python = finished(
+            1,
+            "py27: failed with could not find python interpreter matching any of the specs python2.7",
+        );
+        assert_eq!(outcome(&tox, &no_python), Outcome::Error);
+        // the same words from a test command that is not tox are its own output
+        assert_eq!(outcome(&args(&["pytest"]), &no_python), Outcome::Fail);
+        assert_eq!(
+            outcome(&args(&["sh", "-c", "nosuch"]), &finished(127, "")),
+            Outcome::Error
+        );
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let verdict = classify(&tox, Err(&not_found), None);
+        assert_eq!(verdict.outcome, Outcome::Error);
+        assert!(
+            verdict
+                .cause
+                .unwrap()
+                .starts_with("command `tox` not found")
+        );
+        let killed = Finished {
+            status: {
+                use std::os::unix::process::ExitStatusExt as _;
+                std::process::ExitStatus::from_raw(9)
+            },
+            tail: String::new(),
+            timed_out: false,
+        };
+        assert!(
+            classify(&tox, Ok(&killed), None)
+                .cause
+                .unwrap()
+                .contains("signal 9 (SIGKILL)")
+        );
+        let slow = Finished {
+            timed_out: true,
+            ..finished(0, "")
+        };
+        assert!(
+            classify(&tox, Ok(&slow), Some(Duration::from_secs(60)))
+                .cause
+                .unwrap()
+                .contains("timed out after 60s")
+        );
     }
 
     #[test]

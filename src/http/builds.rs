@@ -30,6 +30,7 @@ impl ReleaseFile {
             filename: file.filename.clone(),
             sha256: file.sha256.to_string(),
             size: file.size,
+            provenance: file.provenance.clone(),
         }
     }
 }
@@ -40,11 +41,15 @@ pub(crate) fn view(
     status: BuildStatus,
     ttl: Duration,
 ) -> BuildView {
+    let mut shown = None;
     let status = match status {
         BuildStatus::Absent => BuildStateView::Absent,
-        BuildStatus::Ready { files } => BuildStateView::Ready {
-            files: files.iter().map(|f| ReleaseFile::of(index, f)).collect(),
-        },
+        BuildStatus::Ready { files, provenance } => {
+            shown = provenance;
+            BuildStateView::Ready {
+                files: files.iter().map(|f| ReleaseFile::of(index, f)).collect(),
+            }
+        }
         BuildStatus::Claimed {
             lease_id,
             expires_at_ms,
@@ -59,26 +64,35 @@ pub(crate) fn view(
             builder,
             expires_at_ms,
             attempt,
-        } => BuildStateView::Building {
-            builder,
-            expires_in_ms: expires_at_ms - now_ms(),
-            attempt,
-        },
+            provenance,
+        } => {
+            shown = provenance;
+            BuildStateView::Building {
+                builder,
+                expires_in_ms: expires_at_ms - now_ms(),
+                attempt,
+            }
+        }
         BuildStatus::Failed {
             builder,
             error_tail,
             attempt,
-        } => BuildStateView::Failed {
-            builder,
-            error_tail,
-            attempt,
-        },
+            provenance,
+        } => {
+            shown = provenance;
+            BuildStateView::Failed {
+                builder,
+                error_tail,
+                attempt,
+            }
+        }
     };
     BuildView {
         index: index.to_string(),
         project: release.project.to_string(),
         version: release.version.to_string(),
         status,
+        provenance: shown,
     }
 }
 
@@ -90,16 +104,7 @@ pub async fn claim_build(
     ApiJson(body): ApiJson<ClaimBuild>,
 ) -> Result<Response, ApiError> {
     let ttl = state.config.build_lease_ttl;
-    let status = builds::claim(
-        &state.db,
-        &caller,
-        &index_name,
-        &release,
-        &body.builder,
-        body.retry,
-        ttl,
-    )
-    .await?;
+    let status = builds::claim(&state.db, &caller, &index_name, &release, &body, ttl).await?;
     Ok(Json(view(&index_name, &release, status, ttl)).into_response())
 }
 

@@ -1,13 +1,13 @@
 //! The index management API under `/+api/v1/indexes`.
 
 use axum::Json;
-use axum::extract::{FromRequest, State};
+use axum::extract::{FromRequest, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::extract::IndexPath;
-use crate::api::{CreateIndex, IndexView, ModifyIndex};
+use crate::api::{CreateIndex, DeleteQuery, IndexView, ModifyIndex};
 use crate::app::AppState;
 use crate::service::auth::Caller;
 use crate::service::indexes::{self, IndexPatch};
@@ -68,6 +68,7 @@ pub async fn modify_index(
         mirror_password: body.mirror_password,
         mirror_ttl_seconds: body.mirror_ttl_seconds,
         mirror_allow: body.mirror_allow,
+        force: body.force,
     };
     let index = indexes::modify_index(&state.db, &caller, &name, &patch).await?;
     Ok(Json(IndexView::from(index)).into_response())
@@ -78,7 +79,8 @@ pub async fn delete_index(
     State(state): State<AppState>,
     IndexPath(name): IndexPath,
     caller: Caller,
+    Query(query): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
-    indexes::delete_index(&state.db, &caller, &name).await?;
+    indexes::delete_index(&state.db, &caller, &name, query.force).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

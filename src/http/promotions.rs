@@ -24,7 +24,7 @@ pub async fn promote_release(
     caller: Caller,
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> Result<Response, ApiError> {
-    let outcome = promote::promote(&state.db, &state.config.policies, &caller, &request).await?;
+    let outcome = promote::promote(state.promoter(), &caller, &request).await?;
     let status = if outcome.result == PromotionResult::Refused {
         StatusCode::CONFLICT
     } else {
@@ -101,8 +101,8 @@ pub async fn list_events(
         .map(|e| EventView {
             id: e.id,
             kind: e.kind,
-            index: e.index.to_string(),
-            project: e.project.to_string(),
+            index: e.index.map(|i| i.to_string()),
+            project: e.project.map(|p| p.to_string()),
             version: e.version,
             actor: e.actor,
             at: e.at,

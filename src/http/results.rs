@@ -20,7 +20,7 @@ pub async fn report_result(
     caller: Caller,
     ApiJson(report): ApiJson<StageReport>,
 ) -> Result<Response, ApiError> {
-    let stored = results::report(&state.db, &state.config.policies, &caller, &report).await?;
+    let stored = results::report(state.promoter(), &caller, &report).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 

@@ -17,9 +17,9 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
 use crate::api::{CreatedToken, TokenRequest, TokenState, TokenView};
-use crate::db::{Db, NewToken, TokenRecord, WriteTx};
+use crate::db::{Db, NewEvent, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
-use crate::domain::{Index, IndexName, Sha256Digest};
+use crate::domain::{EventKind, Index, IndexName, Sha256Digest};
 
 /// Every token secret starts with this, so secret scanners can find leaked ones.
 pub const TOKEN_PREFIX: &str = "kiln_";
@@ -54,6 +54,12 @@ impl Principal {
     #[must_use]
     pub fn allows(&self, permission: Permission, index: &IndexName) -> bool {
         scope::any_allows(&self.scopes, permission, index)
+    }
+
+    /// True for a server admin: `admin` on `*`.
+    #[must_use]
+    pub fn is_server_admin(&self) -> bool {
+        scope::covers(&self.scopes, &Scope::admin_all())
     }
 
     /// Refuses unless a scope grants `permission` on `index`.
@@ -399,10 +405,41 @@ fn admin_over(pattern: &IndexPattern) -> Scope {
 /// True when `caller` may see and revoke `target`: its own token, or one whose every
 /// scope lies within the caller's `admin` scopes.
 fn manages(caller: &Principal, target: &TokenRecord, scopes: &[Scope]) -> bool {
-    caller.token_id == Some(target.id)
-        || scopes
-            .iter()
-            .all(|s| scope::covers(&caller.scopes, &admin_over(&s.pattern)))
+    caller.token_id == Some(target.id) || administers(caller, scopes)
+}
+
+/// True when every scope lies within the caller's `admin` scopes: who may see a token's
+/// events and manage it.
+#[must_use]
+pub fn administers(caller: &Principal, scopes: &[Scope]) -> bool {
+    scopes
+        .iter()
+        .all(|s| scope::covers(&caller.scopes, &admin_over(&s.pattern)))
+}
+
+/// A token event (no secret, ever): what it grants, so the event is shown to whoever
+/// administers those scopes.
+fn token_event<'a>(
+    kind: EventKind,
+    (id, name, expires_at): (i64, &str, Option<&str>),
+    scopes: &[Scope],
+    actor: &'a str,
+    at: &'a str,
+) -> NewEvent<'a> {
+    NewEvent {
+        kind,
+        index: None,
+        project: None,
+        version: None,
+        actor,
+        at,
+        detail: serde_json::json!({
+            "token_id": id,
+            "name": name,
+            "scopes": scopes,
+            "expires_at": expires_at,
+        }),
+    }
 }
 
 /// Creates a token; the caller needs `admin` on every pattern it grants.
@@ -444,6 +481,18 @@ pub async fn create_token(
         &scopes,
         expires_at.as_deref(),
         Some(&caller.name),
+    )
+    .await?;
+    let now = now_rfc3339();
+    Db::insert_event_tx(
+        &mut tx,
+        &token_event(
+            EventKind::TokenCreated,
+            (id, &request.name, expires_at.as_deref()),
+            &scopes,
+            &caller.name,
+            &now,
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -519,8 +568,20 @@ pub async fn revoke_token(db: &Db, caller: &Caller, id: i64) -> Result<TokenView
     if !manages(caller, &record, &parse_scopes(&record)?) {
         return Err(not_found());
     }
+    let now = now_rfc3339();
     let mut tx = db.begin_write().await?;
-    Db::revoke_token_tx(&mut tx, id, &now_rfc3339()).await?;
+    Db::revoke_token_tx(&mut tx, id, &now).await?;
+    Db::insert_event_tx(
+        &mut tx,
+        &token_event(
+            EventKind::TokenRevoked,
+            (record.id, &record.name, record.expires_at.as_deref()),
+            &parse_scopes(&record)?,
+            &caller.name,
+            &now,
+        ),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(token.id = id, token.name = %record.name, token.revoked_by = %caller.name, "token revoked");
     let record = db.token_by_id(id).await?.ok_or_else(not_found)?;

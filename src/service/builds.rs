@@ -15,6 +15,12 @@
 //!   waiter fails fast with the real error. Nobody builds again unless a claim asks to
 //!   `retry`.
 //!
+//! A version names one source. Every claim carries the commit it builds from (its
+//! [`Provenance`]); a claim for a release that is built, building or failed from another
+//! commit is refused (409) with both commits, and a release uploaded by hand (no lease, so
+//! no commit) cannot be claimed at all — otherwise a pipeline re-run with the same build
+//! number after a code change would be handed the old wheel and test it as the new code.
+//!
 //! Traps:
 //! - Every transition is a conditional write in the database (see `db::builds`), so the
 //!   guarantee survives several replicas; nothing here relies on process memory except the
@@ -30,10 +36,10 @@ use pep440_rs::Version;
 
 use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
-use crate::api::{MAX_ERROR_TAIL, tail};
-use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, WriteTx};
+use crate::api::{ClaimBuild, MAX_ERROR_TAIL, tail};
+use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, LeaseHolder, WriteTx};
 use crate::domain::release::canonical;
-use crate::domain::{Index, ProjectName};
+use crate::domain::{Index, ProjectName, Provenance};
 use crate::domain::{IndexName, Release};
 
 /// Longest accepted long poll.
@@ -67,6 +73,8 @@ pub enum BuildStatus {
     Ready {
         /// The index's own files of the release.
         files: Vec<FileRecord>,
+        /// The build's provenance (`None` for files uploaded by hand).
+        provenance: Option<Provenance>,
     },
     /// The caller holds the lease and must build.
     Claimed {
@@ -85,6 +93,8 @@ pub enum BuildStatus {
         expires_at_ms: i64,
         /// Which attempt.
         attempt: i64,
+        /// What the holder builds from.
+        provenance: Option<Provenance>,
     },
     /// The build failed.
     Failed {
@@ -94,6 +104,8 @@ pub enum BuildStatus {
         error_tail: String,
         /// Which attempt failed.
         attempt: i64,
+        /// What it was built from.
+        provenance: Option<Provenance>,
     },
 }
 
@@ -155,12 +167,17 @@ fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus
             builder: b.builder.clone(),
             expires_at_ms: b.expires_at_ms,
             attempt: b.attempt,
+            provenance: b.provenance.clone(),
         },
-        _ if !files.is_empty() => BuildStatus::Ready { files },
+        _ if !files.is_empty() => BuildStatus::Ready {
+            provenance: build.and_then(|b| b.provenance.clone()),
+            files,
+        },
         Some(b) if b.state == BuildState::Failed => BuildStatus::Failed {
             builder: b.builder.clone(),
             error_tail: b.error_tail.clone().unwrap_or_default(),
             attempt: b.attempt,
+            provenance: b.provenance.clone(),
         },
         _ => BuildStatus::Absent,
     }
@@ -193,18 +210,57 @@ async fn leased_index<'c>(
     Ok((super::indexes::get_index(db, name).await?, principal))
 }
 
+/// Refuses a claim from `commit` for a release whose build (or hand upload) is from
+/// another source: a version names one commit.
+fn same_source(
+    index: &Index,
+    release: &Release,
+    build: Option<&BuildRecord>,
+    files: &[FileRecord],
+    commit: &crate::domain::SourceCommit,
+) -> Result<(), ServiceError> {
+    let way_out = "a version names one commit: build the new commit under a new build number (a new pipeline run), or check out the commit that was built";
+    match build {
+        Some(b) => match &b.source_commit {
+            Some(recorded) if recorded == commit => Ok(()),
+            Some(recorded) => Err(ServiceError::Conflict(format!(
+                "{release} on `{}` is {} from commit {recorded}, but this claim builds commit {commit}; {way_out}",
+                index.name,
+                match b.state {
+                    BuildState::Building => "being built",
+                    BuildState::Ready => "built",
+                    BuildState::Failed => "a failed build",
+                }
+            ))),
+            None => Err(ServiceError::Conflict(format!(
+                "{release} on `{}` was built before Kiln recorded commits, so it cannot be shown to come from commit {commit}; {way_out}",
+                index.name
+            ))),
+        },
+        None if !files.is_empty() => Err(ServiceError::Conflict(format!(
+            "{release} on `{}` was uploaded without a build lease (by hand), so Kiln cannot tell it comes from commit {commit}; {way_out}",
+            index.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Asks to build a release: answers `Ready`, `Claimed` (build it), `Building` (wait) or
-/// `Failed`. With `retry`, a failed build is claimed again instead of reported.
+/// `Failed`. With `retry`, a failed build is claimed again instead of reported. A release
+/// built (or building) from another commit than the claim's is refused (see
+/// [`same_source`]).
 pub async fn claim(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
     release: &Release,
-    builder: &str,
-    retry: bool,
+    request: &ClaimBuild,
     ttl: Duration,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, principal) = leased_index(db, caller, name).await?;
+    request.provenance.check().map_err(ServiceError::Invalid)?;
+    let retry = request.retry;
+    let commit = &request.provenance.commit;
     let index = &index;
     super::indexes::refuse_mirror(index, "builds")?;
     if index.settings.promotion_only {
@@ -213,20 +269,33 @@ pub async fn claim(
             index.name
         )));
     }
-    let builder = describe(principal, builder);
+    let builder = describe(principal, &request.builder);
     // Cheap read first: most claims find the release ready or someone building, and
     // answering those must not take the write lock.
-    match observe(db, index, release).await? {
+    let key = key(release, index);
+    let build = db.find_build(key).await?;
+    let files = release_files(
+        release,
+        db.files_of_project(&[index.id], key.project).await?,
+    );
+    same_source(index, release, build.as_ref(), &files, commit)?;
+    match status_of(build.as_ref(), files) {
         BuildStatus::Building { expires_at_ms, .. } if expires_at_ms <= now_ms() => {}
         BuildStatus::Failed { .. } if retry => {}
         BuildStatus::Absent => {}
         seen => return Ok(seen),
     }
-    let key = key(release, index);
     // The conditional writes below decide; a lost race just reads again.
     for _ in 0..5 {
         let mut tx = db.begin_write().await?;
-        let outcome = claim_tx(&mut tx, key, &builder, retry, ttl).await?;
+        let lease_id = new_lease_id();
+        let holder = LeaseHolder {
+            lease_id: &lease_id,
+            builder: &builder,
+            expires_at_ms: lease_expiry(ttl),
+            provenance: &request.provenance,
+        };
+        let outcome = claim_tx(&mut tx, (index, release), key, &holder, retry).await?;
         tx.commit().await?;
         if let Some(status) = outcome {
             if let BuildStatus::Claimed { attempt, .. } = &status {
@@ -252,27 +321,32 @@ pub async fn claim(
 /// a race and the caller should look again.
 async fn claim_tx(
     tx: &mut WriteTx,
+    (index, release): (&Index, &Release),
     key: BuildKey<'_>,
-    builder: &str,
+    holder: &LeaseHolder<'_>,
     retry: bool,
-    ttl: Duration,
 ) -> Result<Option<BuildStatus>, ServiceError> {
     let build = Db::find_build_tx(tx, key).await?;
     let files = own_files(
         key.version,
         Db::own_project_files_tx(tx, key.index_id, key.project).await?,
     );
+    same_source(
+        index,
+        release,
+        build.as_ref(),
+        &files,
+        &holder.provenance.commit,
+    )?;
     let now = now_rfc3339();
-    let lease_id = new_lease_id();
-    let expires_at_ms = lease_expiry(ttl);
     let claimed = |attempt| BuildStatus::Claimed {
-        lease_id: lease_id.clone(),
-        expires_at_ms,
+        lease_id: holder.lease_id.to_owned(),
+        expires_at_ms: holder.expires_at_ms,
         attempt,
     };
     let takeover = match &build {
         None if files.is_empty() => {
-            let won = Db::insert_build_tx(tx, key, &lease_id, builder, expires_at_ms, &now).await?;
+            let won = Db::insert_build_tx(tx, key, holder, &now).await?;
             return Ok(won.then(|| claimed(1)));
         }
         Some(b) if b.state == BuildState::Building && b.expires_at_ms <= now_ms() => b,
@@ -281,16 +355,7 @@ async fn claim_tx(
         Some(b) if b.state == BuildState::Ready && files.is_empty() => b,
         _ => return Ok(Some(status_of(build.as_ref(), files))),
     };
-    let won = Db::reclaim_build_tx(
-        tx,
-        takeover.id,
-        &takeover.lease_id,
-        &lease_id,
-        builder,
-        expires_at_ms,
-        &now,
-    )
-    .await?;
+    let won = Db::reclaim_build_tx(tx, takeover.id, &takeover.lease_id, holder, &now).await?;
     if won && takeover.state == BuildState::Building {
         tracing::warn!(
             project.name = %key.project,
@@ -418,6 +483,7 @@ pub async fn complete(
         let build = Db::find_build_tx(&mut tx, key).await?;
         return Err(lease_lost(index, release, build.as_ref()));
     }
+    let build = Db::find_build_tx(&mut tx, key).await?;
     tx.commit().await?;
     tracing::info!(
         index.name = %index.name,
@@ -426,7 +492,10 @@ pub async fn complete(
         files = files.len(),
         "build ready"
     );
-    Ok(BuildStatus::Ready { files })
+    Ok(BuildStatus::Ready {
+        files,
+        provenance: build.and_then(|b| b.provenance),
+    })
 }
 
 /// Marks a leased build failed, keeping the tail of its output for every waiter, and
@@ -467,15 +536,17 @@ pub async fn fail(
     observe(db, index, release).await
 }
 
-/// Refuses an upload that would race a leased build: while a release is `building`, only
-/// the lease holder may upload its files. Runs inside the upload's write transaction.
+/// Refuses an upload that would race or mix with a leased build: while a release is
+/// `building`, only the lease holder may upload its files, and a release that has a build
+/// (ready or failed) takes no hand-uploaded files — a version names one source. Runs
+/// inside the upload's write transaction; answers the build the upload belongs to.
 pub async fn check_upload_lease(
     tx: &mut WriteTx,
     index: &Index,
     project: &ProjectName,
     version: &Version,
     lease_id: Option<&str>,
-) -> Result<(), ServiceError> {
+) -> Result<Option<BuildRecord>, ServiceError> {
     let canonical = canonical(version);
     let key = BuildKey {
         index_id: index.id,
@@ -483,13 +554,24 @@ pub async fn check_upload_lease(
         version: &canonical,
     };
     let build = Db::find_build_tx(tx, key).await?;
-    match (&build, lease_id) {
-        (Some(b), Some(lease)) if b.state == BuildState::Building && b.lease_id == lease => Ok(()),
+    match (build, lease_id) {
+        (Some(b), Some(lease)) if b.state == BuildState::Building && b.lease_id == lease => {
+            Ok(Some(b))
+        }
         (Some(b), None) if b.state == BuildState::Building => Err(ServiceError::Conflict(format!(
             "`{project} {version}` is being built for `{}` by {} under a build lease; only that build may upload it",
             index.name, b.builder
         ))),
-        (_, None) => Ok(()),
+        (Some(b), None) => Err(ServiceError::Conflict(format!(
+            "`{project} {version}` on `{}` comes from a build lease ({}{}); a hand upload cannot add files to it, because a version names one source: upload under a new version",
+            index.name,
+            b.state.as_str(),
+            b.source_commit
+                .as_ref()
+                .map(|c| format!(", commit {c}"))
+                .unwrap_or_default()
+        ))),
+        (None, None) => Ok(None),
         (_, Some(_)) => Err(ServiceError::Conflict(format!(
             "the build lease for `{project} {version}` on `{}` is no longer yours (it expired without a heartbeat, was taken over, or was completed); this upload was refused so two builds of one release cannot both be published",
             index.name

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::auth::{self, Caller, Principal};
 use super::{ServiceError, now_rfc3339, resolve};
-use crate::db::{Db, DbError, WriteTx};
-use crate::domain::Permission;
+use crate::db::{Db, DbError, NewEvent, WriteTx};
+use crate::domain::{EventKind, Permission};
 use crate::domain::{Index, IndexKind, IndexName, IndexSettings, MirrorSettings, ProjectName};
 
 /// Changes to an index's settings; `None` keeps the current value.
@@ -33,6 +33,60 @@ pub struct IndexPatch {
     pub mirror_ttl_seconds: Option<u64>,
     /// Stage indexes: a new list of names mirrors may still serve.
     pub mirror_allow: Option<Vec<String>>,
+    /// Confirms clearing `promotion_only` (with admin on `*`).
+    pub force: bool,
+}
+
+/// Records an index event (created, changed, deleted) inside the change's transaction.
+async fn index_event(
+    tx: &mut WriteTx,
+    kind: EventKind,
+    name: &IndexName,
+    actor: &Principal,
+    detail: serde_json::Value,
+) -> Result<(), ServiceError> {
+    Db::insert_event_tx(
+        tx,
+        &NewEvent {
+            kind,
+            index: Some(name),
+            project: None,
+            version: None,
+            actor: &actor.name,
+            at: &now_rfc3339(),
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The settings as an event shows them (the mirror password is never serialized).
+fn shown(settings: &IndexSettings) -> serde_json::Value {
+    serde_json::to_value(settings).unwrap_or_default()
+}
+
+/// Production is append-only: clearing `promotion_only` or deleting a promotion-only
+/// index takes a server admin (`admin` on `*`) and an explicit `force`.
+fn guard_production(
+    principal: &Principal,
+    index: &Index,
+    what: &str,
+    force: bool,
+) -> Result<(), ServiceError> {
+    if !principal.is_server_admin() {
+        return Err(ServiceError::Forbidden(format!(
+            "index `{}` is promotion-only (production is append-only): {what} needs `admin` on `*`, which this token lacks",
+            index.name
+        )));
+    }
+    if !force {
+        return Err(ServiceError::Forbidden(format!(
+            "index `{}` is promotion-only (production is append-only): {what} needs an explicit `--force` (`force: true` in the API); it is recorded in `kiln events`",
+            index.name
+        )));
+    }
+    Ok(())
 }
 
 /// Longest page TTL a mirror accepts (a year): longer is a typo, not a cache policy.
@@ -159,9 +213,18 @@ pub async fn create_index(
     name: &IndexName,
     settings: &IndexSettings,
 ) -> Result<Index, ServiceError> {
-    authorize_create(db, caller.authenticated()?, name, settings).await?;
+    let principal = caller.authenticated()?;
+    authorize_create(db, principal, name, settings).await?;
     let mut tx = db.begin_write().await?;
     create_index_tx(&mut tx, name, settings).await?;
+    index_event(
+        &mut tx,
+        EventKind::IndexCreated,
+        name,
+        principal,
+        serde_json::json!({ "settings": shown(settings) }),
+    )
+    .await?;
     tx.commit().await?;
     get_index(db, name).await
 }
@@ -259,11 +322,15 @@ pub async fn modify_index(
     name: &IndexName,
     patch: &IndexPatch,
 ) -> Result<Index, ServiceError> {
-    authorize_modify(db, caller.authenticated()?, name, patch).await?;
+    let principal = caller.authenticated()?;
+    authorize_modify(db, principal, name, patch).await?;
     let mut tx = db.begin_write().await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
+    if index.settings.promotion_only && patch.promotion_only == Some(false) {
+        guard_production(principal, &index, "clearing `promotion_only`", patch.force)?;
+    }
     let mut settings = index.settings.clone();
     if let Some(bases) = &patch.bases {
         settings.bases.clone_from(bases);
@@ -285,6 +352,19 @@ pub async fn modify_index(
     let base_ids = resolve_bases(&mut tx, name, &settings.bases).await?;
     refuse_cycles(&mut tx, &index, &settings.bases, &base_ids).await?;
     Db::update_index_tx(&mut tx, index.id, &settings, &base_ids, &now_rfc3339()).await?;
+    index_event(
+        &mut tx,
+        EventKind::IndexChanged,
+        name,
+        principal,
+        serde_json::json!({
+            "before": shown(&index.settings),
+            "after": shown(&settings),
+            "mirror_password_changed": patch.mirror_password.is_some(),
+            "forced": patch.force,
+        }),
+    )
+    .await?;
     tx.commit().await?;
     get_index(db, name).await
 }
@@ -325,9 +405,16 @@ fn apply_mirror_patch(
 }
 
 /// Deletes an index that no other index inherits from, if the caller may (see
-/// [`authorize_delete`]).
-pub async fn delete_index(db: &Db, caller: &Caller, name: &IndexName) -> Result<(), ServiceError> {
-    authorize_delete(db, caller.authenticated()?, name).await?;
+/// [`authorize_delete`]); a promotion-only one only with `force` (see
+/// [`guard_production`]).
+pub async fn delete_index(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+    force: bool,
+) -> Result<(), ServiceError> {
+    let principal = caller.authenticated()?;
+    authorize_delete(db, principal, name).await?;
     let mut tx = db.begin_write().await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?
@@ -341,11 +428,17 @@ pub async fn delete_index(db: &Db, caller: &Caller, name: &IndexName) -> Result<
         )));
     }
     if index.settings.promotion_only {
-        return Err(ServiceError::Forbidden(format!(
-            "index `{name}` is promotion-only, and production indexes are append-only: it cannot be deleted through the API"
-        )));
+        guard_production(principal, &index, "deleting it", force)?;
     }
     Db::delete_index_tx(&mut tx, index.id).await?;
+    index_event(
+        &mut tx,
+        EventKind::IndexDeleted,
+        name,
+        principal,
+        serde_json::json!({ "settings": shown(&index.settings), "forced": force }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

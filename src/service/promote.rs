@@ -1,33 +1,60 @@
 //! Promotion: listing a green release's very files (same sha256, no copy of bytes) on the
 //! target index a policy names, in one transaction, with an audit record; and yanks.
 //!
-//! Order matters. An earlier promotion of the release answers first ("already promoted"),
+//! Order matters. An earlier promotion of a release answers first ("already promoted"),
 //! before the policy is evaluated — otherwise "newer than the target" would refuse the
 //! repeat of a promotion that already happened. Then every check of the rule is
-//! evaluated and all failures are reported together. Only then, in one write
-//! transaction, the file rows are listed on the target and the promotion row is inserted
-//! with `ON CONFLICT DO NOTHING` on (target, project, version): of two racing promotions,
-//! one records and the other reads it back.
+//! evaluated for every release of the request, plus the dependency check: each
+//! `Requires-Dist` of each promoted wheel must be satisfiable from the target's chain or
+//! by another release of the same request. All failures are reported together, and one
+//! refused release refuses the whole request. Only then, in one write transaction, the
+//! file rows are listed on the target and the promotion rows are inserted with
+//! `ON CONFLICT DO NOTHING` on (target, project, version): of two racing promotions, one
+//! records and the other reads it back.
 //!
-//! Traps: the stage results are read by sha256, so they are the bytes' results wherever
-//! the bytes were tested; a target never gets different bytes under a filename it lists
-//! (`Conflict`), and nothing here deletes — yanking (PEP 592) is the way back.
+//! Traps: the stage results are those reported *for the source index* (see
+//! `service::results`); the same bytes tested elsewhere lend nothing. A target never gets
+//! different bytes under a filename it lists (`Conflict`), and nothing here deletes —
+//! yanking (PEP 592) is the way back.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use pep440_rs::Version;
 
 use super::auth::{Caller, Principal};
+use super::mirror::Mirrors;
 use super::results::latest_of_files;
 use super::{ServiceError, indexes, now_rfc3339};
-use crate::api::{PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ResultView};
-use crate::db::{Db, DbError, EventRecord, FileRecord, NewEvent, NewPromotion, PromotionRecord};
+use crate::api::{
+    PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ReleaseRef, ResultView,
+};
+use crate::db::{
+    BuildState, Db, DbError, EventRecord, FileRecord, NewEvent, NewPromotion, PromotionRecord,
+};
 use crate::domain::Check;
 use crate::domain::Release;
+use crate::domain::metadata::parse_core_metadata;
+use crate::domain::requirement::{Dependency, runtime_dependencies};
 use crate::domain::scope::{IndexPattern, Permission, Scope};
-use crate::domain::{DistKind, EventKind, Index, IndexName};
-use crate::policy::{CandidateFile, Policies, PromotionRule, SdistRule};
+use crate::domain::{DistKind, EventKind, Index, IndexName, ProjectName};
+use crate::policy::{CandidateFile, Policies, PromotionRule, StageVerdict};
+use crate::storage::Storage;
+
+/// What a promotion reads besides the database: the policies, the metadata blobs of the
+/// wheels (for their requirements) and the mirrors of the target's chain.
+#[derive(Clone, Copy)]
+pub struct Promoter<'a> {
+    /// The metadata database.
+    pub db: &'a Db,
+    /// The blob store (wheel METADATA).
+    pub storage: &'a Storage,
+    /// The mirrors, for requirements the target's chain draws from an upstream.
+    pub mirrors: &'a Arc<Mirrors>,
+    /// The promotion rules.
+    pub policies: &'a Policies,
+}
 
 impl From<PromotionRecord> for PromotionView {
     fn from(r: PromotionRecord) -> Self {
@@ -84,13 +111,51 @@ fn describe_rules(policies: &Policies) -> String {
         .join(", ")
 }
 
-/// The release's own files on the source with their latest verdicts.
+/// One release of a request, evaluated: its own files on the source with their latest
+/// verdicts there, and what the rule says.
 struct Candidate {
+    release: Release,
     files: Vec<FileRecord>,
     latest: Vec<BTreeMap<String, ResultView>>,
+    checks: Vec<Check>,
+    moving: Vec<usize>,
 }
 
-async fn candidate(db: &Db, source: &Index, release: &Release) -> Result<Candidate, ServiceError> {
+impl Candidate {
+    fn refused(&self) -> bool {
+        self.checks.iter().any(|c| !c.passed)
+    }
+
+    fn moving(&self) -> impl Iterator<Item = &FileRecord> {
+        self.moving.iter().map(|&i| &self.files[i])
+    }
+}
+
+/// The commit of the completed build each file was uploaded under, if any.
+async fn built_from(db: &Db, files: &[FileRecord]) -> Result<Vec<Option<String>>, ServiceError> {
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let commit = match file.build_id {
+            Some(id) => db
+                .find_build_by_id(id)
+                .await?
+                .filter(|b| b.state == BuildState::Ready)
+                .and_then(|b| b.source_commit)
+                .map(|c| c.to_string()),
+            None => None,
+        };
+        out.push(commit);
+    }
+    Ok(out)
+}
+
+async fn candidate(
+    db: &Db,
+    rule: &PromotionRule,
+    source: &Index,
+    target: &Index,
+    release: Release,
+) -> Result<Candidate, ServiceError> {
     let files: Vec<FileRecord> = db
         .files_of_project(&[source.id], release.project.as_str())
         .await?
@@ -104,7 +169,42 @@ async fn candidate(db: &Db, source: &Index, release: &Release) -> Result<Candida
         )));
     }
     let latest = latest_of_files(db, &files).await?;
-    Ok(Candidate { files, latest })
+    let built = built_from(db, &files).await?;
+    let candidates: Vec<CandidateFile> = files
+        .iter()
+        .zip(&latest)
+        .zip(built)
+        .map(|((f, latest), built_from)| CandidateFile {
+            filename: f.filename.clone(),
+            sha256: f.sha256.to_string(),
+            is_wheel: f.kind == DistKind::Wheel,
+            latest: latest
+                .iter()
+                .map(|(s, r)| {
+                    (
+                        s.clone(),
+                        StageVerdict {
+                            outcome: r.outcome,
+                            cause: r.cause.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            built_from,
+        })
+        .collect();
+    let evaluation = rule.evaluate(
+        &release.version,
+        &target_versions(db, target, &release).await?,
+        &candidates,
+    );
+    Ok(Candidate {
+        release,
+        files,
+        latest,
+        checks: evaluation.checks,
+        moving: evaluation.moving,
+    })
 }
 
 async fn target_versions(
@@ -130,17 +230,37 @@ async fn promotion_of(
         .await
 }
 
-/// Promotes a release as the policies allow (see the module docs for the order).
+/// The releases a request names, parsed, each once.
+fn requested(request: &PromoteRequest) -> Result<Vec<Release>, ServiceError> {
+    let first = ReleaseRef {
+        project: request.project.clone(),
+        version: request.version.clone(),
+    };
+    let mut releases: Vec<Release> = Vec::new();
+    for r in std::iter::once(&first).chain(&request.together) {
+        let release = Release::parse(&r.project, &r.version).map_err(ServiceError::Invalid)?;
+        if releases.iter().any(|seen| seen.project == release.project) {
+            return Err(ServiceError::Invalid(format!(
+                "`{}` is named twice in one promotion; promote one version of a project at a time",
+                release.project
+            )));
+        }
+        releases.push(release);
+    }
+    Ok(releases)
+}
+
+/// Promotes one or several releases as the policies allow (see the module docs for the
+/// order).
 pub async fn promote(
-    db: &Db,
-    policies: &Policies,
+    ctx: Promoter<'_>,
     caller: &Caller,
     request: &PromoteRequest,
 ) -> Result<PromotionOutcome, ServiceError> {
+    let db = ctx.db;
     let principal = caller.authenticated()?;
-    let rule = choose_rule(policies, request.from.as_ref(), request.to.as_ref())?;
-    let release =
-        Release::parse(&request.project, &request.version).map_err(ServiceError::Invalid)?;
+    let rule = choose_rule(ctx.policies, request.from.as_ref(), request.to.as_ref())?;
+    let releases = requested(request)?;
     principal.require(Permission::Promote, &rule.to)?;
     let source = indexes::get_index(db, &rule.from).await?;
     if source.settings.private {
@@ -148,220 +268,440 @@ pub async fn promote(
     }
     let target = indexes::get_index(db, &rule.to).await?;
     indexes::refuse_mirror(&target, "promotions")?;
-    let outcome = |result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
-        result,
-        policy: rule.name.clone(),
-        from: rule.from.to_string(),
-        to: rule.to.to_string(),
-        project: release.project.to_string(),
-        version: release.version.to_string(),
-        checks,
-        promotion: promotion.map(PromotionView::from),
-    };
-    if let Some(done) = promotion_of(db, &target, &release).await? {
-        return Ok(outcome(
-            PromotionResult::AlreadyPromoted,
-            Vec::new(),
-            Some(done),
-        ));
-    }
-    let candidate = candidate(db, &source, &release).await?;
-    let files: Vec<CandidateFile> = candidate
-        .files
-        .iter()
-        .zip(&candidate.latest)
-        .map(|(f, latest)| CandidateFile {
-            filename: f.filename.clone(),
-            sha256: f.sha256.to_string(),
-            is_wheel: f.kind == DistKind::Wheel,
-            latest: latest.iter().map(|(s, r)| (s.clone(), r.outcome)).collect(),
-        })
-        .collect();
-    let checks = rule.evaluate(
-        &release.version,
-        &target_versions(db, &target, &release).await?,
-        &files,
-    );
-    let refused = checks.iter().any(|c| !c.passed);
-    if request.dry_run {
-        let result = if refused {
-            PromotionResult::Refused
-        } else {
-            PromotionResult::WouldPromote
+    let outcome =
+        |release: &Release, result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
+            result,
+            policy: rule.name.clone(),
+            from: rule.from.to_string(),
+            to: rule.to.to_string(),
+            project: release.project.to_string(),
+            version: release.version.to_string(),
+            checks,
+            promotion: promotion.map(PromotionView::from),
+            together: Vec::new(),
         };
-        return Ok(outcome(result, checks, None));
-    }
-    if refused {
-        // A racing promotion of the same release may have committed since the first
-        // look; its files on the target would now fail "newer than the target".
-        if let Some(done) = promotion_of(db, &target, &release).await? {
-            return Ok(outcome(
-                PromotionResult::AlreadyPromoted,
-                Vec::new(),
-                Some(done),
-            ));
+    // Each release: already promoted (answered as such), or a candidate to evaluate.
+    let mut done: Vec<(usize, PromotionRecord)> = Vec::new();
+    let mut candidates: Vec<(usize, Candidate)> = Vec::new();
+    for (position, release) in releases.iter().enumerate() {
+        match promotion_of(db, &target, release).await? {
+            Some(record) => done.push((position, record)),
+            None => candidates.push((
+                position,
+                candidate(db, rule, &source, &target, release.clone()).await?,
+            )),
         }
-        record_refusal(db, &target, &release, principal, rule, &checks).await?;
-        return Ok(outcome(PromotionResult::Refused, checks, None));
     }
-    let (result, record) = list_on_target(
-        db, rule, &source, &target, &release, principal, &candidate, &checks,
-    )
-    .await?;
-    Ok(outcome(result, checks, Some(record)))
+    let dependencies = dependency_checks(ctx, &target, &releases, &candidates).await?;
+    for ((_, candidate), checks) in candidates.iter_mut().zip(dependencies) {
+        candidate.checks.extend(checks);
+    }
+    let refused = candidates.iter().any(|(_, c)| c.refused());
+    let mut result = match (refused, request.dry_run, candidates.is_empty()) {
+        (_, _, true) => PromotionResult::AlreadyPromoted,
+        (true, _, _) => PromotionResult::Refused,
+        (false, true, _) => PromotionResult::WouldPromote,
+        (false, false, _) => PromotionResult::Promoted,
+    };
+    let mut records: BTreeMap<usize, PromotionRecord> = done.into_iter().collect();
+    if !candidates.is_empty() && !request.dry_run {
+        if refused {
+            // A racing promotion of the same releases may have committed since the first
+            // look; their files on the target would now fail "newer than the target".
+            let mut all_done = true;
+            for (position, candidate) in &candidates {
+                match promotion_of(db, &target, &candidate.release).await? {
+                    Some(record) => {
+                        records.insert(*position, record);
+                    }
+                    None => all_done = false,
+                }
+            }
+            if all_done {
+                return Ok(assemble(
+                    &releases,
+                    &records,
+                    &[],
+                    PromotionResult::AlreadyPromoted,
+                    &outcome,
+                ));
+            }
+            record_refusals(db, &target, principal, rule, &candidates).await?;
+        } else {
+            let (raced, listed) =
+                list_on_target(db, rule, &source, &target, principal, &candidates).await?;
+            if raced {
+                result = PromotionResult::AlreadyPromoted;
+            }
+            records.extend(listed);
+        }
+    }
+    let checks: Vec<(usize, Vec<Check>)> = candidates
+        .into_iter()
+        .map(|(position, candidate)| (position, candidate.checks))
+        .collect();
+    Ok(assemble(&releases, &records, &checks, result, &outcome))
 }
 
-async fn record_refusal(
+/// The answer: the first release at the top with the request's overall `result`, the
+/// others in `together`, each with its own result.
+fn assemble(
+    releases: &[Release],
+    records: &BTreeMap<usize, PromotionRecord>,
+    checks: &[(usize, Vec<Check>)],
+    overall: PromotionResult,
+    outcome: &impl Fn(
+        &Release,
+        PromotionResult,
+        Vec<Check>,
+        Option<PromotionRecord>,
+    ) -> PromotionOutcome,
+) -> PromotionOutcome {
+    let mut answers: Vec<PromotionOutcome> = releases
+        .iter()
+        .enumerate()
+        .map(|(position, release)| {
+            let own_checks = checks
+                .iter()
+                .find(|(p, _)| *p == position)
+                .map(|(_, c)| c.clone());
+            let record = records.get(&position).cloned();
+            let result = if own_checks.is_none() {
+                PromotionResult::AlreadyPromoted
+            } else {
+                overall
+            };
+            outcome(release, result, own_checks.unwrap_or_default(), record)
+        })
+        .collect();
+    let mut first = answers.remove(0);
+    first.result = overall;
+    first.together = answers;
+    first
+}
+
+/// The dependency check of every candidate: each runtime `Requires-Dist` of each wheel
+/// that would move must be satisfiable from the target's chain or by a release of the
+/// same request.
+async fn dependency_checks(
+    ctx: Promoter<'_>,
+    target: &Index,
+    releases: &[Release],
+    candidates: &[(usize, Candidate)],
+) -> Result<Vec<Vec<Check>>, ServiceError> {
+    let chain = super::resolve::chain_indexes(ctx.db, target).await?;
+    let mut available: BTreeMap<ProjectName, (Vec<Version>, Vec<String>)> = BTreeMap::new();
+    let mut out = Vec::with_capacity(candidates.len());
+    for (_, candidate) in candidates {
+        let mut checks = Vec::new();
+        for file in candidate.moving().filter(|f| f.kind == DistKind::Wheel) {
+            let dependencies = match wheel_dependencies(ctx.storage, file).await {
+                Ok(dependencies) => dependencies,
+                Err(why) => {
+                    checks.push(Check {
+                        rule: format!("requirements of `{}` readable", file.filename),
+                        passed: false,
+                        expected: "its METADATA's `Requires-Dist` lines, PEP 508".into(),
+                        found: why,
+                    });
+                    continue;
+                }
+            };
+            for dependency in dependencies {
+                let check = dependency_check(
+                    ctx,
+                    &chain,
+                    target,
+                    releases,
+                    &mut available,
+                    file,
+                    &dependency,
+                )
+                .await?;
+                checks.push(check);
+            }
+        }
+        out.push(checks);
+    }
+    Ok(out)
+}
+
+async fn wheel_dependencies(
+    storage: &Storage,
+    file: &FileRecord,
+) -> Result<Vec<Dependency>, String> {
+    let Some(digest) = &file.metadata_sha256 else {
+        return Err("no METADATA is stored for this wheel".into());
+    };
+    let bytes = storage
+        .read_all(digest)
+        .await
+        .map_err(|e| format!("reading its METADATA: {e}"))?;
+    let metadata = parse_core_metadata(&bytes).map_err(|e| e.to_string())?;
+    runtime_dependencies(&metadata.requires_dist)
+}
+
+async fn dependency_check(
+    ctx: Promoter<'_>,
+    chain: &[Index],
+    target: &Index,
+    releases: &[Release],
+    available: &mut BTreeMap<ProjectName, (Vec<Version>, Vec<String>)>,
+    file: &FileRecord,
+    dependency: &Dependency,
+) -> Result<Check, ServiceError> {
+    let rule = format!(
+        "`{}` requirement `{}` installable from `{}`",
+        file.filename, dependency.text, target.name
+    );
+    let expected = format!(
+        "a version on `{}`'s chain or promoted in the same request (`kiln promote A==1 B==2`)",
+        target.name
+    );
+    if dependency.direct_url {
+        return Ok(Check {
+            rule,
+            passed: false,
+            expected,
+            found: "a direct URL reference, which no index serves".into(),
+        });
+    }
+    if let Some(partner) = releases.iter().find(|r| r.project == dependency.project)
+        && dependency.satisfied_by([&partner.version])
+    {
+        return Ok(Check {
+            rule,
+            passed: true,
+            expected,
+            found: format!("{partner}, promoted in this request"),
+        });
+    }
+    if !available.contains_key(&dependency.project) {
+        let view = ctx
+            .mirrors
+            .project_view(ctx.db, chain, &dependency.project)
+            .await?;
+        let versions: Vec<Version> = view
+            .files
+            .iter()
+            .filter(|f| !f.yanked)
+            .filter_map(|f| Version::from_str(&f.version).ok())
+            .collect();
+        let errors: Vec<String> = view.errors.iter().map(ToString::to_string).collect();
+        available.insert(dependency.project.clone(), (versions, errors));
+    }
+    let (versions, errors) = &available[&dependency.project];
+    let passed = dependency.satisfied_by(versions);
+    let found = if passed {
+        let best = versions
+            .iter()
+            .filter(|v| dependency.satisfied_by([*v]))
+            .max()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        format!("`{}` {best}", dependency.project)
+    } else if !errors.is_empty() {
+        format!(
+            "could not be checked: {}; production must stay installable, so this refuses until the upstream answers",
+            errors.join("; ")
+        )
+    } else if versions.is_empty() {
+        format!(
+            "`{}` is not on `{}`'s chain: promote it first, or together (`kiln promote {}==… {}==…`)",
+            dependency.project, target.name, dependency.project, file.project
+        )
+    } else {
+        let mut listed: Vec<String> = versions.iter().map(ToString::to_string).collect();
+        listed.sort();
+        listed.dedup();
+        format!(
+            "no matching version; `{}` has {}",
+            dependency.project,
+            listed.join(", ")
+        )
+    };
+    Ok(Check {
+        rule,
+        passed,
+        expected,
+        found,
+    })
+}
+
+async fn record_refusals(
     db: &Db,
     target: &Index,
-    release: &Release,
     principal: &Principal,
     rule: &PromotionRule,
-    checks: &[Check],
+    candidates: &[(usize, Candidate)],
 ) -> Result<(), ServiceError> {
-    let failing: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+    let now = now_rfc3339();
     let mut tx = db.begin_write().await?;
-    Db::insert_event_tx(
-        &mut tx,
-        &NewEvent {
-            kind: EventKind::Refusal,
-            index: &target.name,
-            project: release.project.as_str(),
-            version: &release.version.to_string(),
-            actor: &principal.name,
-            at: &now_rfc3339(),
-            detail: serde_json::json!({ "policy": rule.name, "failed": failing }),
-        },
-    )
-    .await?;
+    for (_, candidate) in candidates {
+        let failing: Vec<&Check> = candidate.checks.iter().filter(|c| !c.passed).collect();
+        let partners: Vec<String> = candidates
+            .iter()
+            .filter(|(_, other)| other.release.project != candidate.release.project)
+            .map(|(_, other)| other.release.to_string())
+            .collect();
+        Db::insert_event_tx(
+            &mut tx,
+            &NewEvent {
+                kind: EventKind::Refusal,
+                index: Some(&target.name),
+                project: Some(candidate.release.project.as_str()),
+                version: Some(&candidate.release.version.to_string()),
+                actor: &principal.name,
+                at: &now,
+                detail: serde_json::json!({ "policy": rule.name, "failed": failing, "together": partners }),
+            },
+        )
+        .await?;
+        tracing::info!(
+            index.name = %target.name,
+            project.name = %candidate.release.project,
+            release.version = %candidate.release.version,
+            policy = %rule.name,
+            failed = failing.len(),
+            "promotion refused"
+        );
+    }
     tx.commit().await?;
-    tracing::info!(
-        index.name = %target.name,
-        project.name = %release.project,
-        release.version = %release.version,
-        policy = %rule.name,
-        failed = failing.len(),
-        "promotion refused"
-    );
     Ok(())
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one transaction's inputs, all needed"
-)]
+/// Lists every candidate's moving files on the target and records each promotion, in one
+/// transaction; answers whether a racing promotion recorded them first (nothing changed
+/// here) and each release's record by its position in the request.
 async fn list_on_target(
     db: &Db,
     rule: &PromotionRule,
     source: &Index,
     target: &Index,
-    release: &Release,
     principal: &Principal,
-    candidate: &Candidate,
-    checks: &[Check],
-) -> Result<(PromotionResult, PromotionRecord), ServiceError> {
-    let moving: Vec<&FileRecord> = candidate
-        .files
-        .iter()
-        .filter(|f| f.kind == DistKind::Wheel || rule.sdists != SdistRule::Skip)
-        .collect();
+    candidates: &[(usize, Candidate)],
+) -> Result<(bool, Vec<(usize, PromotionRecord)>), ServiceError> {
     let now = now_rfc3339();
-    let files_json = serde_json::json!(
-        moving
-            .iter()
-            .map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256 }))
-            .collect::<Vec<_>>()
-    );
-    let evidence = serde_json::json!({
-        "checks": checks,
-        "results": candidate
-            .files
-            .iter()
-            .zip(&candidate.latest)
-            .map(|(f, latest)| serde_json::json!({ "filename": f.filename, "sha256": f.sha256, "stages": latest }))
-            .collect::<Vec<_>>(),
-    });
     let mut tx = db.begin_write().await?;
-    for file in &moving {
-        Db::list_file_on_tx(&mut tx, file, target.id, &principal.name, &now)
-            .await
-            .map_err(|e| match e {
-                DbError::Conflict => ServiceError::Conflict(format!(
-                    "`{}` already lists `{}` with different bytes; a promotion never overwrites",
-                    target.name, file.filename
-                )),
-                other => other.into(),
-            })?;
+    let mut raced = false;
+    for (_, candidate) in candidates {
+        let release = &candidate.release;
+        let moving: Vec<&FileRecord> = candidate.moving().collect();
+        let files_json = serde_json::json!(
+            moving
+                .iter()
+                .map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256, "provenance": f.provenance }))
+                .collect::<Vec<_>>()
+        );
+        let evidence = serde_json::json!({
+            "checks": candidate.checks,
+            "results": candidate
+                .files
+                .iter()
+                .zip(&candidate.latest)
+                .map(|(f, latest)| serde_json::json!({ "filename": f.filename, "sha256": f.sha256, "stages": latest }))
+                .collect::<Vec<_>>(),
+        });
+        for file in &moving {
+            Db::list_file_on_tx(&mut tx, file, target.id, &principal.name, &now)
+                .await
+                .map_err(|e| match e {
+                    DbError::Conflict => ServiceError::Conflict(format!(
+                        "`{}` already lists `{}` with different bytes; a promotion never overwrites",
+                        target.name, file.filename
+                    )),
+                    other => other.into(),
+                })?;
+        }
+        let inserted = Db::insert_promotion_tx(
+            &mut tx,
+            &NewPromotion {
+                project: release.project.as_str(),
+                version: release.version_str(),
+                source_index_id: source.id,
+                target_index_id: target.id,
+                policy: &rule.name,
+                promoted_by: &principal.name,
+                promoted_at: &now,
+                files: &files_json.to_string(),
+                evidence: &evidence.to_string(),
+            },
+        )
+        .await?;
+        if !inserted {
+            raced = true;
+            break;
+        }
+        Db::insert_event_tx(
+            &mut tx,
+            &NewEvent {
+                kind: EventKind::Promotion,
+                index: Some(&target.name),
+                project: Some(release.project.as_str()),
+                version: Some(&release.version.to_string()),
+                actor: &principal.name,
+                at: &now,
+                detail: serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json }),
+            },
+        )
+        .await?;
     }
-    let files_text = files_json.to_string();
-    let evidence_text = evidence.to_string();
-    let inserted = Db::insert_promotion_tx(
-        &mut tx,
-        &NewPromotion {
-            project: release.project.as_str(),
-            version: release.version_str(),
-            source_index_id: source.id,
-            target_index_id: target.id,
-            policy: &rule.name,
-            promoted_by: &principal.name,
-            promoted_at: &now,
-            files: &files_text,
-            evidence: &evidence_text,
-        },
-    )
-    .await?;
-    if !inserted {
+    if raced {
+        // A racing promotion recorded one of these releases first: this transaction
+        // changes nothing, and every release answers with what is recorded now.
         drop(tx);
-        let done = promotion_of(db, target, release).await?.ok_or_else(|| {
-            ServiceError::Internal("promotion row vanished after a conflict".into())
-        })?;
-        return Ok((PromotionResult::AlreadyPromoted, done));
+    } else {
+        tx.commit().await?;
+        for (_, candidate) in candidates {
+            tracing::info!(
+                index.name = %target.name,
+                project.name = %candidate.release.project,
+                release.version = %candidate.release.version,
+                policy = %rule.name,
+                promoted_by = %principal.name,
+                "release promoted"
+            );
+        }
     }
-    Db::insert_event_tx(
-        &mut tx,
-        &NewEvent {
-            kind: EventKind::Promotion,
-            index: &target.name,
-            project: release.project.as_str(),
-            version: &release.version.to_string(),
-            actor: &principal.name,
-            at: &now,
-            detail: serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(
-        index.name = %target.name,
-        project.name = %release.project,
-        release.version = %release.version,
-        policy = %rule.name,
-        promoted_by = %principal.name,
-        "release promoted"
-    );
-    let record = promotion_of(db, target, release)
-        .await?
-        .ok_or_else(|| ServiceError::Internal("promotion row not found after commit".into()))?;
-    Ok((PromotionResult::Promoted, record))
+    let mut records = Vec::new();
+    for (position, candidate) in candidates {
+        let record = promotion_of(db, target, &candidate.release)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Conflict(format!(
+                    "a concurrent promotion into `{}` changed the target while this one ran; run the promotion again",
+                    target.name
+                ))
+            })?;
+        records.push((*position, record));
+    }
+    Ok((raced, records))
 }
 
-/// After a stage result for `sha256`: promotes, under every `auto` rule, the releases on
-/// the rule's source that list those bytes, if they are now green. Refusals are not
-/// recorded here (most results arrive before the last required stage is in).
+/// After a stage result for `sha256` on `index`: promotes, under every `auto` rule whose
+/// source is that index, the releases there that list those bytes, if they are now green.
+/// Refusals are not recorded here (most results arrive before the last required stage is
+/// in).
 pub async fn auto_promote(
-    db: &Db,
-    policies: &Policies,
+    ctx: Promoter<'_>,
+    index: &IndexName,
     sha256: &str,
 ) -> Result<Vec<PromotionOutcome>, ServiceError> {
     let mut done = Vec::new();
-    for rule in policies.rules.iter().filter(|r| r.auto) {
-        let Some(source) = db.find_index(&rule.from).await? else {
+    for rule in ctx
+        .policies
+        .rules
+        .iter()
+        .filter(|r| r.auto && r.from == *index)
+    {
+        let Some(source) = ctx.db.find_index(&rule.from).await? else {
             continue;
         };
-        for file in db.files_with_digest(&[source.id], sha256).await? {
+        for file in ctx.db.files_with_digest(&[source.id], sha256).await? {
             let request = PromoteRequest {
                 project: file.project.to_string(),
                 version: file.version.clone(),
+                together: Vec::new(),
                 from: Some(rule.from.clone()),
                 to: Some(rule.to.clone()),
                 dry_run: true,
@@ -382,13 +722,13 @@ pub async fn auto_promote(
                 ],
             )
             .into();
-            let trial = promote(db, policies, &auto, &request).await?;
+            let trial = promote(ctx, &auto, &request).await?;
             if trial.result == PromotionResult::WouldPromote {
                 let real = PromoteRequest {
                     dry_run: false,
                     ..request
                 };
-                done.push(promote(db, policies, &auto, &real).await?);
+                done.push(promote(ctx, &auto, &real).await?);
             }
         }
     }
@@ -449,9 +789,9 @@ pub async fn set_yank(
             } else {
                 EventKind::Unyank
             },
-            index: &index.name,
-            project: release.project.as_str(),
-            version: &release.version.to_string(),
+            index: Some(&index.name),
+            project: Some(release.project.as_str()),
+            version: Some(&release.version.to_string()),
             actor: &principal.name,
             at: &now_rfc3339(),
             detail: serde_json::json!({ "reason": reason, "files": files }),
@@ -495,8 +835,28 @@ pub async fn list_promotions(
         .collect())
 }
 
+/// True when `caller` may see `event`: one about an index it may read or administers
+/// (a deleted index's events stay visible to its admins), or a token event about scopes
+/// it administers.
+fn sees(
+    caller: &Caller,
+    readable: &std::collections::HashSet<IndexName>,
+    event: &EventRecord,
+) -> bool {
+    match (&event.index, caller.principal()) {
+        (Some(index), _) if readable.contains(index) => true,
+        (Some(index), Some(principal)) => principal.allows(Permission::Admin, index),
+        (None, Some(principal)) => {
+            let scopes: Option<Vec<Scope>> =
+                serde_json::from_value(event.detail["scopes"].clone()).ok();
+            scopes.is_some_and(|s| super::auth::administers(principal, &s))
+        }
+        (_, None) => false,
+    }
+}
+
 /// Events of `index` (or every index) after id `after`, oldest first, at most `limit`
-/// (1-1000), of the indexes the caller may read.
+/// (1-1000), of those the caller may see (see [`sees`]).
 pub async fn list_events(
     db: &Db,
     caller: &Caller,
@@ -504,7 +864,9 @@ pub async fn list_events(
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRecord>, ServiceError> {
-    if let Some(name) = index {
+    if let Some(name) = index
+        && !caller.allows(Permission::Admin, name)
+    {
         super::auth::readable_chain(db, caller, name).await?;
     }
     let index = index.map(ToString::to_string);
@@ -512,13 +874,13 @@ pub async fn list_events(
     let limit = limit.clamp(1, 1000);
     let mut after = after;
     let mut rows = Vec::new();
-    // Skip what the caller may not read without ending the page early: a follower that
+    // Skip what the caller may not see without ending the page early: a follower that
     // saw a short page would think it had caught up.
     loop {
         let batch = db.list_events(index.as_deref(), after, limit).await?;
         let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
         after = batch.last().map_or(after, |e| e.id);
-        rows.extend(batch.into_iter().filter(|e| readable.contains(&e.index)));
+        rows.extend(batch.into_iter().filter(|e| sees(caller, &readable, e)));
         if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
             break;
         }

@@ -258,6 +258,7 @@ pub async fn publish(
         metadata: metadata_blob.as_ref().map(|(d, s)| (d.as_str(), *s)),
         uploaded_by: &principal.name,
         uploaded_at: &now,
+        build: None,
     };
     let record = match insert_row(db, index, &dist, &new, form.lease_id.as_deref()).await? {
         Ok(record) => record,
@@ -293,8 +294,21 @@ async fn insert_row(
         dist,
         &Db::own_project_files_tx(&mut tx, index.id, dist.project.as_str()).await?,
     )?;
-    super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
-        .await?;
+    let build =
+        super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
+            .await?;
+    // A file uploaded under the lease names its build and carries its provenance.
+    let provenance = build
+        .as_ref()
+        .and_then(|b| b.provenance.as_ref())
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| ServiceError::Internal(format!("encoding provenance: {e}")))?;
+    let new = NewFile {
+        build: build.as_ref().map(|b| b.id).zip(provenance.as_deref()),
+        ..new.clone()
+    };
+    let new = &new;
     match Db::insert_file_tx(&mut tx, new).await {
         Ok(()) => {}
         Err(DbError::Conflict) => {

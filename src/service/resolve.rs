@@ -91,6 +91,8 @@ mod tests {
             yanked: false,
             yanked_reason: None,
             uploaded_at: String::new(),
+            build_id: None,
+            provenance: None,
         }
     }
 

@@ -1,8 +1,12 @@
-//! Stage results: CI's verdicts, recorded against the artifact's sha256.
+//! Stage results: CI's verdicts, recorded against the artifact's sha256 *for one index*.
 //!
-//! A result names the artifact by digest, never by index or filename: the same bytes keep
-//! their verdicts when they are promoted. A stage may be reported many times (re-runs);
-//! the latest report of each stage is the one that counts ([`latest_per_stage`]).
+//! A result names the artifact by digest and the index the stage installed it from. It
+//! counts for that index only: the reporter needs `report` there, the index must list the
+//! bytes itself, and a promotion from an index reads only that index's results. The same
+//! bytes uploaded to another namespace never lend their verdicts (that was a forgery: a
+//! token scoped to `other/*` could copy master's public wheel and report it green). A
+//! stage may be reported many times (re-runs); the latest report of each stage on the
+//! index is the one that counts ([`latest_per_stage`]).
 //!
 //! Traps: the environment is an allowlisted summary the client builds, but the server still
 //! bounds it (key count and sizes) and never interprets it; the log tail is cut to
@@ -19,11 +23,13 @@ use crate::api::{MAX_LOG_TAIL, tail};
 use crate::db::{Db, FileRecord, NewResult, ResultRecord};
 use crate::domain::Outcome;
 use crate::domain::Release;
+use crate::domain::release::canonical;
 use crate::domain::{Index, IndexName, Permission, Sha256Digest};
 
 const MAX_ENV_KEYS: usize = 32;
 const MAX_ENV_VALUE: usize = 256;
 const MAX_RUN_ID: usize = 200;
+const MAX_CAUSE: usize = 500;
 
 /// A stored result as the API shows it.
 fn view(r: ResultRecord) -> ResultView {
@@ -36,6 +42,9 @@ fn view(r: ResultRecord) -> ResultView {
             skipped,
         });
     ResultView {
+        index: r.index.to_string(),
+        cause: r.cause,
+        after_promotion: r.after_promotion,
         outcome: r.outcome,
         environment: r.environment,
         sha256: r.sha256.to_string(),
@@ -87,87 +96,78 @@ fn check_report(report: &StageReport) -> Result<Sha256Digest, ServiceError> {
             report.exit_code.unwrap_or_default()
         )));
     }
+    match (&report.outcome, report.cause.as_deref().map(str::trim)) {
+        (Outcome::Error, None | Some("")) => {
+            return Err(ServiceError::Invalid(
+                "an `error` result needs a `cause`: why the stage could not run (command not found, killed by a signal, …)".into(),
+            ));
+        }
+        (Outcome::Error, Some(cause))
+            if cause.len() > MAX_CAUSE || cause.chars().any(char::is_control) =>
+        {
+            return Err(ServiceError::Invalid(format!(
+                "`cause` must be at most {MAX_CAUSE} printable bytes"
+            )));
+        }
+        (Outcome::Pass | Outcome::Fail, Some(_)) => {
+            return Err(ServiceError::Invalid(format!(
+                "only an `error` result has a `cause`; a `{}` is a verdict on the artifact",
+                report.outcome
+            )));
+        }
+        _ => {}
+    }
     Ok(digest)
-}
-
-fn listed(names: &[IndexName]) -> String {
-    if names.is_empty() {
-        " (it is only in a mirror's cache)".into()
-    } else {
-        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-        format!(" ({})", names.join(", "))
-    }
-}
-
-/// Refuses unless the caller may read some index that holds the artifact (mirror-only
-/// artifacts are public knowledge).
-async fn authorize_read(db: &Db, caller: &Caller, sha256: &str) -> Result<(), ServiceError> {
-    let caller = caller.principal();
-    let holders = db.indexes_holding(sha256).await?;
-    if holders.is_empty() {
-        return Ok(());
-    }
-    let readable = super::auth::readable_indexes(db, caller).await?;
-    if readable.iter().any(|i| holders.contains(&i.name)) {
-        return Ok(());
-    }
-    let message = format!(
-        "artifact `{sha256}` is only on private indexes{}: reading its results needs `read` on one of them",
-        listed(&holders)
-    );
-    Err(if caller.is_some() {
-        ServiceError::Forbidden(message)
-    } else {
-        ServiceError::Unauthenticated(message)
-    })
 }
 
 /// Records a stage result (see [`record`]), then promotes under every `auto` rule the
 /// releases it made green. The verdict is stored whatever happens next: an automatic
 /// promotion that fails is logged, and can be retried with `kiln promote`.
 pub async fn report(
-    db: &Db,
-    policies: &crate::policy::Policies,
+    ctx: super::promote::Promoter<'_>,
     caller: &Caller,
     report: &StageReport,
 ) -> Result<ResultView, ServiceError> {
-    let stored = record(db, caller, report).await?;
-    if let Err(e) = super::promote::auto_promote(db, policies, &stored.sha256).await {
+    let stored = record(ctx.db, caller, report).await?;
+    if let Err(e) = super::promote::auto_promote(ctx, &report.index, &stored.sha256).await {
         tracing::error!(file.sha256 = %stored.sha256, error = %e, "automatic promotion failed");
     }
     Ok(stored)
 }
 
-/// Validates and stores a stage result, if the caller holds `report` on an index that
-/// lists the artifact.
+/// Validates and stores a stage result, if the caller holds `report` on the index it is
+/// reported for and that index itself lists the artifact.
 async fn record(
     db: &Db,
     caller: &Caller,
     report: &StageReport,
 ) -> Result<ResultView, ServiceError> {
-    let principal = caller.authenticated()?;
+    let principal = caller.require(Permission::Report, &report.index)?;
     let digest = check_report(report)?;
-    if !db.blob_exists(digest.as_str()).await? {
+    let index = super::indexes::get_index(db, &report.index).await?;
+    let files = db.files_with_digest(&[index.id], digest.as_str()).await?;
+    let Some(file) = files.first() else {
         return Err(ServiceError::NotFound(format!(
-            "no artifact with sha256 `{digest}` is stored on this server; report results for files uploaded to it"
+            "index `{}` does not list artifact `{digest}`; report the result for the index the stage installed it from (a verdict counts only where the bytes were built or promoted to)",
+            index.name
         )));
-    }
-    let holders = db.indexes_holding(digest.as_str()).await?;
-    if !holders
-        .iter()
-        .any(|index| principal.allows(Permission::Report, index))
-    {
-        return Err(ServiceError::Forbidden(format!(
-            "this token lacks `report` on every index that holds artifact `{digest}`{}; ask an admin for a token with `report` on one of them",
-            listed(&holders)
-        )));
-    }
+    };
+    let after_promotion = match pep440_rs::Version::from_str(&file.version) {
+        Ok(version) => {
+            db.promoted_from(index.id, file.project.as_str(), &canonical(&version))
+                .await?
+        }
+        Err(_) => false,
+    };
     let environment = serde_json::to_string(&report.environment)
         .map_err(|e| ServiceError::Internal(format!("encoding environment: {e}")))?;
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let now = now_rfc3339();
     let record = db
         .record_result(&NewResult {
+            index_id: index.id,
+            cause: report.cause.as_deref().map(str::trim),
+            after_promotion,
             sha256: digest.as_str(),
             stage: &report.stage,
             run_id: report.run_id.trim(),
@@ -189,6 +189,7 @@ async fn record(
         })
         .await?;
     tracing::info!(
+        index.name = %index.name,
         file.sha256 = %digest,
         stage.name = %report.stage,
         stage.run_id = %report.run_id,
@@ -199,8 +200,8 @@ async fn record(
     Ok(view(record))
 }
 
-/// Every result of one artifact, oldest first, if the caller may read an index that
-/// holds it.
+/// Every result of one artifact on the indexes the caller may read, oldest first; an
+/// artifact no readable index lists is refused (mirror-only artifacts are public).
 pub async fn history(
     db: &Db,
     caller: &Caller,
@@ -212,11 +213,27 @@ pub async fn history(
             sha256.escape_debug()
         ))
     })?;
-    authorize_read(db, caller, digest.as_str()).await?;
+    let holders = db.indexes_holding(digest.as_str()).await?;
+    let readable: std::collections::HashSet<IndexName> =
+        super::auth::readable_indexes(db, caller.principal())
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+    if !holders.is_empty() && !holders.iter().any(|h| readable.contains(h)) {
+        let message = format!(
+            "artifact `{digest}` is only on private indexes you may not read: reading its results needs `read` on one of them"
+        );
+        return Err(match caller.principal() {
+            Some(_) => ServiceError::Forbidden(message),
+            None => ServiceError::Unauthenticated(message),
+        });
+    }
     Ok(db
         .results_of(&[digest.as_str()])
         .await?
         .into_iter()
+        .filter(|r| readable.contains(&r.index))
         .map(view)
         .collect())
 }
@@ -282,25 +299,22 @@ async fn release_verdicts(
         .collect()
 }
 
-/// The latest result of each stage for each file's sha256, in the files' order.
+/// The latest result of each stage for each file, reported for the index that lists
+/// the file (never another index's verdicts on the same bytes), in the files' order.
 pub async fn latest_of_files(
     db: &Db,
     files: &[FileRecord],
 ) -> Result<Vec<BTreeMap<String, ResultView>>, ServiceError> {
     let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
-    let results: Vec<ResultView> = db
-        .results_of(&digests)
-        .await?
-        .into_iter()
-        .map(view)
-        .collect();
+    let results = db.results_of(&digests).await?;
     Ok(files
         .iter()
         .map(|file| {
             let mine: Vec<ResultView> = results
                 .iter()
-                .filter(|r| file.sha256 == *r.sha256)
+                .filter(|r| r.index_id == file.index_id && r.sha256 == file.sha256)
                 .cloned()
+                .map(view)
                 .collect();
             latest_per_stage(&mine)
         })
@@ -323,6 +337,8 @@ mod tests {
 
     fn report() -> StageReport {
         StageReport {
+            index: "root/master".parse().unwrap(),
+            cause: None,
             sha256: "a".repeat(64),
             stage: "unit".into(),
             run_id: "run-1".into(),
@@ -363,11 +379,32 @@ mod tests {
             ..report()
         };
         assert!(check_report(&empty_run).is_err());
+        let causeless = StageReport {
+            outcome: Outcome::Error,
+            ..report()
+        };
+        insta::assert_snapshot!(check_report(&causeless).unwrap_err(), @"an `error` result needs a `cause`: why the stage could not run (command not found, killed by a signal, …)");
+        let caused_fail = StageReport {
+            outcome: Outcome::Fail,
+            cause: Some("flaky".into()),
+            ..report()
+        };
+        assert!(check_report(&caused_fail).is_err());
+        let error = StageReport {
+            outcome: Outcome::Error,
+            cause: Some("command `tox` not found".into()),
+            exit_code: Some(127),
+            ..report()
+        };
+        assert!(check_report(&error).is_ok());
     }
 
     #[test]
     fn latest_report_of_a_stage_wins() {
         let view = |stage: &str, outcome, run: &str| ResultView {
+            index: "root/master".into(),
+            cause: None,
+            after_promotion: false,
             sha256: "a".repeat(64),
             stage: stage.into(),
             run_id: run.into(),

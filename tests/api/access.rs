@@ -99,7 +99,7 @@ impl Action {
                 app.upload_form("root/master", dist.form(), token).await
             }
             Self::Report => {
-                let body = json!({"sha256": sha, "stage": "unit", "run_id": format!("run-{n}"), "outcome": "fail", "duration_ms": 1});
+                let body = json!({"index": "root/master", "sha256": sha, "stage": "unit", "run_id": format!("run-{n}"), "outcome": "fail", "duration_ms": 1});
                 call(app, "POST", "+api/v1/results", token, Some(body)).await
             }
             Self::Promote => {
@@ -187,13 +187,10 @@ async fn ci_and_release_tokens_do_exactly_their_jobs() {
     let ci = mint(&app, "ci", &["upload:root/*", "report:root/*"]).await;
     let release = mint(&app, "release", &["promote:root/prod"]).await;
     let demo = Dist::wheel("demo", "1.0");
-    assert_eq!(
-        app.upload_form("root/master", demo.form(), Some(&ci))
-            .await
-            .status(),
-        200
-    );
-    let report = json!({"sha256": demo.sha256(), "stage": "unit", "run_id": "r1", "outcome": "pass", "duration_ms": 5});
+    let ci_client = kiln::client::Client::new(&app.base, Some(ci.clone())).unwrap();
+    app.build_with(&ci_client, "root/master", "abcdef1", &[&demo])
+        .await;
+    let report = json!({"index": "root/master", "sha256": demo.sha256(), "stage": "unit", "run_id": "r1", "outcome": "pass", "duration_ms": 5});
     let response = call(&app, "POST", "+api/v1/results", Some(&ci), Some(report)).await;
     assert_eq!(response.status(), 201);
 

@@ -22,6 +22,20 @@ pub mod backends;
 pub mod upstream;
 pub use backends::Backing;
 
+/// The provenance a test claim carries: `commit` and a recognisable CI run.
+pub fn provenance(commit: &str) -> kiln::domain::Provenance {
+    kiln::domain::Provenance {
+        ci: Some("test".into()),
+        run_id: Some("run-1".into()),
+        run_url: Some("https://ci.example/run/1".into()),
+        attempt: Some(1),
+        runner: Some("runner-1".into()),
+        python: Some("CPython 3.12.0".into()),
+        platform: Some("linux-x86_64".into()),
+        ..kiln::domain::Provenance::of_commit(commit.parse().unwrap())
+    }
+}
+
 /// True in the `api_pg_s3` build of the suite: servers use PostgreSQL and S3.
 pub fn shared_backends() -> bool {
     env!("CARGO_CRATE_NAME") == "api_pg_s3"
@@ -179,6 +193,54 @@ impl TestApp {
     pub async fn upload(&self, index: &str, dist: &Dist) -> reqwest::Response {
         self.upload_form(index, dist.form(), Some(ADMIN_TOKEN))
             .await
+    }
+
+    /// Publishes `dists` (one release) on `index` the way `kiln ensure` does: claims the
+    /// build lease from `commit`, uploads each file under it and completes it, so the
+    /// files carry provenance. Answers the first file's sha256.
+    pub async fn build(&self, index: &str, commit: &str, dists: &[&Dist]) -> String {
+        self.build_with(&self.client(), index, commit, dists).await
+    }
+
+    /// [`TestApp::build`] as the holder of `client`'s token.
+    pub async fn build_with(
+        &self,
+        client: &kiln::client::Client,
+        index: &str,
+        commit: &str,
+        dists: &[&Dist],
+    ) -> String {
+        let index: kiln::domain::IndexName = index.parse().unwrap();
+        let (project, version) = (&dists[0].name, &dists[0].version);
+        let claim = kiln::api::ClaimBuild {
+            builder: "test runner".into(),
+            retry: false,
+            provenance: provenance(commit),
+        };
+        let claimed = client
+            .claim_build(&index, project, version, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("claiming {project} {version} on {index}: {e}"));
+        let kiln::api::BuildStateView::Claimed { lease_id, .. } = claimed.status else {
+            panic!("expected to claim {project} {version} on {index}: {claimed:?}")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for dist in dists {
+            let path = dist.write_to(dir.path());
+            client
+                .upload_file(&index, &path, project, version, Some(&lease_id))
+                .await
+                .unwrap_or_else(|e| panic!("uploading {} under the lease: {e}", dist.filename));
+        }
+        let body = kiln::api::LeaseBody {
+            lease_id,
+            error_tail: None,
+        };
+        client
+            .lease_action(&index, project, version, "complete", &body)
+            .await
+            .unwrap_or_else(|e| panic!("completing {project} {version}: {e}"));
+        dists[0].sha256()
     }
 
     /// Posts an arbitrary upload form.

@@ -29,6 +29,7 @@ const FOREIGN_ENV: &[&str] = &[
     "KILN_TOKEN",
     "KILN_BRANCH",
     "KILN_BUILD_NUMBER",
+    "KILN_COMMIT",
     "PIP_FIND_LINKS",
     "PIP_INDEX_URL",
     "PIP_EXTRA_INDEX_URL",
@@ -44,16 +45,56 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A checkout of the sample project: a git repository whose one commit is the same
+    /// on every runner (fixed author, dates and content give the same commit id), as CI
+    /// runners checking out one commit have.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&sample_project(), dir.path());
-        Self { dir }
+        let runner = Self { dir };
+        runner.git(&["init", "--quiet"]);
+        runner.commit();
+        runner
     }
 
     fn with_pyproject(text: &str) -> Self {
         let runner = Self::new();
         std::fs::write(runner.path().join("pyproject.toml"), text).unwrap();
+        runner.commit();
         runner
+    }
+
+    /// Runs git in the checkout with a fixed identity and clock.
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .args(["-c", "user.name=CI", "-c", "user.email=ci@example.com"])
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .output()
+            .expect("running git (the hook tests need it)");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Commits every change in the checkout; answers the new HEAD.
+    pub fn commit(&self) -> String {
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--allow-empty", "-m", "sample"]);
+        self.git(&["rev-parse", "HEAD"])
     }
 
     pub fn path(&self) -> &Path {
@@ -488,6 +529,7 @@ async fn uploads_are_tied_to_the_build_lease() {
     let claim = |builder: &str| ClaimBuild {
         builder: builder.into(),
         retry: false,
+        provenance: crate::helpers::provenance("abcdef1"),
     };
     let first = client
         .claim_build(&index, "demo", "1.0", &claim("runner-a"))
@@ -580,6 +622,7 @@ async fn production_is_never_built_into_and_claims_need_a_token() {
     let claim = ClaimBuild {
         builder: "x".into(),
         retry: false,
+        provenance: crate::helpers::provenance("abcdef1"),
     };
     let prod = app
         .client()
@@ -611,7 +654,16 @@ async fn a_waiter_long_polls_and_sees_the_upload() {
     let client = app.client();
     let index: kiln::domain::IndexName = "root/master".parse().unwrap();
     let claimed = client
-        .claim_build(&index, "demo", "2.0", &ClaimBuild::default())
+        .claim_build(
+            &index,
+            "demo",
+            "2.0",
+            &ClaimBuild {
+                builder: String::new(),
+                retry: false,
+                provenance: crate::helpers::provenance("abcdef1"),
+            },
+        )
         .await
         .unwrap();
     let BuildStateView::Claimed { lease_id, .. } = claimed.status else {

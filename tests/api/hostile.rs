@@ -599,12 +599,12 @@ async fn hostile_api_requests_are_refused_and_change_nothing() {
             call(&app, "POST", "+api/v1/indexes", Some(ADMIN_TOKEN), Some(big)).await),
         case("unknown JSON field", 400, "unknown field `is_admin`",
             call(&app, "POST", "+api/v1/indexes", Some(ADMIN_TOKEN), Some(json!({"name": "root/y", "is_admin": true}))).await),
-        case("report for an artifact on an index the token cannot write", 403, "lacks `report` on every index that holds artifact",
-            call(&app, "POST", "+api/v1/results", Some(&ci), Some(json!({"sha256": demo.sha256(), "stage": "unit", "run_id": "r", "outcome": "pass", "duration_ms": 1}))).await),
+        case("report for an artifact on an index the token cannot write", 403, "lacks `report` on `root/master`",
+            call(&app, "POST", "+api/v1/results", Some(&ci), Some(json!({"index": "root/master", "sha256": demo.sha256(), "stage": "unit", "run_id": "r", "outcome": "pass", "duration_ms": 1}))).await),
         case("promotion with an upload-only token", 403, "lacks `promote` on `root/prod`",
             call(&app, "POST", "+api/v1/promotions", Some(&ci), Some(json!({"project": "demo", "version": "1.0"}))).await),
         case("build claim outside the token's namespace", 403, "lacks `upload` on `root/master`",
-            call(&app, "POST", "+api/v1/builds/root/master/demo/2.0", Some(&ci), Some(json!({"builder": "x"}))).await),
+            call(&app, "POST", "+api/v1/builds/root/master/demo/2.0", Some(&ci), Some(json!({"builder": "x", "provenance": {"commit": "abcdef1"}}))).await),
         case("yank outside the token's namespace", 403, "lacks `upload` on `root/master`",
             call(&app, "POST", "+api/v1/releases/root/master/demo/1.0/yank", Some(&ci), Some(json!({"reason": "x"}))).await),
         case("mirror purge without admin", 403, "lacks `admin` on `root/pypi`",
@@ -618,7 +618,7 @@ async fn hostile_api_requests_are_refused_and_change_nothing() {
         case("a token guessed by prefix", 403, "not valid on this server",
             call(&app, "GET", "+api/v1/tokens", Some("kiln_"), None).await),
         case("bad sha256 in a report", 400, "sha256",
-            call(&app, "POST", "+api/v1/results", Some(ADMIN_TOKEN), Some(json!({"sha256": "../../etc", "stage": "unit", "run_id": "r", "outcome": "pass", "duration_ms": 1}))).await),
+            call(&app, "POST", "+api/v1/results", Some(ADMIN_TOKEN), Some(json!({"index": "root/master", "sha256": "../../etc", "stage": "unit", "run_id": "r", "outcome": "pass", "duration_ms": 1}))).await),
     ];
     assert_eq!(check_stored(&app, cases, before).await, 19);
     let listed: Vec<serde_json::Value> = call(&app, "GET", "+api/v1/indexes", None, None)

@@ -83,7 +83,7 @@ async fn creates_shows_modifies_and_deletes() {
         200
     );
     client
-        .delete_index(&"acme/feature-x".parse().unwrap())
+        .delete_index(&"acme/feature-x".parse().unwrap(), false)
         .await
         .unwrap();
     let (status, message) = api_error(
@@ -201,7 +201,7 @@ async fn refuses_deleting_a_base_or_production() {
     app.create_index("acme/feature-y", &["root/master"]).await;
     let (status, message) = api_error(
         client
-            .delete_index(&"root/master".parse().unwrap())
+            .delete_index(&"root/master".parse().unwrap(), false)
             .await
             .unwrap_err(),
     );
@@ -220,7 +220,7 @@ async fn refuses_deleting_a_base_or_production() {
         .unwrap();
     let (status, message) = api_error(
         client
-            .delete_index(&"root/prod".parse().unwrap())
+            .delete_index(&"root/prod".parse().unwrap(), false)
             .await
             .unwrap_err(),
     );

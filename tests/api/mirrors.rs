@@ -703,7 +703,7 @@ async fn mirrors_refuse_what_only_stage_indexes_do_and_hide_credentials() {
     let claim = http
         .post(app.url("+api/v1/builds/root/private/x/1.0"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({}))
+        .json(&serde_json::json!({"provenance": {"commit": "abcdef1"}}))
         .send()
         .await
         .unwrap();

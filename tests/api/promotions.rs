@@ -12,20 +12,36 @@ pub fn request(version: &str) -> PromoteRequest {
     PromoteRequest {
         project: "demo".into(),
         version: version.into(),
+        together: Vec::new(),
         from: None,
         to: None,
         dry_run: false,
     }
 }
 
+/// Reports a result for `sha256` on `root/master`.
 pub async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome: Outcome) {
+    report_on(app, "root/master", sha256, stage, run, outcome).await;
+}
+
+/// Reports a result for `sha256` on `index`, with the admin token.
+pub async fn report_on(
+    app: &TestApp,
+    index: &str,
+    sha256: &str,
+    stage: &str,
+    run: &str,
+    outcome: Outcome,
+) {
     app.client()
         .report_result(&StageReport {
+            index: index.parse().unwrap(),
+            cause: (outcome == Outcome::Error).then(|| "command `tox` not found".into()),
             sha256: sha256.into(),
             stage: stage.into(),
             run_id: run.into(),
             outcome,
-            exit_code: Some(i64::from(outcome == Outcome::Fail)),
+            exit_code: Some(i64::from(outcome != Outcome::Pass)),
             duration_ms: 10,
             environment: BTreeMap::new(),
             log_tail: format!("{stage} {run}"),
@@ -35,11 +51,11 @@ pub async fn report(app: &TestApp, sha256: &str, stage: &str, run: &str, outcome
         .unwrap();
 }
 
-/// Uploads `demo` `version` to master and returns its sha256.
+/// Builds `demo` `version` into master under a lease (as `kiln ensure` does) and returns
+/// its sha256.
 pub async fn on_master(app: &TestApp, version: &str) -> String {
-    let dist = Dist::wheel("demo", version);
-    assert_eq!(app.upload("root/master", &dist).await.status(), 200);
-    dist.sha256()
+    app.build("root/master", "c0ffee1", &[&Dist::wheel("demo", version)])
+        .await
 }
 
 fn failed(outcome: &PromotionOutcome) -> Vec<(String, String)> {
@@ -416,7 +432,7 @@ async fn yanked_releases_are_skipped_unless_pinned_exactly() {
 async fn prod_is_append_only() {
     let app = TestApp::spawn().await;
     let dist = Dist::wheel("demo", "6.0");
-    assert_eq!(app.upload("root/master", &dist).await.status(), 200);
+    app.build("root/master", "c0ffee1", &[&dist]).await;
     report(&app, &dist.sha256(), "unit", "r", Outcome::Pass).await;
     app.client().promote(&request("6.0")).await.unwrap();
     // No upload, no overwrite: files arrive only by promotion.
@@ -443,7 +459,7 @@ async fn prod_is_append_only() {
     assert_eq!(delete.status(), 405);
     let index = app
         .client()
-        .delete_index(&"root/prod".parse().unwrap())
+        .delete_index(&"root/prod".parse().unwrap(), false)
         .await;
     assert!(
         matches!(

@@ -17,12 +17,12 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
         ("POST", paths::INDEXES) => json!({"name": "sec/new"}),
         ("PATCH", paths::INDEX) => json!({"description": "changed"}),
         ("POST", paths::TOKENS) => json!({"name": "t", "scopes": ["read:sec/*"]}),
-        ("POST", paths::BUILD) => json!({"builder": "walker"}),
+        ("POST", paths::BUILD) => json!({"builder": "walker", "provenance": {"commit": "abcdef1"}}),
         ("POST", paths::BUILD_HEARTBEAT | paths::BUILD_COMPLETE | paths::BUILD_FAIL) => {
             json!({"lease_id": "not-a-lease"})
         }
         ("POST", paths::RESULTS) => json!({
-            "sha256": sha256, "stage": "unit", "run_id": "walk", "outcome": "pass",
+            "index": "sec/priv", "sha256": sha256, "stage": "unit", "run_id": "walk", "outcome": "pass",
             "duration_ms": 1
         }),
         ("POST", paths::RELEASE_YANK) => json!({"reason": "walking the routes"}),
@@ -79,15 +79,14 @@ async fn every_route_refuses_callers_the_access_table_refuses() {
         assert_eq!(created.status(), 201, "creating the private indexes");
     }
     let wheel = crate::helpers::Dist::wheel("secret-pkg", "1.0");
-    assert_eq!(app.upload("sec/priv", &wheel).await.status(), 200);
-    let sha256 = wheel.sha256();
+    let sha256 = app.build("sec/priv", "abcdef1", &[&wheel]).await;
     let admin = |method: &'static str, path: &'static str, body: Option<Value>| {
         call(&app, method, path, Some(ADMIN_TOKEN), body)
     };
     let reported = admin(
         "POST",
         "+api/v1/results",
-        Some(json!({"sha256": sha256, "stage": "unit", "run_id": "setup", "outcome": "pass", "duration_ms": 1})),
+        Some(json!({"index": "sec/priv", "sha256": sha256, "stage": "unit", "run_id": "setup", "outcome": "pass", "duration_ms": 1})),
     )
     .await;
     assert_eq!(

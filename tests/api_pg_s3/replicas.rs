@@ -347,6 +347,7 @@ async fn restarting_a_replica_mid_traffic_loses_nothing_and_leaves_no_half_rows(
     let claim = ClaimBuild {
         builder: "runner-on-a".into(),
         retry: false,
+        provenance: crate::helpers::provenance("abcdef1"),
     };
     let held = replicas[0]
         .client()
