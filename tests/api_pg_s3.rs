@@ -32,6 +32,8 @@ mod routes;
 mod simple;
 #[path = "api/uploads.rs"]
 mod uploads;
+#[path = "api/verdicts.rs"]
+mod verdicts;
 
 /// Several `kiln serve` processes on one database and bucket.
 #[path = "api_pg_s3/replicas.rs"]

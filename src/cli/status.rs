@@ -53,6 +53,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "{} {} on {}: build {build}",
         status.build.project, status.build.version, status.build.index
     );
+    if let Some(provenance) = &status.build.provenance {
+        println!("  built from {}", describe(provenance));
+    }
     if status.files.is_empty() {
         println!("  no files");
     }
@@ -61,6 +64,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             "  {}  sha256:{}  (from {})",
             file.file.filename, file.file.sha256, file.index
         );
+        match &file.file.provenance {
+            Some(provenance) => println!("    built from {}", describe(provenance)),
+            None => println!("    uploaded without a build lease: no provenance"),
+        }
         if file.stages.is_empty() {
             println!("    no stage results yet");
         }
@@ -71,15 +78,58 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     j.tests, j.failures, j.errors, j.skipped
                 )
             });
+            let late = if result.after_promotion {
+                "  (after promotion)"
+            } else {
+                ""
+            };
             println!(
-                "    {stage:<16} {:<4}  {:>8.1}s  run {}  at {}{junit}",
+                "    {stage:<16} {:<5}  {:>8.1}s  run {}  at {}{junit}{late}",
                 result.outcome.as_str(),
                 // durations are shown to a tenth of a second
                 f64::from(u32::try_from(result.duration_ms).unwrap_or(u32::MAX)) / 1000.0,
                 result.run_id,
                 result.reported_at
             );
+            if let Some(cause) = &result.cause {
+                println!("      could not run: {cause}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `commit abc1234 (github-actions https://…, attempt 2) on runner-3, CPython 3.12.1 linux-x86_64`.
+fn describe(provenance: &kiln::domain::Provenance) -> String {
+    let run: Vec<String> = [
+        provenance.ci.clone(),
+        provenance
+            .run_url
+            .clone()
+            .or_else(|| provenance.run_id.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut parts = vec![format!("commit {}", provenance.commit)];
+    if !run.is_empty() {
+        let attempt = provenance
+            .attempt
+            .map(|a| format!(", attempt {a}"))
+            .unwrap_or_default();
+        parts.push(format!("({}{attempt})", run.join(" ")));
+    }
+    if let Some(runner) = &provenance.runner {
+        parts.push(format!("on {runner}"));
+    }
+    let env: Vec<&str> = [&provenance.python, &provenance.platform]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let mut text = parts.join(" ");
+    if !env.is_empty() {
+        text = format!("{text}, {}", env.join(" "));
+    }
+    text
 }

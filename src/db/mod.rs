@@ -499,6 +499,51 @@ mod tests {
         }
     }
 
+    /// A database at migration 5 (results per sha256, four event kinds) upgrades in
+    /// place: each result goes to the index the bytes were first uploaded to, results of
+    /// bytes no index lists are dropped, and events keep their rows.
+    #[tokio::test]
+    async fn results_and_events_survive_the_verdict_migration() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = std::borrow::Cow::Owned(before.migrations[..5].to_vec());
+        before.run(&pool).await.unwrap();
+        let a = "a".repeat(64);
+        let orphan = "b".repeat(64);
+        for statement in [
+            "INSERT INTO indexes (id, namespace, name, kind, volatile, promotion_only, created_at, updated_at) VALUES (1, 'root', 'master', 'stage', 0, 0, 't', 't')".to_owned(),
+            "INSERT INTO indexes (id, namespace, name, kind, volatile, promotion_only, created_at, updated_at) VALUES (2, 'other', 'x', 'stage', 0, 0, 't', 't')".to_owned(),
+            format!("INSERT INTO blobs (sha256, size, created_at) VALUES ('{a}', 1, 't'), ('{orphan}', 1, 't')"),
+            format!("INSERT INTO files (index_id, project, version, filename, kind, sha256, size, uploaded_at, uploaded_by) VALUES (1, 'demo', '1.0', 'demo-1.0-py3-none-any.whl', 'wheel', '{a}', 1, 't', 'ci')"),
+            format!("INSERT INTO files (index_id, project, version, filename, kind, sha256, size, uploaded_at, uploaded_by) VALUES (2, 'demo', '1.0', 'demo-1.0-py3-none-any.whl', 'wheel', '{a}', 1, 't', 'ci')"),
+            format!("INSERT INTO stage_results (sha256, stage, run_id, outcome, duration_ms, environment, log_tail, reported_by, reported_at) VALUES ('{a}', 'unit', 'r', 'pass', 1, '{{}}', '', 'ci', 't')"),
+            format!("INSERT INTO stage_results (sha256, stage, run_id, outcome, duration_ms, environment, log_tail, reported_by, reported_at) VALUES ('{orphan}', 'unit', 'r', 'fail', 1, '{{}}', '', 'ci', 't')"),
+            "INSERT INTO events (kind, index_name, project, version, actor, at, detail) VALUES ('yank', 'root/master', 'demo', '1.0', 'ci', 't', '{}')".to_owned(),
+        ] {
+            sqlx::query(&statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let db = Db::connect(&url).await.unwrap();
+        let results = db.results_of(&[a.as_str(), orphan.as_str()]).await.unwrap();
+        assert_eq!(results.len(), 1, "{results:?}");
+        assert_eq!(results[0].index.to_string(), "root/master");
+        assert_eq!(results[0].index_id, 1);
+        let events = db.list_events(None, 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, crate::domain::EventKind::Yank);
+        assert_eq!(
+            events[0]
+                .project
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("demo")
+        );
+    }
+
     #[test]
     fn builds_placeholders() {
         assert_eq!(placeholders(2, 3), "$2, $3, $4");

@@ -419,6 +419,9 @@ pub async fn delete_index(
     let index = Db::find_index_tx(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
+    if index.settings.promotion_only {
+        guard_production(principal, &index, "deleting it", force)?;
+    }
     let dependents = Db::dependents_tx(&mut tx, index.id).await?;
     if !dependents.is_empty() {
         let names: Vec<String> = dependents.iter().map(|d| format!("`{d}`")).collect();
@@ -426,9 +429,6 @@ pub async fn delete_index(
             "index `{name}` is a base of {}; remove it from their bases first",
             names.join(", ")
         )));
-    }
-    if index.settings.promotion_only {
-        guard_production(principal, &index, "deleting it", force)?;
     }
     Db::delete_index_tx(&mut tx, index.id).await?;
     index_event(

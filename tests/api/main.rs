@@ -14,3 +14,4 @@ mod promotions;
 mod routes;
 mod simple;
 mod uploads;
+mod verdicts;

@@ -265,7 +265,7 @@ async fn an_auto_policy_promotes_when_the_last_stage_turns_green() {
 }
 
 /// `kiln ARGS…` against `app` with the admin token.
-async fn kiln_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub async fn kiln_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
     command
         .args(args)
