@@ -22,6 +22,17 @@ fn failing(outcome: &kiln::api::PromotionOutcome) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The dry run of promoting `demo` `version` from master.
+async fn dry_run(app: &TestApp, version: &str) -> kiln::api::PromotionOutcome {
+    app.client()
+        .promote(&kiln::api::PromoteRequest {
+            dry_run: true,
+            ..request(version)
+        })
+        .await
+        .unwrap()
+}
+
 fn auto_policy() -> kiln::policy::Policies {
     let text = kiln::policy::DEFAULT_POLICY.replace("auto = false", "auto = true");
     kiln::policy::Policies::parse("auto.toml", &text).unwrap()
@@ -85,14 +96,7 @@ async fn a_verdict_on_copied_bytes_never_counts_for_the_original_index() {
     );
 
     // master's release is not green, and auto promotion did nothing.
-    let dry = app
-        .client()
-        .promote(&kiln::api::PromoteRequest {
-            dry_run: true,
-            ..request("2.0")
-        })
-        .await
-        .unwrap();
+    let dry = dry_run(&app, "2.0").await;
     assert_eq!(dry.result, PromotionResult::Refused);
     assert_eq!(
         failing(&dry),
@@ -158,14 +162,7 @@ async fn hand_uploaded_bytes_never_reach_production_automatically() {
         404,
         "auto promotion never takes a hand upload"
     );
-    let dry = app
-        .client()
-        .promote(&kiln::api::PromoteRequest {
-            dry_run: true,
-            ..request("2.3.99")
-        })
-        .await
-        .unwrap();
+    let dry = dry_run(&app, "2.3.99").await;
     let refusal = failing(&dry);
     assert_eq!(refusal.len(), 1, "{refusal:?}");
     assert_eq!(
@@ -376,14 +373,7 @@ async fn a_red_stage_blocks_even_when_the_policy_does_not_require_it() {
     );
     // Green again once the stage passes on a re-run.
     report(&app, &sha, "static", "r2", Outcome::Pass).await;
-    let dry = app
-        .client()
-        .promote(&kiln::api::PromoteRequest {
-            dry_run: true,
-            ..request("4.0")
-        })
-        .await
-        .unwrap();
+    let dry = dry_run(&app, "4.0").await;
     assert_eq!(dry.result, PromotionResult::WouldPromote);
     assert!(
         dry.checks.iter().any(|c| c.rule.contains("`static`")),
