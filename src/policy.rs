@@ -95,6 +95,8 @@ struct RawRule {
     built_only: bool,
     #[serde(default = "yes")]
     all_reported_stages_green: bool,
+    #[serde(default)]
+    target_pythons: Option<toml::Spanned<Vec<String>>>,
 }
 
 fn yes() -> bool {
@@ -134,6 +136,9 @@ pub struct PromotionRule {
     pub built_only: bool,
     /// Every stage that reported for a file, required or not, must pass.
     pub all_reported_stages_green: bool,
+    /// The Pythons the target serves, for the dependency check (empty: every
+    /// environment).
+    pub target_pythons: Vec<Version>,
 }
 
 /// Every rule of every policy file.
@@ -233,6 +238,21 @@ impl Policies {
                     "`auto = true` needs `built-only = true`: automatic promotion never promotes a file without build provenance; promote hand uploads with `kiln promote` under a rule without `auto`".into(),
                 ));
             }
+            let target_pythons = match &raw.target_pythons {
+                None => Vec::new(),
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .map(|text| {
+                        text.parse::<Version>().map_err(|e| {
+                            error(
+                                Some(list.span()),
+                                format!("`target-pythons`: `{text}` is not a version: {e}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
             rules.push(PromotionRule {
                 name,
                 file: file.to_owned(),
@@ -247,6 +267,7 @@ impl Policies {
                 auto: raw.auto,
                 built_only: raw.built_only,
                 all_reported_stages_green: raw.all_reported_stages_green,
+                target_pythons,
             });
         }
         Ok(Self { rules })
@@ -691,6 +712,11 @@ mod tests {
                 "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/master\"\nrequired-stages = [\"unit\"]\n",
                 4,
                 "both",
+            ),
+            (
+                "[[promotion]]\nname = \"a\"\nfrom = \"root/master\"\nto = \"root/prod\"\nrequired-stages = [\"unit\"]\ntarget-pythons = [\"three\"]\n",
+                6,
+                "`target-pythons`: `three` is not a version",
             ),
             ("[[promotion]\n", 1, ""),
         ];

@@ -292,7 +292,7 @@ pub async fn promote(
             )),
         }
     }
-    let dependencies = dependency_checks(ctx, &target, &releases, &candidates).await?;
+    let dependencies = dependency_checks(ctx, rule, &target, &releases, &candidates).await?;
     for ((_, candidate), checks) in candidates.iter_mut().zip(dependencies) {
         candidate.checks.extend(checks);
     }
@@ -385,6 +385,7 @@ fn assemble(
 /// same request.
 async fn dependency_checks(
     ctx: Promoter<'_>,
+    rule: &PromotionRule,
     target: &Index,
     releases: &[Release],
     candidates: &[(usize, Candidate)],
@@ -395,18 +396,19 @@ async fn dependency_checks(
     for (_, candidate) in candidates {
         let mut checks = Vec::new();
         for file in candidate.moving().filter(|f| f.kind == DistKind::Wheel) {
-            let dependencies = match wheel_dependencies(ctx.storage, file).await {
-                Ok(dependencies) => dependencies,
-                Err(why) => {
-                    checks.push(Check {
-                        rule: format!("requirements of `{}` readable", file.filename),
-                        passed: false,
-                        expected: "its METADATA's `Requires-Dist` lines, PEP 508".into(),
-                        found: why,
-                    });
-                    continue;
-                }
-            };
+            let dependencies =
+                match wheel_dependencies(ctx.storage, file, &rule.target_pythons).await {
+                    Ok(dependencies) => dependencies,
+                    Err(why) => {
+                        checks.push(Check {
+                            rule: format!("requirements of `{}` readable", file.filename),
+                            passed: false,
+                            expected: "its METADATA's `Requires-Dist` lines, PEP 508".into(),
+                            found: why,
+                        });
+                        continue;
+                    }
+                };
             for dependency in dependencies {
                 let check = dependency_check(
                     ctx,
@@ -429,6 +431,7 @@ async fn dependency_checks(
 async fn wheel_dependencies(
     storage: &Storage,
     file: &FileRecord,
+    pythons: &[Version],
 ) -> Result<Vec<Dependency>, String> {
     let Some(digest) = &file.metadata_sha256 else {
         return Err("no METADATA is stored for this wheel".into());
@@ -438,7 +441,7 @@ async fn wheel_dependencies(
         .await
         .map_err(|e| format!("reading its METADATA: {e}"))?;
     let metadata = parse_core_metadata(&bytes).map_err(|e| e.to_string())?;
-    runtime_dependencies(&metadata.requires_dist)
+    runtime_dependencies(&metadata.requires_dist, pythons)
 }
 
 async fn dependency_check(
