@@ -27,7 +27,7 @@ use pep440_rs::Version;
 use serde::Deserialize;
 
 use crate::domain::IndexName;
-use crate::domain::{Check, Outcome, check_stage_name};
+use crate::domain::{ArtifactCheck, Check, Outcome, check_stage_name};
 
 /// The built-in policy, the same text as the repository's `policies/default.toml`.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
@@ -97,6 +97,8 @@ struct RawRule {
     all_reported_stages_green: bool,
     #[serde(default)]
     target_pythons: Option<toml::Spanned<Vec<String>>>,
+    #[serde(default = "yes")]
+    verified_only: bool,
 }
 
 fn yes() -> bool {
@@ -139,6 +141,8 @@ pub struct PromotionRule {
     /// The Pythons the target serves, for the dependency check (empty: every
     /// environment).
     pub target_pythons: Vec<Version>,
+    /// A pass counts only when the stage verified it tested the wheel.
+    pub verified_only: bool,
 }
 
 /// Every rule of every policy file.
@@ -268,6 +272,7 @@ impl Policies {
                 built_only: raw.built_only,
                 all_reported_stages_green: raw.all_reported_stages_green,
                 target_pythons,
+                verified_only: raw.verified_only,
             });
         }
         Ok(Self { rules })
@@ -285,12 +290,30 @@ pub struct StageVerdict {
     pub outcome: Outcome,
     /// Why an `error` stage could not run.
     pub cause: Option<String>,
+    /// Whether the stage proved it tested the wheel (`None`: nothing checked).
+    pub artifact: Option<ArtifactCheck>,
 }
 
 impl StageVerdict {
+    /// True for a pass that counts: verified, unless the rule accepts unverified passes.
+    fn green(&self, verified_only: bool) -> bool {
+        self.outcome == Outcome::Pass
+            && (!verified_only
+                || self
+                    .artifact
+                    .as_ref()
+                    .is_some_and(ArtifactCheck::is_verified))
+    }
+
     fn found(&self, sha256: &str) -> String {
         match self.outcome {
-            Outcome::Pass => "pass".to_owned(),
+            Outcome::Pass => match &self.artifact {
+                Some(ArtifactCheck::Verified) => "pass (verified: it tested the wheel)".to_owned(),
+                Some(ArtifactCheck::Unverified(reason)) => {
+                    format!("pass, but unverified: {reason}")
+                }
+                None => "pass, but unverified: nothing checked that the stage tested the wheel (reported with `kiln report`?)".to_owned(),
+            },
             Outcome::Fail => format!("fail (latest result; log tail at /+api/v1/results/{sha256})"),
             Outcome::Error => format!(
                 "error: the stage could not run ({}); fix the runner and re-run the stage",
@@ -393,8 +416,10 @@ impl PromotionRule {
         Evaluation { checks, moving }
     }
 
-    fn green(file: &CandidateFile, stage: &str) -> bool {
-        file.latest.get(stage).map(|v| v.outcome) == Some(Outcome::Pass)
+    fn green(&self, file: &CandidateFile, stage: &str) -> bool {
+        file.latest
+            .get(stage)
+            .is_some_and(|v| v.green(self.verified_only))
     }
 
     /// Which files move (positions), and a note for each sdist left behind.
@@ -405,9 +430,9 @@ impl PromotionRule {
             let tested = || {
                 self.required_stages
                     .iter()
-                    .all(|stage| Self::green(file, stage))
+                    .all(|stage| self.green(file, stage))
                     && (!self.all_reported_stages_green
-                        || file.latest.values().all(|v| v.outcome == Outcome::Pass))
+                        || file.latest.values().all(|v| v.green(self.verified_only)))
                     && (!self.built_only || file.built_from.is_some())
             };
             let moves = file.is_wheel
@@ -446,7 +471,7 @@ impl PromotionRule {
                 for stage in &self.required_stages {
                     checks.push(Check {
                         rule: format!("stage `{stage}` green for `{}`", file.filename),
-                        passed: Self::green(file, stage),
+                        passed: self.green(file, stage),
                         expected: "pass".into(),
                         found: file
                             .latest
@@ -457,7 +482,7 @@ impl PromotionRule {
             }
         } else {
             for stage in &self.required_stages {
-                let any = gated.iter().any(|f| Self::green(f, stage));
+                let any = gated.iter().any(|f| self.green(f, stage));
                 checks.push(Check {
                     rule: format!("stage `{stage}` green for some wheel"),
                     passed: any,
@@ -476,7 +501,7 @@ impl PromotionRule {
                         "stage `{stage}` (reported, not required) green for `{}`",
                         file.filename
                     ),
-                    passed: verdict.outcome == Outcome::Pass || !self.all_reported_stages_green,
+                    passed: verdict.green(self.verified_only) || !self.all_reported_stages_green,
                     expected: if self.all_reported_stages_green {
                         "pass: every stage that reported must pass".into()
                     } else {
@@ -527,7 +552,12 @@ mod tests {
                 .map(|(s, o)| {
                     let cause =
                         (*o == Outcome::Error).then(|| "command `tox` not found".to_owned());
-                    ((*s).to_owned(), StageVerdict { outcome: *o, cause })
+                    let verdict = StageVerdict {
+                        outcome: *o,
+                        cause,
+                        artifact: Some(ArtifactCheck::Verified),
+                    };
+                    ((*s).to_owned(), verdict)
                 })
                 .collect(),
             built_from: Some("abcdef1".into()),

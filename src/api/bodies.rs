@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Scope;
 use crate::domain::{
-    Check, DEFAULT_MIRROR_TTL_SECONDS, EventKind, Index, IndexKind, IndexName, IndexSettings,
-    MirrorSettings, Outcome, Provenance,
+    ArtifactCheck, Check, DEFAULT_MIRROR_TTL_SECONDS, EventKind, Index, IndexKind, IndexName,
+    IndexSettings, MirrorSettings, Outcome, Provenance,
 };
 
 /// Whether the server can serve.
@@ -301,6 +301,11 @@ pub struct StageReport {
     /// For `error`: why the stage could not run (required then, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// Whether the stage proved it tested the artifact (`verified`, or `unverified:
+    /// <reason>`); absent when nothing checked (`kiln report`). Promotion counts only
+    /// verified passes unless the policy says `verified-only = false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactCheck>,
     /// The command's exit status, when it ran and exited.
     #[serde(default)]
     pub exit_code: Option<i64>,
@@ -334,6 +339,9 @@ pub struct ResultView {
     /// For `error`: why the stage could not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// Whether the stage proved it tested the artifact; absent when nothing checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactCheck>,
     /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
     /// How long the stage command ran, in milliseconds.

@@ -12,14 +12,11 @@ use clap::Args;
 
 use super::ClientArgs;
 use super::hook_args::HookArgs;
-use kiln::api::{MAX_LOG_TAIL, StageReport};
+use kiln::api::StageReport;
 use kiln::domain::Outcome;
 use kiln::hooks::ensure::ensure;
 use kiln::hooks::junit;
-use kiln::hooks::run::run_teed;
-use kiln::hooks::stage::{
-    classify, deliver, environment_summary, fetch, stage_env, with_tox_package,
-};
+use kiln::hooks::stage::{StageRun, deliver, environment_summary, fetch, run_stage};
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
@@ -69,29 +66,23 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
     let ensured = ensure(&client, &args.hook.options()).await?;
     let workdir = tempfile::Builder::new().prefix("kiln-stage-").tempdir()?;
     let files = fetch(&client, &ensured, workdir.path()).await?;
-    let command_line = with_tox_package(&args.command, &files.wheel);
     eprintln!(
-        "kiln: stage `{}` tests {} ({}) — running: {}",
-        args.name,
-        ensured.wheel.filename,
-        ensured.wheel.sha256,
-        command_line.join(" ")
+        "kiln: stage `{}` tests {} ({})",
+        args.name, ensured.wheel.filename, ensured.wheel.sha256,
     );
-    let mut command = tokio::process::Command::new(&command_line[0]);
-    command
-        .args(&command_line[1..])
-        .envs(stage_env(&ensured, &files));
-    let started_run = run_teed(command, MAX_LOG_TAIL, args.timeout).await;
-    let verdict = classify(&command_line, started_run.as_ref(), args.timeout);
-    let exit_code = match &started_run {
-        Ok(finished) if finished.timed_out => 124,
-        Ok(finished) => finished.exit_code(),
-        Err(_) => 127,
-    };
-    let mut log_tail = match started_run {
-        Ok(finished) => finished.tail,
-        Err(e) => format!("could not start `{}`: {e}", command_line[0]),
-    };
+    let StageRun {
+        verdict,
+        exit_code,
+        mut log_tail,
+        artifact,
+    } = run_stage(
+        &ensured,
+        &files,
+        &args.command,
+        &args.hook.python,
+        args.timeout,
+    )
+    .await;
     if let Some(cause) = &verdict.cause {
         eprintln!(
             "\nkiln: stage `{}` could not run: {cause}\nkiln: this is recorded as `error` (an infrastructure problem), not as a test failure; it blocks promotion until the stage runs.\n",
@@ -112,6 +103,7 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
         run_id: ensured.plan.ctx.run_id.clone(),
         outcome: verdict.outcome,
         cause: verdict.cause.clone(),
+        artifact,
         exit_code: Some(i64::from(exit_code)),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         environment: environment_summary(&ensured.plan.ctx, &args.hook.python),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{Db, DbError, decode, decode_flag, decode_json, decode_u64, placeholders};
-use crate::domain::{IndexName, Outcome, Sha256Digest};
+use crate::domain::{ArtifactCheck, IndexName, Outcome, Sha256Digest};
 
 /// A stage result as stored, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct ResultRecord {
     pub outcome: Outcome,
     /// Why an `error` stage could not run.
     pub cause: Option<String>,
+    /// Whether the stage proved it tested the artifact.
+    pub artifact: Option<ArtifactCheck>,
     /// The stage command's exit status, if it ran.
     pub exit_code: Option<i64>,
     /// Wall time of the stage.
@@ -52,6 +54,7 @@ struct ResultRow {
     index_id: i64,
     index_name: String,
     cause: Option<String>,
+    artifact: Option<String>,
     after_promotion: i64,
     sha256: String,
     stage: String,
@@ -94,6 +97,11 @@ impl TryFrom<ResultRow> for ResultRecord {
             index_id: row.index_id,
             index: decode(TABLE, "index_id", &row.index_name)?,
             cause: row.cause,
+            artifact: row
+                .artifact
+                .as_deref()
+                .map(|a| decode(TABLE, "artifact", a))
+                .transpose()?,
             after_promotion: decode_flag(TABLE, "after_promotion", row.after_promotion)?,
             sha256: decode(TABLE, "sha256", &row.sha256)?,
             outcome: decode(TABLE, "outcome", &row.outcome)?,
@@ -125,6 +133,8 @@ pub struct NewResult<'a> {
     pub outcome: Outcome,
     /// Why an `error` stage could not run.
     pub cause: Option<&'a str>,
+    /// Whether the stage proved it tested the artifact.
+    pub artifact: Option<&'a ArtifactCheck>,
     /// The stage command's exit status, when it ran and exited.
     pub exit_code: Option<i64>,
     /// How long the stage command ran, in milliseconds.
@@ -143,7 +153,7 @@ pub struct NewResult<'a> {
     pub after_promotion: bool,
 }
 
-const RESULT_COLUMNS: &str = "r.id, r.index_id, i.namespace || '/' || i.name AS index_name, r.sha256, r.stage, r.run_id, r.outcome, r.cause, r.exit_code, r.duration_ms, r.environment, r.log_tail, r.tests, r.failures, r.errors, r.skipped, r.reported_by, r.reported_at, r.after_promotion";
+const RESULT_COLUMNS: &str = "r.id, r.index_id, i.namespace || '/' || i.name AS index_name, r.sha256, r.stage, r.run_id, r.outcome, r.cause, r.artifact, r.exit_code, r.duration_ms, r.environment, r.log_tail, r.tests, r.failures, r.errors, r.skipped, r.reported_by, r.reported_at, r.after_promotion";
 const RESULT_FROM: &str = "stage_results r JOIN indexes i ON i.id = r.index_id";
 
 impl Db {
@@ -164,8 +174,8 @@ impl Db {
             .map(|counts| counts.map(Some))
             .unwrap_or_default();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at, index_id, cause, after_promotion) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+            "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at, index_id, cause, after_promotion, artifact) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
         )
         .bind(result.sha256)
         .bind(result.stage)
@@ -184,6 +194,7 @@ impl Db {
         .bind(result.index_id)
         .bind(result.cause)
         .bind(i64::from(result.after_promotion))
+        .bind(result.artifact.map(ToString::to_string))
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::from_write)?;

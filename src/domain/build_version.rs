@@ -91,6 +91,54 @@ impl VersionScheme {
     }
 }
 
+/// The version of a build on a branch that is not a main branch: one no main-branch build
+/// can produce, sorting just below the main build of the same number, and never matched
+/// by a pin of a main version. `1.4.57` on `feature/login` is `1.4.57.dev0+feature.login`:
+/// a dev release of it (so `==1.4.57` and `>=1.4.57` skip it, and production's 1.4.57 is
+/// never shadowed on the branch's index) with the branch as its local label. A version that
+/// already has a dev part only gains the label; one with a local part gains the branch
+/// inside it.
+pub fn branch_version(main: &Version, branch_slug: &str) -> Result<Version, VersionError> {
+    let label: String = branch_slug
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '.'
+            }
+        })
+        .collect::<String>()
+        .split('.')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    let label: String = label.chars().take(48).collect();
+    let label = label.trim_end_matches('.');
+    let text = main.to_string();
+    let (public, local) = match text.split_once('+') {
+        Some((public, local)) => (public.to_owned(), Some(local.to_owned())),
+        None => (text.clone(), None),
+    };
+    let public = if main.is_dev() {
+        public
+    } else {
+        format!("{public}.dev0")
+    };
+    let result = match (local, label.is_empty()) {
+        (Some(local), false) => format!("{public}+{local}.{label}"),
+        (Some(local), true) => format!("{public}+{local}"),
+        (None, false) => format!("{public}+{label}"),
+        (None, true) => public,
+    };
+    Version::from_str(&result).map_err(|_| VersionError::NotPep440 {
+        scheme: "branch builds: {version}.dev0+{branch}".into(),
+        base: text,
+        build: 0,
+        result,
+    })
+}
+
 impl Default for VersionScheme {
     fn default() -> Self {
         Self::default_scheme()
@@ -149,6 +197,25 @@ fn base_to_pep440(base: &str) -> Result<String, VersionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn branch_versions_never_collide_with_main_ones() {
+        let v = |text: &str| Version::from_str(text).unwrap();
+        let branch = |main: &str, slug: &str| branch_version(&v(main), slug).unwrap().to_string();
+        assert_eq!(
+            branch("1.4.57", "feature-login-form"),
+            "1.4.57.dev0+feature.login.form"
+        );
+        assert!(v(&branch("2.3.3", "jenk")) < v("2.3.3"));
+        assert!(v(&branch("2.3.3", "jenk")) > v("2.3.2"));
+        // a pin of the main version never matches the branch build
+        let pinned = pep440_rs::VersionSpecifiers::from_str("==2.3.3").unwrap();
+        assert!(!pinned.contains(&v(&branch("2.3.3", "jenk"))));
+        assert_eq!(branch("1.4.dev57", "x"), "1.4.dev57+x");
+        assert_eq!(branch("1.4rc57", "x"), "1.4rc57.dev0+x");
+        assert_eq!(branch("1.4+build57", "fix-1"), "1.4.dev0+build57.fix.1");
+        assert_eq!(branch("1.4.57", "--"), "1.4.57.dev0");
+    }
 
     fn compute(scheme: &str, base: &str, build: u64) -> Result<String, VersionError> {
         scheme

@@ -40,6 +40,16 @@ pub enum CiProvider {
     Woodpecker,
     /// Drone CI.
     Drone,
+    /// Atlassian Bamboo.
+    Bamboo,
+    /// `TeamCity` (`JetBrains`).
+    TeamCity,
+    /// Travis CI.
+    Travis,
+    /// `AppVeyor`.
+    AppVeyor,
+    /// Semaphore.
+    Semaphore,
 }
 
 impl CiProvider {
@@ -56,6 +66,11 @@ impl CiProvider {
             Self::BitbucketPipelines => "bitbucket-pipelines",
             Self::Woodpecker => "woodpecker",
             Self::Drone => "drone",
+            Self::Bamboo => "bamboo",
+            Self::TeamCity => "teamcity",
+            Self::Travis => "travis-ci",
+            Self::AppVeyor => "appveyor",
+            Self::Semaphore => "semaphore",
         }
     }
 }
@@ -104,15 +119,11 @@ pub struct Overrides {
 /// Why the context could not be determined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CiContextError {
-    /// No branch anywhere.
-    #[error(
-        "cannot tell which branch this is: no CI provider variables found (looked for {0}); pass --branch or set KILN_BRANCH"
-    )]
+    /// No branch anywhere; says which provider was recognised and what it missed.
+    #[error("cannot tell which branch this is: {0}; pass --branch or set KILN_BRANCH")]
     NoBranch(String),
-    /// No build number anywhere.
-    #[error(
-        "cannot tell the build number: no CI provider variables found (looked for {0}); pass --build-number or set KILN_BUILD_NUMBER"
-    )]
+    /// No build number anywhere; says which provider was recognised and what it missed.
+    #[error("cannot tell the build number: {0}; pass --build-number or set KILN_BUILD_NUMBER")]
     NoBuildNumber(String),
     /// A build number that is not a whole number.
     #[error("build number `{value}` (from {source_name}) is not a whole number")]
@@ -136,7 +147,16 @@ pub enum CiContextError {
 }
 
 /// Every variable consulted, for error messages.
-const LOOKED_FOR: &str = "GITHUB_HEAD_REF/GITHUB_REF_NAME/GITHUB_RUN_NUMBER, CI_COMMIT_BRANCH/CI_MERGE_REQUEST_SOURCE_BRANCH_NAME/CI_PIPELINE_IID (GitLab), BRANCH_NAME/GIT_BRANCH/BUILD_NUMBER (Jenkins), BUILDKITE_BRANCH/BUILDKITE_BUILD_NUMBER, CIRCLE_BRANCH/CIRCLE_PIPELINE_NUMBER, BUILD_SOURCEBRANCH/BUILD_BUILDID (Azure), BITBUCKET_BRANCH/BITBUCKET_BUILD_NUMBER, CI_COMMIT_BRANCH/CI_PIPELINE_NUMBER (Woodpecker), DRONE_BRANCH/DRONE_BUILD_NUMBER";
+const LOOKED_FOR: &str = "GITHUB_HEAD_REF/GITHUB_REF_NAME/GITHUB_RUN_NUMBER, CI_COMMIT_BRANCH/CI_MERGE_REQUEST_SOURCE_BRANCH_NAME/CI_COMMIT_REF_NAME/CI_PIPELINE_IID (GitLab), BRANCH_NAME/GIT_BRANCH/BUILD_NUMBER (Jenkins), BUILDKITE_BRANCH/BUILDKITE_BUILD_NUMBER, CIRCLE_BRANCH/CIRCLE_PIPELINE_NUMBER, BUILD_SOURCEBRANCH/BUILD_BUILDID (Azure), BITBUCKET_BRANCH/BITBUCKET_BUILD_NUMBER, CI_COMMIT_BRANCH/CI_PIPELINE_NUMBER (Woodpecker), DRONE_BRANCH/DRONE_BUILD_NUMBER, bamboo_planRepository_branchName/bamboo_buildNumber (Bamboo), BUILD_NUMBER (TeamCity), TRAVIS_BRANCH/TRAVIS_BUILD_NUMBER, APPVEYOR_REPO_BRANCH/APPVEYOR_BUILD_NUMBER, SEMAPHORE_GIT_BRANCH/SEMAPHORE_WORKFLOW_NUMBER";
+
+/// What a missing value's error says: the provider recognised and the variables it read,
+/// or every provider's variables when none was recognised.
+fn missing(provider: Option<CiProvider>, vars: &str) -> String {
+    match provider {
+        Some(p) => format!("{p} was recognised, but none of {vars} is set"),
+        None => format!("no CI provider variables found (looked for {LOOKED_FOR})"),
+    }
+}
 
 /// What one provider's variables say, before overrides.
 #[derive(Debug, Default)]
@@ -148,6 +168,10 @@ struct Found {
     runner: Option<String>,
     commit: Option<String>,
     attempt: Option<String>,
+    /// The variables the branch was read from, for errors.
+    branch_vars: &'static str,
+    /// The variables the build number was read from, for errors.
+    number_vars: &'static str,
 }
 
 /// Reads the context from an environment lookup (`std::env::var` in real use), with
@@ -171,13 +195,13 @@ pub fn detect(
         .clone()
         .or_else(|| get("KILN_BRANCH"))
         .or(found.branch)
-        .ok_or_else(|| CiContextError::NoBranch(LOOKED_FOR.into()))?;
+        .ok_or_else(|| CiContextError::NoBranch(missing(provider, found.branch_vars)))?;
     let (number_text, number_source) = match (&overrides.build_number, get("KILN_BUILD_NUMBER")) {
         (Some(n), _) => (n.clone(), "--build-number"),
         (None, Some(n)) => (n, "KILN_BUILD_NUMBER"),
         (None, None) => found
             .build_number
-            .ok_or_else(|| CiContextError::NoBuildNumber(LOOKED_FOR.into()))?,
+            .ok_or_else(|| CiContextError::NoBuildNumber(missing(provider, found.number_vars)))?,
     };
     let build_number = number_text
         .parse::<u64>()
@@ -235,6 +259,16 @@ fn recognise(get: &impl Fn(&str) -> Option<String>) -> Option<CiProvider> {
         Some(CiProvider::Woodpecker)
     } else if is("DRONE", "true") {
         Some(CiProvider::Drone)
+    } else if get("bamboo_buildKey").is_some() || get("bamboo_buildNumber").is_some() {
+        Some(CiProvider::Bamboo)
+    } else if get("TEAMCITY_VERSION").is_some() {
+        Some(CiProvider::TeamCity)
+    } else if is("TRAVIS", "true") {
+        Some(CiProvider::Travis)
+    } else if is("APPVEYOR", "true") {
+        Some(CiProvider::AppVeyor)
+    } else if is("SEMAPHORE", "true") {
+        Some(CiProvider::Semaphore)
     } else if get("JENKINS_URL").is_some() || get("JENKINS_HOME").is_some() {
         Some(CiProvider::Jenkins)
     } else {
@@ -285,15 +319,22 @@ fn read_provider(
             runner: get("RUNNER_NAME"),
             commit: get("GITHUB_SHA"),
             attempt: get("GITHUB_RUN_ATTEMPT"),
+            branch_vars: "GITHUB_HEAD_REF, GITHUB_REF_NAME (a tag has no branch)",
+            number_vars: "GITHUB_RUN_NUMBER",
         },
         CiProvider::GitlabCi => Found {
-            branch: get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME").or_else(|| get("CI_COMMIT_BRANCH")),
+            // A tag pipeline has no CI_COMMIT_BRANCH; CI_COMMIT_REF_NAME is then the tag.
+            branch: get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")
+                .or_else(|| get("CI_COMMIT_BRANCH"))
+                .or_else(|| get("CI_COMMIT_REF_NAME")),
             build_number: number("CI_PIPELINE_IID"),
             run_id: joined(&[get("CI_PIPELINE_ID"), get("CI_JOB_ID")], "-"),
             run_url: get("CI_JOB_URL").or_else(|| get("CI_PIPELINE_URL")),
             runner: get("CI_RUNNER_DESCRIPTION"),
             commit: get("CI_COMMIT_SHA"),
             attempt: None,
+            branch_vars: "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME, CI_COMMIT_BRANCH, CI_COMMIT_REF_NAME",
+            number_vars: "CI_PIPELINE_IID",
         },
         CiProvider::Jenkins => Found {
             // Multibranch pipelines set BRANCH_NAME; the git plugin sets GIT_BRANCH as
@@ -307,6 +348,8 @@ fn read_provider(
             runner: get("NODE_NAME"),
             commit: get("GIT_COMMIT"),
             attempt: None,
+            branch_vars: "BRANCH_NAME, GIT_BRANCH",
+            number_vars: "BUILD_NUMBER",
         },
         CiProvider::Buildkite => Found {
             branch: get("BUILDKITE_BRANCH"),
@@ -318,6 +361,8 @@ fn read_provider(
             attempt: get("BUILDKITE_RETRY_COUNT")
                 .and_then(|n| n.parse::<u32>().ok())
                 .map(|n| (n + 1).to_string()),
+            branch_vars: "BUILDKITE_BRANCH",
+            number_vars: "BUILDKITE_BUILD_NUMBER",
         },
         CiProvider::CircleCi => {
             if get("CIRCLE_PIPELINE_NUMBER").is_none()
@@ -343,6 +388,8 @@ fn read_provider(
                 runner: get("HOSTNAME"),
                 commit: get("CIRCLE_SHA1"),
                 attempt: None,
+                branch_vars: "CIRCLE_BRANCH",
+                number_vars: "CIRCLE_PIPELINE_NUMBER",
             }
         }
         CiProvider::AzurePipelines => Found {
@@ -372,6 +419,8 @@ fn read_provider(
             runner: get("AGENT_NAME"),
             commit: get("BUILD_SOURCEVERSION"),
             attempt: get("SYSTEM_JOBATTEMPT"),
+            branch_vars: "SYSTEM_PULLREQUEST_SOURCEBRANCH, BUILD_SOURCEBRANCH",
+            number_vars: "BUILD_BUILDID",
         },
         CiProvider::BitbucketPipelines => Found {
             branch: get("BITBUCKET_BRANCH"),
@@ -390,6 +439,8 @@ fn read_provider(
             runner: None,
             commit: get("BITBUCKET_COMMIT"),
             attempt: None,
+            branch_vars: "BITBUCKET_BRANCH",
+            number_vars: "BITBUCKET_BUILD_NUMBER",
         },
         CiProvider::Woodpecker => Found {
             branch: get("CI_COMMIT_SOURCE_BRANCH").or_else(|| get("CI_COMMIT_BRANCH")),
@@ -406,6 +457,8 @@ fn read_provider(
             runner: get("CI_MACHINE"),
             commit: get("CI_COMMIT_SHA"),
             attempt: None,
+            branch_vars: "CI_COMMIT_SOURCE_BRANCH, CI_COMMIT_BRANCH",
+            number_vars: "CI_PIPELINE_NUMBER",
         },
         CiProvider::Drone => Found {
             branch: get("DRONE_SOURCE_BRANCH").or_else(|| get("DRONE_BRANCH")),
@@ -422,6 +475,85 @@ fn read_provider(
             runner: get("DRONE_STAGE_MACHINE"),
             commit: get("DRONE_COMMIT_SHA").or_else(|| get("DRONE_COMMIT")),
             attempt: None,
+            branch_vars: "DRONE_SOURCE_BRANCH, DRONE_BRANCH",
+            number_vars: "DRONE_BUILD_NUMBER",
+        },
+        CiProvider::Bamboo => Found {
+            // Bamboo exports its variables with a `bamboo_` prefix; the plan branch's name
+            // comes from the plan's repository.
+            branch: get("bamboo_planRepository_branchName")
+                .or_else(|| get("bamboo_repository_branch_name")),
+            build_number: number("bamboo_buildNumber"),
+            run_id: get("bamboo_buildResultKey"),
+            run_url: get("bamboo_buildResultsUrl"),
+            runner: get("bamboo_agentId").map(|id| format!("agent {id}")),
+            commit: get("bamboo_planRepository_revision")
+                .or_else(|| get("bamboo_repository_revision_number")),
+            attempt: None,
+            branch_vars: "bamboo_planRepository_branchName, bamboo_repository_branch_name",
+            number_vars: "bamboo_buildNumber",
+        },
+        CiProvider::TeamCity => Found {
+            // TeamCity keeps the branch in a parameter, not the environment: a build
+            // configuration exports it with `env.KILN_BRANCH = %teamcity.build.branch%`.
+            branch: None,
+            build_number: number("BUILD_NUMBER"),
+            run_id: get("BUILD_NUMBER").map(|n| format!("teamcity-{n}")),
+            run_url: None,
+            runner: get("AGENT_NAME"),
+            commit: get("BUILD_VCS_NUMBER"),
+            attempt: None,
+            branch_vars: "KILN_BRANCH (export it as `env.KILN_BRANCH = %teamcity.build.branch%`)",
+            number_vars: "BUILD_NUMBER",
+        },
+        CiProvider::Travis => Found {
+            branch: get("TRAVIS_PULL_REQUEST_BRANCH").or_else(|| get("TRAVIS_BRANCH")),
+            build_number: number("TRAVIS_BUILD_NUMBER"),
+            run_id: get("TRAVIS_JOB_ID"),
+            run_url: get("TRAVIS_JOB_WEB_URL").or_else(|| get("TRAVIS_BUILD_WEB_URL")),
+            runner: None,
+            commit: get("TRAVIS_PULL_REQUEST_SHA").or_else(|| get("TRAVIS_COMMIT")),
+            attempt: None,
+            branch_vars: "TRAVIS_PULL_REQUEST_BRANCH, TRAVIS_BRANCH",
+            number_vars: "TRAVIS_BUILD_NUMBER",
+        },
+        CiProvider::AppVeyor => Found {
+            branch: get("APPVEYOR_PULL_REQUEST_HEAD_REPO_BRANCH")
+                .or_else(|| get("APPVEYOR_REPO_BRANCH")),
+            build_number: number("APPVEYOR_BUILD_NUMBER"),
+            run_id: get("APPVEYOR_JOB_ID"),
+            run_url: match (
+                get("APPVEYOR_URL"),
+                get("APPVEYOR_ACCOUNT_NAME"),
+                get("APPVEYOR_PROJECT_SLUG"),
+                get("APPVEYOR_BUILD_ID"),
+            ) {
+                (Some(base), Some(account), Some(project), Some(build)) => Some(format!(
+                    "{}/project/{account}/{project}/builds/{build}",
+                    base.trim_end_matches('/')
+                )),
+                _ => None,
+            },
+            runner: None,
+            commit: get("APPVEYOR_PULL_REQUEST_HEAD_COMMIT")
+                .or_else(|| get("APPVEYOR_REPO_COMMIT")),
+            attempt: None,
+            branch_vars: "APPVEYOR_PULL_REQUEST_HEAD_REPO_BRANCH, APPVEYOR_REPO_BRANCH",
+            number_vars: "APPVEYOR_BUILD_NUMBER",
+        },
+        CiProvider::Semaphore => Found {
+            branch: get("SEMAPHORE_GIT_PR_BRANCH").or_else(|| get("SEMAPHORE_GIT_BRANCH")),
+            build_number: number("SEMAPHORE_WORKFLOW_NUMBER"),
+            run_id: get("SEMAPHORE_JOB_ID"),
+            run_url: match (get("SEMAPHORE_ORGANIZATION_URL"), get("SEMAPHORE_JOB_ID")) {
+                (Some(org), Some(job)) => Some(format!("{}/jobs/{job}", org.trim_end_matches('/'))),
+                _ => None,
+            },
+            runner: get("SEMAPHORE_AGENT_MACHINE_TYPE"),
+            commit: get("SEMAPHORE_GIT_PR_SHA").or_else(|| get("SEMAPHORE_GIT_SHA")),
+            attempt: None,
+            branch_vars: "SEMAPHORE_GIT_PR_BRANCH, SEMAPHORE_GIT_BRANCH",
+            number_vars: "SEMAPHORE_WORKFLOW_NUMBER",
         },
     })
 }
@@ -695,6 +827,109 @@ mod tests {
         )
         .unwrap_err();
         insta::assert_snapshot!(err, @"build number `12a` (from --build-number) is not a whole number");
+    }
+
+    #[test]
+    fn bamboo_teamcity_travis_appveyor_and_semaphore() {
+        let bamboo = detect_in(&[
+            ("bamboo_buildKey", "ACME-PLAN-JOB1"),
+            ("bamboo_planRepository_branchName", "feature/x"),
+            ("bamboo_buildNumber", "42"),
+            ("bamboo_buildResultKey", "ACME-PLAN-JOB1-42"),
+            (
+                "bamboo_buildResultsUrl",
+                "https://bamboo.example/browse/ACME-PLAN-42",
+            ),
+            (
+                "bamboo_planRepository_revision",
+                "0123456789abcdef0123456789abcdef01234567",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            summary(&bamboo),
+            (
+                Some(CiProvider::Bamboo),
+                "feature/x",
+                42,
+                "ACME-PLAN-JOB1-42"
+            )
+        );
+        assert!(bamboo.commit.is_some());
+        // TeamCity (which also sets BUILD_NUMBER, like Jenkins) needs the branch exported.
+        let teamcity = detect_in(&[("TEAMCITY_VERSION", "2024.1"), ("BUILD_NUMBER", "7")]);
+        let err = teamcity.unwrap_err().to_string();
+        assert!(
+            err.contains("teamcity was recognised") && err.contains("%teamcity.build.branch%"),
+            "{err}"
+        );
+        let teamcity = detect_in(&[
+            ("TEAMCITY_VERSION", "2024.1"),
+            ("BUILD_NUMBER", "7"),
+            ("KILN_BRANCH", "main"),
+        ])
+        .unwrap();
+        assert_eq!(teamcity.provider, Some(CiProvider::TeamCity));
+        let travis = detect_in(&[
+            ("TRAVIS", "true"),
+            ("TRAVIS_BRANCH", "main"),
+            ("TRAVIS_PULL_REQUEST_BRANCH", "feature/y"),
+            ("TRAVIS_BUILD_NUMBER", "9"),
+            ("TRAVIS_JOB_ID", "123"),
+        ])
+        .unwrap();
+        assert_eq!(
+            summary(&travis),
+            (Some(CiProvider::Travis), "feature/y", 9, "123")
+        );
+        let appveyor = detect_in(&[
+            ("APPVEYOR", "True"),
+            ("APPVEYOR_REPO_BRANCH", "main"),
+            ("APPVEYOR_BUILD_NUMBER", "11"),
+            ("APPVEYOR_JOB_ID", "j1"),
+            ("APPVEYOR_URL", "https://ci.appveyor.com"),
+            ("APPVEYOR_ACCOUNT_NAME", "acme"),
+            ("APPVEYOR_PROJECT_SLUG", "billing"),
+            ("APPVEYOR_BUILD_ID", "555"),
+        ])
+        .unwrap();
+        assert_eq!(
+            appveyor.run_url.as_deref(),
+            Some("https://ci.appveyor.com/project/acme/billing/builds/555")
+        );
+        let semaphore = detect_in(&[
+            ("SEMAPHORE", "true"),
+            ("SEMAPHORE_GIT_BRANCH", "main"),
+            ("SEMAPHORE_WORKFLOW_NUMBER", "3"),
+            ("SEMAPHORE_JOB_ID", "abc"),
+        ])
+        .unwrap();
+        assert_eq!(
+            summary(&semaphore),
+            (Some(CiProvider::Semaphore), "main", 3, "abc")
+        );
+    }
+
+    #[test]
+    fn gitlab_tag_pipelines_and_missing_variables_are_named() {
+        let tag = detect_in(&[
+            ("GITLAB_CI", "true"),
+            ("CI_COMMIT_REF_NAME", "v1.2.0"),
+            ("CI_COMMIT_TAG", "v1.2.0"),
+            ("CI_PIPELINE_IID", "5"),
+        ])
+        .unwrap();
+        assert_eq!(tag.branch, "v1.2.0");
+        let err = detect_in(&[("GITLAB_CI", "true"), ("CI_PIPELINE_IID", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "gitlab-ci was recognised, but none of CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("no CI provider variables found"), "{err}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use project_name::{ProjectName, ProjectNameError};
 pub use provenance::{Provenance, SourceCommit};
 pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
-pub use stage::{Check, Outcome, check_stage_name};
+pub use stage::{ArtifactCheck, Check, Outcome, check_stage_name};
 
 /// Hides a password in a database URL before it is shown.
 #[must_use]

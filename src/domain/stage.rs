@@ -51,6 +51,66 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Whether a stage proved it tested the artifact itself: after the command, a probe in
+/// the stage's environment looks at which files the project's import packages resolve to
+/// and whether the installed distribution is the wheel (its RECORD), not an editable or
+/// source-tree copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactCheck {
+    /// The wheel was installed and its files were the ones imported.
+    Verified,
+    /// The stage could not show it tested the wheel, and why.
+    Unverified(String),
+}
+
+impl ArtifactCheck {
+    /// True for [`ArtifactCheck::Verified`].
+    #[must_use]
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Self::Verified)
+    }
+}
+
+impl std::fmt::Display for ArtifactCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verified => f.write_str("verified"),
+            Self::Unverified(reason) => write!(f, "unverified: {reason}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ArtifactCheck {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(':') {
+            _ if text == "verified" => Ok(Self::Verified),
+            Some(("unverified", reason)) if !reason.trim().is_empty() => {
+                Ok(Self::Unverified(reason.trim().to_owned()))
+            }
+            _ => Err(format!(
+                "`{}` is not an artifact check (`verified` or `unverified: <reason>`)",
+                text.escape_debug()
+            )),
+        }
+    }
+}
+
+impl Serialize for ArtifactCheck {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ArtifactCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Checks a stage name: 1–64 of letters, digits, `.`, `_`, `-`, starting alphanumeric.
 pub fn check_stage_name(stage: &str) -> Result<(), String> {
     let ok = !stage.is_empty()
@@ -97,6 +157,19 @@ mod tests {
                 .unwrap_err()
                 .contains("`passed`")
         );
+    }
+
+    #[test]
+    fn artifact_checks_round_trip() {
+        for text in [
+            "verified",
+            "unverified: `import demo` resolves to ./demo/__init__.py",
+        ] {
+            assert_eq!(text.parse::<ArtifactCheck>().unwrap().to_string(), text);
+        }
+        for bad in ["", "unverified", "unverified:  ", "maybe"] {
+            assert!(bad.parse::<ArtifactCheck>().is_err(), "{bad}");
+        }
     }
 
     #[test]

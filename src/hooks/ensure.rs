@@ -21,7 +21,7 @@ use super::project::PyProject;
 use crate::api::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile};
 use crate::client::{Client, ClientError};
 use crate::domain::branch::branch_slug;
-use crate::domain::build_version::VersionScheme;
+use crate::domain::build_version::{VersionScheme, branch_version};
 use crate::domain::ci::{CiContext, Overrides, detect};
 use crate::domain::{IndexKind, IndexName, IndexSettings, Provenance, SourceCommit};
 
@@ -92,7 +92,7 @@ pub fn plan(
         Some(text) => text.parse()?,
         None => VersionScheme::default(),
     };
-    let version = scheme.apply(&base, ctx.build_number)?;
+    let main_version = scheme.apply(&base, ctx.build_number)?;
     let master_text = options
         .master_index
         .clone()
@@ -112,8 +112,8 @@ pub fn plan(
         options.main_branches.clone()
     };
     let is_main = main_branches.contains(&ctx.branch);
-    let index = if is_main {
-        master.clone()
+    let (index, version) = if is_main {
+        (master.clone(), main_version)
     } else {
         let slug = branch_slug(&ctx.branch).ok_or_else(|| {
             HookError::Project(format!(
@@ -121,8 +121,10 @@ pub fn plan(
                 ctx.branch.escape_debug()
             ))
         })?;
-        IndexName::from_parts(master.namespace(), &slug)
-            .map_err(|e| HookError::Project(format!("branch index for `{}`: {e}", ctx.branch)))?
+        let index = IndexName::from_parts(master.namespace(), &slug)
+            .map_err(|e| HookError::Project(format!("branch index for `{}`: {e}", ctx.branch)))?;
+        // A branch build's version can never be a main build's (see `branch_version`).
+        (index, branch_version(&main_version, &slug)?)
     };
     let mut build = options.build.clone();
     if build.command.is_none() {
@@ -602,10 +604,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(feature.index.to_string(), "acme/feature-login-form");
-        assert_eq!(feature.version.to_string(), "1.4.57");
+        assert_eq!(
+            feature.version.to_string(),
+            "1.4.57.dev0+feature.login.form",
+            "a branch build never takes a main build's version"
+        );
         assert!(!feature.is_main);
         let main = plan_for(PROJECT, &gh("main")).unwrap();
         assert_eq!(main.index.to_string(), "root/master");
+        assert_eq!(main.version.to_string(), "1.4.57");
         assert!(main.is_main);
         let trunk = plan_for(
             &format!(

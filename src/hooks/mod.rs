@@ -13,6 +13,7 @@ pub mod junit;
 pub mod project;
 pub mod run;
 pub mod stage;
+pub mod verify;
 
 use crate::client::ClientError;
 use crate::domain::build_version::VersionError;

@@ -148,7 +148,9 @@ fn program_name(argv: &[String]) -> String {
         .unwrap_or_default()
 }
 
-fn runs_tox(argv: &[String]) -> bool {
+/// True when `argv` runs tox (`tox …`, `python -m tox …`).
+#[must_use]
+pub fn runs_tox(argv: &[String]) -> bool {
     let program = program_name(argv);
     program == "tox"
         || (program.starts_with("python")
@@ -238,6 +240,172 @@ pub fn classify(
             outcome: Outcome::Fail,
             cause: None,
         },
+    }
+}
+
+/// How a stage ran: its verdict, exit status, output tail, and whether it proved it
+/// tested the wheel.
+#[derive(Debug)]
+pub struct StageRun {
+    /// Pass, fail, or error with its cause.
+    pub verdict: Verdict,
+    /// The exit status the stage ends with (124 after `--timeout`, 127 if it could not
+    /// start).
+    pub exit_code: i32,
+    /// The last bytes of its output, with Kiln's notes.
+    pub log_tail: String,
+    /// The probe's answer (`None` when the command could not run).
+    pub artifact: Option<crate::domain::ArtifactCheck>,
+}
+
+/// Runs a stage command against the wheel: tox with `--installpkg`, anything else in a
+/// fresh environment with the wheel installed (see [`super::verify`]); then probes what it
+/// imported.
+pub async fn run_stage(
+    ensured: &Ensured,
+    files: &StageFiles,
+    argv: &[String],
+    base_python: &str,
+    limit: Option<Duration>,
+) -> StageRun {
+    use super::verify;
+    let command_line = with_tox_package(argv, &files.wheel);
+    let tox = runs_tox(&command_line);
+    let mut env = stage_env(ensured, files);
+    let expected = verify::Expected {
+        project: ensured.plan.project.name.to_string(),
+        versions: vec![
+            ensured.plan.version.to_string(),
+            crate::domain::DistFilename::parse(&ensured.wheel.filename)
+                .map(|d| d.version.to_string())
+                .unwrap_or_default(),
+        ],
+        modules: verify::wheel_modules(&files.wheel).unwrap_or_default(),
+    };
+    let stage_env = if tox {
+        None
+    } else {
+        match prepare_environment(ensured, files, base_python, &env).await {
+            Ok(prepared) => Some(prepared),
+            Err(why) => {
+                let cause = format!("could not prepare the stage environment: {why}");
+                return StageRun {
+                    log_tail: format!("kiln: {cause}\n"),
+                    verdict: Verdict::error(cause),
+                    exit_code: 1,
+                    artifact: None,
+                };
+            }
+        }
+    };
+    if let Some(prepared) = &stage_env {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![prepared.bin.clone()];
+        paths.extend(std::env::split_paths(&path));
+        env.push((
+            "PATH".to_owned(),
+            std::env::join_paths(paths)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ));
+        env.push(("VIRTUAL_ENV".to_owned(), prepared.dir.display().to_string()));
+        // `uv run` uses this environment as is, instead of syncing the project into a
+        // `.venv` of its own (an editable install of the checkout).
+        env.push((
+            "UV_PROJECT_ENVIRONMENT".to_owned(),
+            prepared.dir.display().to_string(),
+        ));
+        env.push(("UV_NO_SYNC".to_owned(), "1".to_owned()));
+        eprintln!(
+            "kiln: the stage runs in `{}` with {} installed from the wheel",
+            prepared.dir.display(),
+            ensured.wheel.filename
+        );
+    }
+    eprintln!("kiln: running: {}", command_line.join(" "));
+    let mut command = tokio::process::Command::new(&command_line[0]);
+    command
+        .args(&command_line[1..])
+        .envs(env)
+        .env_remove("PYTHONHOME");
+    let started = super::run::run_teed(command, crate::api::MAX_LOG_TAIL, limit).await;
+    let verdict = classify(&command_line, started.as_ref(), limit);
+    let exit_code = match &started {
+        Ok(finished) if finished.timed_out => 124,
+        Ok(finished) => finished.exit_code(),
+        Err(_) => 127,
+    };
+    let mut log_tail = match started {
+        Ok(finished) => finished.tail,
+        Err(e) => format!("could not start `{}`: {e}", command_line[0]),
+    };
+    let artifact = if verdict.outcome == Outcome::Error {
+        None
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        Some(match &stage_env {
+            Some(prepared) => verify::probe(&prepared.python, &cwd, &expected).await,
+            None => verify::probe_tox(&command_line, &cwd, &expected).await,
+        })
+    };
+    tell_artifact(ensured, artifact.as_ref(), &mut log_tail);
+    StageRun {
+        verdict,
+        exit_code,
+        log_tail,
+        artifact,
+    }
+}
+
+/// A fresh environment with the wheel and the project's test requirements installed.
+async fn prepare_environment(
+    ensured: &Ensured,
+    files: &StageFiles,
+    base_python: &str,
+    env: &[(String, String)],
+) -> Result<super::verify::StageEnv, String> {
+    use super::verify;
+    let requirements = verify::pyproject_table(&ensured.plan.project).map_or_else(
+        |_| verify::TestRequirements {
+            source: None,
+            requirements: Vec::new(),
+        },
+        |doc| verify::test_requirements(&doc),
+    );
+    let dir = files.wheel.with_file_name("stage-env");
+    verify::prepare(
+        &dir,
+        base_python,
+        &files.wheel,
+        &files.constraints,
+        &requirements,
+        env,
+    )
+    .await
+}
+
+/// Says what the probe found, on stderr and in the log tail.
+fn tell_artifact(
+    ensured: &Ensured,
+    artifact: Option<&crate::domain::ArtifactCheck>,
+    log_tail: &mut String,
+) {
+    match artifact {
+        Some(crate::domain::ArtifactCheck::Verified) => {
+            eprintln!(
+                "kiln: verified: the stage imported {} from the tested wheel",
+                ensured.plan.project.name
+            );
+        }
+        Some(crate::domain::ArtifactCheck::Unverified(reason)) => {
+            let note =
+                format!("kiln: UNVERIFIED: {reason}; promotion does not count an unverified pass");
+            eprintln!("\n{note}\n");
+            log_tail.push('\n');
+            log_tail.push_str(&note);
+            log_tail.push('\n');
+        }
+        None => {}
     }
 }
 

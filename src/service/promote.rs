@@ -186,6 +186,7 @@ async fn candidate(
                         StageVerdict {
                             outcome: r.outcome,
                             cause: r.cause.clone(),
+                            artifact: r.artifact.clone(),
                         },
                     )
                 })

@@ -44,6 +44,7 @@ fn view(r: ResultRecord) -> ResultView {
     ResultView {
         index: r.index.to_string(),
         cause: r.cause,
+        artifact: r.artifact,
         after_promotion: r.after_promotion,
         outcome: r.outcome,
         environment: r.environment,
@@ -117,6 +118,13 @@ fn check_report(report: &StageReport) -> Result<Sha256Digest, ServiceError> {
         }
         _ => {}
     }
+    if let Some(crate::domain::ArtifactCheck::Unverified(reason)) = &report.artifact
+        && (reason.len() > MAX_CAUSE || reason.chars().any(char::is_control))
+    {
+        return Err(ServiceError::Invalid(format!(
+            "the `artifact` reason must be at most {MAX_CAUSE} printable bytes"
+        )));
+    }
     Ok(digest)
 }
 
@@ -167,6 +175,7 @@ async fn record(
         .record_result(&NewResult {
             index_id: index.id,
             cause: report.cause.as_deref().map(str::trim),
+            artifact: report.artifact.as_ref(),
             after_promotion,
             sha256: digest.as_str(),
             stage: &report.stage,
@@ -339,6 +348,7 @@ mod tests {
         StageReport {
             index: "root/master".parse().unwrap(),
             cause: None,
+            artifact: None,
             sha256: "a".repeat(64),
             stage: "unit".into(),
             run_id: "run-1".into(),
@@ -404,6 +414,7 @@ mod tests {
         let view = |stage: &str, outcome, run: &str| ResultView {
             index: "root/master".into(),
             cause: None,
+            artifact: None,
             after_promotion: false,
             sha256: "a".repeat(64),
             stage: stage.into(),

@@ -190,7 +190,7 @@ async fn ci_and_release_tokens_do_exactly_their_jobs() {
     let ci_client = kiln::client::Client::new(&app.base, Some(ci.clone())).unwrap();
     app.build_with(&ci_client, "root/master", "abcdef1", &[&demo])
         .await;
-    let report = json!({"index": "root/master", "sha256": demo.sha256(), "stage": "unit", "run_id": "r1", "outcome": "pass", "duration_ms": 5});
+    let report = json!({"index": "root/master", "sha256": demo.sha256(), "stage": "unit", "run_id": "r1", "outcome": "pass", "artifact": "verified", "duration_ms": 5});
     let response = call(&app, "POST", "+api/v1/results", Some(&ci), Some(report)).await;
     assert_eq!(response.status(), 201);
 
@@ -774,6 +774,10 @@ async fn no_secret_ever_reaches_the_logs() {
         "the log was captured:\n{text}"
     );
     assert!(text.lines().count() > 20, "trace logging was on");
+    assert!(
+        !text.contains('\u{1b}'),
+        "a log written to a file has no ANSI colour codes"
+    );
     for (what, value) in [
         ("admin token", ADMIN_TOKEN),
         ("new token", secret.as_str()),

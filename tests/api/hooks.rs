@@ -194,6 +194,8 @@ async fn ensure_on(
 }
 
 pub const BRANCH_ARGS: [&str; 4] = ["--branch", "feature/login-form", "--build-number", "57"];
+/// The version `BRANCH_ARGS` build: a branch build never takes a main build's version.
+pub const BRANCH_VERSION: &str = "1.4.57.dev0+feature.login.form";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_concurrent_stages_build_once_and_test_the_same_bytes() {
@@ -232,7 +234,7 @@ async fn four_concurrent_stages_build_once_and_test_the_same_bytes() {
         .show_release(
             &"root/feature-login-form".parse().unwrap(),
             "kiln-sample",
-            "1.4.57",
+            BRANCH_VERSION,
         )
         .await
         .unwrap();
@@ -240,14 +242,18 @@ async fn four_concurrent_stages_build_once_and_test_the_same_bytes() {
     let [file] = status.files.as_slice() else {
         panic!("one file expected: {status:?}")
     };
-    assert_eq!(file.file.filename, "kiln_sample-1.4.57-py3-none-any.whl");
+    assert_eq!(
+        file.file.filename,
+        "kiln_sample-1.4.57.dev0+feature.login.form-py3-none-any.whl"
+    );
     for runner in &runners[..3] {
         let got = std::fs::read_to_string(runner.path().join("got.sha256")).unwrap();
         assert_eq!(got.trim(), file.file.sha256, "pip fetched the built bytes");
     }
     let tox_log = String::from_utf8_lossy(&outputs[3].as_ref().unwrap().stdout).into_owned();
     assert!(
-        tox_log.contains("kiln_sample-1.4.57-py3-none-any.whl") && tox_log.contains("OK"),
+        tox_log.contains("kiln_sample-1.4.57.dev0+feature.login.form-py3-none-any.whl")
+            && tox_log.contains("OK"),
         "tox installed the built wheel and passed:\n{tox_log}"
     );
     let stages_seen: Vec<&str> = file.stages.keys().map(String::as_str).collect();
@@ -303,7 +309,7 @@ pub async fn hanging_builder(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while tokio::time::Instant::now() < deadline {
         let view = watcher
-            .show_build(&index, "kiln-sample", "1.4.57", None)
+            .show_build(&index, "kiln-sample", BRANCH_VERSION, None)
             .await;
         // The lease is taken a moment before the build command starts and counts itself.
         let leased =
@@ -458,7 +464,7 @@ async fn stage_exits_with_the_command_status_and_an_unrecorded_verdict_fails_the
         let index = "root/feature-login-form".parse().unwrap();
         let view = app
             .client()
-            .show_build(&index, "kiln-sample", "1.4.57", None)
+            .show_build(&index, "kiln-sample", BRANCH_VERSION, None)
             .await
             .unwrap();
         let BuildStateView::Ready { files } = view.status else {
@@ -752,13 +758,13 @@ async fn dynamic_versions_are_injected_and_mismatches_explained() {
     assert!(output.status.success(), "{}", show(&output));
     assert_eq!(
         stdout_value(&output, "KILN_WHEEL_FILENAME"),
-        "kiln_sample-2.1.0.dev5-py3-none-any.whl"
+        "kiln_sample-2.1.0.dev5+dyn-py3-none-any.whl"
     );
 
     // A backend that ignores the injected version produces the wrong filename: refused,
     // with the reason, and every waiter sees it.
     let stubborn = Runner::new();
-    // Builds the checkout (version 1.4) instead of the build tree (1.4.5).
+    // Builds the checkout (version 1.4) instead of the build tree (1.4.5.dev0+stubborn).
     let wrong = format!(
         "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" '{}'",
         stubborn.path().display()
@@ -767,7 +773,7 @@ async fn dynamic_versions_are_injected_and_mismatches_explained() {
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("with version `1.4`, but this build's version is `1.4.5`"),
+        stderr.contains("with version `1.4`, but this build's version is `1.4.5.dev0+stubborn`"),
         "{stderr}"
     );
     // The checkout itself was never modified.

@@ -37,6 +37,8 @@ pub async fn report_on(
         .report_result(&StageReport {
             index: index.parse().unwrap(),
             cause: (outcome == Outcome::Error).then(|| "command `tox` not found".into()),
+            // what `kiln stage` reports when its probe saw the wheel imported
+            artifact: (outcome != Outcome::Error).then_some(kiln::domain::ArtifactCheck::Verified),
             sha256: sha256.into(),
             stage: stage.into(),
             run_id: run.into(),

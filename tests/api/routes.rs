@@ -86,7 +86,7 @@ async fn every_route_refuses_callers_the_access_table_refuses() {
     let reported = admin(
         "POST",
         "+api/v1/results",
-        Some(json!({"index": "sec/priv", "sha256": sha256, "stage": "unit", "run_id": "setup", "outcome": "pass", "duration_ms": 1})),
+        Some(json!({"index": "sec/priv", "sha256": sha256, "stage": "unit", "run_id": "setup", "outcome": "pass", "artifact": "verified", "duration_ms": 1})),
     )
     .await;
     assert_eq!(

@@ -152,7 +152,7 @@ async fn hand_uploaded_bytes_never_reach_production_automatically() {
     .await;
     assert!(twine.status.success(), "{}", show(&twine));
     for stage in ["unit", "static", "system", "functional"] {
-        let body = json!({"index": "root/master", "sha256": wheel.sha256(), "stage": stage, "run_id": "r", "outcome": "pass", "duration_ms": 1});
+        let body = json!({"index": "root/master", "sha256": wheel.sha256(), "stage": stage, "run_id": "r", "outcome": "pass", "artifact": "verified", "duration_ms": 1});
         let reported = call(&app, "POST", "+api/v1/results", Some(&ci), Some(body)).await;
         assert_eq!(reported.status(), 201);
     }
@@ -208,7 +208,11 @@ async fn a_build_number_names_one_commit() {
     // The build records its commit, and the JSON API shows it.
     let status = app
         .client()
-        .show_release(&"root/feature-x".parse().unwrap(), "kiln-sample", "1.4.7")
+        .show_release(
+            &"root/feature-x".parse().unwrap(),
+            "kiln-sample",
+            "1.4.7.dev0+feature.x",
+        )
         .await
         .unwrap();
     let provenance = status.files[0].file.provenance.clone().expect("provenance");
@@ -220,7 +224,7 @@ async fn a_build_number_names_one_commit() {
         &[
             "status",
             "kiln-sample",
-            "1.4.7",
+            "1.4.7.dev0+feature.x",
             "--index",
             "root/feature-x",
         ],
@@ -597,4 +601,186 @@ async fn production_is_append_only_and_every_change_is_an_event() {
         .await
         .unwrap();
     assert!(public.iter().all(|e| e["index"].is_string()), "{public:?}");
+}
+
+/// The artifact check of the latest `name` result of kiln-sample `version` on `index`.
+async fn artifact_of(
+    app: &TestApp,
+    index: &str,
+    version: &str,
+    name: &str,
+) -> kiln::api::ResultView {
+    let status = app
+        .client()
+        .show_release(&index.parse().unwrap(), "kiln-sample", version)
+        .await
+        .unwrap();
+    status.files[0].stages[name].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_tests_the_wheel_whatever_the_command_and_proves_it() {
+    let app = TestApp::spawn().await;
+    let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
+    let main = [
+        "--branch",
+        "main",
+        "--build-number",
+        "8",
+        "--build-cmd",
+        build,
+    ];
+    let runner = Runner::new();
+    // Plain commands, a shell and `uv run` all run in the stage environment, with the wheel.
+    let commands: [(&str, &[&str]); 3] = [
+        ("unit", &["python", "-m", "unittest", "tests.test_unit"]),
+        (
+            "shell",
+            &["bash", "-c", "python -m unittest tests.test_unit"],
+        ),
+        (
+            "uv",
+            &["uv", "run", "python", "-m", "unittest", "tests.test_unit"],
+        ),
+    ];
+    for (stage, command) in commands {
+        let args = [&["stage", stage][..], &main, &["--"], command].concat();
+        let output = runner.kiln(&app, &args).output().await.unwrap();
+        assert!(output.status.success(), "{stage}: {}", show(&output));
+        let result = artifact_of(&app, "root/master", "1.4.8", stage).await;
+        assert_eq!(result.outcome, Outcome::Pass, "{stage}");
+        assert_eq!(
+            result.artifact,
+            Some(kiln::domain::ArtifactCheck::Verified),
+            "{stage}: {}",
+            show(&output)
+        );
+    }
+    // tox is probed in its own environment.
+    let tox = runner
+        .kiln(
+            &app,
+            &[
+                &["stage", "functional"][..],
+                &main,
+                &["--", "tox", "-e", "functional"],
+            ]
+            .concat(),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(tox.status.success(), "{}", show(&tox));
+    assert_eq!(
+        artifact_of(&app, "root/master", "1.4.8", "functional")
+            .await
+            .artifact,
+        Some(kiln::domain::ArtifactCheck::Verified),
+        "{}",
+        show(&tox)
+    );
+
+    // The src-layout release is green.
+    let green = sample_dry_run(&app, "1.4.8").await;
+    assert_eq!(
+        green.result,
+        PromotionResult::WouldPromote,
+        "{:?}",
+        green.checks
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_layout_run_from_the_checkout_is_unverified_and_does_not_count() {
+    let app = TestApp::spawn().await;
+    let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
+    // A flat layout run from the checkout imports the source tree, not the wheel.
+    let flat = Runner::new();
+    std::fs::rename(
+        flat.path().join("src/kiln_sample"),
+        flat.path().join("kiln_sample"),
+    )
+    .unwrap();
+    flat.commit();
+    let flat_main = [
+        "--branch",
+        "main",
+        "--build-number",
+        "9",
+        "--build-cmd",
+        build,
+    ];
+    let output = flat
+        .kiln(
+            &app,
+            &[
+                &["stage", "unit"][..],
+                &flat_main,
+                &["--", "python", "-m", "unittest", "tests.test_unit"],
+            ]
+            .concat(),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "the tests pass: {}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("UNVERIFIED") && stderr.contains("shadows"),
+        "{stderr}"
+    );
+    let result = artifact_of(&app, "root/master", "1.4.9", "unit").await;
+    let Some(kiln::domain::ArtifactCheck::Unverified(reason)) = &result.artifact else {
+        panic!("{result:?}")
+    };
+    assert!(
+        reason.contains("kiln_sample/__init__.py") && reason.contains("src layout"),
+        "{reason}"
+    );
+    // ...and that pass does not count for promotion.
+    let dry = sample_dry_run(&app, "1.4.9").await;
+    let failed = failing(&dry);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].1.starts_with("pass, but unverified:"),
+        "{failed:?}"
+    );
+}
+
+/// The dry run of promoting kiln-sample `version` from master.
+async fn sample_dry_run(app: &TestApp, version: &str) -> kiln::api::PromotionOutcome {
+    app.client()
+        .promote(&kiln::api::PromoteRequest {
+            project: "kiln-sample".into(),
+            dry_run: true,
+            ..request(version)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_the_cli_quietly() {
+    let app = TestApp::spawn().await;
+    app.create_index("root/one", &[]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["index", "list"])
+        .env("KILN_SERVER", &app.base)
+        .env("KILN_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the CLI has its answer to print (`kiln … | head -0`).
+    drop(child.stdout.take());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(output.status.code(), Some(141 | 0)),
+        "{:?} {stderr}",
+        output.status
+    );
 }
