@@ -185,6 +185,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "this job's run id for results (`--run-id`)",
     ),
     var(
+        "KILN_REPORT_TIMEOUT",
+        Role::Hook,
+        "how long `kiln stage` and `kiln report` retry delivering a verdict (`--report-timeout`, default 5m)",
+    ),
+    var(
         "KILN_COMMIT",
         Role::Hook,
         "the commit being built (`--commit`; default: the CI's commit variable, else git's HEAD)",

@@ -23,9 +23,14 @@ pub struct ReportArgs {
     #[command(flatten)]
     hook: HookArgs,
     /// The stage name, e.g. `unit`.
-    name: String,
+    #[arg(required_unless_present = "from")]
+    name: Option<String>,
     /// The stage command's exit status (0 = pass).
-    #[arg(long, conflicts_with = "outcome", required_unless_present = "outcome")]
+    #[arg(
+        long,
+        conflicts_with = "outcome",
+        required_unless_present_any = ["outcome", "from"]
+    )]
     exit_code: Option<i32>,
     /// The verdict, when there is no exit status to give.
     #[arg(long, value_enum)]
@@ -45,6 +50,38 @@ pub struct ReportArgs {
     /// For `--outcome error`: why the stage could not run.
     #[arg(long, required_if_eq("outcome", "error"))]
     cause: Option<String>,
+    /// Send again a report `kiln stage` could not deliver (the file it names); needs no
+    /// checkout and no CI variables.
+    #[arg(long, conflicts_with_all = ["name", "exit_code", "outcome", "sha256"])]
+    from: Option<PathBuf>,
+    /// How long to retry delivery through server blips, e.g. `5m`.
+    #[arg(long, env = "KILN_REPORT_TIMEOUT", default_value = "5m", value_parser = parse_timeout)]
+    report_timeout: std::time::Duration,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    kiln::config::parse_duration(text)
+}
+
+/// `kiln report --from FILE`: the saved report, delivered as it was.
+async fn resend(args: &ReportArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let client = args.client.client()?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the saved report `{}`", path.display()))?;
+    let report: StageReport = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a saved stage report", path.display()))?;
+    let stored = deliver(&client, &report, args.report_timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("the `{}` verdict was NOT recorded: {e}", report.stage))?;
+    eprintln!(
+        "kiln: recorded `{}` = {} for {} on `{}`",
+        stored.stage,
+        stored.outcome.as_str(),
+        stored.sha256,
+        stored.index
+    );
+    std::fs::remove_file(path).ok();
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -56,7 +93,11 @@ enum OutcomeArg {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    check_stage_name(&args.name).map_err(anyhow::Error::msg)?;
+    if let Some(path) = &args.from {
+        return resend(&args, path).await;
+    }
+    let name = args.name.clone().unwrap_or_default();
+    check_stage_name(&name).map_err(anyhow::Error::msg)?;
     let client = args.client.client()?;
     let plan = plan(&args.hook.options(), |k| std::env::var(k).ok())?;
     let sha256 = if let Some(sha) = &args.sha256 {
@@ -128,7 +169,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         // Nothing here saw what the tests imported.
         artifact: None,
         sha256,
-        stage: args.name.clone(),
+        stage: name.clone(),
         run_id: plan.ctx.run_id.clone(),
         outcome,
         exit_code: args.exit_code.map(i64::from),
@@ -138,8 +179,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         log_tail,
         junit,
     };
-    let stored = deliver(&client, &report).await.map_err(|e| {
-        anyhow::anyhow!("the `{}` verdict was NOT recorded: {e}; re-run `kiln report` once the server is reachable", args.name)
+    let stored = deliver(&client, &report, args.report_timeout).await.map_err(|e| {
+        anyhow::anyhow!("the `{name}` verdict was NOT recorded: {e}; re-run `kiln report` once the server is reachable")
     })?;
     eprintln!(
         "kiln: recorded `{}` = {} for {}",

@@ -16,7 +16,9 @@ use kiln::api::StageReport;
 use kiln::domain::Outcome;
 use kiln::hooks::ensure::ensure;
 use kiln::hooks::junit;
-use kiln::hooks::stage::{StageRun, deliver, environment_summary, fetch, run_stage};
+use kiln::hooks::stage::{
+    StageRun, deliver, environment_summary, fetch, keep_undelivered, run_stage,
+};
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
@@ -30,6 +32,9 @@ pub struct StageArgs {
     /// Kill the command after this long (e.g. `30m`) and record the stage as `error`.
     #[arg(long, value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
+    /// How long to retry delivering the verdict through server blips, e.g. `5m`.
+    #[arg(long, env = "KILN_REPORT_TIMEOUT", default_value = "5m", value_parser = parse_timeout)]
+    report_timeout: std::time::Duration,
     /// The stage name, e.g. `unit`.
     name: String,
     /// The command to run, after `--`.
@@ -110,7 +115,7 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
         log_tail,
         junit,
     };
-    match deliver(&client, &report).await {
+    match deliver(&client, &report, args.report_timeout).await {
         Ok(_) => {
             eprintln!(
                 "kiln: recorded `{}` = {} for {} ({})",
@@ -129,9 +134,13 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
             }))
         }
         Err(e) => {
+            let resend = keep_undelivered(&report).map_or_else(
+                |e| format!("(the report could not be kept: {e}) re-run the stage"),
+                |command| format!("send it again with `{command}`"),
+            );
             eprintln!(
                 "\nkiln: ERROR: the `{}` verdict ({}) for {} was NOT recorded on the server: {e}\n\
-                 kiln: this stage fails so that an unrecorded result cannot pass as green; re-run it once the server is reachable.\n",
+                 kiln: this stage fails so that an unrecorded result cannot pass as green; once the server is reachable, {resend}.\n",
                 args.name,
                 report.outcome.as_str(),
                 ensured.wheel.sha256

@@ -1,4 +1,7 @@
-//! `kiln status PROJECT VERSION`: the stage matrix of a release.
+//! `kiln status PROJECT VERSION`: the stage matrix of a release, with the log tail of each
+//! red stage. Exit codes: 0 when the release exists, its build did not fail and no stage's
+//! latest result is red; 1 otherwise (a failed build, a red stage, or no such release);
+//! 2 on errors. Scripts can gate on it.
 
 use std::process::ExitCode;
 
@@ -30,9 +33,21 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = client
         .show_release(&args.index, &args.project, &args.release_version)
         .await?;
+    let failed_build = matches!(status.build.status, BuildStateView::Failed { .. });
+    let unknown = status.files.is_empty() && matches!(status.build.status, BuildStateView::Absent);
+    let red = status.files.iter().any(|f| {
+        f.stages
+            .values()
+            .any(|r| r.outcome != kiln::domain::Outcome::Pass)
+    });
+    let code = if failed_build || unknown || red {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let build = match &status.build.status {
         BuildStateView::Absent => "no build on this index".to_owned(),
@@ -94,10 +109,38 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             if let Some(cause) = &result.cause {
                 println!("      could not run: {cause}");
             }
+            if let Some(kiln::domain::ArtifactCheck::Unverified(reason)) = &result.artifact {
+                println!("      unverified: {reason}");
+            }
+            if result.outcome != kiln::domain::Outcome::Pass {
+                print_tail(&result.log_tail);
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if unknown {
+        println!(
+            "  {} {} is not on `{}` or its bases",
+            args.project, args.release_version, args.index
+        );
+    }
+    if let BuildStateView::Failed { error_tail, .. } = &status.build.status {
+        println!("  build output:");
+        print_tail(error_tail);
+    }
+    Ok(code)
 }
+
+/// The last lines of a log, indented.
+fn print_tail(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    for line in &lines[start..] {
+        println!("      | {line}");
+    }
+}
+
+/// How many lines of a red stage's log `kiln status` shows.
+const TAIL_LINES: usize = 20;
 
 /// `commit abc1234 (github-actions https://…, attempt 2) on runner-3, CPython 3.12.1 linux-x86_64`.
 fn describe(provenance: &kiln::domain::Provenance) -> String {

@@ -29,8 +29,10 @@ use crate::domain::{IndexKind, IndexName, IndexSettings, Provenance, SourceCommi
 pub const DEFAULT_MASTER_INDEX: &str = "root/master";
 /// Branches that build into the master index by default.
 pub const DEFAULT_MAIN_BRANCHES: &[&str] = &["master", "main"];
-/// Longest single long poll.
-const WAIT_SLICE: Duration = Duration::from_secs(30);
+/// How long the builder retries an upload through server or storage blips.
+const UPLOAD_RETRY: Duration = Duration::from_secs(120);
+/// Longest single long poll; a waiter prints its progress after each.
+const WAIT_SLICE: Duration = Duration::from_secs(10);
 
 /// What `kiln ensure` was asked to do.
 #[derive(Debug, Clone)]
@@ -426,7 +428,20 @@ async fn wait_for(
             .await?;
         match view.status {
             BuildStateView::Ready { files } => return Ok(Some(files)),
-            BuildStateView::Building { expires_in_ms, .. } if expires_in_ms > 0 => {}
+            BuildStateView::Building {
+                expires_in_ms,
+                builder,
+                attempt,
+            } if expires_in_ms > 0 => {
+                // One line per update: CI logs are not terminals.
+                eprintln!(
+                    "kiln: still waiting for {builder} to build {} {version} (attempt {attempt}): {}s so far, its lease lapses in {}s without a heartbeat, giving up in {}s",
+                    plan.project.name,
+                    started.elapsed().as_secs(),
+                    expires_in_ms / 1000,
+                    limit.saturating_sub(started.elapsed()).as_secs()
+                );
+            }
             _ => return Ok(None),
         }
     }
@@ -502,15 +517,23 @@ async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Resul
         .map_err(|f| HookError::BuildFailed(f.report()))?;
     let version = plan.version.to_string();
     for wheel in &wheels {
-        client
-            .upload_file(
-                &plan.index,
-                wheel,
-                plan.project.name.as_str(),
-                &version,
-                Some(lease_id),
-            )
-            .await?;
+        // An object-store or server blip must not fail the build for every waiter: the
+        // lease is still heartbeaten while the upload retries, and an upload that did
+        // land answers `already-present` the second time.
+        super::retry::with_backoff(
+            &format!("uploading {}", wheel.display()),
+            UPLOAD_RETRY,
+            || {
+                client.upload_file(
+                    &plan.index,
+                    wheel,
+                    plan.project.name.as_str(),
+                    &version,
+                    Some(lease_id),
+                )
+            },
+        )
+        .await?;
         eprintln!(
             "kiln: uploaded {} to `{}`",
             wheel.file_name().unwrap_or_default().to_string_lossy(),

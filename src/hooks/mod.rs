@@ -11,6 +11,7 @@ pub mod build;
 pub mod ensure;
 pub mod junit;
 pub mod project;
+pub mod retry;
 pub mod run;
 pub mod stage;
 pub mod verify;

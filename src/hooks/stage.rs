@@ -24,9 +24,6 @@ use crate::client::{Client, ClientError};
 use crate::domain::Outcome;
 use crate::domain::ci::CiContext;
 
-/// How many times a report is sent before the stage gives up on it.
-pub const REPORT_ATTEMPTS: u32 = 5;
-
 /// Where the pinned wheel and constraints were put for the stage command.
 #[derive(Debug, Clone)]
 pub struct StageFiles {
@@ -453,28 +450,43 @@ pub(crate) fn python_version(python: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Sends a report, retrying transport errors and server errors with backoff. Client
-/// errors (4xx) are not retried: sending the same report again cannot fix them.
-pub async fn deliver(client: &Client, report: &StageReport) -> Result<ResultView, ClientError> {
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match client.report_result(report).await {
-            Ok(view) => return Ok(view),
-            Err(e @ ClientError::Api { status, .. }) if status < 500 => return Err(e),
-            Err(e) if attempt >= REPORT_ATTEMPTS => return Err(e),
-            Err(e) => {
-                eprintln!(
-                    "kiln: reporting the `{}` result failed (attempt {attempt} of {REPORT_ATTEMPTS}): {e}; retrying in {}ms",
-                    report.stage,
-                    delay.as_millis()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
+/// Sends a report, retrying transport errors and server errors with backoff for up to
+/// `limit` (`--report-timeout`), so a server restart during a stage does not lose its
+/// verdict. Other refusals are final: sending the same report again cannot fix them.
+pub async fn deliver(
+    client: &Client,
+    report: &StageReport,
+    limit: Duration,
+) -> Result<ResultView, ClientError> {
+    super::retry::with_backoff(
+        &format!("reporting the `{}` result", report.stage),
+        limit,
+        || client.report_result(report),
+    )
+    .await
+}
+
+/// Keeps an undelivered report in the workspace and answers the command that sends it
+/// again (`kiln report --from FILE`).
+pub fn keep_undelivered(report: &StageReport) -> Result<String, HookError> {
+    let safe: String = format!("{}-{}", report.stage, report.run_id)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
             }
-        }
-    }
+        })
+        .collect();
+    let path = std::env::current_dir()
+        .unwrap_or_default()
+        .join(format!("kiln-report-{safe}.json"));
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| HookError::Io(format!("encoding the report: {e}")))?;
+    std::fs::write(&path, text)
+        .map_err(|e| HookError::Io(format!("writing `{}`: {e}", path.display())))?;
+    Ok(format!("kiln report --from '{}'", path.display()))
 }
 
 #[cfg(test)]

@@ -436,7 +436,7 @@ async fn a_failed_build_fails_every_waiter_fast_and_only_a_retry_builds_again() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_exits_with_the_command_status_and_an_unrecorded_verdict_fails_the_stage() {
-    let mut app = TestApp::spawn().await;
+    let app = TestApp::spawn().await;
     let runner = Runner::new();
     let build = "python -m build --wheel --no-isolation --outdir \"$KILN_DIST_DIR\" .";
     let failing = runner
@@ -497,8 +497,12 @@ async fn stage_exits_with_the_command_status_and_an_unrecorded_verdict_fails_the
     let unit = app.client().show_results(&sha).await.unwrap().latest["unit"].clone();
     assert_eq!(unit.junit.map(|j| (j.tests, j.skipped)), Some((3, 1)));
 
-    // The server goes away while the stage runs: the command passes, the verdict cannot
-    // be delivered, and the stage must not look green.
+    lost_verdicts_are_kept_and_sent_again(app, &runner, &sha).await;
+}
+
+/// The server goes away while a stage runs: the command passes, the verdict cannot be
+/// delivered, and the stage must not look green; the kept report is sent again later.
+async fn lost_verdicts_are_kept_and_sent_again(mut app: TestApp, runner: &Runner, sha: &str) {
     let flag = runner.path().join("go");
     let wait = format!(
         "touch started; while [ ! -f '{}' ]; do sleep 0.05; done",
@@ -508,7 +512,7 @@ async fn stage_exits_with_the_command_status_and_an_unrecorded_verdict_fails_the
         .kiln(
             &app,
             &[
-                &["stage", "system"][..],
+                &["stage", "system", "--report-timeout", "2s"][..],
                 &BRANCH_ARGS,
                 &["--", "sh", "-c", &wait],
             ]
@@ -525,6 +529,28 @@ async fn stage_exits_with_the_command_status_and_an_unrecorded_verdict_fails_the
     assert_eq!(lost.status.code(), Some(2), "{}", show(&lost));
     let stderr = String::from_utf8_lossy(&lost.stderr);
     assert!(stderr.contains("was NOT recorded"), "{stderr}");
+    assert!(
+        stderr.contains("retrying in"),
+        "delivery was retried: {stderr}"
+    );
+    // The verdict was kept in the workspace; once the server is back, one command sends
+    // it, without CI variables.
+    let saved = runner.path().join("kiln-report-system-local-57.json");
+    assert!(stderr.contains("kiln report --from"), "{stderr}");
+    assert!(saved.exists(), "{stderr}");
+    let app = app.restart().await;
+    let resent = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["report", "--from"])
+        .arg(&saved)
+        .env("KILN_SERVER", &app.base)
+        .env("KILN_TOKEN", crate::helpers::ADMIN_TOKEN)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(resent.status.success(), "{}", show(&resent));
+    let system = &app.client().show_results(sha).await.unwrap().latest["system"];
+    assert_eq!(system.outcome, Outcome::Pass);
+    assert!(!saved.exists(), "a delivered report's file is removed");
 }
 
 #[tokio::test]

@@ -304,7 +304,11 @@ async fn stages_that_could_not_run_are_errors_with_their_cause() {
         ),
         (&[], &["sh", "-c", "kill -9 $$"], "killed by signal 9"),
         (&["--timeout", "1s"], &["sleep", "30"], "timed out after 1s"),
-        (&[], &["python", "-c", "import sys; sys.exit(3)"], ""),
+        (
+            &[],
+            &["python", "-c", "print('boom'); import sys; sys.exit(3)"],
+            "",
+        ),
     ];
     for (extra, command, cause) in cases {
         let output = stage(&app, &runner, extra, command).await;
@@ -330,6 +334,18 @@ async fn stages_that_could_not_run_are_errors_with_their_cause() {
             );
         }
     }
+    // `kiln status` shows the red stage with its cause and log tail, and exits 1; an
+    // unknown release exits 1 too.
+    let status = crate::promotions::kiln_cli(&app, &["status", "kiln-sample", "1.4.5"]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("fail") && text.contains("      | boom"),
+        "{text}"
+    );
+    let unknown = crate::promotions::kiln_cli(&app, &["status", "kiln-sample", "9.9"]).await;
+    assert_eq!(unknown.status.code(), Some(1), "{}", show(&unknown));
+    assert!(String::from_utf8_lossy(&unknown.stdout).contains("is not on `root/master`"));
     // An error blocks promotion and says why.
     let dry = app
         .client()

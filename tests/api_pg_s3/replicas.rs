@@ -248,7 +248,7 @@ async fn eight_stage_hooks_split_across_two_replicas_build_once() {
         .show_release(
             &"root/feature-login-form".parse().unwrap(),
             "kiln-sample",
-            "1.4.57",
+            crate::hooks::BRANCH_VERSION,
         )
         .await
         .unwrap();
