@@ -62,6 +62,9 @@ pub struct KilnTable {
     pub main_branches: Option<Vec<String>>,
     /// A shell command that builds the wheel into `$KILN_DIST_DIR`.
     pub build_command: Option<String>,
+    /// What a non-tox stage installs besides the wheel, when the project has no `test`
+    /// dependency group or extra (read by `hooks::verify::test_requirements`).
+    pub test_requires: Option<Vec<String>>,
 }
 
 /// A parsed `pyproject.toml`.

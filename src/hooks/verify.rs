@@ -439,6 +439,14 @@ mod tests {
         );
         let kiln = table("[tool.kiln]\ntest-requires = [\"hypothesis\"]\n");
         assert_eq!(test_requirements(&kiln).requirements, ["hypothesis"]);
+        // ...and `[tool.kiln]` accepts the key (its other keys are checked strictly).
+        let project = PyProject::parse(
+            Path::new("/p"),
+            "[project]\nname = \"p\"\nversion = \"1.0\"\n[tool.kiln]\ntest-requires = [\"hypothesis\"]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(project.kiln.test_requires.unwrap(), ["hypothesis"]);
         assert_eq!(test_requirements(&table("")).source, None);
         // a group including itself is read once
         let cyclic = table("[dependency-groups]\ntest = [\"a\", {include-group = \"test\"}]\n");
