@@ -17,7 +17,7 @@ use kiln::domain::Outcome;
 use kiln::hooks::ensure::ensure;
 use kiln::hooks::junit;
 use kiln::hooks::stage::{
-    StageRun, deliver, environment_summary, fetch, keep_undelivered, run_stage,
+    StageRun, deliver, environment_summary, fetch, keep_undelivered, reproduce_commands, run_stage,
 };
 
 #[derive(Debug, Args)]
@@ -115,6 +115,15 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
         log_tail,
         junit,
     };
+    if verdict.outcome != Outcome::Pass {
+        eprintln!(
+            "kiln: to reproduce `{}` locally against the same wheel:",
+            args.name
+        );
+        for line in reproduce_commands(&ensured, &args.command) {
+            eprintln!("    {line}");
+        }
+    }
     match deliver(&client, &report, args.report_timeout).await {
         Ok(_) => {
             eprintln!(

@@ -406,6 +406,55 @@ fn tell_artifact(
     }
 }
 
+/// `text` quoted for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=+@,%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// The commands that re-run a stage on a developer's machine against the very wheel it
+/// tested: a fresh environment, the wheel pinned by version from the index it came from,
+/// then the command.
+#[must_use]
+pub fn reproduce_commands(ensured: &Ensured, argv: &[String]) -> Vec<String> {
+    let pin = format!("{}=={}", ensured.plan.project.name, ensured.plan.version);
+    let command = argv
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if runs_tox(argv) {
+        vec![
+            format!(
+                "pip download --no-deps --index-url {} {} -d kiln-wheel",
+                shell_quote(&ensured.index_url),
+                shell_quote(&pin)
+            ),
+            format!(
+                "{command} --installpkg kiln-wheel/{}",
+                ensured.wheel.filename
+            ),
+        ]
+    } else {
+        vec![
+            "python -m venv .kiln-stage && . .kiln-stage/bin/activate".to_owned(),
+            format!(
+                "pip install --index-url {} {}",
+                shell_quote(&ensured.index_url),
+                shell_quote(&pin)
+            ),
+            command,
+        ]
+    }
+}
+
 /// Allowlisted facts about the runner: never secrets.
 #[must_use]
 pub fn environment_summary(ctx: &CiContext, python: &str) -> BTreeMap<String, String> {
@@ -563,6 +612,14 @@ mod tests {
                 .unwrap()
                 .contains("timed out after 60s")
         );
+    }
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("demo==1.4.57"), "demo==1.4.57");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]

@@ -320,6 +320,10 @@ async fn stages_that_could_not_run_are_errors_with_their_cause() {
             .await
             .unwrap();
         let unit = &results.files[0].stages["unit"];
+        assert!(
+            stderr.contains("to reproduce `unit` locally") && stderr.contains("kiln-sample==1.4.5"),
+            "a red stage says how to re-run it: {stderr}"
+        );
         if cause.is_empty() {
             assert_eq!(unit.outcome, Outcome::Fail, "a test failure stays a fail");
             assert_eq!(unit.cause, None);
