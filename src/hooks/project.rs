@@ -146,6 +146,17 @@ impl PyProject {
         })
     }
 
+    /// The whole `pyproject.toml` as read (for tables Kiln reads on demand, like the test
+    /// requirements), parsed again from the text kept at [`PyProject::read`].
+    pub fn table(&self) -> Result<toml::Table, HookError> {
+        toml::from_str(&self.text).map_err(|e| {
+            HookError::Project(format!(
+                "`{}`: {e}",
+                self.dir.join("pyproject.toml").display()
+            ))
+        })
+    }
+
     /// The human version part: the flag, else `[tool.kiln] base-version`, else a static
     /// `[project].version`.
     pub fn base_version(&self, flag: Option<&str>) -> Result<String, HookError> {

@@ -362,7 +362,7 @@ async fn prepare_environment(
     env: &[(String, String)],
 ) -> Result<super::verify::StageEnv, String> {
     use super::verify;
-    let requirements = verify::pyproject_table(&ensured.plan.project).map_or_else(
+    let requirements = ensured.plan.project.table().map_or_else(
         |_| verify::TestRequirements {
             source: None,
             requirements: Vec::new(),

@@ -20,11 +20,9 @@
 //! test files' root) is approximated by the same rule, which is why a flat layout is
 //! reported even when a particular run happened to import the wheel.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::HookError;
-use super::project::PyProject;
 use crate::domain::ArtifactCheck;
 
 /// The probe, run with `python -c`; prints one JSON object `{"verified": bool, "reason": str}`.
@@ -400,16 +398,6 @@ pub async fn probe_tox(argv: &[String], cwd: &Path, expected: &Expected) -> Arti
     ArtifactCheck::Verified
 }
 
-/// The full text of `pyproject.toml` in `dir`, parsed, for [`test_requirements`].
-pub fn pyproject_table(project: &PyProject) -> Result<toml::Table, HookError> {
-    let path = project.dir.join("pyproject.toml");
-    let mut text = String::new();
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| HookError::Io(format!("reading `{}`: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| HookError::Project(format!("`{}`: {e}", path.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,7 +428,7 @@ mod tests {
         let kiln = table("[tool.kiln]\ntest-requires = [\"hypothesis\"]\n");
         assert_eq!(test_requirements(&kiln).requirements, ["hypothesis"]);
         // ...and `[tool.kiln]` accepts the key (its other keys are checked strictly).
-        let project = PyProject::parse(
+        let project = crate::hooks::project::PyProject::parse(
             Path::new("/p"),
             "[project]\nname = \"p\"\nversion = \"1.0\"\n[tool.kiln]\ntest-requires = [\"hypothesis\"]\n",
             None,
