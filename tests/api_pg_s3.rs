@@ -28,6 +28,8 @@ mod policies;
 mod promotions;
 #[path = "api/routes.rs"]
 mod routes;
+#[path = "api/runners.rs"]
+mod runners;
 #[path = "api/simple.rs"]
 mod simple;
 #[path = "api/uploads.rs"]

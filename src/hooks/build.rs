@@ -60,6 +60,59 @@ impl BuildFailure {
     }
 }
 
+/// How long the preflight may take (`python -m build --version` imports little).
+const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Checks that this runner can build at all, before it claims the lease: the interpreter
+/// starts and has PyPA `build` (or `uv` runs). A runner that cannot build must leave the
+/// lease to one that can rather than fail the version for everyone. A custom build
+/// command is not checked (Kiln cannot tell what it needs). `Err` says what is missing
+/// and how to fix it.
+pub async fn preflight(config: &BuildConfig) -> Result<(), String> {
+    let (program, args, fix): (&str, &[&str], String) = match (&config.command, config.tool) {
+        (Some(_), _) => return Ok(()),
+        (None, BuildTool::Build) => (
+            &config.python,
+            &["-m", "build", "--version"],
+            format!(
+                "install it on this runner (`{} -m pip install build`), or point --python/KILN_PYTHON at an interpreter that has it",
+                config.python
+            ),
+        ),
+        (None, BuildTool::Uv) => (
+            "uv",
+            &["--version"],
+            "install uv on this runner, or build with `--build-tool build`".to_owned(),
+        ),
+    };
+    let shown = format!("`{program} {}`", args.join(" "));
+    let run = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(PREFLIGHT_TIMEOUT, run).await {
+        Err(_) => {
+            return Err(format!(
+                "{shown} did not answer within {}s; {fix}",
+                PREFLIGHT_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("{shown} could not start ({e}); {fix}")),
+        Ok(Ok(output)) => output,
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said = said
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
+    Err(format!("{shown} failed ({}); {fix}", said.trim()))
+}
+
 /// Builds `project` at `version` into `out`, returning the wheels it produced.
 pub async fn build_wheel(
     project: &PyProject,

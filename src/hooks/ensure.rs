@@ -33,6 +33,10 @@ pub const DEFAULT_MAIN_BRANCHES: &[&str] = &["master", "main"];
 const UPLOAD_RETRY: Duration = Duration::from_secs(120);
 /// Longest single long poll; a waiter prints its progress after each.
 const WAIT_SLICE: Duration = Duration::from_secs(10);
+/// How long a runner that cannot build waits for one that can to start.
+const HANDOVER_WAIT: Duration = Duration::from_secs(120);
+/// How often it looks whether one has.
+const HANDOVER_POLL: Duration = Duration::from_secs(1);
 
 /// What `kiln ensure` was asked to do.
 #[derive(Debug, Clone)]
@@ -336,6 +340,15 @@ async fn obtain(
     let project = plan.project.name.as_str();
     let version = plan.version.to_string();
     let started = Instant::now();
+    if let Err(reason) = super::build::preflight(&plan.build).await {
+        eprintln!(
+            "kiln: this runner cannot build {project} {version}: {reason}. It does not claim the build: a runner that can builds it, and this one uses that wheel."
+        );
+        return Ok((
+            observe(client, plan, options, &reason, started).await?,
+            false,
+        ));
+    }
     let mut claim = ClaimBuild {
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,
@@ -379,18 +392,74 @@ async fn obtain(
                 builder,
                 error_tail,
                 attempt,
-            } => {
-                return Err(HookError::BuildFailed(format!(
-                    "the build of {project} {version} for `{}` failed on {builder} (attempt {attempt}); fix it and push, or re-run with --retry-failed-build to build this version again\n--- last build output ---\n{}",
-                    plan.index,
-                    error_tail.trim_end()
-                )));
-            }
+            } => return Err(failed(plan, &builder, &error_tail, attempt)),
             BuildStateView::Absent => {}
         }
         if started.elapsed() > options.wait_timeout {
             return Err(timeout(plan, options.wait_timeout));
         }
+    }
+}
+
+fn failed(plan: &Plan, builder: &str, error_tail: &str, attempt: i64) -> HookError {
+    HookError::BuildFailed(format!(
+        "the build of {} {} for `{}` failed on {builder} (attempt {attempt}); fix it and push, or re-run the pipeline (a new attempt on GitHub Actions, Azure Pipelines or Buildkite builds again by itself; elsewhere pass --retry-failed-build)\n--- last build output ---\n{}",
+        plan.project.name,
+        plan.version,
+        plan.index,
+        error_tail.trim_end()
+    ))
+}
+
+/// For a runner that cannot build: never claims; uses the wheel another runner builds.
+/// Fails with an environment error when no runner has started building within
+/// [`HANDOVER_WAIT`] (or `--wait-timeout`, if shorter).
+async fn observe(
+    client: &Client,
+    plan: &Plan,
+    options: &EnsureOptions,
+    reason: &str,
+    started: Instant,
+) -> Result<Vec<ReleaseFile>, HookError> {
+    let version = plan.version.to_string();
+    let patience = HANDOVER_WAIT.min(options.wait_timeout);
+    let mut said = None::<Instant>;
+    loop {
+        let view = client
+            .show_build(&plan.index, plan.project.name.as_str(), &version, None)
+            .await?;
+        match view.status {
+            BuildStateView::Ready { files } => return Ok(files),
+            BuildStateView::Failed {
+                builder,
+                error_tail,
+                attempt,
+            } => return Err(failed(plan, &builder, &error_tail, attempt)),
+            BuildStateView::Building { expires_in_ms, .. } if expires_in_ms > 0 => {
+                if let Some(files) = wait_for(client, plan, started, options.wait_timeout).await? {
+                    return Ok(files);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let waited = started.elapsed();
+        if waited >= patience {
+            return Err(HookError::Environment(format!(
+                "this runner cannot build {} {version} ({reason}), and no runner that can started building it within {}s; fix this runner, or let a runner that can build run `kiln ensure` first",
+                plan.project.name,
+                patience.as_secs()
+            )));
+        }
+        if said.is_none_or(|t| t.elapsed() >= WAIT_SLICE) {
+            eprintln!(
+                "kiln: no runner builds {} {version} yet; waiting up to {}s more for one that can",
+                plan.project.name,
+                patience.saturating_sub(waited).as_secs()
+            );
+            said = Some(Instant::now());
+        }
+        tokio::time::sleep(HANDOVER_POLL).await;
     }
 }
 

@@ -41,6 +41,9 @@ pub enum HookError {
     /// A local file or process operation failed.
     #[error("{0}")]
     Io(String),
+    /// This runner cannot do its part (no interpreter, no build frontend).
+    #[error("{0}")]
+    Environment(String),
     /// Waited too long for another runner's build.
     #[error("{0}")]
     Timeout(String),

@@ -13,7 +13,9 @@
 //! - `building`: someone else holds an unexpired lease — wait ([`wait`]) and claim again.
 //! - `failed`: the holder reported a failed build; its output's tail comes back so every
 //!   waiter fails fast with the real error. Nobody builds again unless a claim asks to
-//!   `retry`.
+//!   `retry`, or comes from a later attempt of the same CI run than the failed build (a
+//!   re-run: see [`is_rerun`]) — so the other stages of the failed attempt fail fast,
+//!   and re-running the pipeline builds again by itself.
 //!
 //! A version names one source. Every claim carries the commit it builds from (its
 //! [`Provenance`]); a claim for a release that is built, building or failed from another
@@ -259,7 +261,6 @@ pub async fn claim(
 ) -> Result<BuildStatus, ServiceError> {
     let (index, principal) = leased_index(db, caller, name).await?;
     request.provenance.check().map_err(ServiceError::Invalid)?;
-    let retry = request.retry;
     let commit = &request.provenance.commit;
     let index = &index;
     super::indexes::refuse_mirror(index, "builds")?;
@@ -279,6 +280,7 @@ pub async fn claim(
         db.files_of_project(&[index.id], key.project).await?,
     );
     same_source(index, release, build.as_ref(), &files, commit)?;
+    let retry = request.retry || is_rerun(build.as_ref(), &request.provenance);
     match status_of(build.as_ref(), files) {
         BuildStatus::Building { expires_at_ms, .. } if expires_at_ms <= now_ms() => {}
         BuildStatus::Failed { .. } if retry => {}
@@ -295,7 +297,7 @@ pub async fn claim(
             expires_at_ms: lease_expiry(ttl),
             provenance: &request.provenance,
         };
-        let outcome = claim_tx(&mut tx, (index, release), key, &holder, retry).await?;
+        let outcome = claim_tx(&mut tx, (index, release), key, &holder, request.retry).await?;
         tx.commit().await?;
         if let Some(status) = outcome {
             if let BuildStatus::Claimed { attempt, .. } = &status {
@@ -315,6 +317,24 @@ pub async fn claim(
         "claiming the build of {release} on `{}` kept racing",
         index.name
     )))
+}
+
+/// True when `claimant` is a later attempt of the CI run whose build failed: same
+/// provider, and an attempt number (`GITHUB_RUN_ATTEMPT`, `SYSTEM_JOBATTEMPT`,
+/// `BUILDKITE_RETRY_COUNT`) above the failed build's. Providers that give no attempt
+/// number never match; their users re-run with `--retry-failed-build` (or a new pipeline,
+/// which is a new build number and so a new version anyway).
+#[must_use]
+pub fn is_rerun(failed: Option<&BuildRecord>, claimant: &Provenance) -> bool {
+    let Some(build) = failed.filter(|b| b.state == BuildState::Failed) else {
+        return false;
+    };
+    let Some(origin) = &build.provenance else {
+        return false;
+    };
+    origin.ci.is_some()
+        && origin.ci == claimant.ci
+        && matches!((origin.attempt, claimant.attempt), (Some(then), Some(now)) if now > then)
 }
 
 /// One attempt at a claim inside a write transaction; `None` if a concurrent writer won
@@ -350,7 +370,15 @@ async fn claim_tx(
             return Ok(won.then(|| claimed(1)));
         }
         Some(b) if b.state == BuildState::Building && b.expires_at_ms <= now_ms() => b,
-        Some(b) if b.state == BuildState::Failed && retry && files.is_empty() => b,
+        // Decided again on what this transaction reads: a re-run's sibling that failed
+        // the retry in the meantime is not retried once more.
+        Some(b)
+            if b.state == BuildState::Failed
+                && (retry || is_rerun(Some(b), holder.provenance))
+                && files.is_empty() =>
+        {
+            b
+        }
         // Ready, but its files are gone from the index: build it again.
         Some(b) if b.state == BuildState::Ready && files.is_empty() => b,
         _ => return Ok(Some(status_of(build.as_ref(), files))),

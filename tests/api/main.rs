@@ -12,6 +12,7 @@ mod mirrors;
 mod policies;
 mod promotions;
 mod routes;
+mod runners;
 mod simple;
 mod uploads;
 mod verdicts;

@@ -1,0 +1,162 @@
+//! Runners that fail for reasons other than the code: a CI re-run after a failed build,
+//! and a runner that cannot build at all. Real `kiln ensure` processes in real clones.
+
+use std::path::Path;
+use std::process::Output;
+
+use kiln::api::BuildStateView;
+
+use crate::helpers::{TestApp, show};
+use crate::hooks::{Runner, builds_in, counting_build, stdout_value};
+
+/// `kiln ensure` on GitHub Actions (as its variables describe it): run 4242, `attempt`,
+/// job `job`, building with `build`.
+async fn on_github(runner: &Runner, app: &TestApp, attempt: u32, job: &str, build: &str) -> Output {
+    let head = runner.git(&["rev-parse", "HEAD"]);
+    runner
+        .kiln(app, &["ensure", "--build-cmd", build])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REF_NAME", "feature/rerun")
+        .env("GITHUB_RUN_NUMBER", "7")
+        .env("GITHUB_RUN_ID", "4242")
+        .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
+        .env("GITHUB_JOB", job)
+        .env("GITHUB_SHA", head)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ci_attempt_retries_a_failed_build_and_the_failed_attempts_jobs_fail_fast() {
+    let app = TestApp::spawn().await;
+    let counter = tempfile::tempdir().unwrap();
+    let count = counter.path().join("builds");
+    let broken = format!(
+        "echo built >> '{}'; echo 'ModuleNotFoundError: flaky_mirror' >&2; exit 1",
+        count.display()
+    );
+    let good = counting_build(&count, 0);
+
+    let first = on_github(&Runner::new(), &app, 1, "unit", &broken).await;
+    assert_eq!(first.status.code(), Some(2), "{}", show(&first));
+    // Another job of the same attempt must not build again: it fails fast with the error.
+    let sibling = on_github(&Runner::new(), &app, 1, "functional", &good).await;
+    assert_eq!(sibling.status.code(), Some(2), "{}", show(&sibling));
+    let said = String::from_utf8_lossy(&sibling.stderr);
+    assert!(said.contains("flaky_mirror"), "{said}");
+    assert!(said.contains("re-run the pipeline"), "{said}");
+    assert_eq!(
+        builds_in(&count),
+        1,
+        "the failed attempt's jobs do not rebuild"
+    );
+
+    // "Re-run failed jobs": attempt 2 builds again by itself, once for all its jobs.
+    let (a, b) = (Runner::new(), Runner::new());
+    let (a, b) = tokio::join!(
+        on_github(&a, &app, 2, "unit", &good),
+        on_github(&b, &app, 2, "functional", &good)
+    );
+    assert!(a.status.success(), "{}", show(&a));
+    assert!(b.status.success(), "{}", show(&b));
+    assert_eq!(
+        stdout_value(&a, "KILN_SHA256"),
+        stdout_value(&b, "KILN_SHA256")
+    );
+    assert_eq!(builds_in(&count), 2, "one rebuild for the new attempt");
+}
+
+/// A `python` that exists but has no PyPA `build`, as on a runner image without it.
+fn python_without_build(dir: &Path) -> String {
+    let path = dir.join("python-without-build");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho \"$0: No module named build\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_cannot_build_leaves_the_build_to_one_that_can() {
+    let app = TestApp::spawn().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let broken_python = python_without_build(scratch.path());
+    let count = scratch.path().join("builds");
+    let (unable, able) = (Runner::new(), Runner::new());
+    let args = [
+        "ensure",
+        "--branch",
+        "feature/handover",
+        "--build-number",
+        "3",
+    ];
+    let (unable, able) = tokio::join!(
+        unable
+            .kiln(&app, &args)
+            .env("KILN_PYTHON", &broken_python)
+            .output(),
+        able.kiln(
+            &app,
+            &[&args[..], &["--build-cmd", &counting_build(&count, 1)]].concat()
+        )
+        .output()
+    );
+    let (unable, able) = (unable.unwrap(), able.unwrap());
+    assert!(able.status.success(), "{}", show(&able));
+    assert!(unable.status.success(), "{}", show(&unable));
+    let said = String::from_utf8_lossy(&unable.stderr);
+    assert!(
+        said.contains("cannot build") && said.contains("No module named build"),
+        "the runner says why it did not build:\n{said}"
+    );
+    assert_eq!(builds_in(&count), 1);
+    assert_eq!(
+        stdout_value(&unable, "KILN_SHA256"),
+        stdout_value(&able, "KILN_SHA256"),
+        "the runner that cannot build uses the other runner's wheel"
+    );
+
+    // Alone, it fails with an environment error after a while and leaves the build
+    // unclaimed, so the next runner that can build is not blocked.
+    let alone = Runner::new()
+        .kiln(
+            &app,
+            &[
+                "ensure",
+                "--branch",
+                "feature/handover",
+                "--build-number",
+                "4",
+                "--wait-timeout",
+                "2s",
+            ],
+        )
+        .env("KILN_PYTHON", &broken_python)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2), "{}", show(&alone));
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        said.contains("pip install build") && said.contains("no runner that can"),
+        "{said}"
+    );
+    let view = app
+        .client()
+        .show_build(
+            &"root/feature-handover".parse().unwrap(),
+            "kiln-sample",
+            "1.4.4.dev0+feature.handover",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(view.status, BuildStateView::Absent),
+        "nothing was claimed: {:?}",
+        view.status
+    );
+}
