@@ -380,6 +380,25 @@ impl Client {
         self.expect(self.http.get(&url), &url).await
     }
 
+    /// The versions of `project` visible from `index`, oldest first (the simple API's
+    /// PEP 700 `versions`). A project the index does not know is a 404 error.
+    pub async fn project_versions(
+        &self,
+        index: &IndexName,
+        project: &str,
+    ) -> Result<Vec<String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            versions: Vec<String>,
+        }
+        let url = self.url(&format!("{index}/+simple/{}/", encode_segment(project)));
+        let request = self.http.get(&url).header(
+            reqwest::header::ACCEPT,
+            "application/vnd.pypi.simple.v1+json",
+        );
+        Ok(self.expect::<Page>(request, &url).await?.versions)
+    }
+
     /// A release's build state, files and stage matrix, as seen from `index`.
     pub async fn show_release(
         &self,

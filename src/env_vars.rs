@@ -240,6 +240,16 @@ pub const VARIABLES: &[EnvVar] = &[
         "how long to wait for another runner's build (`--wait-timeout`)",
     ),
     var(
+        "KILN_ARTIFACT",
+        Role::Hook,
+        "test a published release `PROJECT==VERSION` instead of building (`--artifact`)",
+    ),
+    var(
+        "KILN_INDEX",
+        Role::Hook,
+        "the index `--artifact` and a checkout-less `kiln report` look on (`--index`)",
+    ),
+    var(
         "KILN_DIST_DIR",
         Role::Stage,
         "where a `--build-cmd` writes its wheels",

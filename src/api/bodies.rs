@@ -380,7 +380,7 @@ pub struct FileStatus {
     #[serde(flatten)]
     pub file: ReleaseFile,
     /// The index that lists it.
-    pub index: String,
+    pub index: crate::domain::IndexName,
     /// The latest result of each stage.
     pub stages: BTreeMap<String, ResultView>,
 }
@@ -404,6 +404,36 @@ pub struct ReleaseRef {
     pub project: String,
     /// The version.
     pub version: String,
+}
+
+impl std::str::FromStr for ReleaseRef {
+    type Err = String;
+
+    /// `PROJECT==VERSION`, as pip writes a pin.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once("==") {
+            Some((project, version))
+                if !project.trim().is_empty()
+                    && !version.trim().is_empty()
+                    && !version.contains("==") =>
+            {
+                Ok(Self {
+                    project: project.trim().to_owned(),
+                    version: version.trim().to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "`{}` is not a release: write `PROJECT==VERSION` (e.g. `acme-util==1.2`)",
+                text.escape_debug()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=={}", self.project, self.version)
+    }
 }
 
 /// What a promotion request asks for.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use kiln::api::ReleaseRef;
+use kiln::domain::IndexName;
 use kiln::domain::ci::Overrides;
 use kiln::hooks::build::{BuildConfig, BuildTool};
 use kiln::hooks::ensure::EnsureOptions;
@@ -64,6 +66,13 @@ pub struct HookArgs {
     /// How long to wait for another runner's build, e.g. `30m`.
     #[arg(long, env = "KILN_WAIT_TIMEOUT", default_value = "30m", value_parser = parse_wait)]
     pub wait_timeout: std::time::Duration,
+    /// Use this published release, `PROJECT==VERSION`, instead of building this checkout
+    /// (what `devpi test` does); it is looked up through --index.
+    #[arg(long, env = "KILN_ARTIFACT")]
+    pub artifact: Option<ReleaseRef>,
+    /// The index to look on [default: this branch's index, which inherits master].
+    #[arg(long, env = "KILN_INDEX")]
+    pub index: Option<IndexName>,
 }
 
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
@@ -92,6 +101,8 @@ impl HookArgs {
             },
             retry_failed: self.retry_failed_build,
             wait_timeout: self.wait_timeout,
+            artifact: self.artifact.clone(),
+            index: self.index.clone(),
         }
     }
 }

@@ -46,16 +46,10 @@ fn parse_releases(args: &[String]) -> anyhow::Result<Vec<ReleaseRef>> {
         }]);
     }
     args.iter()
-        .map(|arg| match arg.split_once("==") {
-            Some((project, version)) if !project.is_empty() && !version.is_empty() => {
-                Ok(ReleaseRef {
-                    project: project.trim().to_owned(),
-                    version: version.trim().to_owned(),
-                })
-            }
-            _ => Err(anyhow::anyhow!(
-                "`{arg}` is not a release: write `PROJECT==VERSION` (e.g. `acme-util==1.2`), or `kiln promote PROJECT VERSION` for one release"
-            )),
+        .map(|arg| {
+            arg.parse::<ReleaseRef>().map_err(|e| {
+                anyhow::anyhow!("{e}, or `kiln promote PROJECT VERSION` for one release")
+            })
         })
         .collect()
 }

@@ -11,8 +11,9 @@ use super::ClientArgs;
 use super::hook_args::HookArgs;
 use kiln::api::BuildStateView;
 use kiln::api::{MAX_LOG_TAIL, StageReport};
+use kiln::domain::ci::detect;
 use kiln::domain::{Outcome, check_stage_name};
-use kiln::hooks::ensure::plan;
+use kiln::hooks::ensure::{pick_wheel, plan};
 use kiln::hooks::junit;
 use kiln::hooks::stage::{deliver, environment_summary};
 
@@ -44,7 +45,8 @@ pub struct ReportArgs {
     /// A JUnit XML file whose counts go into the result.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// The tested artifact's sha256 (default: the wheel of this build on its index).
+    /// The tested artifact's sha256 (default: the wheel of this build on its index). With
+    /// --index, no checkout is needed.
     #[arg(long)]
     sha256: Option<String>,
     /// For `--outcome error`: why the stage could not run.
@@ -52,7 +54,7 @@ pub struct ReportArgs {
     cause: Option<String>,
     /// Send again a report `kiln stage` could not deliver (the file it names); needs no
     /// checkout and no CI variables.
-    #[arg(long, conflicts_with_all = ["name", "exit_code", "outcome", "sha256"])]
+    #[arg(long, conflicts_with_all = ["name", "exit_code", "outcome", "sha256", "artifact"])]
     from: Option<PathBuf>,
     /// How long to retry delivery through server blips, e.g. `5m`.
     #[arg(long, env = "KILN_REPORT_TIMEOUT", default_value = "5m", value_parser = parse_timeout)]
@@ -92,13 +94,55 @@ enum OutcomeArg {
     Error,
 }
 
-pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &args.from {
-        return resend(&args, path).await;
-    }
-    let name = args.name.clone().unwrap_or_default();
-    check_stage_name(&name).map_err(anyhow::Error::msg)?;
-    let client = args.client.client()?;
+/// What a report is about and from where: the index, the artifact, the run, and the
+/// environment it ran in.
+struct Target {
+    index: kiln::domain::IndexName,
+    sha256: String,
+    run_id: String,
+    environment: std::collections::BTreeMap<String, String>,
+}
+
+/// `--index` with `--sha256` or `--artifact`: no checkout and no pyproject needed; the
+/// run id comes from the CI variables when there are some, else from `--run-id`.
+async fn without_checkout(
+    client: &kiln::client::Client,
+    args: &ReportArgs,
+    index: &kiln::domain::IndexName,
+) -> anyhow::Result<Target> {
+    let sha256 = match (&args.sha256, &args.hook.artifact) {
+        (Some(sha), _) => sha.clone(),
+        (None, Some(release)) => {
+            let status = client
+                .show_release(index, &release.project, &release.version)
+                .await?;
+            let files: Vec<_> = status.files.into_iter().map(|f| f.file).collect();
+            pick_wheel(&files)
+                .with_context(|| format!("{release} has no wheel on `{index}` or its bases"))?
+                .sha256
+        }
+        (None, None) => anyhow::bail!("pass --sha256 or --artifact with --index"),
+    };
+    let options = args.hook.options();
+    let (run_id, ctx) = match detect(|k| std::env::var(k).ok(), &options.overrides) {
+        Ok(ctx) => (ctx.run_id.clone(), Some(ctx)),
+        Err(e) => (
+            options.overrides.run_id.clone().with_context(|| {
+                format!("pass --run-id to name this run (no CI run to take it from: {e})")
+            })?,
+            None,
+        ),
+    };
+    Ok(Target {
+        index: index.clone(),
+        sha256,
+        run_id,
+        environment: environment_summary(ctx.as_ref(), &args.hook.python),
+    })
+}
+
+/// In a checkout: the wheel of this build (or `--sha256`) on the build's index.
+async fn from_checkout(client: &kiln::client::Client, args: &ReportArgs) -> anyhow::Result<Target> {
     let plan = plan(&args.hook.options(), |k| std::env::var(k).ok())?;
     let sha256 = if let Some(sha) = &args.sha256 {
         sha.clone()
@@ -112,22 +156,18 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             )
             .await?;
         match view.status {
-            BuildStateView::Ready { files } => files
-                .iter()
-                .find(|f| {
-                    std::path::Path::new(&f.filename)
-                        .extension()
-                        .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
-                })
-                .map(|f| f.sha256.clone())
-                .with_context(|| {
-                    format!(
-                        "{} {} on `{}` has no wheel",
-                        plan.project.name, plan.version, plan.index
-                    )
-                })?,
+            BuildStateView::Ready { files } => {
+                pick_wheel(&files)
+                    .with_context(|| {
+                        format!(
+                            "{} {} on `{}` has no wheel",
+                            plan.project.name, plan.version, plan.index
+                        )
+                    })?
+                    .sha256
+            }
             other => anyhow::bail!(
-                "{} {} is not built on `{}` (state: {}); run `kiln ensure` first or pass --sha256",
+                "{} {} is not built on `{}` (state: {}); run `kiln ensure` first, or pass --index with --sha256 or --artifact",
                 plan.project.name,
                 plan.version,
                 plan.index,
@@ -137,6 +177,27 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             ),
         }
+    };
+    Ok(Target {
+        environment: environment_summary(Some(&plan.ctx), &args.hook.python),
+        index: plan.index,
+        sha256,
+        run_id: plan.ctx.run_id,
+    })
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.from {
+        return resend(&args, path).await;
+    }
+    let name = args.name.clone().unwrap_or_default();
+    check_stage_name(&name).map_err(anyhow::Error::msg)?;
+    let client = args.client.client()?;
+    let target = match &args.hook.index {
+        Some(index) if args.sha256.is_some() || args.hook.artifact.is_some() => {
+            without_checkout(&client, &args, index).await?
+        }
+        _ => from_checkout(&client, &args).await?,
     };
     let outcome = match (args.exit_code, args.outcome) {
         (Some(0), _) | (None, Some(OutcomeArg::Pass)) => Outcome::Pass,
@@ -164,18 +225,18 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let report = StageReport {
-        index: plan.index.clone(),
+        index: target.index,
         cause: args.cause.clone().filter(|_| outcome == Outcome::Error),
         // Nothing here saw what the tests imported.
         artifact: None,
-        sha256,
+        sha256: target.sha256,
         stage: name.clone(),
-        run_id: plan.ctx.run_id.clone(),
+        run_id: target.run_id,
         outcome,
         exit_code: args.exit_code.map(i64::from),
         duration_ms: std::time::Duration::try_from_secs_f64(args.duration.max(0.0))
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        environment: environment_summary(&plan.ctx, &args.hook.python),
+        environment: target.environment,
         log_tail,
         junit,
     };

@@ -111,7 +111,7 @@ pub async fn run(args: StageArgs) -> anyhow::Result<ExitCode> {
         artifact,
         exit_code: Some(i64::from(exit_code)),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        environment: environment_summary(&ensured.plan.ctx, &args.hook.python),
+        environment: environment_summary(Some(&ensured.plan.ctx), &args.hook.python),
         log_tail,
         junit,
     };

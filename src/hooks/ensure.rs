@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 use super::HookError;
 use super::build::{BuildConfig, build_wheel};
 use super::project::PyProject;
-use crate::api::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile};
+use crate::api::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile, ReleaseRef};
 use crate::client::{Client, ClientError};
 use crate::domain::branch::branch_slug;
 use crate::domain::build_version::{VersionScheme, branch_version};
@@ -61,6 +61,10 @@ pub struct EnsureOptions {
     pub retry_failed: bool,
     /// How long to wait for another runner's build.
     pub wait_timeout: Duration,
+    /// `--artifact`: use this published release instead of building.
+    pub artifact: Option<ReleaseRef>,
+    /// `--index`: where to look for it (default: the plan's index).
+    pub index: Option<IndexName>,
 }
 
 /// Everything computed before talking to the server.
@@ -162,7 +166,10 @@ pub struct Ensured {
 
 /// Makes sure the index exists and the wheel is on it.
 pub async fn ensure(client: &Client, options: &EnsureOptions) -> Result<Ensured, HookError> {
-    let plan = plan(options, |k| std::env::var(k).ok())?;
+    let mut plan = plan(options, |k| std::env::var(k).ok())?;
+    if let Some(release) = &options.artifact {
+        return published(client, &mut plan, release, options.index.as_ref()).await;
+    }
     eprintln!(
         "kiln: {} {} from branch `{}` build {} → index `{}`",
         plan.project.name, plan.version, plan.ctx.branch, plan.ctx.build_number, plan.index
@@ -190,8 +197,68 @@ pub async fn ensure(client: &Client, options: &EnsureOptions) -> Result<Ensured,
     })
 }
 
+/// `--artifact`: the wheel of a published release, seen through `index` (default: this
+/// branch's index, created if needed, which inherits master). Nothing is built; the
+/// plan is re-aimed at the release, so the stage probes and reports that artifact.
+async fn published(
+    client: &Client,
+    plan: &mut Plan,
+    release: &ReleaseRef,
+    index: Option<&IndexName>,
+) -> Result<Ensured, HookError> {
+    let bad =
+        |what: &str, e: String| HookError::Project(format!("--artifact `{release}`: {what}: {e}"));
+    plan.project.name = release
+        .project
+        .parse()
+        .map_err(|e: String| bad("project", e))?;
+    plan.version = release
+        .version
+        .parse()
+        .map_err(|e: pep440_rs::VersionParseError| bad("version", e.to_string()))?;
+    match index {
+        Some(index) => plan.index = index.clone(),
+        None => ensure_index(client, plan).await?,
+    }
+    eprintln!(
+        "kiln: testing the published {release} as seen from `{}` (nothing is built)",
+        plan.index
+    );
+    let status = client
+        .show_release(&plan.index, &release.project, &release.version)
+        .await?;
+    let owners: Vec<(IndexName, String)> = status
+        .files
+        .iter()
+        .map(|f| (f.index.clone(), f.file.filename.clone()))
+        .collect();
+    let files: Vec<ReleaseFile> = status.files.into_iter().map(|f| f.file).collect();
+    let wheel = pick_wheel(&files).ok_or_else(|| {
+        HookError::Project(format!(
+            "{release} has no wheel on `{}` or its bases{}; check the name and version with `kiln status {} --index {}`",
+            plan.index,
+            if files.is_empty() { "" } else { " (only sdists)" },
+            release.project,
+            plan.index
+        ))
+    })?;
+    let index_url = client.url(&format!("{}/+simple/", plan.index));
+    // The verdict is recorded where the bytes live (a result counts only on an index that
+    // lists the artifact); installs still go through the looked-up index's chain.
+    if let Some((owner, _)) = owners.iter().find(|(_, f)| *f == wheel.filename) {
+        plan.index = owner.clone();
+    }
+    Ok(Ensured {
+        index_url,
+        wheel,
+        built_here: false,
+        plan: plan.clone(),
+    })
+}
+
 /// The wheel to pin: the pure-Python one if there is one, else the first.
-fn pick_wheel(files: &[ReleaseFile]) -> Option<ReleaseFile> {
+#[must_use]
+pub fn pick_wheel(files: &[ReleaseFile]) -> Option<ReleaseFile> {
     let wheels: Vec<&ReleaseFile> = files
         .iter()
         .filter(|f| f.filename.to_ascii_lowercase().ends_with(".whl"))
@@ -666,6 +733,8 @@ mod tests {
             },
             retry_failed: false,
             wait_timeout: Duration::from_secs(1),
+            artifact: None,
+            index: None,
         }
     }
 

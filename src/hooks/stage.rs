@@ -457,22 +457,26 @@ pub fn reproduce_commands(ensured: &Ensured, argv: &[String]) -> Vec<String> {
 
 /// Allowlisted facts about the runner: never secrets.
 #[must_use]
-pub fn environment_summary(ctx: &CiContext, python: &str) -> BTreeMap<String, String> {
+pub fn environment_summary(ctx: Option<&CiContext>, python: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("os".to_owned(), std::env::consts::OS.to_owned());
     env.insert("arch".to_owned(), std::env::consts::ARCH.to_owned());
     env.insert("kiln".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
     env.insert(
         "ci".to_owned(),
-        ctx.provider.map_or("local", |p| p.as_str()).to_owned(),
+        ctx.and_then(|c| c.provider)
+            .map_or("local", |p| p.as_str())
+            .to_owned(),
     );
-    env.insert("branch".to_owned(), ctx.branch.clone());
-    env.insert("build_number".to_owned(), ctx.build_number.to_string());
-    if let Some(runner) = &ctx.runner {
-        env.insert("runner".to_owned(), runner.clone());
-    }
-    if let Some(url) = &ctx.run_url {
-        env.insert("run_url".to_owned(), url.clone());
+    if let Some(ctx) = ctx {
+        env.insert("branch".to_owned(), ctx.branch.clone());
+        env.insert("build_number".to_owned(), ctx.build_number.to_string());
+        if let Some(runner) = &ctx.runner {
+            env.insert("runner".to_owned(), runner.clone());
+        }
+        if let Some(url) = &ctx.run_url {
+            env.insert("run_url".to_owned(), url.clone());
+        }
     }
     if let Some(version) = python_version(python) {
         env.insert("python".to_owned(), version);

@@ -54,7 +54,7 @@ pub async fn show_release(
             .into_iter()
             .map(|v| FileStatus {
                 file: ReleaseFile::of(&v.index, &v.file),
-                index: v.index.to_string(),
+                index: v.index.clone(),
                 stages: v.latest,
             })
             .collect(),

@@ -160,3 +160,123 @@ async fn a_runner_that_cannot_build_leaves_the_build_to_one_that_can() {
         view.status
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_releases_are_reported_inspected_and_tested_without_building() {
+    let app = TestApp::spawn().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let count = scratch.path().join("builds");
+    let master = Runner::new();
+    let built = master
+        .kiln(
+            &app,
+            &[
+                "ensure",
+                "--branch",
+                "main",
+                "--build-number",
+                "5",
+                "--build-cmd",
+                &counting_build(&count, 0),
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(built.status.success(), "{}", show(&built));
+    let sha = stdout_value(&built, "KILN_SHA256");
+
+    // No checkout, no CI variables: report by PROJECT==VERSION, then inspect.
+    let nowhere = tempfile::tempdir().unwrap();
+    let in_nowhere = |args: &[&str]| {
+        let mut command = master.kiln(&app, args);
+        command.current_dir(nowhere.path());
+        command
+    };
+    let reported = in_nowhere(&[
+        "report",
+        "smoke",
+        "--index",
+        "root/master",
+        "--artifact",
+        "kiln-sample==1.4.5",
+        "--run-id",
+        "laptop-1",
+        "--exit-code",
+        "0",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(reported.status.success(), "{}", show(&reported));
+    let status = in_nowhere(&["status", "kiln-sample==1.4.5"])
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{}", show(&status));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("smoke"));
+    let listing = in_nowhere(&["status", "kiln-sample"])
+        .output()
+        .await
+        .unwrap();
+    assert!(listing.status.success(), "{}", show(&listing));
+    let listed = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("1.4.5") && l.contains("smoke=pass")),
+        "{listed}"
+    );
+    let unknown = in_nowhere(&["status", "kiln-sample==9.9"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1), "{}", show(&unknown));
+
+    a_branch_pipeline_tests_the_published_wheel(&app, &count, &sha).await;
+}
+
+/// A branch pipeline tests master's published wheel without building anything; the
+/// verdict is recorded where the bytes live.
+async fn a_branch_pipeline_tests_the_published_wheel(app: &TestApp, count: &Path, sha: &str) {
+    let tester = Runner::new();
+    let staged = tester
+        .kiln(
+            app,
+            &[
+                "stage",
+                "--artifact",
+                "kiln-sample==1.4.5",
+                "--branch",
+                "feature/compat",
+                "--build-number",
+                "1",
+                "--build-cmd",
+                &counting_build(count, 0),
+                "compat",
+                "--",
+                "python",
+                "-c",
+                "import kiln_sample, sys; print(kiln_sample.__file__)",
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(staged.status.success(), "{}", show(&staged));
+    assert_eq!(
+        builds_in(count),
+        1,
+        "nothing was built for the artifact stage"
+    );
+    let results = app.client().show_results(sha).await.unwrap();
+    let compat = &results.latest["compat"];
+    assert_eq!(compat.index, "root/master", "recorded where the bytes live");
+    assert_eq!(
+        compat.artifact,
+        Some(kiln::domain::ArtifactCheck::Verified),
+        "{}",
+        show(&staged)
+    );
+    assert_eq!(results.latest["smoke"].run_id, "laptop-1");
+}
