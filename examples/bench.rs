@@ -294,6 +294,7 @@ fn waiter_latency(base: &str, token: &str, dir: &Path) -> anyhow::Result<Vec<f64
                         provenance: kiln::domain::Provenance::of_commit(
                             "b0b0b0b".parse().map_err(anyhow::Error::msg)?,
                         ),
+                        target: None,
                     },
                 )
                 .await?;
@@ -322,6 +323,7 @@ fn waiter_latency(base: &str, token: &str, dir: &Path) -> anyhow::Result<Vec<f64
             let lease = LeaseBody {
                 lease_id,
                 error_tail: None,
+                target: None,
             };
             let started = Instant::now();
             client

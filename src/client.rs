@@ -236,11 +236,28 @@ impl Client {
         version: &str,
         wait: Option<std::time::Duration>,
     ) -> Result<BuildView, ClientError> {
-        let mut url = self.build_url(index, project, version, "");
+        self.show_build_for(index, project, version, None, wait)
+            .await
+    }
+
+    /// [`Client::show_build`] of the build for `target` (`None`: the release's first).
+    pub async fn show_build_for(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        target: Option<&crate::domain::BuildTarget>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<BuildView, ClientError> {
+        let url = self.build_url(index, project, version, "");
+        let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(wait) = wait {
-            url = format!("{url}?wait={:.3}", wait.as_secs_f64());
+            query.push(("wait", format!("{:.3}", wait.as_secs_f64())));
         }
-        self.expect(self.http.get(&url), &url).await
+        if let Some(target) = target {
+            query.push(("target", target.to_string()));
+        }
+        self.expect(self.http.get(&url).query(&query), &url).await
     }
 
     /// Moves a lease the caller holds: `heartbeat`, `complete` or `fail`.

@@ -250,6 +250,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "the index `--artifact` and a checkout-less `kiln report` look on (`--index`)",
     ),
     var(
+        "KILN_TARGET",
+        Role::Hook,
+        "the wheel tag this runner installs and builds for (`--target`); a per-target build's `--build-cmd` sees it too",
+    ),
+    var(
         "KILN_DIST_DIR",
         Role::Stage,
         "where a `--build-cmd` writes its wheels",

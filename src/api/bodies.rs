@@ -232,6 +232,9 @@ pub struct BuildView {
     /// The source and CI run of the build (of its current holder while building).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// The target of a per-target build; absent for the release's first build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::domain::BuildTarget>,
 }
 
 /// Body of a claim.
@@ -247,6 +250,11 @@ pub struct ClaimBuild {
     /// The source commit and CI run the claimant builds from. A version is built from
     /// one commit: a claim from another commit than the release's build is refused (409).
     pub provenance: Provenance,
+    /// Claim a build for this target (a wheel tag no file of the release serves) instead
+    /// of the release's first build. Allowed once the first build is ready, and only from
+    /// the same commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::domain::BuildTarget>,
 }
 
 /// Body of heartbeat and complete.
@@ -258,6 +266,9 @@ pub struct LeaseBody {
     /// For `fail`: the tail of the build output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_tail: Option<String>,
+    /// The target the lease was claimed for, if it was a per-target claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::domain::BuildTarget>,
 }
 
 /// Query of a long poll.
@@ -266,6 +277,9 @@ pub struct WaitQuery {
     /// Seconds to wait for a `building` release to change (at most 60).
     #[serde(default)]
     pub wait: Option<f64>,
+    /// The per-target build to look at (default: the release's first build).
+    #[serde(default)]
+    pub target: Option<crate::domain::BuildTarget>,
 }
 
 // Stage results.

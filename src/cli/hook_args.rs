@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use kiln::api::ReleaseRef;
-use kiln::domain::IndexName;
 use kiln::domain::ci::Overrides;
+use kiln::domain::{BuildTarget, IndexName};
 use kiln::hooks::build::{BuildConfig, BuildTool};
 use kiln::hooks::ensure::EnsureOptions;
 
@@ -73,6 +73,11 @@ pub struct HookArgs {
     /// The index to look on [default: this branch's index, which inherits master].
     #[arg(long, env = "KILN_INDEX")]
     pub index: Option<IndexName>,
+    /// The wheel tag this runner installs and builds for when a release's wheels are
+    /// platform-specific, e.g. `cp312-cp312-manylinux_2_36_x86_64` [default: asked of
+    /// --python].
+    #[arg(long, env = "KILN_TARGET")]
+    pub target: Option<BuildTarget>,
 }
 
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
@@ -103,6 +108,7 @@ impl HookArgs {
             wait_timeout: self.wait_timeout,
             artifact: self.artifact.clone(),
             index: self.index.clone(),
+            target: self.target.clone(),
         }
     }
 }

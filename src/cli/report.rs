@@ -13,9 +13,10 @@ use kiln::api::BuildStateView;
 use kiln::api::{MAX_LOG_TAIL, StageReport};
 use kiln::domain::ci::detect;
 use kiln::domain::{Outcome, check_stage_name};
-use kiln::hooks::ensure::{pick_wheel, plan};
+use kiln::hooks::ensure::plan;
 use kiln::hooks::junit;
 use kiln::hooks::stage::{deliver, environment_summary};
+use kiln::hooks::target::{RunnerTarget, pick_wheel};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -117,8 +118,11 @@ async fn without_checkout(
                 .show_release(index, &release.project, &release.version)
                 .await?;
             let files: Vec<_> = status.files.into_iter().map(|f| f.file).collect();
-            pick_wheel(&files)
-                .with_context(|| format!("{release} has no wheel on `{index}` or its bases"))?
+            let runner = runner(args).await;
+            pick_wheel(&files, runner.as_ref())
+                .with_context(|| {
+                    format!("{release} has no wheel this runner installs on `{index}` or its bases")
+                })?
                 .sha256
         }
         (None, None) => anyhow::bail!("pass --sha256 or --artifact with --index"),
@@ -141,23 +145,40 @@ async fn without_checkout(
     })
 }
 
+/// What this runner installs, if its interpreter (or --target) says.
+async fn runner(args: &ReportArgs) -> Option<RunnerTarget> {
+    RunnerTarget::detect(&args.hook.python, args.hook.target.clone())
+        .await
+        .ok()
+}
+
 /// In a checkout: the wheel of this build (or `--sha256`) on the build's index.
 async fn from_checkout(client: &kiln::client::Client, args: &ReportArgs) -> anyhow::Result<Target> {
     let plan = plan(&args.hook.options(), |k| std::env::var(k).ok())?;
     let sha256 = if let Some(sha) = &args.sha256 {
         sha.clone()
     } else {
-        let view = client
-            .show_build(
+        let runner = runner(args).await;
+        let version = plan.version.to_string();
+        let show = |target| {
+            client.show_build_for(
                 &plan.index,
                 plan.project.name.as_str(),
-                &plan.version.to_string(),
+                &version,
+                target,
                 None,
             )
-            .await?;
+        };
+        let mut view = show(None).await?;
+        // A platform-specific release may have a build for this runner's target.
+        if let (BuildStateView::Ready { files }, Some(runner)) = (&view.status, &runner)
+            && pick_wheel(files, Some(runner)).is_none()
+        {
+            view = show(Some(&runner.key)).await?;
+        }
         match view.status {
             BuildStateView::Ready { files } => {
-                pick_wheel(&files)
+                pick_wheel(&files, runner.as_ref())
                     .with_context(|| {
                         format!(
                             "{} {} on `{}` has no wheel",

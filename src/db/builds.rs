@@ -6,7 +6,7 @@
 //! replicas sharing the database, not just inside one process.
 
 use super::{Db, DbError, WriteTx, decode, decode_json};
-use crate::domain::{Provenance, SourceCommit};
+use crate::domain::{BuildTarget, Provenance, SourceCommit};
 
 /// Where a build stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct BuildRecord {
     pub id: i64,
     /// Where it builds.
     pub state: BuildState,
+    /// The target of a per-target build; `None` for the release's first build.
+    pub target: Option<BuildTarget>,
     /// The holder's secret.
     pub lease_id: String,
     /// 1 for the first claim, +1 per takeover or retry.
@@ -73,6 +75,7 @@ pub struct BuildRecord {
 #[derive(sqlx::FromRow)]
 struct BuildRow {
     id: i64,
+    target: String,
     state: String,
     lease_id: String,
     attempt: i64,
@@ -93,6 +96,11 @@ impl TryFrom<BuildRow> for BuildRecord {
         Ok(Self {
             id: row.id,
             state: BuildState::from_db(&row.state)?,
+            target: if row.target.is_empty() {
+                None
+            } else {
+                Some(decode(TABLE, "target", &row.target)?)
+            },
             source_commit: row
                 .source_commit
                 .as_deref()
@@ -114,7 +122,7 @@ impl TryFrom<BuildRow> for BuildRecord {
     }
 }
 
-const BUILD_COLUMNS: &str = "id, state, lease_id, attempt, builder, expires_at_ms, error_tail, created_at, updated_at, source_commit, provenance";
+const BUILD_COLUMNS: &str = "id, target, state, lease_id, attempt, builder, expires_at_ms, error_tail, created_at, updated_at, source_commit, provenance";
 
 fn provenance_json(provenance: &Provenance) -> Result<String, DbError> {
     serde_json::to_string(provenance).map_err(|e| {
@@ -133,6 +141,15 @@ pub struct BuildKey<'a> {
     pub project: &'a str,
     /// Normalized version.
     pub version: &'a str,
+    /// The target of a per-target build; `None` for the release's first build.
+    pub target: Option<&'a BuildTarget>,
+}
+
+impl BuildKey<'_> {
+    /// The target column's value: '' for the release's first build.
+    fn target(&self) -> &str {
+        self.target.map_or("", BuildTarget::as_str)
+    }
 }
 
 /// Who takes a lease: its secret, the holder's description, its expiry and the
@@ -153,11 +170,12 @@ impl Db {
     /// The build row of a release, if any.
     pub async fn find_build(&self, key: BuildKey<'_>) -> Result<Option<BuildRecord>, DbError> {
         let row: Option<BuildRow> = sqlx::query_as(&format!(
-            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3"
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3 AND target = $4"
         ))
         .bind(key.index_id)
         .bind(key.project)
         .bind(key.version)
+        .bind(key.target())
         .fetch_optional(&self.pool)
         .await?;
         row.map(TryInto::try_into).transpose()
@@ -179,11 +197,31 @@ impl Db {
         key: BuildKey<'_>,
     ) -> Result<Option<BuildRecord>, DbError> {
         let row: Option<BuildRow> = sqlx::query_as(&format!(
-            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3"
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3 AND target = $4"
         ))
         .bind(key.index_id)
         .bind(key.project)
         .bind(key.version)
+        .bind(key.target())
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// The build of a release (any target) whose lease secret is `lease_id`, inside a
+    /// write transaction: the build an upload under that lease belongs to.
+    pub async fn find_build_by_lease_tx(
+        tx: &mut WriteTx,
+        key: BuildKey<'_>,
+        lease_id: &str,
+    ) -> Result<Option<BuildRecord>, DbError> {
+        let row: Option<BuildRow> = sqlx::query_as(&format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE index_id = $1 AND project = $2 AND version = $3 AND lease_id = $4"
+        ))
+        .bind(key.index_id)
+        .bind(key.project)
+        .bind(key.version)
+        .bind(lease_id)
         .fetch_optional(&mut **tx)
         .await?;
         row.map(TryInto::try_into).transpose()
@@ -197,9 +235,9 @@ impl Db {
         now: &str,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "INSERT INTO builds (index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at, source_commit, provenance) \
-             VALUES ($1, $2, $3, 'building', $4, 1, $5, $6, $7, $7, $8, $9) \
-             ON CONFLICT (index_id, project, version) DO NOTHING",
+            "INSERT INTO builds (index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at, source_commit, provenance, target) \
+             VALUES ($1, $2, $3, 'building', $4, 1, $5, $6, $7, $7, $8, $9, $10) \
+             ON CONFLICT (index_id, project, version, target) DO NOTHING",
         )
         .bind(key.index_id)
         .bind(key.project)
@@ -210,6 +248,7 @@ impl Db {
         .bind(now)
         .bind(holder.provenance.commit.as_str())
         .bind(provenance_json(holder.provenance)?)
+        .bind(key.target())
         .execute(&mut **tx)
         .await
         .map_err(DbError::from_write)?;
@@ -254,7 +293,7 @@ impl Db {
     ) -> Result<Option<i64>, DbError> {
         let mut tx = self.begin_write().await?;
         let attempt: Option<i64> = sqlx::query_scalar(
-            "UPDATE builds SET expires_at_ms = $1, updated_at = $2 WHERE index_id = $3 AND project = $4 AND version = $5 AND lease_id = $6 AND state = 'building' RETURNING attempt",
+            "UPDATE builds SET expires_at_ms = $1, updated_at = $2 WHERE index_id = $3 AND project = $4 AND version = $5 AND lease_id = $6 AND state = 'building' AND target = $7 RETURNING attempt",
         )
         .bind(expires_at_ms)
         .bind(now)
@@ -262,6 +301,7 @@ impl Db {
         .bind(key.project)
         .bind(key.version)
         .bind(lease_id)
+        .bind(key.target())
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -278,7 +318,7 @@ impl Db {
         now: &str,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "UPDATE builds SET state = $1, error_tail = $2, updated_at = $3 WHERE index_id = $4 AND project = $5 AND version = $6 AND lease_id = $7 AND state = 'building'",
+            "UPDATE builds SET state = $1, error_tail = $2, updated_at = $3 WHERE index_id = $4 AND project = $5 AND version = $6 AND lease_id = $7 AND state = 'building' AND target = $8",
         )
         .bind(state.as_str())
         .bind(error_tail)
@@ -287,6 +327,7 @@ impl Db {
         .bind(key.project)
         .bind(key.version)
         .bind(lease_id)
+        .bind(key.target())
         .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)

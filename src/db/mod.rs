@@ -503,6 +503,42 @@ mod tests {
     /// place: each result goes to the index the bytes were first uploaded to, results of
     /// bytes no index lists are dropped, and events keep their rows.
     #[tokio::test]
+    async fn builds_and_their_files_survive_the_build_target_migration() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = std::borrow::Cow::Owned(before.migrations[..7].to_vec());
+        before.run(&pool).await.unwrap();
+        let a = "a".repeat(64);
+        for statement in [
+            "INSERT INTO indexes (id, namespace, name, kind, volatile, promotion_only, created_at, updated_at) VALUES (1, 'root', 'master', 'stage', 0, 0, 't', 't')".to_owned(),
+            format!("INSERT INTO blobs (sha256, size, created_at) VALUES ('{a}', 1, 't')"),
+            "INSERT INTO builds (id, index_id, project, version, state, lease_id, attempt, builder, expires_at_ms, created_at, updated_at, source_commit) VALUES (7, 1, 'demo', '1', 'ready', 'l', 1, 'ci', 0, 't', 't', 'abcdef0')".to_owned(),
+            format!("INSERT INTO files (index_id, project, version, filename, kind, sha256, size, uploaded_at, uploaded_by, build_id) VALUES (1, 'demo', '1', 'demo-1-py3-none-any.whl', 'wheel', '{a}', 1, 't', 'ci', 7)"),
+        ] {
+            sqlx::query(&statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let db = Db::connect(&url).await.unwrap();
+        let files = db.files_of_project(&[1], "demo").await.unwrap();
+        assert_eq!(files[0].build_id, Some(7), "the file still names its build");
+        let key = BuildKey {
+            index_id: 1,
+            project: "demo",
+            version: "1",
+            target: None,
+        };
+        let build = db.find_build(key).await.unwrap().unwrap();
+        assert_eq!((build.id, build.target), (7, None));
+    }
+
+    #[tokio::test]
     async fn results_and_events_survive_the_verdict_migration() {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();

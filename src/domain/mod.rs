@@ -21,6 +21,7 @@ pub mod release;
 pub mod requirement;
 pub mod scope;
 pub mod stage;
+pub mod target;
 pub mod upstream_page;
 
 pub use archive::{ArchiveError, ArchiveLimits};
@@ -35,6 +36,7 @@ pub use provenance::{Provenance, SourceCommit};
 pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
 pub use stage::{ArtifactCheck, Check, Outcome, check_stage_name};
+pub use target::BuildTarget;
 
 /// Hides a password in a database URL before it is shown.
 #[must_use]

@@ -113,10 +113,11 @@ pub async fn preflight(config: &BuildConfig) -> Result<(), String> {
     Err(format!("{shown} failed ({}); {fix}", said.trim()))
 }
 
-/// Builds `project` at `version` into `out`, returning the wheels it produced.
+/// Builds `project` at `version` into `out`, returning the wheels it produced. For a
+/// per-target build, `KILN_TARGET` tells a `--build-cmd` which wheel tag to make.
 pub async fn build_wheel(
     project: &PyProject,
-    version: &Version,
+    (version, target): (&Version, Option<&crate::domain::BuildTarget>),
     config: &BuildConfig,
     out: &Path,
 ) -> Result<Vec<PathBuf>, BuildFailure> {
@@ -153,6 +154,10 @@ pub async fn build_wheel(
         .current_dir(&source.dir)
         .env("KILN_DIST_DIR", out)
         .env("KILN_VERSION", &version_text)
+        .env(
+            "KILN_TARGET",
+            target.map(ToString::to_string).unwrap_or_default(),
+        )
         .envs(source.env.iter().map(|(k, v)| (k, v)));
     eprintln!(
         "kiln: building {} {version_text} in {}",

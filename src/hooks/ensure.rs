@@ -18,12 +18,14 @@ use sha2::{Digest as _, Sha256};
 use super::HookError;
 use super::build::{BuildConfig, build_wheel};
 use super::project::PyProject;
+use super::target::RunnerTarget;
+pub use super::target::pick_wheel;
 use crate::api::{BuildStateView, ClaimBuild, LeaseBody, ReleaseFile, ReleaseRef};
 use crate::client::{Client, ClientError};
 use crate::domain::branch::branch_slug;
 use crate::domain::build_version::{VersionScheme, branch_version};
 use crate::domain::ci::{CiContext, Overrides, detect};
-use crate::domain::{IndexKind, IndexName, IndexSettings, Provenance, SourceCommit};
+use crate::domain::{BuildTarget, IndexKind, IndexName, IndexSettings, Provenance, SourceCommit};
 
 /// The master index when neither a flag nor `[tool.kiln]` names one.
 pub const DEFAULT_MASTER_INDEX: &str = "root/master";
@@ -65,6 +67,9 @@ pub struct EnsureOptions {
     pub artifact: Option<ReleaseRef>,
     /// `--index`: where to look for it (default: the plan's index).
     pub index: Option<IndexName>,
+    /// `--target`: the wheel tag this runner installs and builds for (default: asked of
+    /// its interpreter).
+    pub target: Option<BuildTarget>,
 }
 
 /// Everything computed before talking to the server.
@@ -84,6 +89,9 @@ pub struct Plan {
     pub is_main: bool,
     /// The build configuration, with `[tool.kiln]` applied.
     pub build: BuildConfig,
+    /// `Some` while building for a target no wheel of the release serves (see
+    /// [`super::target`]); `None` for the release's first build.
+    pub target: Option<BuildTarget>,
 }
 
 /// Computes context, version and index, from `env` (`std::env::var` in real use).
@@ -148,6 +156,7 @@ pub fn plan(
         master,
         is_main,
         build,
+        target: None,
     })
 }
 
@@ -175,18 +184,44 @@ pub async fn ensure(client: &Client, options: &EnsureOptions) -> Result<Ensured,
         plan.project.name, plan.version, plan.ctx.branch, plan.ctx.build_number, plan.index
     );
     ensure_index(client, &plan).await?;
-    let (files, built_here) = obtain(client, &plan, options).await?;
-    let wheel = pick_wheel(&files).ok_or_else(|| {
+    let runner = match RunnerTarget::detect(&plan.build.python, options.target.clone()).await {
+        Ok(runner) => Some(runner),
+        Err(why) => {
+            eprintln!(
+                "kiln: {why}; this runner takes the release's pure wheel if there is one, else its first (pass --target to say which wheel tag it installs)"
+            );
+            None
+        }
+    };
+    let (mut files, mut built_here) = obtain(client, &plan, options).await?;
+    if let Some(runner) = &runner
+        && pick_wheel(&files, Some(runner)).is_none()
+        && pick_wheel(&files, None).is_some()
+    {
+        // The wheels built so far are for other interpreters or platforms: this runner's
+        // target gets a build of its own, from the same commit.
+        eprintln!(
+            "kiln: no wheel of {} {} installs here ({}); building one for target `{}`",
+            plan.project.name,
+            plan.version,
+            names(&files),
+            runner.key
+        );
+        let mut for_target = plan.clone();
+        for_target.target = Some(runner.key.clone());
+        (files, built_here) = obtain(client, &for_target, options).await?;
+    }
+    let wheel = pick_wheel(&files, runner.as_ref()).ok_or_else(|| {
         HookError::Project(format!(
-            "{} {} on `{}` has no wheel (only {}); Kiln pins wheels",
+            "{} {} on `{}` has no wheel this runner can install (only {}); Kiln pins wheels{}",
             plan.project.name,
             plan.version,
             plan.index,
-            files
-                .iter()
-                .map(|f| f.filename.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            names(&files),
+            runner
+                .as_ref()
+                .map(|r| format!(", and this runner installs `{}` or pure wheels", r.key))
+                .unwrap_or_default()
         ))
     })?;
     Ok(Ensured {
@@ -233,9 +268,10 @@ async fn published(
         .map(|f| (f.index.clone(), f.file.filename.clone()))
         .collect();
     let files: Vec<ReleaseFile> = status.files.into_iter().map(|f| f.file).collect();
-    let wheel = pick_wheel(&files).ok_or_else(|| {
+    let runner = RunnerTarget::detect(&plan.build.python, None).await.ok();
+    let wheel = pick_wheel(&files, runner.as_ref()).ok_or_else(|| {
         HookError::Project(format!(
-            "{release} has no wheel on `{}` or its bases{}; check the name and version with `kiln status {} --index {}`",
+            "{release} has no wheel this runner can install on `{}` or its bases{}; check the name and version with `kiln status {} --index {}`",
             plan.index,
             if files.is_empty() { "" } else { " (only sdists)" },
             release.project,
@@ -256,18 +292,16 @@ async fn published(
     })
 }
 
-/// The wheel to pin: the pure-Python one if there is one, else the first.
-#[must_use]
-pub fn pick_wheel(files: &[ReleaseFile]) -> Option<ReleaseFile> {
-    let wheels: Vec<&ReleaseFile> = files
+/// The filenames, for messages.
+fn names(files: &[ReleaseFile]) -> String {
+    if files.is_empty() {
+        return "no files".to_owned();
+    }
+    files
         .iter()
-        .filter(|f| f.filename.to_ascii_lowercase().ends_with(".whl"))
-        .collect();
-    wheels
-        .iter()
-        .find(|f| f.filename.ends_with("-none-any.whl"))
-        .or_else(|| wheels.first())
-        .map(|f| (*f).clone())
+        .map(|f| f.filename.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Creates the branch index on first use; checks an existing one belongs to this branch.
@@ -420,6 +454,7 @@ async fn obtain(
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,
         provenance: provenance(plan, &options.project_dir)?,
+        target: plan.target.clone(),
     };
     loop {
         let view = client
@@ -493,7 +528,13 @@ async fn observe(
     let mut said = None::<Instant>;
     loop {
         let view = client
-            .show_build(&plan.index, plan.project.name.as_str(), &version, None)
+            .show_build_for(
+                &plan.index,
+                plan.project.name.as_str(),
+                &version,
+                plan.target.as_ref(),
+                None,
+            )
             .await?;
         match view.status {
             BuildStateView::Ready { files } => return Ok(files),
@@ -555,10 +596,11 @@ async fn wait_for(
             return Err(timeout(plan, limit));
         }
         let view = client
-            .show_build(
+            .show_build_for(
                 &plan.index,
                 plan.project.name.as_str(),
                 &version,
+                plan.target.as_ref(),
                 Some(left.min(WAIT_SLICE)),
             )
             .await?;
@@ -594,21 +636,20 @@ async fn build_under_lease(
     let project = plan.project.name.as_str().to_owned();
     let version = plan.version.to_string();
     let lost = Arc::new(AtomicBool::new(false));
+    let lease = |error_tail: Option<String>| LeaseBody {
+        lease_id: lease_id.to_owned(),
+        error_tail,
+        target: plan.target.clone(),
+    };
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
-        plan.index.clone(),
-        project.clone(),
-        version.clone(),
-        lease_id.to_owned(),
+        plan.clone(),
+        lease(None),
         Duration::from_millis(lease_ttl_ms / 3).max(Duration::from_millis(500)),
         Arc::clone(&lost),
     ));
     let result = build_and_upload(client, plan, lease_id).await;
     heartbeat.abort();
-    let lease = |error_tail: Option<String>| LeaseBody {
-        lease_id: lease_id.to_owned(),
-        error_tail,
-    };
     match result {
         Ok(()) => {
             let view = client
@@ -648,9 +689,14 @@ async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Resul
         .prefix("kiln-dist-")
         .tempdir()
         .map_err(|e| HookError::Io(format!("creating the build output directory: {e}")))?;
-    let wheels = build_wheel(&plan.project, &plan.version, &plan.build, out.path())
-        .await
-        .map_err(|f| HookError::BuildFailed(f.report()))?;
+    let wheels = build_wheel(
+        &plan.project,
+        (&plan.version, plan.target.as_ref()),
+        &plan.build,
+        out.path(),
+    )
+    .await
+    .map_err(|f| HookError::BuildFailed(f.report()))?;
     let version = plan.version.to_string();
     for wheel in &wheels {
         // An object-store or server blip must not fail the build for every waiter: the
@@ -681,17 +727,16 @@ async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Resul
 
 async fn heartbeat_loop(
     client: Client,
-    index: IndexName,
-    project: String,
-    version: String,
-    lease_id: String,
+    plan: Plan,
+    body: LeaseBody,
     every: Duration,
     lost: Arc<AtomicBool>,
 ) {
-    let body = LeaseBody {
-        lease_id,
-        error_tail: None,
-    };
+    let (index, project, version) = (
+        plan.index,
+        plan.project.name.to_string(),
+        plan.version.to_string(),
+    );
     loop {
         tokio::time::sleep(every).await;
         match client
@@ -735,6 +780,7 @@ mod tests {
             wait_timeout: Duration::from_secs(1),
             artifact: None,
             index: None,
+            target: None,
         }
     }
 
@@ -794,26 +840,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no letters or digits"), "{err}");
-    }
-
-    #[test]
-    fn picks_the_pure_wheel() {
-        let file = |name: &str| ReleaseFile {
-            filename: name.into(),
-            sha256: String::new(),
-            size: 0,
-            url: String::new(),
-            provenance: None,
-        };
-        let files = [
-            file("demo-1.0.tar.gz"),
-            file("demo-1.0-cp311-cp311-linux_x86_64.whl"),
-            file("demo-1.0-py3-none-any.whl"),
-        ];
-        assert_eq!(
-            pick_wheel(&files).unwrap().filename,
-            "demo-1.0-py3-none-any.whl"
-        );
-        assert!(pick_wheel(&files[..1]).is_none());
     }
 }

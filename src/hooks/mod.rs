@@ -14,6 +14,7 @@ pub mod project;
 pub mod retry;
 pub mod run;
 pub mod stage;
+pub mod target;
 pub mod verify;
 
 use crate::client::ClientError;

@@ -16,8 +16,8 @@ use super::indexes::ApiJson;
 use crate::api::{BuildStateView, BuildView, ClaimBuild, LeaseBody, ReleaseFile, WaitQuery};
 use crate::app::AppState;
 use crate::db::FileRecord;
-use crate::domain::IndexName;
 use crate::domain::Release;
+use crate::domain::{BuildTarget, IndexName};
 use crate::service::auth::Caller;
 use crate::service::builds::{self, BuildStatus, now_ms};
 
@@ -37,7 +37,7 @@ impl ReleaseFile {
 
 pub(crate) fn view(
     index: &IndexName,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     status: BuildStatus,
     ttl: Duration,
 ) -> BuildView {
@@ -93,6 +93,7 @@ pub(crate) fn view(
         version: release.version.to_string(),
         status,
         provenance: shown,
+        target: target.cloned(),
     }
 }
 
@@ -105,7 +106,8 @@ pub async fn claim_build(
 ) -> Result<Response, ApiError> {
     let ttl = state.config.build_lease_ttl;
     let status = builds::claim(&state.db, &caller, &index_name, &release, &body, ttl).await?;
-    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
+    let shown = (&release, body.target.as_ref());
+    Ok(Json(view(&index_name, shown, status, ttl)).into_response())
 }
 
 /// `GET /+api/v1/builds/{ns}/{name}/{project}/{version}[?wait=SECS]`
@@ -119,9 +121,10 @@ pub async fn show_build(
         .wait
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(builds::MAX_WAIT.as_secs_f64())));
-    let status = builds::status(&state.db, &caller, &index_name, &release, wait).await?;
+    let shown = (&release, query.target.as_ref());
+    let status = builds::status(&state.db, &caller, &index_name, shown, wait).await?;
     let ttl = state.config.build_lease_ttl;
-    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
+    Ok(Json(view(&index_name, shown, status, ttl)).into_response())
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}/heartbeat`
@@ -132,16 +135,10 @@ pub async fn heartbeat_build(
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
     let ttl = state.config.build_lease_ttl;
-    let status = builds::heartbeat(
-        &state.db,
-        &caller,
-        &index_name,
-        &release,
-        &body.lease_id,
-        ttl,
-    )
-    .await?;
-    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
+    let shown = (&release, body.target.as_ref());
+    let status =
+        builds::heartbeat(&state.db, &caller, &index_name, shown, &body.lease_id, ttl).await?;
+    Ok(Json(view(&index_name, shown, status, ttl)).into_response())
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}/complete`
@@ -151,10 +148,10 @@ pub async fn complete_build(
     caller: Caller,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
-    let status =
-        builds::complete(&state.db, &caller, &index_name, &release, &body.lease_id).await?;
+    let shown = (&release, body.target.as_ref());
+    let status = builds::complete(&state.db, &caller, &index_name, shown, &body.lease_id).await?;
     let ttl = state.config.build_lease_ttl;
-    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
+    Ok(Json(view(&index_name, shown, status, ttl)).into_response())
 }
 
 /// `POST /+api/v1/builds/{ns}/{name}/{project}/{version}/fail`
@@ -165,15 +162,16 @@ pub async fn fail_build(
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> Result<Response, ApiError> {
     let error_tail = body.error_tail.unwrap_or_default();
+    let shown = (&release, body.target.as_ref());
     let status = builds::fail(
         &state.db,
         &caller,
         &index_name,
-        &release,
+        shown,
         &body.lease_id,
         &error_tail,
     )
     .await?;
     let ttl = state.config.build_lease_ttl;
-    Ok(Json(view(&index_name, &release, status, ttl)).into_response())
+    Ok(Json(view(&index_name, shown, status, ttl)).into_response())
 }

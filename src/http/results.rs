@@ -47,7 +47,12 @@ pub async fn show_release(
 ) -> Result<Response, ApiError> {
     let (build, verdicts) =
         results::release_status(&state.db, &caller, &index_name, &release).await?;
-    let build = super::builds::view(&index_name, &release, build, state.config.build_lease_ttl);
+    let build = super::builds::view(
+        &index_name,
+        (&release, None),
+        build,
+        state.config.build_lease_ttl,
+    );
     Ok(Json(ReleaseStatus {
         build,
         files: verdicts

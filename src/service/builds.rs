@@ -41,7 +41,7 @@ use super::{ServiceError, now_rfc3339};
 use crate::api::{ClaimBuild, MAX_ERROR_TAIL, tail};
 use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, LeaseHolder, WriteTx};
 use crate::domain::release::canonical;
-use crate::domain::{Index, ProjectName, Provenance};
+use crate::domain::{BuildTarget, Index, ProjectName, Provenance};
 use crate::domain::{IndexName, Release};
 
 /// Longest accepted long poll.
@@ -57,12 +57,32 @@ fn release_files(release: &Release, files: Vec<FileRecord>) -> Vec<FileRecord> {
     own_files(release.version_str(), files)
 }
 
-/// The build key of `release` on `index`.
-fn key<'a>(release: &'a Release, index: &Index) -> BuildKey<'a> {
+/// The files a build stands for: for the release's first build, every own file of the
+/// release; for a per-target build, only the files uploaded under it.
+fn build_files(
+    version: &str,
+    target: Option<&BuildTarget>,
+    build: Option<&BuildRecord>,
+    files: Vec<FileRecord>,
+) -> Vec<FileRecord> {
+    let files = own_files(version, files);
+    match (target, build) {
+        (None, _) => files,
+        (Some(_), Some(b)) => files
+            .into_iter()
+            .filter(|f| f.build_id == Some(b.id))
+            .collect(),
+        (Some(_), None) => Vec::new(),
+    }
+}
+
+/// The build key of `release` on `index`, for `target` (`None`: the first build).
+fn key<'a>(release: &'a Release, index: &Index, target: Option<&'a BuildTarget>) -> BuildKey<'a> {
     BuildKey {
         index_id: index.id,
         project: release.project.as_str(),
         version: release.version_str(),
+        target,
     }
 }
 
@@ -153,14 +173,28 @@ pub(super) async fn observe(
     db: &Db,
     index: &Index,
     release: &Release,
+    target: Option<&BuildTarget>,
 ) -> Result<BuildStatus, ServiceError> {
-    let key = key(release, index);
+    let (build, files) = load(db, index, release, target).await?;
+    Ok(status_of(build.as_ref(), files))
+}
+
+/// A build row and the files it stands for.
+async fn load(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    target: Option<&BuildTarget>,
+) -> Result<(Option<BuildRecord>, Vec<FileRecord>), ServiceError> {
+    let key = key(release, index, target);
     let build = db.find_build(key).await?;
-    let files = release_files(
-        release,
+    let files = build_files(
+        key.version,
+        target,
+        build.as_ref(),
         db.files_of_project(&[index.id], key.project).await?,
     );
-    Ok(status_of(build.as_ref(), files))
+    Ok((build, files))
 }
 
 fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus {
@@ -185,20 +219,20 @@ fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus
     }
 }
 
-/// The build state of a release, for a status page or a waiter, once the caller was
-/// found to may read the index. With `wait`, waits up to that long for a `building`
-/// release to change (see [`wait`]).
+/// The build state of a release (its first build, or the build for `target`), for a
+/// status page or a waiter, once the caller was found to may read the index. With
+/// `wait`, waits up to that long for a `building` release to change (see [`wait`]).
 pub async fn status(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     wait_for: Option<Duration>,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = super::auth::readable_chain(db, caller, name).await?;
     match wait_for {
-        Some(timeout) => wait(db, &index, release, timeout).await,
-        None => observe(db, &index, release).await,
+        Some(timeout) => wait(db, &index, (release, target), timeout).await,
+        None => observe(db, &index, release, target).await,
     }
 }
 
@@ -271,14 +305,14 @@ pub async fn claim(
         )));
     }
     let builder = describe(principal, &request.builder);
+    let target = request.target.as_ref();
+    if let Some(target) = target {
+        first_build_ready(db, index, release, target, commit).await?;
+    }
     // Cheap read first: most claims find the release ready or someone building, and
     // answering those must not take the write lock.
-    let key = key(release, index);
-    let build = db.find_build(key).await?;
-    let files = release_files(
-        release,
-        db.files_of_project(&[index.id], key.project).await?,
-    );
+    let key = key(release, index, target);
+    let (build, files) = load(db, index, release, target).await?;
     same_source(index, release, build.as_ref(), &files, commit)?;
     let retry = request.retry || is_rerun(build.as_ref(), &request.provenance);
     match status_of(build.as_ref(), files) {
@@ -319,6 +353,32 @@ pub async fn claim(
     )))
 }
 
+/// A per-target claim needs the release's first build ready, from the same commit: the
+/// target build adds a wheel for another interpreter to a release that exists, and a
+/// version still names one source.
+async fn first_build_ready(
+    db: &Db,
+    index: &Index,
+    release: &Release,
+    target: &BuildTarget,
+    commit: &crate::domain::SourceCommit,
+) -> Result<(), ServiceError> {
+    let (first, files) = load(db, index, release, None).await?;
+    same_source(index, release, first.as_ref(), &files, commit)?;
+    match status_of(first.as_ref(), files) {
+        BuildStatus::Ready { .. } => Ok(()),
+        other => Err(ServiceError::Conflict(format!(
+            "{release} on `{}` cannot be built for target `{target}` yet: its first build is {}; claim the release's build first and wait until it is ready",
+            index.name,
+            match other {
+                BuildStatus::Absent => "not claimed",
+                BuildStatus::Failed { .. } => "failed",
+                _ => "in progress",
+            }
+        ))),
+    }
+}
+
 /// True when `claimant` is a later attempt of the CI run whose build failed: same
 /// provider, and an attempt number (`GITHUB_RUN_ATTEMPT`, `SYSTEM_JOBATTEMPT`,
 /// `BUILDKITE_RETRY_COUNT`) above the failed build's. Providers that give no attempt
@@ -347,8 +407,10 @@ async fn claim_tx(
     retry: bool,
 ) -> Result<Option<BuildStatus>, ServiceError> {
     let build = Db::find_build_tx(tx, key).await?;
-    let files = own_files(
+    let files = build_files(
         key.version,
+        key.target,
+        build.as_ref(),
         Db::own_project_files_tx(tx, key.index_id, key.project).await?,
     );
     same_source(
@@ -400,7 +462,7 @@ async fn claim_tx(
 async fn wait(
     db: &Db,
     index: &Index,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     timeout: Duration,
 ) -> Result<BuildStatus, ServiceError> {
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
@@ -411,7 +473,7 @@ async fn wait(
         let notified = changes.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let status = observe(db, index, release).await?;
+        let status = observe(db, index, release, target).await?;
         let lapses_in = match &status {
             BuildStatus::Building { expires_at_ms, .. } => {
                 let left = expires_at_ms - now_ms();
@@ -454,14 +516,14 @@ pub async fn heartbeat(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     lease_id: &str,
     ttl: Duration,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
     let expires_at_ms = lease_expiry(ttl);
-    let key = key(release, index);
+    let key = key(release, index, target);
     let Some(attempt) = db
         .extend_lease(key, lease_id, expires_at_ms, &now_rfc3339())
         .await?
@@ -481,17 +543,28 @@ pub async fn complete(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     lease_id: &str,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
-    let key = key(release, index);
+    let key = key(release, index, target);
     let mut tx = db.begin_write().await?;
-    let files = release_files(
+    let held = Db::find_build_tx(&mut tx, key)
+        .await?
+        .filter(|b| b.lease_id == lease_id && b.state == BuildState::Building);
+    let Some(held) = held else {
+        let build = Db::find_build_tx(&mut tx, key).await?;
+        return Err(lease_lost(index, release, build.as_ref()));
+    };
+    // Only what was uploaded under this lease makes the build ready.
+    let files: Vec<FileRecord> = release_files(
         release,
         Db::own_project_files_tx(&mut tx, key.index_id, key.project).await?,
-    );
+    )
+    .into_iter()
+    .filter(|f| target.is_none() || f.build_id == Some(held.id))
+    .collect();
     if files.is_empty() {
         return Err(ServiceError::Invalid(format!(
             "cannot complete the build of {release} on `{}`: no file of that release was uploaded under the lease",
@@ -532,13 +605,13 @@ pub async fn fail(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-    release: &Release,
+    (release, target): (&Release, Option<&BuildTarget>),
     lease_id: &str,
     error_tail: &str,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = leased_index(db, caller, name).await?;
     let index = &index;
-    let key = key(release, index);
+    let key = key(release, index, target);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
     let mut tx = db.begin_write().await?;
     if !Db::finish_build_tx(
@@ -561,7 +634,7 @@ pub async fn fail(
         release.version = %release.version_str(),
         "build failed"
     );
-    observe(db, index, release).await
+    observe(db, index, release, target).await
 }
 
 /// Refuses an upload that would race or mix with a leased build: while a release is
@@ -580,8 +653,14 @@ pub async fn check_upload_lease(
         index_id: index.id,
         project: project.as_str(),
         version: &canonical,
+        target: None,
     };
-    let build = Db::find_build_tx(tx, key).await?;
+    // The lease names its build, whichever target it is for; a hand upload is judged by
+    // the release's first build (a per-target build exists only after it).
+    let build = match lease_id {
+        Some(lease) => Db::find_build_by_lease_tx(tx, key, lease).await?,
+        None => Db::find_build_tx(tx, key).await?,
+    };
     match (build, lease_id) {
         (Some(b), Some(lease)) if b.state == BuildState::Building && b.lease_id == lease => {
             Ok(Some(b))

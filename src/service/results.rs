@@ -267,7 +267,7 @@ pub async fn release_status(
     release: &Release,
 ) -> Result<(super::builds::BuildStatus, Vec<FileVerdicts>), ServiceError> {
     let (index, chain) = super::auth::readable_chain(db, caller, name).await?;
-    let build = super::builds::observe(db, &index, release).await?;
+    let build = super::builds::observe(db, &index, release, None).await?;
     Ok((build, release_verdicts(db, &chain, release).await?))
 }
 

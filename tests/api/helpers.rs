@@ -216,6 +216,7 @@ impl TestApp {
             builder: "test runner".into(),
             retry: false,
             provenance: provenance(commit),
+            target: None,
         };
         let claimed = client
             .claim_build(&index, project, version, &claim)
@@ -235,6 +236,7 @@ impl TestApp {
         let body = kiln::api::LeaseBody {
             lease_id,
             error_tail: None,
+            target: None,
         };
         client
             .lease_action(&index, project, version, "complete", &body)

@@ -562,6 +562,7 @@ async fn uploads_are_tied_to_the_build_lease() {
         builder: builder.into(),
         retry: false,
         provenance: crate::helpers::provenance("abcdef1"),
+        target: None,
     };
     let first = client
         .claim_build(&index, "demo", "1.0", &claim("runner-a"))
@@ -596,6 +597,7 @@ async fn uploads_are_tied_to_the_build_lease() {
     let lease = LeaseBody {
         lease_id: lease_id.clone(),
         error_tail: None,
+        target: None,
     };
     let early = client
         .lease_action(&index, "demo", "1.0", "complete", &lease)
@@ -655,6 +657,7 @@ async fn production_is_never_built_into_and_claims_need_a_token() {
         builder: "x".into(),
         retry: false,
         provenance: crate::helpers::provenance("abcdef1"),
+        target: None,
     };
     let prod = app
         .client()
@@ -694,6 +697,7 @@ async fn a_waiter_long_polls_and_sees_the_upload() {
                 builder: String::new(),
                 retry: false,
                 provenance: crate::helpers::provenance("abcdef1"),
+                target: None,
             },
         )
         .await
@@ -724,6 +728,7 @@ async fn a_waiter_long_polls_and_sees_the_upload() {
     let lease = LeaseBody {
         lease_id,
         error_tail: None,
+        target: None,
     };
     client
         .lease_action(&index, "demo", "2.0", "complete", &lease)

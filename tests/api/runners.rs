@@ -280,3 +280,144 @@ async fn a_branch_pipeline_tests_the_published_wheel(app: &TestApp, count: &Path
     );
     assert_eq!(results.latest["smoke"].run_id, "laptop-1");
 }
+
+/// Rewrites the wheel in `$1` (a directory) for the tag `$KILN_TARGET` (or `$2`) into
+/// `$KILN_DIST_DIR`: a platform-specific wheel of the sample project, as an extension
+/// module's build would make, without needing a compiler or a second interpreter.
+const RETAG: &str = r#"
+import base64, glob, hashlib, os, sys, zipfile
+tag = os.environ.get("KILN_TARGET") or sys.argv[2]
+src = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
+dist, version = os.path.basename(src).split("-")[:2]
+out = os.path.join(os.environ["KILN_DIST_DIR"], f"{dist}-{version}-{tag}.whl")
+records, record = [], None
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+    for info in zin.infolist():
+        data = zin.read(info)
+        if info.filename.endswith(".dist-info/RECORD"):
+            record = info.filename
+            continue
+        if info.filename.endswith(".dist-info/WHEEL"):
+            keep = [l for l in data.decode().splitlines() if not l.startswith(("Tag:", "Root-Is-Purelib:"))]
+            data = ("\n".join(keep + ["Root-Is-Purelib: false", "Tag: " + tag]) + "\n").encode()
+        zout.writestr(info.filename, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        records.append(f"{info.filename},sha256={digest},{len(data)}")
+    zout.writestr(record, "\n".join(records + [f"{record},,"]) + "\n")
+"#;
+
+/// The most specific wheel tag the test interpreter installs.
+fn native_tag() -> String {
+    let output = std::process::Command::new(crate::helpers::python().python_path())
+        .args([
+            "-c",
+            "from packaging import tags; print(next(iter(tags.sys_tags())))",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_specific_wheel_is_built_once_per_target() {
+    let app = TestApp::spawn().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let count = scratch.path().join("builds");
+    let retag = scratch.path().join("retag.py");
+    std::fs::write(&retag, RETAG).unwrap();
+    let native = native_tag();
+    let build = format!(
+        "echo built >> '{}'; pure=$(mktemp -d) && python -m build --wheel --no-isolation --outdir \"$pure\" . && python '{}' \"$pure\" '{native}'",
+        count.display(),
+        retag.display()
+    );
+    let other = "cp399-cp399-linux_x86_64";
+    let ensure = |runner: &Runner, target: Option<&str>| {
+        let mut args = vec![
+            "ensure",
+            "--branch",
+            "main",
+            "--build-number",
+            "11",
+            "--build-cmd",
+            &build,
+        ];
+        args.extend(target.map(|t| ["--target", t]).into_iter().flatten());
+        let mut command = runner.kiln(&app, &args);
+        async move { command.output().await.unwrap() }
+    };
+    let first = ensure(&Runner::new(), None).await;
+    assert!(first.status.success(), "{}", show(&first));
+    assert!(stdout_value(&first, "KILN_WHEEL_FILENAME").contains(&native));
+
+    // A runner for another interpreter gets a build of its own, once.
+    let elsewhere = ensure(&Runner::new(), Some(other)).await;
+    assert!(elsewhere.status.success(), "{}", show(&elsewhere));
+    assert!(
+        stdout_value(&elsewhere, "KILN_WHEEL_FILENAME").contains(other),
+        "{}",
+        show(&elsewhere)
+    );
+    assert_eq!(builds_in(&count), 2);
+    let again = ensure(&Runner::new(), Some(other)).await;
+    assert!(again.status.success(), "{}", show(&again));
+    assert_eq!(
+        stdout_value(&again, "KILN_SHA256"),
+        stdout_value(&elsewhere, "KILN_SHA256")
+    );
+
+    // A stage on this interpreter installs the wheel for it, not the other target's.
+    let staged = Runner::new()
+        .kiln(
+            &app,
+            &[
+                "stage",
+                "--branch",
+                "main",
+                "--build-number",
+                "11",
+                "--build-cmd",
+                &build,
+                "unit",
+                "--",
+                "python",
+                "-c",
+                "import kiln_sample",
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(staged.status.success(), "{}", show(&staged));
+    assert_eq!(builds_in(&count), 2, "nothing more was built");
+    let sha = stdout_value(&first, "KILN_SHA256");
+    let results = app.client().show_results(&sha).await.unwrap();
+    assert_eq!(
+        results.latest["unit"].artifact,
+        Some(kiln::domain::ArtifactCheck::Verified)
+    );
+    target_claims_need_the_first_build_from_the_same_commit(&app).await;
+}
+
+/// A target build joins a release that exists, from its commit; it cannot start one.
+async fn target_claims_need_the_first_build_from_the_same_commit(app: &TestApp) {
+    let claim = |commit: &str| kiln::api::ClaimBuild {
+        builder: "api".into(),
+        retry: false,
+        provenance: crate::helpers::provenance(commit),
+        target: Some("cp399-cp399-linux_x86_64".parse().unwrap()),
+    };
+    let master: kiln::domain::IndexName = "root/master".parse().unwrap();
+    let client = app.client();
+    let early = client
+        .claim_build(&master, "kiln-sample", "1.4.12", &claim(&"a".repeat(40)))
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("first build"), "{early}");
+    let foreign = client
+        .claim_build(&master, "kiln-sample", "1.4.11", &claim(&"b".repeat(40)))
+        .await
+        .unwrap_err();
+    assert!(foreign.to_string().contains("409"), "{foreign}");
+}

@@ -348,6 +348,7 @@ async fn restarting_a_replica_mid_traffic_loses_nothing_and_leaves_no_half_rows(
         builder: "runner-on-a".into(),
         retry: false,
         provenance: crate::helpers::provenance("abcdef1"),
+        target: None,
     };
     let held = replicas[0]
         .client()

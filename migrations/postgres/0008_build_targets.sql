@@ -1,0 +1,6 @@
+-- PostgreSQL twin of migrations/sqlite/0008_build_targets.sql: builds per target, keyed
+-- by (index, project, version, target); '' is the release's first build.
+ALTER TABLE builds ADD COLUMN target TEXT NOT NULL DEFAULT '';
+ALTER TABLE builds DROP CONSTRAINT builds_index_id_project_version_key;
+ALTER TABLE builds ADD CONSTRAINT builds_index_id_project_version_target_key
+    UNIQUE (index_id, project, version, target);
