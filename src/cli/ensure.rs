@@ -13,6 +13,7 @@ use clap::Args;
 use super::ClientArgs;
 use super::hook_args::HookArgs;
 use kiln::hooks::ensure::ensure;
+use kiln::hooks::progress::transfer_summary;
 use kiln::hooks::stage::build_facts;
 
 #[derive(Debug, Args)]
@@ -37,9 +38,13 @@ pub async fn run(args: EnsureArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating `{}`", dir.display()))?;
             let path = std::path::absolute(dir.join(&ensured.wheel.filename))?;
+            let started = std::time::Instant::now();
             client
                 .download_file(&ensured.wheel.url, &ensured.wheel.sha256, &path)
                 .await?;
+            if let Some(summary) = transfer_summary(ensured.wheel.size, started.elapsed()) {
+                eprintln!("kiln: downloaded {}: {summary}", ensured.wheel.filename);
+            }
             Some(path)
         }
         None => None,

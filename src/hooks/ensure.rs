@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::HookError;
 use super::build::{BuildConfig, build_wheel};
+use super::progress::{StatusLine, transfer_summary};
 use super::project::PyProject;
 use super::target::RunnerTarget;
 pub use super::target::pick_wheel;
@@ -526,6 +527,7 @@ async fn observe(
     let version = plan.version.to_string();
     let patience = HANDOVER_WAIT.min(options.wait_timeout);
     let mut said = None::<Instant>;
+    let mut line = StatusLine::stderr();
     loop {
         let view = client
             .show_build_for(
@@ -560,11 +562,11 @@ async fn observe(
             )));
         }
         if said.is_none_or(|t| t.elapsed() >= WAIT_SLICE) {
-            eprintln!(
+            line.update(&format!(
                 "kiln: no runner builds {} {version} yet; waiting up to {}s more for one that can",
                 plan.project.name,
                 patience.saturating_sub(waited).as_secs()
-            );
+            ));
             said = Some(Instant::now());
         }
         tokio::time::sleep(HANDOVER_POLL).await;
@@ -590,6 +592,7 @@ async fn wait_for(
     limit: Duration,
 ) -> Result<Option<Vec<ReleaseFile>>, HookError> {
     let version = plan.version.to_string();
+    let mut line = StatusLine::stderr();
     loop {
         let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -611,14 +614,14 @@ async fn wait_for(
                 builder,
                 attempt,
             } if expires_in_ms > 0 => {
-                // One line per update: CI logs are not terminals.
-                eprintln!(
+                // One line per update in a CI log, in place on a terminal.
+                line.update(&format!(
                     "kiln: still waiting for {builder} to build {} {version} (attempt {attempt}): {}s so far, its lease lapses in {}s without a heartbeat, giving up in {}s",
                     plan.project.name,
                     started.elapsed().as_secs(),
                     expires_in_ms / 1000,
                     limit.saturating_sub(started.elapsed()).as_secs()
-                );
+                ));
             }
             _ => return Ok(None),
         }
@@ -699,6 +702,7 @@ async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Resul
     .map_err(|f| HookError::BuildFailed(f.report()))?;
     let version = plan.version.to_string();
     for wheel in &wheels {
+        let started = Instant::now();
         // An object-store or server blip must not fail the build for every waiter: the
         // lease is still heartbeaten while the upload retries, and an upload that did
         // land answers `already-present` the second time.
@@ -716,10 +720,14 @@ async fn build_and_upload(client: &Client, plan: &Plan, lease_id: &str) -> Resul
             },
         )
         .await?;
+        let size = std::fs::metadata(wheel).map_or(0, |m| m.len());
         eprintln!(
-            "kiln: uploaded {} to `{}`",
+            "kiln: uploaded {} to `{}`{}",
             wheel.file_name().unwrap_or_default().to_string_lossy(),
-            plan.index
+            plan.index,
+            transfer_summary(size, started.elapsed())
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

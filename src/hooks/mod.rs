@@ -10,6 +10,7 @@
 pub mod build;
 pub mod ensure;
 pub mod junit;
+pub mod progress;
 pub mod project;
 pub mod retry;
 pub mod run;

@@ -42,9 +42,14 @@ pub async fn fetch(
     std::fs::create_dir_all(dir)
         .map_err(|e| HookError::Io(format!("creating `{}`: {e}", dir.display())))?;
     let wheel = dir.join(&ensured.wheel.filename);
+    let started = std::time::Instant::now();
     client
         .download_file(&ensured.wheel.url, &ensured.wheel.sha256, &wheel)
         .await?;
+    if let Some(summary) = super::progress::transfer_summary(ensured.wheel.size, started.elapsed())
+    {
+        eprintln!("kiln: downloaded {}: {summary}", ensured.wheel.filename);
+    }
     let constraints = dir.join("kiln-constraints.txt");
     std::fs::write(
         &constraints,

@@ -421,3 +421,78 @@ async fn target_claims_need_the_first_build_from_the_same_commit(app: &TestApp) 
         .unwrap_err();
     assert!(foreign.to_string().contains("409"), "{foreign}");
 }
+
+/// The stage commands of the sample project's Bamboo plan, as its jobs run them.
+fn bamboo_plan_stages() -> Vec<Vec<String>> {
+    let plan = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-project/ci/bamboo.yml"),
+    )
+    .unwrap();
+    plan.lines()
+        .filter_map(|l| l.trim().strip_prefix("- ./kiln "))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_bamboo_plan_builds_once_and_records_both_jobs() {
+    let app = TestApp::spawn().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let count = scratch.path().join("builds");
+    let stages = bamboo_plan_stages();
+    assert_eq!(stages.len(), 2, "the plan has a Unit and a Functional job");
+    let runners: Vec<Runner> = stages.iter().map(|_| Runner::new()).collect();
+    let head = runners[0].git(&["rev-parse", "HEAD"]);
+    let jobs = runners
+        .iter()
+        .zip(&stages)
+        .zip(["UNIT", "FUNC"])
+        .map(|((runner, args), job)| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut command = runner.kiln(&app, &args);
+            command
+                .env("bamboo_planRepository_branchName", "feature/bamboo")
+                .env("bamboo_buildNumber", "21")
+                .env("bamboo_buildResultKey", format!("ACME-SAMPLE-{job}-21"))
+                .env(
+                    "bamboo_buildResultsUrl",
+                    format!("https://bamboo.example.com/browse/ACME-SAMPLE-{job}-21"),
+                )
+                .env("bamboo_agentId", job)
+                .env("bamboo_planRepository_revision", &head)
+                // The test's stand-in for the agents' `python -m build` (no downloads).
+                .env("KILN_BUILD_CMD", counting_build(&count, 1));
+            async move { command.output().await.unwrap() }
+        });
+    let outputs = futures_util::future::join_all(jobs).await;
+    for output in &outputs {
+        assert!(output.status.success(), "{}", show(output));
+    }
+    assert_eq!(builds_in(&count), 1, "one agent builds");
+    let status = app
+        .client()
+        .show_release(
+            &"root/feature-bamboo".parse().unwrap(),
+            "kiln-sample",
+            "1.4.21.dev0+feature.bamboo",
+        )
+        .await
+        .unwrap();
+    let [file] = status.files.as_slice() else {
+        panic!("one wheel expected: {status:?}")
+    };
+    let provenance = file.file.provenance.as_ref().unwrap();
+    assert_eq!(provenance.commit.as_str(), head);
+    assert_eq!(provenance.ci.as_deref(), Some("bamboo"));
+    assert_eq!(
+        file.stages.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["functional", "unit"]
+    );
+    for (stage, job) in [("unit", "UNIT"), ("functional", "FUNC")] {
+        let result = &file.stages[stage];
+        assert_eq!(result.outcome, kiln::domain::Outcome::Pass);
+        assert_eq!(result.run_id, format!("ACME-SAMPLE-{job}-21"));
+        assert_eq!(result.environment["ci"], "bamboo");
+        assert_eq!(result.environment["branch"], "feature/bamboo");
+    }
+}
