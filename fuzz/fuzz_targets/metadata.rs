@@ -29,6 +29,18 @@ fuzz_target!(|data: &[u8]| {
     }
     let dist = DistFilename::parse("demo-1.0-py3-none-any.whl").unwrap();
     let _ = read_wheel_metadata(Cursor::new(data), &dist, LIMITS);
-    let _ = archive::check_zip_sdist(Cursor::new(data), "demo-1.0.zip", LIMITS);
+    // The archive differential: what Kiln accepts, the zip crate reads the same way.
+    if let Ok(members) = archive::check_zip(&mut Cursor::new(data), "demo-1.0.zip", LIMITS) {
+        if let Ok(zip) = zip::ZipArchive::new(Cursor::new(data)) {
+            let mut theirs: Vec<String> = zip.file_names().map(str::to_owned).collect();
+            let mut ours: Vec<String> = members
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.name).into_owned())
+                .collect();
+            theirs.sort();
+            ours.sort();
+            assert_eq!(theirs, ours, "the zip crate and Kiln disagree on the members");
+        }
+    }
     let _ = archive::check_tar_gz(data, "demo-1.0.tar.gz", LIMITS);
 });

@@ -3,11 +3,14 @@
 //! member that could land outside the unpack directory (an absolute path, `..`, a
 //! backslash, a link pointing out) or that is not what it claims is refused outright.
 //!
-//! Zip archives (wheels and zip sdists) are checked from the central directory alone, so
-//! nothing is inflated; tar sdists are read as a stream, counting members and inflated
+//! Zip archives (wheels and zip sdists) are walked strictly (`zipwalk`: the one end record,
+//! the whole central directory and every local header must agree), so nothing is
+//! inflated and no reader can find a member Kiln did not check; tar sdists are read as a stream, counting members and inflated
 //! bytes against the limits, and stop at the first breach.
 
 use std::io::{Read, Seek};
+
+use super::zipwalk::{self, WalkError, ZipMember};
 
 /// Bounds on the work of reading one archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,18 @@ pub enum ArchiveError {
         filename: String,
         /// The configured limit.
         limit: u64,
+    },
+    /// The zip structure lets readers disagree about the members.
+    #[error(
+        "`{filename}` is a malformed zip archive at `{member}`: {reason}; rebuild it with a standard tool"
+    )]
+    Malformed {
+        /// The upload's filename.
+        filename: String,
+        /// The member (or structure) concerned.
+        member: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A member whose path or kind is unsafe to unpack.
     #[error("`{filename}` has an unsafe member `{member}`: {reason}")]
@@ -136,20 +151,45 @@ fn shown(name: &str) -> String {
         .to_string()
 }
 
-/// Checks every member of a zip archive from its central directory: count, paths,
-/// duplicates, links, and the declared inflated total.
+/// Checks a zip archive's structure strictly ([`super::zipwalk`]: one end record, the
+/// whole central directory, every local header, no hidden or overlapping data) and then
+/// every member: count, paths, duplicates, links and the declared inflated total. On
+/// success the archive's members are exactly the ones any zip reader extracts.
 pub fn check_zip<R: Read + Seek>(
-    archive: &mut zip::ZipArchive<R>,
-    declared: Option<u64>,
+    reader: &mut R,
     filename: &str,
     limits: ArchiveLimits,
-) -> Result<(), ArchiveError> {
-    if archive.len() > limits.max_entries {
-        return Err(ArchiveError::TooManyEntries {
-            filename: filename.to_owned(),
-            limit: limits.max_entries,
-        });
-    }
+) -> Result<Vec<ZipMember>, ArchiveError> {
+    let members = match zipwalk::walk(reader, limits.max_entries) {
+        Ok(members) => members,
+        Err(WalkError::TooMany) => {
+            return Err(ArchiveError::TooManyEntries {
+                filename: filename.to_owned(),
+                limit: limits.max_entries,
+            });
+        }
+        Err(WalkError::NotZip(why)) => {
+            return Err(ArchiveError::Unreadable {
+                filename: filename.to_owned(),
+                format: "zip archive",
+                reason: why.to_owned(),
+            });
+        }
+        Err(WalkError::Io(e)) => {
+            return Err(ArchiveError::Unreadable {
+                filename: filename.to_owned(),
+                format: "zip archive",
+                reason: e.to_string(),
+            });
+        }
+        Err(WalkError::Fault(fault)) => {
+            return Err(ArchiveError::Malformed {
+                filename: filename.to_owned(),
+                member: fault.member,
+                reason: fault.reason,
+            });
+        }
+    };
     let unsafe_member = |member: &str, reason| ArchiveError::Unsafe {
         filename: filename.to_owned(),
         member: shown(member),
@@ -157,29 +197,27 @@ pub fn check_zip<R: Read + Seek>(
     };
     let mut seen = std::collections::HashSet::new();
     let mut total: u64 = 0;
-    for i in 0..archive.len() {
-        let entry = archive
-            .by_index_raw(i)
-            .map_err(|e| ArchiveError::Unreadable {
-                filename: filename.to_owned(),
-                format: "zip archive",
-                reason: e.to_string(),
-            })?;
-        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        if let Some(reason) = unsafe_path(&name) {
-            return Err(unsafe_member(&name, reason));
+    for entry in &members {
+        let Ok(name) = std::str::from_utf8(&entry.name) else {
+            return Err(unsafe_member(
+                &String::from_utf8_lossy(&entry.name),
+                "its name is not UTF-8",
+            ));
+        };
+        if let Some(reason) = unsafe_path(name) {
+            return Err(unsafe_member(name, reason));
         }
         if entry
-            .unix_mode()
+            .unix_mode
             .is_some_and(|mode| mode & 0o170_000 == 0o120_000)
         {
-            return Err(unsafe_member(&name, "it is a symbolic link"));
+            return Err(unsafe_member(name, "it is a symbolic link"));
         }
         if !seen.insert(name.trim_end_matches('/').to_owned()) {
             // Two members of one name: Kiln would read one, an installer the other.
-            return Err(unsafe_member(&name, "the name appears twice"));
+            return Err(unsafe_member(name, "the name appears twice"));
         }
-        total = total.saturating_add(entry.size());
+        total = total.saturating_add(entry.size);
         if total > limits.max_unpacked_bytes {
             return Err(ArchiveError::TooLarge {
                 filename: filename.to_owned(),
@@ -187,36 +225,7 @@ pub fn check_zip<R: Read + Seek>(
             });
         }
     }
-    if declared.is_some_and(|n| n > archive.len() as u64) {
-        return Err(ArchiveError::Unsafe {
-            filename: filename.to_owned(),
-            member: "(central directory)".into(),
-            reason: "a member name appears twice",
-        });
-    }
-    Ok(())
-}
-
-/// The number of members a zip's end-of-central-directory record declares, when it can
-/// be read (not for zip64 archives). Zip readers, this one included, keep one member per
-/// name, so a count above what they list betrays duplicate names — a way to show Kiln
-/// one METADATA and an installer another.
-pub fn declared_entries<R: Read + Seek>(reader: &mut R) -> std::io::Result<Option<u64>> {
-    use std::io::SeekFrom;
-    let end = reader.seek(SeekFrom::End(0))?;
-    // The record is 22 bytes plus a comment of at most 65535.
-    let tail_len = end.min(22 + 65_535);
-    reader.seek(SeekFrom::Start(end - tail_len))?;
-    let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
-    reader.read_exact(&mut tail)?;
-    reader.seek(SeekFrom::Start(0))?;
-    let found = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06");
-    Ok(found.and_then(|i| {
-        let total = u16::from_le_bytes([tail[i + 10], tail[i + 11]]);
-        (total != u16::MAX).then_some(u64::from(total))
-    }))
+    Ok(members)
 }
 
 /// Reads a zip sdist's members (see [`check_zip`]).
@@ -226,13 +235,7 @@ pub fn check_zip_sdist<R: Read + Seek>(
     limits: ArchiveLimits,
 ) -> Result<(), ArchiveError> {
     let mut reader = reader;
-    let declared = declared_entries(&mut reader).ok().flatten();
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| ArchiveError::Unreadable {
-        filename: filename.to_owned(),
-        format: "zip archive",
-        reason: e.to_string(),
-    })?;
-    check_zip(&mut archive, declared, filename, limits)
+    check_zip(&mut reader, filename, limits).map(|_| ())
 }
 
 /// Streams a `.tar.gz` sdist, checking each member's path and kind, and stopping as soon

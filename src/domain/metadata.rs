@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use pep440_rs::Version;
 
-use super::archive::{ArchiveError, ArchiveLimits, check_zip, declared_entries};
+use super::archive::{ArchiveError, ArchiveLimits, check_zip};
 use super::dist_filename::DistFilename;
 use super::project_name::ProjectName;
 
@@ -136,9 +136,21 @@ pub fn read_wheel_metadata<R: Read + Seek>(
         })
     };
     let mut reader = reader;
-    let declared = declared_entries(&mut reader).ok().flatten();
+    let members = check_zip(&mut reader, filename, limits)?;
     let mut archive = zip::ZipArchive::new(reader).map_err(unreadable)?;
-    check_zip(&mut archive, declared, filename, limits)?;
+    // The walk and the zip crate must see the same members (the walk refused anything
+    // on which readers could disagree; this guards the reader Kiln itself uses).
+    if archive.len() != members.len() {
+        return Err(MetadataError::Archive(ArchiveError::Malformed {
+            filename: filename.clone(),
+            member: "(central directory)".into(),
+            reason: format!(
+                "the zip reader lists {} members where the walk found {}",
+                archive.len(),
+                members.len()
+            ),
+        }));
+    }
     // The dist-info directory name escapes the project name (PEP 427), and tools differ in
     // how they spell the version, so match on the normalized forms instead of a string.
     let member = archive
@@ -263,7 +275,7 @@ mod tests {
         let good = wheel(&[("my_pkg-1.0.dist-info/METADATA", METADATA.as_bytes())]);
         insta::assert_snapshot!(
             read(good[..good.len() / 2].to_vec(), ArchiveLimits::default()),
-            @"`my_pkg-1.0-py3-none-any.whl` is not a readable zip archive (invalid Zip archive: Could not find EOCD); was the upload truncated?"
+            @"`my_pkg-1.0-py3-none-any.whl` is not a readable zip archive (no end-of-central-directory record ends the file); was the upload truncated?"
         );
         insta::assert_snapshot!(
             read(wheel(&[("other-1.0.dist-info/METADATA", b"")]), ArchiveLimits::default()),

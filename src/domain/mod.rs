@@ -23,6 +23,7 @@ pub mod scope;
 pub mod stage;
 pub mod target;
 pub mod upstream_page;
+pub mod zipwalk;
 
 pub use archive::{ArchiveError, ArchiveLimits};
 pub use digest::Sha256Digest;

@@ -96,6 +96,42 @@ proptest! {
         let _ = archive::check_tar_gz(bytes.as_slice(), "demo-1.0.tar.gz", limits);
     }
 
+    /// The archive differential: whatever an archive's layout (prefix, gaps, comment,
+    /// shared headers, a lying count, repeated names) or however its bytes are damaged,
+    /// when Kiln accepts it, the zip crate lists exactly the members Kiln checked.
+    #[test]
+    fn accepted_archives_show_every_reader_the_same_members(
+        names in proptest::collection::vec("[ab]{1,2}(/[ab]{1,2}){0,1}", 0..6),
+        prefix in prop_oneof![Just(Vec::new()), proptest::collection::vec(any::<u8>(), 1..8)],
+        gap in prop_oneof![Just(Vec::new()), proptest::collection::vec(any::<u8>(), 1..8)],
+        comment in proptest::collection::vec(any::<u8>(), 0..24),
+        share_first_header in any::<bool>(),
+        declared in proptest::option::of(0u16..8),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+    ) {
+        use super::zipwalk::tests::{Layout, Raw, raw_zip};
+        let members: Vec<Raw<'_>> = names.iter().map(|n| Raw::new(n, n.as_bytes())).collect();
+        let layout = Layout { prefix: &prefix, gap: &gap, comment: &comment, share_first_header, declared };
+        let mut bytes = raw_zip(&members, &layout);
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+        }
+        let limits = ArchiveLimits { max_entries: 50, max_metadata_bytes: 1024, max_unpacked_bytes: 64 * 1024 };
+        if let Ok(walked) = archive::check_zip(&mut Cursor::new(&bytes), "demo-1.0.zip", limits) {
+            let archive = zip::ZipArchive::new(Cursor::new(&bytes));
+            if let Ok(archive) = archive {
+                let mut theirs: Vec<&str> = archive.file_names().collect();
+                let mut ours: Vec<String> = walked.iter().map(|m| String::from_utf8_lossy(&m.name).into_owned()).collect();
+                theirs.sort_unstable();
+                ours.sort();
+                prop_assert_eq!(theirs, ours);
+            }
+        }
+    }
+
     #[test]
     fn climbing_paths_are_always_unsafe(parts in proptest::collection::vec("[a-z.]{1,5}", 0..4), at in 0usize..4) {
         let mut parts = parts;

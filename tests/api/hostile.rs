@@ -113,6 +113,32 @@ fn case(what: &str, status: u16, message: &'static str, response: reqwest::Respo
     }
 }
 
+/// A wheel whose local header names a member `demo/../../xy.py` while its central entry
+/// says `demo/innocent.py`: a streaming extractor would write outside the target.
+fn local_name_differs() -> Dist {
+    let mut dist = Dist::wheel_plus("demo", "1.0", &[("demo/innocent.py", b"x")]);
+    // The first occurrence is the local header's; the central entry's comes later.
+    let at = dist
+        .bytes
+        .windows(16)
+        .position(|w| w == b"demo/innocent.py")
+        .unwrap();
+    dist.bytes[at..at + 16].copy_from_slice(b"demo/../../xy.py");
+    dist
+}
+
+/// A wheel whose archive comment carries a second end-of-central-directory record.
+fn fake_end_record() -> Dist {
+    let mut dist = Dist::wheel("demo", "1.0");
+    let comment = b"PK\x05\x06 a second end record for another directory";
+    let end = dist.bytes.len() - 22;
+    assert_eq!(&dist.bytes[end..end + 4], b"PK\x05\x06");
+    let len = u16::try_from(comment.len()).unwrap().to_le_bytes();
+    dist.bytes[end + 20..end + 22].copy_from_slice(&len);
+    dist.bytes.extend_from_slice(comment);
+    dist
+}
+
 #[tokio::test]
 #[expect(
     clippy::too_many_lines,
@@ -235,8 +261,32 @@ async fn hostile_archives_are_refused_and_nothing_is_stored() {
         case(
             "wheel duplicate METADATA",
             400,
-            "a member name appears twice",
+            "the name appears twice",
             upload(&app, &duplicate).await,
+        ),
+        case(
+            "wheel local header names another member",
+            400,
+            "its local header names it `demo/../../xy.py`",
+            upload(&app, &local_name_differs()).await,
+        ),
+        case(
+            "wheel fake end record in the comment",
+            400,
+            "the archive comment holds another end record",
+            upload(&app, &fake_end_record()).await,
+        ),
+        case(
+            "wheel data after the end record",
+            400,
+            "not a readable zip archive (no end-of-central-directory record ends the file)",
+            upload(&app, &{
+                let mut dist = Dist::wheel("demo", "1.0");
+                dist.bytes
+                    .extend_from_slice(b"PK\x03\x04 smuggled local record");
+                dist
+            })
+            .await,
         ),
         case(
             "wheel with thousands of entries",
@@ -341,7 +391,7 @@ async fn hostile_archives_are_refused_and_nothing_is_stored() {
         ),
     ];
     let n = check(&app, cases).await;
-    assert_eq!(n, 20);
+    assert_eq!(n, 23);
 }
 
 #[tokio::test]
