@@ -143,6 +143,92 @@ pub fn link_stays_inside(member: &str, target: &str) -> bool {
     true
 }
 
+/// What extraction does with links, tracked member by member: a lexical check of one
+/// link's target is not enough when links chain (`a -> .` then `a/b -> ..` leaves the
+/// tree although each looks inside). So no member may lie under a link, no link may
+/// replace a directory earlier members used, and no link target may pass through
+/// another link.
+#[derive(Debug, Default)]
+struct LinkGuard {
+    links: std::collections::HashSet<String>,
+    dirs: std::collections::HashSet<String>,
+}
+
+/// A member path's components, without `.` and empty ones.
+fn components(path: &str) -> Vec<&str> {
+    path.split('/').filter(|p| !p.is_empty() && *p != ".").collect()
+}
+
+impl LinkGuard {
+    /// Any member: refused when a directory it lies in is a link.
+    fn member(&mut self, name: &str) -> Result<(), &'static str> {
+        let parts = components(name);
+        for end in 1..parts.len() {
+            let prefix = parts[..end].join("/");
+            if self.links.contains(&prefix) {
+                return Err("it lies under a symbolic link, so extracting it follows the link");
+            }
+            self.dirs.insert(prefix);
+        }
+        Ok(())
+    }
+
+    /// Walks `target` from `start` (components), refusing a climb out of the root and a
+    /// step through a link; `Ok` with the final path.
+    fn resolve(&self, mut at: Vec<String>, target: &str) -> Result<String, &'static str> {
+        let mut moved = false;
+        for part in target.split('/') {
+            if part.is_empty() || part == "." {
+                continue;
+            }
+            // Stepping on from a link follows it: the lexical path is no longer the real one.
+            if moved && self.links.contains(&at.join("/")) {
+                return Err("it is a link whose target passes through another link");
+            }
+            moved = true;
+            if part == ".." {
+                if at.pop().is_none() {
+                    return Err("it is a link pointing outside the archive");
+                }
+            } else {
+                at.push(part.to_owned());
+            }
+        }
+        Ok(at.join("/"))
+    }
+
+    /// A symbolic link at `name` to `target` (relative to its directory).
+    fn symlink(&mut self, name: &str, target: &str) -> Result<(), &'static str> {
+        if !link_stays_inside(name, target) {
+            return Err("it is a link pointing outside the archive");
+        }
+        let parts = components(name);
+        let path = parts.join("/");
+        if self.dirs.contains(&path) {
+            return Err("it is a link replacing a directory that earlier members are in");
+        }
+        let dir: Vec<String> = parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
+        self.resolve(dir, target)?;
+        self.links.insert(path);
+        Ok(())
+    }
+
+    /// A hard link at `name` to the member `target` (relative to the archive root).
+    fn hardlink(&self, target: &str) -> Result<(), &'static str> {
+        if unsafe_path(target).is_some() {
+            return Err("it is a link pointing outside the archive");
+        }
+        let end = self.resolve(Vec::new(), target)?;
+        if self.links.contains(&end) {
+            return Err("it is a hard link to a symbolic link");
+        }
+        Ok(())
+    }
+}
+
 fn shown(name: &str) -> String {
     name.chars()
         .take(200)
@@ -259,6 +345,7 @@ pub fn check_tar_gz<R: Read>(
     let mut archive = tar::Archive::new(inflated);
     let entries = archive.entries().map_err(|e| unreadable(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
+    let mut guard = LinkGuard::default();
     for (count, entry) in entries.enumerate() {
         if count >= limits.max_entries {
             return Err(ArchiveError::TooManyEntries {
@@ -286,6 +373,7 @@ pub fn check_tar_gz<R: Read>(
             return Err(unsafe_member(reason));
         }
         let kind = entry.header().entry_type();
+        guard.member(&name).map_err(unsafe_member)?;
         if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
@@ -293,14 +381,12 @@ pub fn check_tar_gz<R: Read>(
                 .unwrap_or_default();
             // A hard link's target is relative to the archive root, a symlink's to its
             // own directory.
-            let inside = if kind.is_hard_link() {
-                unsafe_path(&target).is_none()
+            if kind.is_hard_link() {
+                guard.hardlink(&target)
             } else {
-                link_stays_inside(&name, &target)
-            };
-            if !inside {
-                return Err(unsafe_member("it is a link pointing outside the archive"));
+                guard.symlink(&name, &target)
             }
+            .map_err(unsafe_member)?;
         } else if !(kind.is_file()
             || kind.is_dir()
             || kind.is_pax_global_extensions()
@@ -323,6 +409,36 @@ pub fn check_tar_gz<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chained_links_cannot_leave_the_tree() {
+        let mut guard = LinkGuard::default();
+        guard.member("pkg/a").unwrap();
+        guard.symlink("pkg/here", ".").unwrap();
+        // Each looks inside on its own; through `here`, `..` is the parent of the root.
+        assert_eq!(
+            guard.symlink("pkg/up", "here/../.."),
+            Err("it is a link whose target passes through another link")
+        );
+        assert_eq!(
+            guard.member("pkg/here/evil.pth"),
+            Err("it lies under a symbolic link, so extracting it follows the link")
+        );
+        assert_eq!(
+            guard.symlink("pkg", "elsewhere"),
+            Err("it is a link replacing a directory that earlier members are in")
+        );
+        assert_eq!(
+            guard.hardlink("pkg/here"),
+            Err("it is a hard link to a symbolic link")
+        );
+        assert_eq!(
+            guard.hardlink("pkg/here/x"),
+            Err("it is a link whose target passes through another link")
+        );
+        guard.symlink("pkg/docs", "a").unwrap();
+        guard.hardlink("pkg/a").unwrap();
+    }
 
     #[test]
     fn unsafe_paths_are_named() {

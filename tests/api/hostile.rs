@@ -343,6 +343,33 @@ async fn hostile_archives_are_refused_and_nothing_is_stored() {
             .await,
         ),
         case(
+            "sdist chained symlinks",
+            400,
+            "it lies under a symbolic link",
+            upload(
+                &app,
+                &sdist(&[
+                    TarMember::Symlink(b"demo-1.0/here", b"."),
+                    TarMember::Symlink(b"demo-1.0/here/up", b".."),
+                    TarMember::File(b"demo-1.0/here/up/up/evil.pth", b"import os"),
+                ]),
+            )
+            .await,
+        ),
+        case(
+            "sdist link through a link",
+            400,
+            "whose target passes through another link",
+            upload(
+                &app,
+                &sdist(&[
+                    TarMember::Symlink(b"demo-1.0/here", b"."),
+                    TarMember::Symlink(b"demo-1.0/up", b"here/../.."),
+                ]),
+            )
+            .await,
+        ),
+        case(
             "sdist absolute symlink",
             400,
             "it is a link pointing outside the archive",
@@ -391,7 +418,7 @@ async fn hostile_archives_are_refused_and_nothing_is_stored() {
         ),
     ];
     let n = check(&app, cases).await;
-    assert_eq!(n, 23);
+    assert_eq!(n, 25);
 }
 
 #[tokio::test]
