@@ -4,3 +4,7 @@ ALTER TABLE builds ADD COLUMN target TEXT NOT NULL DEFAULT '';
 ALTER TABLE builds DROP CONSTRAINT builds_index_id_project_version_key;
 ALTER TABLE builds ADD CONSTRAINT builds_index_id_project_version_target_key
     UNIQUE (index_id, project, version, target);
+
+-- The dependency-confusion guard asks whether a name is published on any stage index of
+-- the server, whatever the chain: answered from this index.
+CREATE INDEX files_by_project_name ON files (project);

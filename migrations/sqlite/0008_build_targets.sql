@@ -42,3 +42,7 @@ ALTER TABLE builds_v8 RENAME TO builds;
 UPDATE files SET build_id = (SELECT b.build_id FROM file_builds_v8 b WHERE b.file_id = files.id)
 WHERE id IN (SELECT file_id FROM file_builds_v8);
 DROP TABLE file_builds_v8;
+
+-- The dependency-confusion guard asks whether a name is published on any stage index of
+-- the server, whatever the chain: answered from this index.
+CREATE INDEX files_by_project_name ON files (project);

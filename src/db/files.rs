@@ -334,6 +334,27 @@ impl Db {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
+    /// True when any stage index of the server lists a file of `project` (mirrored files
+    /// live elsewhere): the dependency-confusion guard's question.
+    pub async fn published_anywhere(&self, project: &str) -> Result<bool, DbError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT index_id FROM files WHERE project = $1 LIMIT 1")
+                .bind(project)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// The projects published on the server's stage indexes, at most `limit`, by name.
+    pub async fn published_projects(&self, limit: i64) -> Result<Vec<String>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT project FROM files ORDER BY project LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The files with `sha256` listed on any of `index_ids` (to authorize a download).
     pub async fn files_with_digest(
         &self,

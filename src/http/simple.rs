@@ -286,8 +286,16 @@ async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, Servi
                 key.index
             )));
         }
+        let hidden = if hidden_from.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the name is published on this server, so the mirror {} is not asked for it (allow it with `mirror_allow` on an index before the mirror)",
+                hidden_from.join(", ")
+            )
+        };
         let missing = Page::Missing(format!(
-            "project `{project}` is not on index `{}` or its bases",
+            "project `{project}` is not on index `{}` or its bases{hidden}",
             key.index
         ));
         return Ok((missing, view.fresh_for));

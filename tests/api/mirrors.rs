@@ -302,6 +302,18 @@ async fn a_private_name_hides_the_upstream_unless_allowed() {
         .await
         .unwrap();
     assert_eq!(index.mirror_shadowed, ["internal-tool"]);
+    // Production's chain (prod -> pypi) does not hold master, but the name is published
+    // on this server: the upstream's `internal-tool` is not served there either.
+    let prod = app
+        .get(
+            "root/prod/+simple/internal-tool/",
+            &[("Accept", "application/vnd.pypi.simple.v1+json")],
+        )
+        .await;
+    assert_eq!(prod.status(), 404, "the upstream's 9.9 is not served");
+    let said = prod.text().await.unwrap();
+    assert!(said.contains("mirror root/pypi is not asked"), "{said}");
+    assert_eq!(upstream.requests("/simple/internal-tool/"), 0);
 
     // pip resolves the private one.
     let dir = tempfile::tempdir().unwrap();

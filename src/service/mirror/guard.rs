@@ -1,30 +1,26 @@
-//! The dependency-confusion guard: a name published on a stage index of the chain is not
-//! asked of, nor served from, a mirror further down unless explicitly allowed.
+//! The dependency-confusion guard: a name published on **any** stage index of the server
+//! is not asked of, nor served from, a mirror through any chain, unless a stage index
+//! before that mirror in the chain explicitly allows it. Per chain is not enough: a name
+//! that exists only on `root/master` would otherwise be fetched from the upstream through
+//! `root/prod`'s chain (prod → pypi) and served as the upstream's.
 
-use super::{Db, FileRecord, Index, IndexKind, MirrorSettings, Mirrors, ServiceError};
+/// How many names `kiln index show` lists as hidden from a mirror.
+const SHOWN_SHADOWED: i64 = 1000;
 
-/// True if the mirror at `at` in `chain` may serve `project`: no stage index before it
-/// has files of that name (`private` holds the chain positions that do), or one of the
-/// stage indexes before it allows the name.
+use super::{Db, Index, IndexKind, MirrorSettings, Mirrors, ServiceError};
+
+/// True if the mirror at `at` in `chain` may serve `project`: the name is not published
+/// on any stage index of the server (`published`), or one of the stage indexes before
+/// the mirror allows it.
 #[must_use]
-pub fn mirror_may_serve(chain: &[Index], at: usize, private: &[usize], project: &str) -> bool {
-    if !private.iter().any(|p| *p < at) {
+pub fn mirror_may_serve(chain: &[Index], at: usize, published: bool, project: &str) -> bool {
+    if !published {
         return true;
     }
     chain[..at].iter().any(|index| {
         index.settings.kind == IndexKind::Stage
             && MirrorSettings::allows(&index.settings.mirror_allow, project)
     })
-}
-
-/// The chain positions of the indexes that list any of `files` (the private ones).
-pub(super) fn private_positions(chain: &[Index], files: &[FileRecord]) -> Vec<usize> {
-    chain
-        .iter()
-        .enumerate()
-        .filter(|(_, index)| files.iter().any(|f| f.index_id == index.id))
-        .map(|(at, _)| at)
-        .collect()
 }
 
 /// The ids of the chain's stage indexes (the ones with files of their own).
@@ -37,8 +33,9 @@ pub(super) fn stage_ids(chain: &[Index]) -> Vec<i64> {
 }
 
 impl Mirrors {
-    /// The names the guard hides from the first mirror in `chain`: projects the stage
-    /// indexes before it have files of, minus the names they allow. Empty without a mirror.
+    /// The names the guard hides from the first mirror in `chain`: projects published on
+    /// the server's stage indexes (the first [`SHOWN_SHADOWED`]), minus the names the
+    /// indexes before the mirror allow. Empty without a mirror.
     pub async fn shadowed(db: &Db, chain: &[Index]) -> Result<Vec<String>, ServiceError> {
         let Some(first) = chain
             .iter()
@@ -47,8 +44,7 @@ impl Mirrors {
             return Ok(Vec::new());
         };
         let before = &chain[..first];
-        let ids: Vec<i64> = before.iter().map(|i| i.id).collect();
-        let names = db.projects_of(&ids).await?;
+        let names = db.published_projects(SHOWN_SHADOWED).await?;
         Ok(names
             .into_iter()
             .filter(|name| {
@@ -86,18 +82,22 @@ mod tests {
             index(2, IndexKind::Stage, &["requests"]),
             index(3, IndexKind::Mirror, &[]),
         ];
-        // Nobody has it privately: the mirror serves it.
-        assert!(mirror_may_serve(&chain, 2, &[], "flask"));
-        // The branch index has it: hidden.
-        assert!(!mirror_may_serve(&chain, 2, &[0], "flask"));
+        // Nobody publishes it on this server: the mirror serves it.
+        assert!(mirror_may_serve(&chain, 2, false, "flask"));
+        // Published on some stage index (in this chain or any other): hidden.
+        assert!(!mirror_may_serve(&chain, 2, true, "flask"));
         // Allowed by an index before the mirror.
-        assert!(mirror_may_serve(&chain, 2, &[0], "requests"));
-        // Private files after the mirror do not hide it.
-        assert!(mirror_may_serve(&chain, 1, &[2], "flask"));
+        assert!(mirror_may_serve(&chain, 2, true, "requests"));
+        // An allowance after the mirror does not count.
+        let late = [
+            index(1, IndexKind::Mirror, &[]),
+            index(2, IndexKind::Stage, &["flask"]),
+        ];
+        assert!(!mirror_may_serve(&late, 0, true, "flask"));
         let everything = [
             index(1, IndexKind::Stage, &["*"]),
             index(2, IndexKind::Mirror, &[]),
         ];
-        assert!(mirror_may_serve(&everything, 1, &[0], "anything"));
+        assert!(mirror_may_serve(&everything, 1, true, "anything"));
     }
 }

@@ -55,7 +55,7 @@ use crate::storage::{ByteStream, Storage};
 use crate::upstream::{PageFetch, Upstream, UpstreamError};
 
 pub use guard::mirror_may_serve;
-use guard::{private_positions, stage_ids};
+use guard::stage_ids;
 use pump::FlightState;
 
 /// How long a mirror whose upstream is unreachable (or answering 5xx) is not asked again.
@@ -207,14 +207,14 @@ impl Mirrors {
     ) -> Result<ProjectView, ServiceError> {
         let stage_ids = stage_ids(chain);
         let own = db.files_of_project(&stage_ids, project.as_str()).await?;
-        let private = private_positions(chain, &own);
+        let published = !own.is_empty() || db.published_anywhere(project.as_str()).await?;
         let mut files: Vec<ListedFile> = own.into_iter().map(ListedFile::from).collect();
         let mut view = ProjectView::default();
         for (at, mirror) in chain.iter().enumerate() {
             if mirror.settings.kind != IndexKind::Mirror {
                 continue;
             }
-            if !mirror_may_serve(chain, at, &private, project.as_str()) {
+            if !mirror_may_serve(chain, at, published, project.as_str()) {
                 view.hidden_from.push(mirror.name.clone());
                 continue;
             }
@@ -294,11 +294,8 @@ impl Mirrors {
             let Some(at) = chain.iter().position(|i| i.id == file.index_id) else {
                 continue;
             };
-            let private_files = db
-                .files_of_project(&stage_ids, file.project.as_str())
-                .await?;
-            let private = private_positions(chain, &private_files);
-            if mirror_may_serve(chain, at, &private, file.project.as_str()) {
+            let published = db.published_anywhere(file.project.as_str()).await?;
+            if mirror_may_serve(chain, at, published, file.project.as_str()) {
                 return Ok(Some(Located::Mirror {
                     mirror: Box::new(chain[at].clone()),
                     file,
