@@ -156,7 +156,9 @@ struct LinkGuard {
 
 /// A member path's components, without `.` and empty ones.
 fn components(path: &str) -> Vec<&str> {
-    path.split('/').filter(|p| !p.is_empty() && *p != ".").collect()
+    path.split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect()
 }
 
 impl LinkGuard {

@@ -287,7 +287,31 @@ async fn authorize_create(
     if !(is_branch_index(settings) && principal.allows(Permission::Upload, name)) {
         principal.require(Permission::Admin, name)?;
     }
+    if settings.kind == IndexKind::Mirror {
+        require_server_admin(principal, name, "creating a mirror")?;
+    }
+    if !settings.mirror_allow.is_empty() {
+        // Switching the dependency-confusion guard off is an admin's decision, not a CI
+        // token's that may create branch indexes.
+        principal.require(Permission::Admin, name)?;
+    }
     authorize_bases(db, principal, &settings.bases).await
+}
+
+/// Refuses unless `principal` is the server's admin (admin on `*`): what makes this
+/// server connect somewhere new is not a namespace admin's to decide.
+fn require_server_admin(
+    principal: &Principal,
+    name: &IndexName,
+    what: &str,
+) -> Result<(), ServiceError> {
+    if principal.is_server_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "{what} (`{name}`) needs admin on `*`: a mirror makes this server connect to the network, which only the server's admin may point anywhere"
+        )))
+    }
 }
 
 /// What changing an index takes: `admin` on it, and read access to any new bases.
@@ -298,6 +322,9 @@ async fn authorize_modify(
     patch: &IndexPatch,
 ) -> Result<(), ServiceError> {
     principal.require(Permission::Admin, name)?;
+    if patch.mirror_url.is_some() {
+        require_server_admin(principal, name, "changing a mirror's upstream URL")?;
+    }
     authorize_bases(db, principal, patch.bases.as_deref().unwrap_or_default()).await
 }
 
@@ -389,8 +416,14 @@ fn apply_mirror_patch(
             "index `{name}` is a stage index; mirror settings apply only to mirrors (an index's kind cannot change)"
         )));
     };
-    if let Some(url) = &patch.mirror_url {
+    if let Some(url) = &patch.mirror_url
+        && url.trim_end_matches('/') != mirror.url.trim_end_matches('/')
+    {
+        // The stored credentials were for the old upstream: never send them to the new
+        // one unless they are given again with the change.
         mirror.url.clone_from(url);
+        mirror.username = None;
+        mirror.password = None;
     }
     if let Some(username) = &patch.mirror_username {
         mirror.username = Some(username.clone());

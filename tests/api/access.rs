@@ -796,3 +796,49 @@ async fn no_secret_ever_reaches_the_logs() {
         "`kiln token list` printed the secret"
     );
 }
+
+#[tokio::test]
+async fn only_the_servers_admin_points_mirrors_and_only_admins_switch_the_guard_off() {
+    let app = TestApp::spawn().await;
+    let acme_admin = mint(&app, "acme-admin", &["admin:acme/*"]).await;
+    let ci = mint(&app, "ci", &["upload:acme/*"]).await;
+    let indexes = "+api/v1/indexes";
+    let mirror = json!({"name": "acme/up", "mirror_url": "http://127.0.0.1:9/simple/"});
+    let refused = call(&app, "POST", indexes, Some(&acme_admin), Some(mirror)).await;
+    let (status, message) = detail(refused).await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("needs admin on `*`"), "{message}");
+
+    // The server's admin makes it, with a login; a namespace admin may not re-point it.
+    let with_login = json!({"name": "acme/up", "mirror_url": "http://127.0.0.1:9/simple/",
+        "mirror_username": "ci", "mirror_password": "s3cret"});
+    let made = call(&app, "POST", indexes, Some(ADMIN_TOKEN), Some(with_login)).await;
+    assert_eq!(made.status(), 201);
+    let repoint = json!({"mirror_url": "http://127.0.0.1:10/simple/"});
+    let path = "+api/v1/indexes/acme/up";
+    let refused = call(
+        &app,
+        "PATCH",
+        path,
+        Some(&acme_admin),
+        Some(repoint.clone()),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    // Re-pointed by the server's admin, the old upstream's login is dropped.
+    let moved = call(&app, "PATCH", path, Some(ADMIN_TOKEN), Some(repoint)).await;
+    assert_eq!(moved.status(), 200);
+    let view: Value = moved.json().await.unwrap();
+    assert!(view["mirror"]["username"].is_null(), "{view}");
+    assert_eq!(view["mirror"]["url"], "http://127.0.0.1:10/simple/");
+
+    // A CI token may create its branch index, but not one that switches the guard off.
+    let branch = |allow: Value| {
+        json!({"name": "acme/feature-x", "bases": [], "volatile": true,
+            "branch": "feature/x", "mirror_allow": allow})
+    };
+    let refused = call(&app, "POST", indexes, Some(&ci), Some(branch(json!(["*"])))).await;
+    assert_eq!(refused.status(), 403);
+    let made = call(&app, "POST", indexes, Some(&ci), Some(branch(json!([])))).await;
+    assert_eq!(made.status(), 201);
+}
