@@ -1,6 +1,14 @@
 //! Talking to a mirror's upstream index over HTTP: project pages (PEP 691 JSON preferred,
 //! HTML accepted) and file downloads.
 //!
+//! Where a mirror may connect (an upstream is untrusted: its pages choose the URLs):
+//! only to its upstream's origin and the file origins its settings allow
+//! ([`MirrorSettings::allowed_origins`]), every redirect hop checked again (redirects are
+//! followed here, not by reqwest); and never to a loopback, private, link-local or other
+//! non-public address unless the server's admin configured that very host — checked on
+//! IP literals before the request and on every DNS answer at connect time
+//! ([`GuardedResolver`]), so a name that later resolves elsewhere gains nothing.
+//!
 //! Traps:
 //! - Credentials go only to the upstream's own origin. PyPI-like indexes serve files from
 //!   another host (a CDN); sending them the index password would leak it. (reqwest drops
@@ -53,6 +61,106 @@ pub enum UpstreamError {
     /// This server failed to keep what the upstream sent (disk, database).
     #[error("caching upstream data failed: {0}")]
     Local(String),
+    /// A URL the mirror will not connect to (another origin, a private address, too
+    /// many redirects).
+    #[error("upstream link `{url}` was not followed: {why}")]
+    Refused {
+        /// What the upstream pointed at.
+        url: String,
+        /// Why not.
+        why: String,
+    },
+}
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// True for addresses a mirror may reach without its admin having configured the host:
+/// not loopback, private, link-local, shared (CGNAT), unspecified, multicast, broadcast
+/// or documentation ranges, nor IPv6 unique-local or link-local (nor IPv4-mapped ones).
+#[must_use]
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// A DNS resolver that drops non-public addresses unless the host was configured by the
+/// server's admin (a mirror's upstream or an explicit file origin), so a hostile upstream
+/// cannot reach the network Kiln runs in through a name it controls.
+#[derive(Debug, Default, Clone)]
+pub struct GuardedResolver {
+    trusted: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+}
+
+impl GuardedResolver {
+    fn trust(&self, host: &str) {
+        let host = host.to_ascii_lowercase();
+        let known = self
+            .trusted
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&host);
+        if !known {
+            self.trusted
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(host);
+        }
+    }
+
+    fn trusts(&self, host: &str) -> bool {
+        self.trusted
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&host.to_ascii_lowercase())
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let trusted = self.trusts(&host);
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let usable: Vec<std::net::SocketAddr> = found
+                .into_iter()
+                .filter(|a| trusted || is_public(a.ip()))
+                .collect();
+            if usable.is_empty() {
+                return Err(format!(
+                    "`{host}` resolves only to loopback, private or link-local addresses, which a mirror connects to only when its admin configured that host"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(usable.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// The answer to a page request.
@@ -76,18 +184,100 @@ pub enum PageFetch {
 pub struct Upstream {
     http: reqwest::Client,
     timeout: Duration,
+    resolver: GuardedResolver,
 }
 
 impl Upstream {
     /// A client whose page requests give up after `timeout`, and whose file downloads give
     /// up when no byte arrives for `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let resolver = GuardedResolver::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .read_timeout(timeout)
+            // Every hop is checked in `send`: reqwest would follow anywhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(resolver.clone()))
             .build()?;
-        Ok(Self { http, timeout })
+        Ok(Self {
+            http,
+            timeout,
+            resolver,
+        })
+    }
+
+    /// Refuses a URL the mirror may not connect to (see the module documentation).
+    fn check_target(&self, mirror: &MirrorSettings, url: &url::Url) -> Result<(), UpstreamError> {
+        let refused = |why: String| UpstreamError::Refused {
+            url: url.to_string(),
+            why,
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refused("only http and https are followed".into()));
+        }
+        let origin = url.origin().ascii_serialization();
+        let Some((_, configured)) = mirror
+            .allowed_origins()
+            .into_iter()
+            .find(|(allowed, _)| *allowed == origin)
+        else {
+            return Err(refused(format!(
+                "`{origin}` is neither this mirror's upstream nor one of its allowed file origins (the server's admin can add it with `kiln index modify --mirror-file-origin`)"
+            )));
+        };
+        let host = url.host_str().unwrap_or_default();
+        if configured {
+            self.resolver.trust(host);
+        }
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| !is_public(ip)) && !configured {
+            return Err(refused(format!(
+                "`{host}` is a loopback, private or link-local address"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends the request `make` builds for `url`, following redirects by hand so that
+    /// every hop passes [`Self::check_target`] (and credentials go only to the
+    /// upstream's origin).
+    async fn send(
+        &self,
+        mirror: &MirrorSettings,
+        url: url::Url,
+        make: impl Fn(&url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut current = url;
+        for _ in 0..=MAX_REDIRECTS {
+            self.check_target(mirror, &current)?;
+            let request = Self::authorized(mirror, &current, make(&current));
+            let response = request
+                .send()
+                .await
+                .map_err(|e| unreachable(current.as_str(), &e))?;
+            let moved = matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            let location = header_text(response.headers(), &header::LOCATION);
+            match (moved, location) {
+                (true, Some(location)) => {
+                    current = current
+                        .join(&location)
+                        .map_err(|e| UpstreamError::Refused {
+                            url: current.to_string(),
+                            why: format!("its redirect is not a URL: {e}"),
+                        })?;
+                }
+                _ => return Ok(response),
+            }
+        }
+        Err(UpstreamError::Refused {
+            url: current.to_string(),
+            why: format!("more than {MAX_REDIRECTS} redirects"),
+        })
     }
 
     /// Fetches and checks `project`'s page; with `etag`, a conditional request.
@@ -102,16 +292,19 @@ impl Upstream {
             url: page_url.clone(),
             why: format!("the page URL is invalid: {e}"),
         })?;
-        let mut request = Self::authorized(mirror, &parsed, self.http.get(parsed.clone()))
-            .header(header::ACCEPT, PAGE_ACCEPT)
-            .timeout(self.timeout);
-        if let Some(etag) = etag {
-            request = request.header(header::IF_NONE_MATCH, etag);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unreachable(&page_url, &e))?;
+        let response = self
+            .send(mirror, parsed, |url| {
+                let request = self
+                    .http
+                    .get(url.clone())
+                    .header(header::ACCEPT, PAGE_ACCEPT)
+                    .timeout(self.timeout);
+                match etag {
+                    Some(etag) => request.header(header::IF_NONE_MATCH, etag),
+                    None => request,
+                }
+            })
+            .await?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(PageFetch::NotModified),
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(PageFetch::NotFound),
@@ -167,10 +360,9 @@ impl Upstream {
             url: url.to_owned(),
             why: format!("the file URL is invalid: {e}"),
         })?;
-        let response = Self::authorized(mirror, &parsed, self.http.get(parsed.clone()))
-            .send()
-            .await
-            .map_err(|e| unreachable(url, &e))?;
+        let response = self
+            .send(mirror, parsed, |url| self.http.get(url.clone()))
+            .await?;
         if !response.status().is_success() {
             return Err(UpstreamError::Status {
                 url: url.to_owned(),
@@ -258,4 +450,101 @@ async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror(url: &str, file_origins: &[&str]) -> MirrorSettings {
+        MirrorSettings {
+            url: url.into(),
+            username: None,
+            password: None,
+            ttl_seconds: 60,
+            file_origins: file_origins.iter().map(|o| (*o).to_owned()).collect(),
+        }
+    }
+
+    fn check(upstream: &Upstream, mirror: &MirrorSettings, url: &str) -> Result<(), String> {
+        upstream
+            .check_target(mirror, &url::Url::parse(url).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["151.101.0.223", "2a04:4e42::223"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mirror_reaches_only_its_origins() {
+        let upstream = Upstream::new(Duration::from_secs(1)).unwrap();
+        let pypi = mirror("https://pypi.org/simple/", &[]);
+        assert!(check(&upstream, &pypi, "https://pypi.org/simple/x/").is_ok());
+        assert!(
+            check(
+                &upstream,
+                &pypi,
+                "https://files.pythonhosted.org/packages/x.whl"
+            )
+            .is_ok()
+        );
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:6379/",
+            "https://evil.example/x.whl",
+            "http://pypi.org/simple/x/",
+            "file:///etc/passwd",
+        ] {
+            let said = check(&upstream, &pypi, bad).unwrap_err();
+            assert!(said.contains("was not followed"), "{bad}: {said}");
+        }
+        // Configured by the admin on a private address: that host, and only it.
+        let local = mirror(
+            "http://127.0.0.1:3141/root/pypi/+simple/",
+            &["http://10.0.0.5:8080"],
+        );
+        assert!(
+            check(
+                &upstream,
+                &local,
+                "http://127.0.0.1:3141/root/pypi/+f/x.whl"
+            )
+            .is_ok()
+        );
+        assert!(check(&upstream, &local, "http://10.0.0.5:8080/x.whl").is_ok());
+        assert!(check(&upstream, &local, "http://127.0.0.1:22/").is_err());
+        assert!(!upstream.resolver.trusts("files.pythonhosted.org"));
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_unless_configured() {
+        use reqwest::dns::Resolve as _;
+        let resolver = GuardedResolver::default();
+        let name = |host: &str| host.parse::<reqwest::dns::Name>().unwrap();
+        let refused = resolver.resolve(name("localhost")).await;
+        assert!(refused.is_err(), "localhost is loopback");
+        resolver.trust("localhost");
+        let allowed = resolver.resolve(name("localhost")).await.unwrap();
+        assert!(allowed.count() > 0);
+    }
 }

@@ -46,3 +46,7 @@ DROP TABLE file_builds_v8;
 -- The dependency-confusion guard asks whether a name is published on any stage index of
 -- the server, whatever the chain: answered from this index.
 CREATE INDEX files_by_project_name ON files (project);
+
+-- The origins a mirror may download files from besides its upstream's own (JSON list of
+-- `scheme://host[:port]`); '[]' for the upstream's default (PyPI: files.pythonhosted.org).
+ALTER TABLE indexes ADD COLUMN mirror_file_origins TEXT NOT NULL DEFAULT '[]';

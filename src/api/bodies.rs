@@ -116,6 +116,9 @@ pub struct CreateIndex {
     pub mirror_ttl_seconds: Option<u64>,
     #[serde(default)]
     pub mirror_allow: Vec<String>,
+    /// Mirrors: origins files may come from besides the upstream's (`https://host`).
+    #[serde(default)]
+    pub mirror_file_origins: Vec<String>,
 }
 
 /// Body of `PATCH /+api/v1/indexes/{ns}/{name}`; an absent field keeps its value.
@@ -142,6 +145,8 @@ pub struct ModifyIndex {
     pub mirror_ttl_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_allow: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_file_origins: Option<Vec<String>>,
     /// Needed (with admin on `*`) to clear `promotion_only`: production is append-only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
@@ -743,6 +748,7 @@ impl CreateIndex {
             mirror_password: mirror.and_then(|m| m.password.clone()),
             mirror_ttl_seconds: mirror.map(|m| m.ttl_seconds),
             mirror_allow: settings.mirror_allow.clone(),
+            mirror_file_origins: mirror.map(|m| m.file_origins.clone()).unwrap_or_default(),
         }
     }
 
@@ -761,6 +767,7 @@ impl CreateIndex {
             ttl_seconds: self
                 .mirror_ttl_seconds
                 .unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+            file_origins: self.mirror_file_origins,
         });
         let settings = IndexSettings {
             kind,

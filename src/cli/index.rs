@@ -116,9 +116,21 @@ pub struct MirrorArgs {
         hide_env_values = true
     )]
     password: Option<String>,
+    /// An origin (`https://host[:port]`) files may be downloaded from besides the
+    /// upstream's own (repeatable; `--mirror-file-origin ''` clears the list). Default:
+    /// only the upstream's origin, plus files.pythonhosted.org for pypi.org.
+    #[arg(long = "mirror-file-origin", value_name = "ORIGIN")]
+    file_origins: Option<Vec<String>>,
 }
 
 impl MirrorArgs {
+    /// The file origins given, without empty ones (`''` clears).
+    fn file_origins(&self) -> Option<Vec<String>> {
+        self.file_origins
+            .as_ref()
+            .map(|list| list.iter().filter(|o| !o.is_empty()).cloned().collect())
+    }
+
     fn ttl_seconds(&self) -> anyhow::Result<Option<u64>> {
         self.ttl
             .as_deref()
@@ -150,6 +162,12 @@ fn print_index(view: &IndexView, server: &Client) {
         if let Some(user) = &mirror.username {
             println!("  upstream user:  {user}");
         }
+        let origins: Vec<String> = mirror
+            .allowed_origins()
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        println!("  connects to:    {}", origins.join(", "));
     } else {
         println!("  volatile:       {}", settings.volatile);
         println!("  promotion_only: {}", settings.promotion_only);
@@ -226,6 +244,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 username: upstream.username.clone(),
                 password: upstream.password.clone(),
                 ttl_seconds: ttl_seconds.unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+                file_origins: upstream.file_origins().unwrap_or_default(),
             });
             let settings = IndexSettings {
                 kind: if mirror.is_some() {
@@ -278,6 +297,7 @@ pub async fn run(client: &Client, command: IndexCommand) -> anyhow::Result<ExitC
                 mirror_ttl_seconds: upstream.ttl_seconds()?,
                 mirror_allow: mirror_allow
                     .map(|names| names.into_iter().filter(|n| !n.is_empty()).collect()),
+                mirror_file_origins: upstream.file_origins(),
                 force,
             };
             let view = client.modify_index(&name, &patch).await?;

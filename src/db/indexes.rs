@@ -25,11 +25,22 @@ struct IndexRow {
     mirror_password: Option<String>,
     mirror_ttl_seconds: Option<i64>,
     mirror_allow: String,
+    mirror_file_origins: String,
     created_at: String,
     updated_at: String,
 }
 
-const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, private, description, branch, mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, created_at, updated_at";
+const INDEX_COLUMNS: &str = "id, namespace, name, kind, volatile, promotion_only, private, description, branch, mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, mirror_file_origins, created_at, updated_at";
+
+/// A mirror's file origins as stored (a JSON list).
+fn origins_json(mirror: Option<&MirrorSettings>) -> String {
+    serde_json::to_string(
+        &mirror
+            .map(|m| m.file_origins.as_slice())
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|_| "[]".to_owned())
+}
 
 impl IndexRow {
     fn into_index(self, bases: Vec<IndexName>) -> Result<Index, DbError> {
@@ -50,6 +61,8 @@ impl IndexRow {
                     .mirror_ttl_seconds
                     .and_then(|t| u64::try_from(t).ok())
                     .unwrap_or(DEFAULT_MIRROR_TTL_SECONDS),
+                file_origins: serde_json::from_str(&self.mirror_file_origins)
+                    .map_err(|e| corrupt(&format!("mirror_file_origins: {e}")))?,
             }),
             (IndexKind::Mirror, None) => return Err(corrupt("mirror without an upstream URL")),
             (IndexKind::Stage, _) => None,
@@ -215,8 +228,8 @@ impl Db {
         let mirror = settings.mirror.as_ref();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, \
-             mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, private, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
+             mirror_url, mirror_username, mirror_password, mirror_ttl_seconds, mirror_allow, private, created_at, updated_at, mirror_file_origins) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) RETURNING id",
         )
         .bind(name.namespace())
         .bind(name.name())
@@ -232,6 +245,7 @@ impl Db {
         .bind(allow_json(&settings.mirror_allow))
         .bind(i64::from(settings.private))
         .bind(now)
+        .bind(origins_json(mirror))
         .fetch_one(&mut **tx)
         .await
         .map_err(DbError::from_write)?;
@@ -251,7 +265,7 @@ impl Db {
         sqlx::query(
             "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4, \
              mirror_url = $5, mirror_username = $6, mirror_password = $7, mirror_ttl_seconds = $8, \
-             mirror_allow = $9, private = $10 WHERE id = $11",
+             mirror_allow = $9, private = $10, mirror_file_origins = $12 WHERE id = $11",
         )
         .bind(i64::from(settings.volatile))
         .bind(i64::from(settings.promotion_only))
@@ -264,6 +278,7 @@ impl Db {
         .bind(allow_json(&settings.mirror_allow))
         .bind(i64::from(settings.private))
         .bind(id)
+        .bind(origins_json(mirror))
         .execute(&mut **tx)
         .await?;
         Self::set_bases(tx, id, base_ids).await

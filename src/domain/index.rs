@@ -87,6 +87,10 @@ pub struct MirrorSettings {
     pub password: Option<String>,
     /// Seconds a fetched project page is served before the upstream is asked again.
     pub ttl_seconds: u64,
+    /// Origins (`https://host[:port]`) the mirror may download files from besides the
+    /// upstream's own; empty for the default (see [`MirrorSettings::allowed_origins`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_origins: Vec<String>,
 }
 
 impl MirrorSettings {
@@ -117,6 +121,44 @@ impl MirrorSettings {
             url.set_path(&path);
         }
         Ok(url.to_string())
+    }
+
+    /// Checks and normalizes a file origin: http(s), a host, no credentials and nothing
+    /// after it but `/`; answers `scheme://host[:port]`.
+    pub fn normalize_origin(raw: &str) -> Result<String, String> {
+        let url = url::Url::parse(raw.trim())
+            .map_err(|e| format!("file origin `{raw}` is not a URL: {e}"))?;
+        let plain = matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !plain {
+            return Err(format!(
+                "file origin `{}` must be just `https://host[:port]`, like https://files.pythonhosted.org",
+                super::redact_url(raw)
+            ));
+        }
+        Ok(url.origin().ascii_serialization())
+    }
+
+    /// The origins this mirror may connect to, and whether each was configured by the
+    /// server's admin (such an origin may even be on a private address): the upstream's
+    /// own, the configured file origins, and — when none are configured and the upstream
+    /// is PyPI — PyPI's file host, which is not trusted with private addresses.
+    #[must_use]
+    pub fn allowed_origins(&self) -> Vec<(String, bool)> {
+        let Ok(upstream) = url::Url::parse(&self.url) else {
+            return Vec::new();
+        };
+        let mut origins = vec![(upstream.origin().ascii_serialization(), true)];
+        origins.extend(self.file_origins.iter().map(|o| (o.clone(), true)));
+        if self.file_origins.is_empty() && upstream.host_str() == Some("pypi.org") {
+            origins.push(("https://files.pythonhosted.org".to_owned(), false));
+        }
+        origins
     }
 
     /// True if `project` (normalized) is on an allow list (`*` allows every name).

@@ -125,6 +125,18 @@ struct RawEntry {
     upload_time: Option<String>,
 }
 
+/// Where and how a page's JSON is wrong, without quoting it: serde's own messages quote
+/// the offending values, and an upstream's body must never reach a client.
+fn json_fault(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "not the shape of a PEP 691 project page",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
 /// Parses a PEP 691 JSON project page fetched from `page_url`.
 pub fn parse_json(
     body: &[u8],
@@ -132,9 +144,17 @@ pub fn parse_json(
     project: &ProjectName,
 ) -> Result<UpstreamPage, PageError> {
     let page: JsonPage =
-        serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| PageError::Json(json_fault(&e)))?;
     if !page.meta.api_version.starts_with("1.") && page.meta.api_version != "1" {
-        return Err(PageError::ApiVersion(page.meta.api_version));
+        // Shown to clients: a short, printable prefix only, never the upstream's text.
+        let shown: String = page
+            .meta
+            .api_version
+            .chars()
+            .take(16)
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
+        return Err(PageError::ApiVersion(shown));
     }
     let entries = page.files.into_iter().map(|f| RawEntry {
         sha256: f.hashes.get("sha256").cloned(),

@@ -68,6 +68,7 @@ pub async fn modify_index(
         mirror_password: body.mirror_password,
         mirror_ttl_seconds: body.mirror_ttl_seconds,
         mirror_allow: body.mirror_allow,
+        mirror_file_origins: body.mirror_file_origins,
         force: body.force,
     };
     let index = indexes::modify_index(&state.db, &caller, &name, &patch).await?;

@@ -60,6 +60,7 @@ pub async fn bootstrap(
                     username: None,
                     password: None,
                     ttl_seconds: DEFAULT_MIRROR_TTL_SECONDS,
+                    file_origins: Vec::new(),
                 }),
                 ..IndexSettings::default()
             },

@@ -33,6 +33,8 @@ pub struct IndexPatch {
     pub mirror_ttl_seconds: Option<u64>,
     /// Stage indexes: a new list of names mirrors may still serve.
     pub mirror_allow: Option<Vec<String>>,
+    /// Mirrors: new origins files may come from besides the upstream's.
+    pub mirror_file_origins: Option<Vec<String>>,
     /// Confirms clearing `promotion_only` (with admin on `*`).
     pub force: bool,
 }
@@ -114,6 +116,15 @@ pub fn validate_settings(
                 ));
             }
             mirror.username = mirror.username.take().filter(|u| !u.is_empty());
+            let mut origins = Vec::with_capacity(mirror.file_origins.len());
+            for raw in &mirror.file_origins {
+                let origin = MirrorSettings::normalize_origin(raw)
+                    .map_err(|e| ServiceError::Invalid(format!("index `{name}`: {e}")))?;
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+            mirror.file_origins = origins;
             mirror.password = mirror.password.take().filter(|p| !p.is_empty());
             if !settings.bases.is_empty() {
                 return invalid(
@@ -322,8 +333,8 @@ async fn authorize_modify(
     patch: &IndexPatch,
 ) -> Result<(), ServiceError> {
     principal.require(Permission::Admin, name)?;
-    if patch.mirror_url.is_some() {
-        require_server_admin(principal, name, "changing a mirror's upstream URL")?;
+    if patch.mirror_url.is_some() || patch.mirror_file_origins.is_some() {
+        require_server_admin(principal, name, "changing where a mirror connects")?;
     }
     authorize_bases(db, principal, patch.bases.as_deref().unwrap_or_default()).await
 }
@@ -407,7 +418,8 @@ fn apply_mirror_patch(
     let touches_mirror = patch.mirror_url.is_some()
         || patch.mirror_username.is_some()
         || patch.mirror_password.is_some()
-        || patch.mirror_ttl_seconds.is_some();
+        || patch.mirror_ttl_seconds.is_some()
+        || patch.mirror_file_origins.is_some();
     if !touches_mirror {
         return Ok(());
     }
@@ -433,6 +445,9 @@ fn apply_mirror_patch(
     }
     if let Some(ttl) = patch.mirror_ttl_seconds {
         mirror.ttl_seconds = ttl;
+    }
+    if let Some(origins) = &patch.mirror_file_origins {
+        mirror.file_origins.clone_from(origins);
     }
     Ok(())
 }

@@ -800,3 +800,92 @@ async fn a_slow_upstream_times_out_into_the_cache_or_a_502() {
     assert_eq!(status, 502, "{message}");
     assert!(message.contains("timed out"), "{message}");
 }
+
+/// A server inside the network Kiln runs in: counts every connection it gets and answers
+/// each with a secret.
+async fn internal_service() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\nINTERNAL-SECRET-DATA")
+                .await;
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_connects_only_to_its_upstream_and_the_origins_it_allows() {
+    let (port, hits) = internal_service().await;
+    let upstream = Upstream::start(PageStyle::Json, &[Dist::wheel("victim", "1.0")]).await;
+    let app = kiln_over(&upstream).await;
+    let internal = format!("http://127.0.0.1:{port}");
+
+    // A page that links a file on another origin: the file is not listed, nor fetched.
+    let lure = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": "lure",
+        "files": [{
+            "filename": "lure-1.0-py3-none-any.whl",
+            "url": format!("{internal}/admin/lure-1.0-py3-none-any.whl"),
+            "hashes": {"sha256": "ab".repeat(32)},
+        }],
+    });
+    upstream.set_page_garbage(
+        "lure",
+        Garbage {
+            content_type: "application/vnd.pypi.simple.v1+json",
+            body: lure.to_string().into_bytes(),
+        },
+    );
+    let page = app.get("root/prod/+simple/lure/", &[]).await;
+    assert_eq!(page.status(), 404, "a file it may not fetch is not listed");
+    let sneaky = app
+        .get(
+            &format!("root/prod/+f/{}/lure-1.0-py3-none-any.whl", "ab".repeat(32)),
+            &[],
+        )
+        .await;
+    assert_eq!(sneaky.status(), 404);
+
+    // A page that redirects inside the network: refused at the hop, with a reason that
+    // names the link and quotes nothing the other side said.
+    upstream.set_redirect("victim", &format!("{internal}/simple/victim/"));
+    let (status, message) = detail(app.get("root/prod/+simple/victim/", &[]).await).await;
+    assert_eq!(status, 502, "{message}");
+    assert!(message.contains("was not followed"), "{message}");
+    assert!(message.contains("allowed file origins"), "{message}");
+    assert!(!message.contains("INTERNAL-SECRET"), "{message}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing connected to the internal service"
+    );
+
+    // The server's admin may allow that origin explicitly; then it is followed.
+    app.client()
+        .modify_index(
+            &"root/pypi".parse().unwrap(),
+            &ModifyIndex {
+                mirror_file_origins: Some(vec![internal.clone()]),
+                ..ModifyIndex::default()
+            },
+        )
+        .await
+        .unwrap();
+    let index = app
+        .client()
+        .get_index(&"root/pypi".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        index.index.settings.mirror.unwrap().file_origins,
+        [internal]
+    );
+}

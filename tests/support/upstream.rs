@@ -46,6 +46,8 @@ struct Inner {
     corrupt: HashMap<String, Vec<u8>>,
     requests: HashMap<String, usize>,
     credentials: Option<(String, String)>,
+    /// project → where its page redirects
+    redirects: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -137,6 +139,16 @@ impl Upstream {
     pub fn corrupt_file(&self, filename: &str, bytes: Vec<u8>) {
         let mut inner = self.shared.inner.lock().unwrap();
         inner.corrupt.insert(filename.to_owned(), bytes);
+    }
+
+    /// Answers `project`'s page with a 302 to `location`.
+    pub fn set_redirect(&self, project: &str, location: &str) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .redirects
+            .insert(project.to_owned(), location.to_owned());
     }
 
     /// Require HTTP basic credentials on pages.
@@ -261,14 +273,18 @@ async fn page(
     if let Some(refused) = shared.gate(format!("/simple/{project}/")).await {
         return refused;
     }
-    let (dists, garbage, credentials) = {
+    let (dists, garbage, credentials, redirect) = {
         let inner = shared.inner.lock().unwrap();
         (
             inner.files.get(&normalize(&project)).cloned(),
             inner.page_garbage.get(&project).cloned(),
             inner.credentials.clone(),
+            inner.redirects.get(&project).cloned(),
         )
     };
+    if let Some(location) = redirect {
+        return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+    }
     if let Some((user, password)) = credentials {
         use base64::Engine as _;
         let expected = format!(

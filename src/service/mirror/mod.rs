@@ -187,7 +187,9 @@ impl Mirrors {
         let transient = match err {
             UpstreamError::Unreachable { .. } => true,
             UpstreamError::Status { status, .. } => *status >= 500 || *status == 429,
-            UpstreamError::Garbage { .. } | UpstreamError::Local(_) => false,
+            UpstreamError::Garbage { .. }
+            | UpstreamError::Local(_)
+            | UpstreamError::Refused { .. } => false,
         };
         if transient {
             self.down

@@ -27,6 +27,28 @@ fn listing_digest(files: &[NewMirrorFile]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The files of a page the mirror may fetch: one on an origin it may not connect to is
+/// not listed (pip would only be handed a 502 for it).
+fn fetchable(
+    mirror: &Index,
+    project: &ProjectName,
+    settings: &MirrorSettings,
+    files: Vec<UpstreamFile>,
+) -> Vec<UpstreamFile> {
+    let origins: Vec<String> = settings
+        .allowed_origins()
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    let (usable, foreign): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
+        url::Url::parse(&f.url).is_ok_and(|u| origins.contains(&u.origin().ascii_serialization()))
+    });
+    if !foreign.is_empty() {
+        tracing::warn!(mirror = %mirror.name, project = %project, dropped = foreign.len(), "upstream page links files on origins this mirror may not fetch from; they are not listed");
+    }
+    usable
+}
+
 fn to_new_file(file: UpstreamFile) -> NewMirrorFile {
     NewMirrorFile {
         version: file.version,
@@ -138,10 +160,11 @@ impl Mirrors {
                 if page.skipped > 0 {
                     tracing::debug!(mirror = %mirror.name, project = %project, skipped = page.skipped, "upstream entries skipped (other projects, no sha256, unknown file types)");
                 }
+                let usable = fetchable(mirror, project, settings, page.files);
                 (
                     PageStatus::Found,
                     etag,
-                    page.files.into_iter().map(to_new_file).collect(),
+                    usable.into_iter().map(to_new_file).collect(),
                 )
             }
         };
