@@ -42,6 +42,8 @@ pub struct SpooledFile {
     pub sha256: Sha256Digest,
     /// MD5 of the bytes, hex (only to check a client's `md5_digest`).
     pub md5: String,
+    /// BLAKE2b-256 of the bytes, hex (to check a client's `blake2_256_digest`).
+    pub blake2_256: String,
 }
 
 /// The fields of an upload form that Kiln reads, and the file.
@@ -64,8 +66,12 @@ pub const SINGLE_FIELDS: &[&str] = &[
     "filetype",
     "sha256_digest",
     "md5_digest",
+    "blake2_256_digest",
     "requires_python",
 ];
+
+/// Longest `Requires-Python` accepted (real ones are a few dozen characters).
+pub const MAX_REQUIRES_PYTHON: usize = 200;
 
 /// What publishing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +139,7 @@ where
     let mut file = tokio::fs::File::from_std(std_file);
     let mut sha256 = Sha256::new();
     let mut md5 = Md5::new();
+    let mut blake2 = blake2::Blake2b::<blake2::digest::consts::U32>::new();
     let mut size: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(Into::into)?;
@@ -144,6 +151,7 @@ where
         }
         sha256.update(&chunk);
         md5.update(&chunk);
+        blake2.update(&chunk);
         file.write_all(&chunk).await?;
     }
     file.flush().await?;
@@ -153,6 +161,7 @@ where
         size,
         sha256: Sha256Digest::from_bytes(&sha256.finalize().into()),
         md5: hex::encode(md5.finalize()),
+        blake2_256: hex::encode(blake2.finalize()),
     })
 }
 
@@ -230,6 +239,9 @@ pub async fn publish(
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
     };
+    if let Some(text) = &requires_python {
+        check_requires_python(text, &dist.filename)?;
+    }
 
     storage
         .put_file(&content.sha256, &content.path, content.size)
@@ -379,36 +391,56 @@ fn check_form(
     Ok(dist)
 }
 
+/// A `Requires-Python` value must be a PEP 440 specifier set of bounded length: it goes
+/// into every project page pip reads.
+fn check_requires_python(text: &str, filename: &str) -> Result<(), ServiceError> {
+    if text.len() > MAX_REQUIRES_PYTHON {
+        return Err(ServiceError::Invalid(format!(
+            "`{filename}`: Requires-Python is {} bytes long; at most {MAX_REQUIRES_PYTHON} are accepted",
+            text.len()
+        )));
+    }
+    pep440_rs::VersionSpecifiers::from_str(text).map_err(|e| {
+        ServiceError::Invalid(format!(
+            "`{filename}`: Requires-Python `{}` is not a PEP 440 specifier set ({e})",
+            text.escape_debug()
+        ))
+    })?;
+    Ok(())
+}
+
 /// Checks the digests the client sent against the bytes received.
 fn check_digests(form: &UploadForm, content: &SpooledFile) -> Result<(), ServiceError> {
     let sha256 = field(form, "sha256_digest");
-    let md5 = field(form, "md5_digest");
-    if sha256.is_none() && md5.is_none() {
+    let blake2 = field(form, "blake2_256_digest");
+    if sha256.is_none() && blake2.is_none() {
         return Err(ServiceError::Invalid(
-            "the upload form has no `sha256_digest` field: without it Kiln cannot tell a corrupted transfer from the file you built".into(),
+            "the upload form has no `sha256_digest` (nor `blake2_256_digest`) field: without a strong digest Kiln cannot tell a corrupted transfer from the file you built".into(),
         ));
     }
-    if let Some(expected) = sha256
-        && !expected
-            .trim()
-            .eq_ignore_ascii_case(content.sha256.as_str())
-    {
-        return Err(ServiceError::Invalid(format!(
-            "`sha256_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
-            content.filename,
-            expected.escape_debug(),
-            content.sha256
-        )));
-    }
-    if let Some(expected) = md5
-        && !expected.trim().eq_ignore_ascii_case(&content.md5)
-    {
-        return Err(ServiceError::Invalid(format!(
-            "`md5_digest` does not match the bytes received for `{}` (form says `{}`, received `{}`): the upload was corrupted or truncated; retry",
-            content.filename,
-            expected.escape_debug(),
-            content.md5
-        )));
+    // Every digest the form carries is checked: one that is wrong means the bytes are not
+    // what the client built, whichever digest the server happens to prefer.
+    let digests = [
+        ("sha256_digest", sha256, content.sha256.as_str(), 64),
+        ("blake2_256_digest", blake2, content.blake2_256.as_str(), 64),
+        ("md5_digest", field(form, "md5_digest"), content.md5.as_str(), 32),
+    ];
+    for (name, given, actual, hex_len) in digests {
+        let Some(given) = given.map(str::trim) else {
+            continue;
+        };
+        if given.len() != hex_len || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ServiceError::Invalid(format!(
+                "`{name}` is not {hex_len} hex digits (form says `{}`)",
+                given.chars().take(80).collect::<String>().escape_debug()
+            )));
+        }
+        if !given.eq_ignore_ascii_case(actual) {
+            return Err(ServiceError::Invalid(format!(
+                "`{name}` does not match the bytes received for `{}` (form says `{given}`, received `{actual}`): the upload was corrupted or truncated; retry",
+                content.filename
+            )));
+        }
     }
     Ok(())
 }

@@ -271,12 +271,44 @@ async fn refuses_bad_uploads_with_a_reason_and_stores_nothing() {
         "md5_digest",
         Some("00000000000000000000000000000000"),
     );
-    let mut no_digest = case("no digest", 400, "has no `sha256_digest` field", &good);
+    let mut md5_only = case("md5 only", 400, "without a strong digest", &good);
+    md5_only.fields = with_field(&good, "sha256_digest", None);
+    let mut no_digest = case("no digest", 400, "has no `sha256_digest` (nor", &good);
     no_digest.fields = good
         .fields()
         .into_iter()
         .filter(|(k, _)| k != "sha256_digest" && k != "md5_digest")
         .collect();
+    let mut wrong_blake2 = case(
+        "wrong blake2_256",
+        400,
+        "`blake2_256_digest` does not match",
+        &good,
+    );
+    wrong_blake2.fields = with_field(&good, "blake2_256_digest", Some(&"0".repeat(64)));
+    let mut bad_blake2 = case(
+        "non-hex blake2_256",
+        400,
+        "`blake2_256_digest` is not 64 hex digits",
+        &good,
+    );
+    bad_blake2.fields = with_field(&good, "blake2_256_digest", Some("zz-not-a-digest"));
+    let sdist = Dist::sdist("demo", "1.1");
+    let mut huge_requires = case(
+        "4 MiB requires_python",
+        400,
+        "Requires-Python is 4194304 bytes long",
+        &sdist,
+    );
+    let four_mib = ">=3.8,".repeat(4 * 1024 * 1024 / 6 + 1)[..4 * 1024 * 1024].to_owned();
+    huge_requires.fields = with_field(&sdist, "requires_python", Some(&four_mib));
+    let mut bad_requires = case(
+        "requires_python not a specifier",
+        400,
+        "is not a PEP 440 specifier set",
+        &sdist,
+    );
+    bad_requires.fields = with_field(&sdist, "requires_python", Some("<script>"));
     let mut unknown_action = case("unknown :action", 400, "unknown `:action` `submit`", &good);
     unknown_action.fields = with_field(&good, ":action", Some("submit"));
     let mut missing_name = case(
@@ -342,6 +374,11 @@ async fn refuses_bad_uploads_with_a_reason_and_stores_nothing() {
     cases.extend([
         wrong_sha,
         wrong_md5,
+        wrong_blake2,
+        bad_blake2,
+        md5_only,
+        huge_requires,
+        bad_requires,
         no_digest,
         unknown_action,
         missing_name,
