@@ -56,7 +56,7 @@ pub use files::{FileRecord, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };
-pub use promotions::{EventRecord, NewEvent, NewPromotion, PromotionRecord};
+pub use promotions::{EventFilter, EventRecord, NewEvent, NewPromotion, PromotionRecord};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
 
@@ -503,6 +503,65 @@ mod tests {
     /// place: each result goes to the index the bytes were first uploaded to, results of
     /// bytes no index lists are dropped, and events keep their rows.
     #[tokio::test]
+    async fn the_events_query_filters_what_a_caller_may_see_in_one_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let names: Vec<crate::domain::IndexName> = ["secret/a", "ac_me/x", "acxme/y", "open/b"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let mut tx = db.begin_write().await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            for _ in 0..if i == 0 { 50 } else { 1 } {
+                let event = NewEvent {
+                    kind: crate::domain::EventKind::IndexChanged,
+                    index: Some(name),
+                    project: None,
+                    version: None,
+                    actor: "t",
+                    at: "t",
+                    detail: serde_json::json!({}),
+                };
+                Db::insert_event_tx(&mut tx, &event).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        let only = |names: &[&str], namespaces: &[&str]| EventFilter {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+            ..EventFilter::default()
+        };
+        let shown = |events: Vec<EventRecord>| -> Vec<String> {
+            events
+                .iter()
+                .filter_map(|e| e.index.as_ref().map(ToString::to_string))
+                .collect()
+        };
+        let open = db
+            .list_events(None, 0, 1, &only(&["open/b"], &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            shown(open),
+            ["open/b"],
+            "fifty hidden events are skipped in the query"
+        );
+        // `_` in a namespace is literal, not a LIKE wildcard.
+        let admin = db
+            .list_events(None, 0, 10, &only(&[], &["ac_me"]))
+            .await
+            .unwrap();
+        assert_eq!(shown(admin), ["ac_me/x"]);
+        assert!(
+            db.list_events(None, 0, 10, &only(&[], &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
     async fn builds_and_their_files_survive_the_build_target_migration() {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
@@ -567,7 +626,11 @@ mod tests {
         assert_eq!(results.len(), 1, "{results:?}");
         assert_eq!(results[0].index.to_string(), "root/master");
         assert_eq!(results[0].index_id, 1);
-        let events = db.list_events(None, 0, 10).await.unwrap();
+        let everything = EventFilter {
+            everything: true,
+            ..EventFilter::default()
+        };
+        let events = db.list_events(None, 0, 10, &everything).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, crate::domain::EventKind::Yank);
         assert_eq!(

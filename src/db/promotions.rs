@@ -167,6 +167,19 @@ const PROMOTION_SELECT: &str = "SELECT p.id, p.project, p.version, s.namespace |
      t.namespace || '/' || t.name AS target, p.policy, p.promoted_by, p.promoted_at, p.files, p.evidence \
      FROM promotions p JOIN indexes s ON s.id = p.source_index_id JOIN indexes t ON t.id = p.target_index_id";
 
+/// Which events a caller may see, as the events query filters them.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Every event (the server's admin).
+    pub everything: bool,
+    /// Events of these indexes (readable or administered).
+    pub names: Vec<String>,
+    /// Events of every index in these namespaces (administered).
+    pub namespaces: Vec<String>,
+    /// Token events (no index); the caller still checks their scopes.
+    pub token_events: bool,
+}
+
 impl Db {
     /// The promotion of a release into a target index, if it happened.
     pub async fn find_promotion(
@@ -345,35 +358,63 @@ impl Db {
         Ok(())
     }
 
-    /// Events after `after_id` (optionally of one index), oldest first, at most `limit`.
+    /// Events after `after_id` (optionally of one index), oldest first, at most `limit`,
+    /// of those `visible` lets through — filtered in the query, so a caller who may see
+    /// few of many events costs one round trip, not one per hidden event.
     pub async fn list_events(
         &self,
         index_name: Option<&str>,
         after_id: i64,
         limit: i64,
+        visible: &EventFilter,
     ) -> Result<Vec<EventRecord>, DbError> {
+        use std::fmt::Write as _;
         let columns = "id, kind, index_name, project, version, actor, at, detail";
-        let rows: Vec<EventRow> = match index_name {
-            Some(index) => {
-                sqlx::query_as(&format!(
-                    "SELECT {columns} FROM events WHERE index_name = $1 AND id > $2 ORDER BY id LIMIT $3"
-                ))
-                .bind(index)
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+        let mut sql = format!("SELECT {columns} FROM events WHERE id > $1");
+        let mut next = 2;
+        if index_name.is_some() {
+            let _ = write!(sql, " AND index_name = ${next}");
+            next += 1;
+        }
+        if !visible.everything {
+            let mut any: Vec<String> = Vec::new();
+            if !visible.names.is_empty() {
+                any.push(format!(
+                    "index_name IN ({})",
+                    super::placeholders(next, visible.names.len())
+                ));
+                next += visible.names.len();
             }
-            None => {
-                sqlx::query_as(&format!(
-                    "SELECT {columns} FROM events WHERE id > $1 ORDER BY id LIMIT $2"
-                ))
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+            for _ in &visible.namespaces {
+                any.push(format!("index_name LIKE ${next} ESCAPE '\\'"));
+                next += 1;
             }
-        };
+            if visible.token_events {
+                any.push("index_name IS NULL".to_owned());
+            }
+            if any.is_empty() {
+                return Ok(Vec::new());
+            }
+            let _ = write!(sql, " AND ({})", any.join(" OR "));
+        }
+        let _ = write!(sql, " ORDER BY id LIMIT ${next}");
+        let mut query = sqlx::query_as::<_, EventRow>(&sql).bind(after_id);
+        if let Some(index) = index_name {
+            query = query.bind(index);
+        }
+        if !visible.everything {
+            for name in &visible.names {
+                query = query.bind(name);
+            }
+            for namespace in &visible.namespaces {
+                let escaped = namespace
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                query = query.bind(format!("{escaped}/%"));
+            }
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter().map(EventRecord::try_from).collect()
     }
 }

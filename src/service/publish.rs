@@ -423,7 +423,12 @@ fn check_digests(form: &UploadForm, content: &SpooledFile) -> Result<(), Service
     let digests = [
         ("sha256_digest", sha256, content.sha256.as_str(), 64),
         ("blake2_256_digest", blake2, content.blake2_256.as_str(), 64),
-        ("md5_digest", field(form, "md5_digest"), content.md5.as_str(), 32),
+        (
+            "md5_digest",
+            field(form, "md5_digest"),
+            content.md5.as_str(),
+            32,
+        ),
     ];
     for (name, given, actual, hex_len) in digests {
         let Some(given) = given.map(str::trim) else {
