@@ -33,7 +33,8 @@ const MAX_TOKEN_NAME: usize = 64;
 pub struct Principal {
     /// The token's id; `None` for the server itself.
     pub token_id: Option<i64>,
-    /// The token's label, recorded as `uploaded_by`, `reported_by`, `promoted_by`.
+    /// The token's label and id (`ci#7`), recorded as `uploaded_by`, `reported_by`,
+    /// `promoted_by`.
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
@@ -384,15 +385,27 @@ fn parse_expiry(text: &str) -> Result<String, ServiceError> {
 fn check_name(name: &str) -> Result<(), ServiceError> {
     let valid = !name.trim().is_empty()
         && name.len() <= MAX_TOKEN_NAME
-        && name.chars().all(|c| !c.is_control());
-    if valid {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
-            "a token name must be 1-{MAX_TOKEN_NAME} printable characters"
-        )))
+        && name.chars().all(|c| !c.is_control() && c != '#');
+    if !valid {
+        return Err(ServiceError::Invalid(format!(
+            "a token name must be 1-{MAX_TOKEN_NAME} printable characters, without `#`"
+        )));
     }
+    let lowered = name.trim().to_ascii_lowercase();
+    let reserved = RESERVED_TOKEN_NAMES.contains(&lowered.as_str())
+        || lowered.starts_with("auto ")
+        || lowered.starts_with("auto(");
+    if reserved {
+        return Err(ServiceError::Invalid(format!(
+            "the token name `{}` is reserved for the server's own actors (the first admin token, automatic promotions); pick another",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
 }
+
+/// Names the server records for itself, which no minted token may take.
+const RESERVED_TOKEN_NAMES: &[&str] = &["admin", "auto", "kiln", "server", "system", "anonymous"];
 
 /// The admin scope a caller needs to hand out `wanted`: `admin` on its pattern.
 fn admin_over(pattern: &IndexPattern) -> Scope {
@@ -612,7 +625,9 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, ServiceErr
     }
     Ok(Principal {
         token_id: Some(record.id),
-        name: record.name.clone(),
+        // Recorded as `uploaded_by`, `reported_by`, … with the token's id, so two tokens
+        // of one name can never be taken for each other.
+        name: format!("{}#{}", record.name, record.id),
         scopes: parse_scopes(&record)?,
     })
 }

@@ -223,7 +223,11 @@ async fn ci_and_release_tokens_do_exactly_their_jobs() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"], "promoted");
-    assert_eq!(body["promotion"]["promoted_by"], "release");
+    let by = body["promotion"]["promoted_by"].as_str().unwrap();
+    assert!(
+        by.starts_with("release#"),
+        "recorded with the token's id: {by}"
+    );
     let other = Dist::wheel("other", "1.0");
     let (status, message) = detail(
         app.upload_form("root/master", other.form(), Some(&release))
@@ -399,6 +403,18 @@ async fn tokens_grant_only_what_their_creator_administers() {
     let acme_admin = mint(&app, "acme-admin", &["admin:acme/*"]).await;
     let ci = mint(&app, "ci", &["upload:root/*"]).await;
     let create = |scopes: Value| json!({"name": "minted", "scopes": scopes});
+    for reserved in ["admin", "Auto (rule)", "ci#2"] {
+        let response = call(
+            &app,
+            "POST",
+            "+api/v1/tokens",
+            Some(&acme_admin),
+            Some(json!({"name": reserved, "scopes": ["upload:acme/*"]})),
+        )
+        .await;
+        let (status, message) = detail(response).await;
+        assert_eq!(status, 400, "{reserved}: {message}");
+    }
 
     let response = call(
         &app,
