@@ -1,7 +1,7 @@
 //! The index management API under `/+api/v1/indexes`.
 
 use axum::Json;
-use axum::extract::{FromRequest, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -12,10 +12,35 @@ use crate::app::AppState;
 use crate::service::auth::Caller;
 use crate::service::indexes::{self, IndexPatch};
 
-/// JSON body extractor whose rejections are problem documents.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON body extractor whose rejections are problem documents, and whose body must
+/// arrive within the upload idle timeout (`--upload-idle-timeout`): a client that stalls
+/// its body gets a 408 instead of holding a connection and a task forever.
 pub struct ApiJson<T>(pub T);
+
+impl<T> axum::extract::FromRequest<AppState> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let deadline = state.config.upload_limits.idle_timeout;
+        match tokio::time::timeout(deadline, axum::Json::<T>::from_request(request, state)).await {
+            Ok(Ok(axum::Json(value))) => Ok(Self(value)),
+            Ok(Err(rejection)) => Err(rejection.into()),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}s (`--upload-idle-timeout`); send it whole",
+                    deadline.as_secs()
+                ),
+            )),
+        }
+    }
+}
 
 /// `GET /+api/v1/indexes`
 pub async fn list_indexes(

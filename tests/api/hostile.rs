@@ -644,6 +644,15 @@ async fn lying_and_slow_bodies_are_cut_off_and_nothing_is_stored() {
     assert_eq!(settled(&app).await, (0, 0), "the spooled half was removed");
     let page = app.get("root/master/+simple/demo/", &[]).await;
     assert_eq!(page.status(), 404);
+    // An API request whose JSON body stalls is cut off the same way.
+    let json = br#"{"name": "root/stalled", "bases": []}"#;
+    let api_head = format!(
+        "POST /+api/v1/indexes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        json.len()
+    );
+    let stalled = raw_exchange(&app, &api_head, json, Some(10)).await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "stalled: {stalled}");
+    assert!(stalled.contains("did not arrive within 1s"), "{stalled}");
 }
 
 #[tokio::test]
