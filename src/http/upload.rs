@@ -84,8 +84,61 @@ fn multipart_error(err: multer::Error, limit: u64) -> ServiceError {
         multer::Error::StreamSizeExceeded { .. } => ServiceError::TooLarge(format!(
             "the upload body is over this server's limit ({limit} bytes for the file, `--max-upload-size`)"
         )),
+        multer::Error::IncompleteStream => ServiceError::Invalid(
+            "malformed multipart upload body: it ended without its closing boundary — truncated, or the boundary in `Content-Type` is not the one the body uses".into(),
+        ),
+        multer::Error::IncompleteFieldData { field_name } => ServiceError::Invalid(format!(
+            "malformed multipart upload body: the `{}` part ended without a boundary after it (truncated?)",
+            field_name.unwrap_or_default().escape_debug()
+        )),
+        multer::Error::IncompleteHeaders => ServiceError::Invalid(
+            "malformed multipart upload body: a part's headers never end (no blank line after them)".into(),
+        ),
+        multer::Error::ReadHeaderFailed(cause) => ServiceError::Invalid(format!(
+            "malformed multipart upload body: a part's headers cannot be parsed ({cause}); header lines must be `Name: value` ending in CRLF"
+        )),
+        multer::Error::DecodeHeaderName { name, .. } => ServiceError::Invalid(format!(
+            "malformed multipart upload body: part header name `{}` is invalid",
+            name.escape_debug()
+        )),
+        multer::Error::DecodeHeaderValue { .. } => ServiceError::Invalid(
+            "malformed multipart upload body: a part header's value is not valid (control characters or a bare CR/LF in it?)".into(),
+        ),
         other => ServiceError::Invalid(format!("malformed multipart upload body: {other}")),
     }
+}
+
+/// The `content` part's filename, or why there is none usable: multer answers `None`
+/// alike for a missing `filename=`, an RFC 5987 `filename*=` and a name that is not
+/// UTF-8, and each needs its own fix.
+fn content_filename(field: &multer::Field<'_>) -> Result<String, ServiceError> {
+    if let Some(name) = field.file_name().filter(|n| !n.is_empty()) {
+        return Ok(name.to_owned());
+    }
+    let Some(disposition) = field.headers().get(header::CONTENT_DISPOSITION) else {
+        return Err(ServiceError::Invalid(
+            "the `content` part has no `Content-Disposition` header naming the file".into(),
+        ));
+    };
+    let Ok(text) = std::str::from_utf8(disposition.as_bytes()) else {
+        return Err(ServiceError::Invalid(
+            "the `content` part's filename is not UTF-8; distribution filenames are ASCII".into(),
+        ));
+    };
+    let lowered = text.to_ascii_lowercase();
+    let unclosed = lowered
+        .split_once("filename=\"")
+        .is_some_and(|(_, rest)| !rest.contains('"'));
+    Err(ServiceError::Invalid(if unclosed {
+        "the `content` part's `filename=\"…` is never closed: a CR or LF inside the name ends the header line".into()
+    } else if lowered.contains("filename*=") {
+        "the `content` part names its file only with RFC 5987 `filename*=`; send `filename=\"…\"` (as twine and `uv publish` do)".into()
+    } else if lowered.contains("filename=") {
+        "the `content` part's `filename=` is empty or unreadable; send the distribution's filename"
+            .into()
+    } else {
+        "the `content` part has no `filename=`; send the distribution's filename (as twine and `uv publish` do)".into()
+    }))
 }
 
 /// Reads an upload form from a multipart body: text fields (each named field at most
@@ -139,7 +192,7 @@ where
                     "the upload form has two `content` files".into(),
                 ));
             }
-            let filename = field.file_name().unwrap_or_default().to_owned();
+            let filename = content_filename(&field)?;
             let stream = field.map_err(|e| multipart_error(e, max_upload));
             form.content = Some(spool(filename, stream, tmp_dir, max_upload).await?);
         } else {

@@ -72,6 +72,15 @@ fn sdist(members: &[TarMember<'_>]) -> Dist {
 
 /// A multipart body written byte for byte, with `filename` as the content's filename.
 fn raw_form(dist: &Dist, filename: &[u8]) -> (String, Vec<u8>) {
+    let mut disposition = b"; filename=\"".to_vec();
+    disposition.extend_from_slice(filename);
+    disposition.push(b'"');
+    raw_form_disposed(dist, &disposition)
+}
+
+/// [`raw_form`] with `rest` after the content part's `name="content"` (its filename
+/// parameters, or none).
+fn raw_form_disposed(dist: &Dist, rest: &[u8]) -> (String, Vec<u8>) {
     let boundary = "kilnboundary7d1";
     let mut body = Vec::new();
     for (key, value) in dist.fields() {
@@ -83,11 +92,10 @@ fn raw_form(dist: &Dist, filename: &[u8]) -> (String, Vec<u8>) {
         );
     }
     body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"")
-            .as_bytes(),
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"content\"").as_bytes(),
     );
-    body.extend_from_slice(filename);
-    body.extend_from_slice(b"\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+    body.extend_from_slice(rest);
+    body.extend_from_slice(b"\r\nContent-Type: application/octet-stream\r\n\r\n");
     body.extend_from_slice(&dist.bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
@@ -432,6 +440,9 @@ async fn hostile_names_and_forms_are_refused_and_nothing_is_stored() {
     let (ct, nul) = raw_form(&good, b"demo-1.0-py3-none-any.whl\0.sh");
     let (_, injected) = raw_form(&good, b"demo-1.0.tar.gz\r\nX-Injected: 1");
     let (_, control) = raw_form(&good, b"demo-1.0-py3-none-any\t\xc2\x85.whl");
+    let (_, unnamed) = raw_form_disposed(&good, b"");
+    let (_, rfc5987) = raw_form_disposed(&good, b"; filename*=UTF-8''demo-1.0-py3-none-any.whl");
+    let (_, latin1) = raw_form(&good, b"d\xe9mo-1.0-py3-none-any.whl");
     let cyrillic = Dist::raw(
         "d\u{435}mo",
         "1.0",
@@ -464,8 +475,26 @@ async fn hostile_names_and_forms_are_refused_and_nothing_is_stored() {
         case(
             "header injection in filename",
             400,
-            "filename must be between 1 and 255 characters",
+            "is never closed",
             post_raw(&app, &ct, injected).await,
+        ),
+        case(
+            "no filename",
+            400,
+            "the `content` part has no `filename=`",
+            post_raw(&app, &ct, unnamed).await,
+        ),
+        case(
+            "RFC 5987 filename only",
+            400,
+            "names its file only with RFC 5987 `filename*=`",
+            post_raw(&app, &ct, rfc5987).await,
+        ),
+        case(
+            "non-UTF-8 filename",
+            400,
+            "filename is not UTF-8",
+            post_raw(&app, &ct, latin1).await,
         ),
         case(
             "tab and NEL control characters in filename",
@@ -529,7 +558,7 @@ async fn hostile_names_and_forms_are_refused_and_nothing_is_stored() {
         ),
     ];
     let n = check(&app, cases).await;
-    assert_eq!(n, 10);
+    assert_eq!(n, 13);
 }
 
 #[tokio::test]
