@@ -529,15 +529,7 @@ async fn observe(
     let mut said = None::<Instant>;
     let mut line = StatusLine::stderr();
     loop {
-        let view = client
-            .show_build_for(
-                &plan.index,
-                plan.project.name.as_str(),
-                &version,
-                plan.target.as_ref(),
-                None,
-            )
-            .await?;
+        let view = look(client, plan, None).await?;
         match view.status {
             BuildStateView::Ready { files } => return Ok(files),
             BuildStateView::Failed {
@@ -573,6 +565,23 @@ async fn observe(
     }
 }
 
+/// The build the plan is about (its target's, if any); with `wait`, a long poll.
+async fn look(
+    client: &Client,
+    plan: &Plan,
+    wait: Option<Duration>,
+) -> Result<crate::api::BuildView, ClientError> {
+    client
+        .show_build_for(
+            &plan.index,
+            plan.project.name.as_str(),
+            &plan.version.to_string(),
+            plan.target.as_ref(),
+            wait,
+        )
+        .await
+}
+
 fn timeout(plan: &Plan, limit: Duration) -> HookError {
     HookError::Timeout(format!(
         "gave up after {}s waiting for another runner to build {} {} on `{}` (--wait-timeout); its builder is still heartbeating",
@@ -598,15 +607,7 @@ async fn wait_for(
         if left.is_zero() {
             return Err(timeout(plan, limit));
         }
-        let view = client
-            .show_build_for(
-                &plan.index,
-                plan.project.name.as_str(),
-                &version,
-                plan.target.as_ref(),
-                Some(left.min(WAIT_SLICE)),
-            )
-            .await?;
+        let view = look(client, plan, Some(left.min(WAIT_SLICE))).await?;
         match view.status {
             BuildStateView::Ready { files } => return Ok(Some(files)),
             BuildStateView::Building {
