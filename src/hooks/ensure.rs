@@ -442,6 +442,11 @@ async fn obtain(
     let project = plan.project.name.as_str();
     let version = plan.version.to_string();
     let started = Instant::now();
+    // Most stages find the wheel built: answer them before spending a Python start on
+    // checking this runner could build.
+    if let BuildStateView::Ready { files } = look(client, plan, None).await?.status {
+        return Ok((files, false));
+    }
     if let Err(reason) = super::build::preflight(&plan.build).await {
         eprintln!(
             "kiln: this runner cannot build {project} {version}: {reason}. It does not claim the build: a runner that can builds it, and this one uses that wheel."
