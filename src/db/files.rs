@@ -334,6 +334,20 @@ impl Db {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
+    /// True when any file row, stage or mirrored, names `sha256` as its bytes or its
+    /// METADATA: the blob is in use and must stay.
+    pub async fn blob_listed(&self, sha256: &str) -> Result<bool, DbError> {
+        let listed: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM files WHERE sha256 = $1 OR metadata_sha256 = $1 \
+             UNION ALL SELECT 1 FROM mirror_files WHERE sha256 = $1 OR metadata_sha256 = $1 \
+             LIMIT 1",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(listed.is_some())
+    }
+
     /// True when any stage index of the server lists a file of `project` (mirrored files
     /// live elsewhere): the dependency-confusion guard's question.
     pub async fn published_anywhere(&self, project: &str) -> Result<bool, DbError> {

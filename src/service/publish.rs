@@ -248,12 +248,17 @@ pub async fn publish(
         .await?;
     let metadata_blob = match metadata {
         Some((bytes, _)) => {
+            let bytes = Bytes::from(bytes);
             let digest = Sha256Digest::of(&bytes);
             let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-            storage.put_bytes(&digest, Bytes::from(bytes)).await?;
-            Some((digest, size))
+            storage.put_bytes(&digest, bytes.clone()).await?;
+            Some((digest, size, bytes))
         }
         None => None,
+    };
+    let stored = Stored {
+        content,
+        metadata: metadata_blob.as_ref().map(|(d, _, b)| (d, b)),
     };
 
     let version = dist.version.to_string();
@@ -267,14 +272,24 @@ pub async fn publish(
         sha256: content.sha256.as_str(),
         size: i64::try_from(content.size).unwrap_or(i64::MAX),
         requires_python: requires_python.as_deref(),
-        metadata: metadata_blob.as_ref().map(|(d, s)| (d.as_str(), *s)),
+        metadata: metadata_blob.as_ref().map(|(d, s, _)| (d.as_str(), *s)),
         uploaded_by: &principal.name,
         uploaded_at: &now,
         build: None,
     };
-    let record = match insert_row(db, index, &dist, &new, form.lease_id.as_deref()).await? {
-        Ok(record) => record,
-        Err(existing) => return same_or_conflict(index, existing, &content.sha256),
+    let record = match insert_row(db, index, &dist, &new, form.lease_id.as_deref()).await {
+        Ok(Ok(record)) => {
+            stored.keep(storage).await?;
+            record
+        }
+        Ok(Err(existing)) => {
+            stored.drop_unlisted(db, storage).await;
+            return same_or_conflict(index, existing, &content.sha256);
+        }
+        Err(refused) => {
+            stored.drop_unlisted(db, storage).await;
+            return Err(refused);
+        }
     };
     tracing::info!(
         index.name = %index.name,
@@ -285,6 +300,71 @@ pub async fn publish(
         "file published"
     );
     Ok(Published::Created(record))
+}
+
+/// The blobs an upload stored before its row was decided, and the bytes to store them
+/// again from.
+///
+/// A refused upload leaves no blob, and a concurrent upload of the same bytes must never
+/// lose its blob to that cleanup. So a loser deletes a blob only while nothing lists it,
+/// then looks again and puts it back if a row appeared meanwhile; and a winner, after its
+/// row committed, makes sure its blobs exist (putting them back if a loser's delete got
+/// in between). Whichever order the steps interleave in, a listed blob ends stored.
+struct Stored<'a> {
+    content: &'a SpooledFile,
+    metadata: Option<(&'a Sha256Digest, &'a Bytes)>,
+}
+
+impl Stored<'_> {
+    /// After the row committed: every blob it names is in storage.
+    async fn keep(&self, storage: &Storage) -> Result<(), ServiceError> {
+        if !storage.exists(&self.content.sha256).await? {
+            tracing::warn!(sha256 = %self.content.sha256, "a refused upload's cleanup removed this upload's blob; storing it again");
+            storage
+                .put_file(&self.content.sha256, &self.content.path, self.content.size)
+                .await?;
+        }
+        if let Some((digest, bytes)) = self.metadata
+            && !storage.exists(digest).await?
+        {
+            storage.put_bytes(digest, bytes.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// After the row was refused: the blobs nothing lists are deleted (see the type).
+    async fn drop_unlisted(&self, db: &Db, storage: &Storage) {
+        let content = (&self.content.sha256, None);
+        let metadata = self.metadata.map(|(d, b)| (d, Some(b)));
+        for (digest, bytes) in std::iter::once(content).chain(metadata) {
+            if let Err(err) = Self::drop_one(db, storage, digest, bytes, self.content).await {
+                tracing::warn!(sha256 = %digest, error = %err, "a refused upload's blob could not be cleaned up; it stays until garbage collection");
+            }
+        }
+    }
+
+    async fn drop_one(
+        db: &Db,
+        storage: &Storage,
+        digest: &Sha256Digest,
+        bytes: Option<&Bytes>,
+        content: &SpooledFile,
+    ) -> Result<(), ServiceError> {
+        if db.blob_listed(digest.as_str()).await? {
+            return Ok(());
+        }
+        storage.delete(digest).await?;
+        if db.blob_listed(digest.as_str()).await? {
+            if let Some(bytes) = bytes {
+                storage.put_bytes(digest, bytes.clone()).await?;
+            } else {
+                storage
+                    .put_file(digest, &content.path, content.size)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Inserts the file row in one transaction, unless the filename is already taken:
@@ -541,5 +621,80 @@ fn same_or_conflict(
             "File already exists: `{}` is on index `{}` with different contents (sha256 {}, this upload {}). Builds must be reproducible: once published, a file never changes, because test results and lock files refer to its sha256. Publish a new version (or build number) instead.",
             existing.filename, index.name, existing.sha256, sha256
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database with one index listing a file whose bytes are `listed`.
+    async fn db_listing(dir: &std::path::Path, listed: &Sha256Digest) -> Db {
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.display());
+        let db = Db::connect(&url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        for statement in [
+            "INSERT INTO indexes (id, namespace, name, kind, volatile, promotion_only, created_at, updated_at) VALUES (1, 'root', 'x', 'stage', 0, 0, 't', 't')".to_owned(),
+            format!("INSERT INTO blobs (sha256, size, created_at) VALUES ('{listed}', 1, 't')"),
+            format!("INSERT INTO files (index_id, project, version, filename, kind, sha256, size, uploaded_at, uploaded_by) VALUES (1, 'demo', '1', 'demo-1.tar.gz', 'sdist', '{listed}', 1, 't', 'ci')"),
+        ] {
+            sqlx::query(&statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        db
+    }
+
+    fn spooled(dir: &std::path::Path, bytes: &[u8]) -> SpooledFile {
+        let path = dir.join(format!("spool-{}", Sha256Digest::of(bytes)));
+        std::fs::write(&path, bytes).unwrap();
+        SpooledFile {
+            filename: "demo-1.tar.gz".into(),
+            path: tempfile::TempPath::try_from_path(path).unwrap(),
+            size: bytes.len() as u64,
+            sha256: Sha256Digest::of(bytes),
+            md5: String::new(),
+            blake2_256: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_upload_drops_only_what_nothing_lists_and_a_winner_restores_its_blob() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            Storage::from_url(&format!("file://{}", dir.path().join("s").display())).unwrap();
+        let listed = spooled(dir.path(), b"listed bytes");
+        let loser = spooled(dir.path(), b"refused bytes");
+        let db = db_listing(dir.path(), &listed.sha256).await;
+        for file in [&listed, &loser] {
+            storage
+                .put_file(&file.sha256, &file.path, file.size)
+                .await
+                .unwrap();
+        }
+        for file in [&listed, &loser] {
+            let stored = Stored {
+                content: file,
+                metadata: None,
+            };
+            stored.drop_unlisted(&db, &storage).await;
+        }
+        assert!(
+            storage.exists(&listed.sha256).await.unwrap(),
+            "listed: kept"
+        );
+        assert!(
+            !storage.exists(&loser.sha256).await.unwrap(),
+            "unlisted: dropped"
+        );
+        // A winner whose blob a loser's cleanup removed after the winner's row committed
+        // stores it again.
+        storage.delete(&listed.sha256).await.unwrap();
+        let winner = Stored {
+            content: &listed,
+            metadata: None,
+        };
+        winner.keep(&storage).await.unwrap();
+        assert!(storage.exists(&listed.sha256).await.unwrap());
     }
 }

@@ -465,3 +465,65 @@ async fn refuses_non_multipart_bodies() {
     assert_eq!(status, 415);
     assert!(message.contains("multipart/form-data"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_uploads_leave_no_blob_and_never_take_a_concurrent_uploads_blob() {
+    let app = TestApp::spawn().await;
+    app.create_index("root/other", &[]).await;
+    let first = Dist::wheel_with("demo", "1.0", &[], "first");
+    assert_eq!(app.upload("root/master", &first).await.status(), 200);
+    let baseline = stored_files(&app).await.0;
+
+    // Eight uploads of different bytes racing for one free filename: one wins, seven are
+    // refused after storing their bytes, and none of those leaves its blob behind (the
+    // METADATA, the same in all eight, is the winner's).
+    let racers: Vec<Dist> = (0..8)
+        .map(|i| Dist::wheel_with("demo", "2.0", &[], &format!("racer {i}")))
+        .collect();
+    let race = racers.iter().map(|d| app.upload("root/master", d));
+    let statuses: Vec<u16> = futures_util::future::join_all(race)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        stored_files(&app).await.0,
+        baseline + 2,
+        "the winner's wheel and METADATA, and no orphan"
+    );
+
+    // The same bytes refused on one index while published on another, all at once: the
+    // refused ones' cleanup must not take the published blob.
+    let shared = Dist::wheel_with("demo", "1.0", &[], "shared");
+    let racing = (0..8).map(|i| {
+        let index = if i % 2 == 0 {
+            "root/master"
+        } else {
+            "root/other"
+        };
+        app.upload(index, &shared)
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(racing)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        4,
+        "{statuses:?}"
+    );
+    let got = app
+        .get(
+            &format!("root/other/+f/{}/{}", shared.sha256(), shared.filename),
+            &[],
+        )
+        .await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap(), shared.bytes);
+}
