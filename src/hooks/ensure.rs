@@ -442,24 +442,29 @@ async fn obtain(
     let project = plan.project.name.as_str();
     let version = plan.version.to_string();
     let started = Instant::now();
-    // Most stages find the wheel built: answer them before spending a Python start on
-    // checking this runner could build.
-    if let BuildStateView::Ready { files } = look(client, plan, None).await?.status {
-        return Ok((files, false));
+    let ours = provenance(plan, &options.project_dir)?;
+    // Most stages find the wheel built from their commit: answer them before spending a
+    // Python start on checking this runner could build. Anything else goes to the claim,
+    // where the server holds a version to one commit.
+    let view = look(client, plan, None).await?;
+    if let BuildStateView::Ready { files } = &view.status
+        && built_from(&view, &ours)
+    {
+        return Ok((files.clone(), false));
     }
     if let Err(reason) = super::build::preflight(&plan.build).await {
         eprintln!(
             "kiln: this runner cannot build {project} {version}: {reason}. It does not claim the build: a runner that can builds it, and this one uses that wheel."
         );
         return Ok((
-            observe(client, plan, options, &reason, started).await?,
+            observe(client, plan, options, (&reason, &ours), started).await?,
             false,
         ));
     }
     let mut claim = ClaimBuild {
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,
-        provenance: provenance(plan, &options.project_dir)?,
+        provenance: ours,
         target: plan.target.clone(),
     };
     loop {
@@ -526,7 +531,7 @@ async fn observe(
     client: &Client,
     plan: &Plan,
     options: &EnsureOptions,
-    reason: &str,
+    (reason, ours): (&str, &Provenance),
     started: Instant,
 ) -> Result<Vec<ReleaseFile>, HookError> {
     let version = plan.version.to_string();
@@ -535,17 +540,31 @@ async fn observe(
     let mut line = StatusLine::stderr();
     loop {
         let view = look(client, plan, None).await?;
+        let ours_built = built_from(&view, ours);
         match view.status {
-            BuildStateView::Ready { files } => return Ok(files),
+            // The server checks a version's commit on claims, and this runner never
+            // claims: it checks the commit itself.
+            BuildStateView::Ready { files } if ours_built => return Ok(files),
+            BuildStateView::Ready { .. } => {
+                return Err(HookError::Project(format!(
+                    "{} {version} on `{}` was built from {}, not from this runner's commit {}: a version names one commit; start a new pipeline run (a new build number)",
+                    plan.project.name,
+                    plan.index,
+                    view.provenance.as_ref().map_or(
+                        "an unrecorded commit (uploaded by hand)".to_owned(),
+                        |p| format!("commit {}", p.commit)
+                    ),
+                    ours.commit
+                )));
+            }
             BuildStateView::Failed {
                 builder,
                 error_tail,
                 attempt,
             } => return Err(failed(plan, &builder, &error_tail, attempt)),
             BuildStateView::Building { expires_in_ms, .. } if expires_in_ms > 0 => {
-                if let Some(files) = wait_for(client, plan, started, options.wait_timeout).await? {
-                    return Ok(files);
-                }
+                // Looked at again above, commit and all, once it is ready.
+                wait_for(client, plan, started, options.wait_timeout).await?;
                 continue;
             }
             _ => {}
@@ -568,6 +587,13 @@ async fn observe(
         }
         tokio::time::sleep(HANDOVER_POLL).await;
     }
+}
+
+/// True when the build `view` shows was made from this runner's commit.
+fn built_from(view: &crate::api::BuildView, ours: &Provenance) -> bool {
+    view.provenance
+        .as_ref()
+        .is_some_and(|p| p.commit == ours.commit)
 }
 
 /// The build the plan is about (its target's, if any); with `wait`, a long poll.

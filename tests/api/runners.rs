@@ -119,6 +119,23 @@ async fn a_runner_that_cannot_build_leaves_the_build_to_one_that_can() {
         "the runner that cannot build uses the other runner's wheel"
     );
 
+    // Never claiming, it still never takes a wheel built from another commit.
+    let elsewhere = Runner::new();
+    std::fs::write(elsewhere.path().join("CHANGES"), "a change").unwrap();
+    elsewhere.commit();
+    let mismatched = elsewhere
+        .kiln(&app, &args)
+        .env("KILN_PYTHON", &broken_python)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(mismatched.status.code(), Some(2), "{}", show(&mismatched));
+    assert!(
+        String::from_utf8_lossy(&mismatched.stderr).contains("a version names one commit"),
+        "{}",
+        show(&mismatched)
+    );
+
     // Alone, it fails with an environment error after a while and leaves the build
     // unclaimed, so the next runner that can build is not blocked.
     let alone = Runner::new()
