@@ -33,6 +33,13 @@ const EOCD_LEN: u64 = 22;
 const LOCATOR_LEN: u64 = 20;
 const CENTRAL_LEN: usize = 46;
 const LOCAL_LEN: u64 = 30;
+/// The newest "version needed to extract" Python's zipfile reads (6.3).
+const MAX_EXTRACT_VERSION: u8 = 63;
+const FLAG_ENCRYPTED: u16 = 0x0001;
+const FLAG_PATCHED: u16 = 0x0020;
+const FLAG_STRONG_ENCRYPTION: u16 = 0x0040;
+/// Stored, deflate, bzip2, lzma: what installers unpack.
+const KNOWN_METHODS: [u16; 4] = [0, 8, 12, 14];
 
 /// One member, as the central directory and its local header agree it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +248,7 @@ fn zip64_directory<R: Read + Seek>(
 struct Central {
     name: Vec<u8>,
     flags: u16,
+    method: u16,
     compressed: u64,
     size: u64,
     local_at: u64,
@@ -342,8 +350,36 @@ fn central_entries<R: Read + Seek>(
             return Err(fault(&member, "it is on another disk"));
         }
         let made_on_unix = head[5] == 3;
+        // What an installer cannot read, it cannot install: Python's zipfile refuses a
+        // whole archive that needs a later zip version than 6.3, and members that are
+        // encrypted, patched or compressed in ways it does not know.
+        if head[6] > MAX_EXTRACT_VERSION {
+            return Err(fault(
+                &member,
+                format!(
+                    "it needs zip version {}.{} to extract; installers read up to 6.3",
+                    head[6] / 10,
+                    head[6] % 10
+                ),
+            ));
+        }
+        let flags = u16_at(head, 8);
+        if flags & (FLAG_ENCRYPTED | FLAG_PATCHED | FLAG_STRONG_ENCRYPTION) != 0 {
+            return Err(fault(
+                &member,
+                "it is encrypted or patched data, which installers cannot unpack",
+            ));
+        }
+        let method = u16_at(head, 10);
+        if !KNOWN_METHODS.contains(&method) {
+            return Err(fault(
+                &member,
+                format!("its compression method {method} is not stored, deflate, bzip2 or lzma"),
+            ));
+        }
         let mut entry = Central {
-            flags: u16_at(head, 8),
+            flags,
+            method,
             compressed: u64::from(u32_at(head, 20)),
             size: u64::from(u32_at(head, 24)),
             local_at: u64::from(u32_at(head, 42)),
@@ -394,6 +430,14 @@ fn local_end<R: Read + Seek>(r: &mut R, entry: &Central, next: u64) -> Result<u6
                 "its local header names it `{}`: readers would disagree on its name",
                 shown(&name)
             ),
+        ));
+    }
+    // A streaming extractor believes the local header: it must say what the central
+    // directory says.
+    if u16_at(&head, 6) != entry.flags || u16_at(&head, 8) != entry.method {
+        return Err(fault(
+            &member,
+            "its local header and central entry give different flags or compression",
         ));
     }
     let descriptor = entry.flags & 0x08 != 0;

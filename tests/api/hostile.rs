@@ -752,3 +752,88 @@ async fn hostile_api_requests_are_refused_and_change_nothing() {
         "no yank or promotion happened: {events:?}"
     );
 }
+
+/// Reads each zip named on the command line with Python's `zipfile`, as pip does, and
+/// prints one JSON line per archive: its member names and its METADATA, base64.
+const PY_ZIP_READER: &str = r#"
+import base64, json, sys, zipfile
+for path in sys.argv[1:]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            meta = [n for n in names if n.endswith(".dist-info/METADATA")]
+            data = base64.b64encode(z.read(meta[0])).decode() if len(meta) == 1 else None
+            print(json.dumps({"path": path, "names": names, "metadata": data}))
+    except Exception as e:
+        print(json.dumps({"path": path, "error": f"{type(e).__name__}: {e}"}))
+"#;
+
+/// The archive differential against the installer: wheels damaged at random (and laid
+/// out in hostile ways) that Kiln accepts are read by Python's `zipfile` with the same
+/// single METADATA, byte for byte, and no repeated member.
+#[test]
+fn what_kiln_accepts_python_reads_the_same_way() {
+    use std::io::Cursor;
+    let good = Dist::wheel_with("demo", "1.0", &["Summary: the real one"], "x");
+    let dist = kiln::domain::DistFilename::parse(&good.filename).unwrap();
+    let limits = kiln::domain::ArchiveLimits::default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut accepted = std::collections::HashMap::new();
+    for i in 0..600 {
+        let mut bytes = good.bytes.clone();
+        for _ in 0..=(next() % 3) {
+            let at = usize::try_from(next()).unwrap() % bytes.len();
+            bytes[at] = u8::try_from(next() & 0xff).unwrap();
+        }
+        if i % 50 == 0 {
+            bytes.extend_from_slice(b"trailing");
+        }
+        let read = kiln::domain::metadata::read_wheel_metadata(Cursor::new(&bytes), &dist, limits);
+        if let Ok((metadata, _)) = read {
+            let path = dir.path().join(format!("{i}.whl"));
+            std::fs::write(&path, &bytes).unwrap();
+            accepted.insert(path.display().to_string(), metadata);
+        }
+    }
+    assert!(
+        accepted.len() > 50,
+        "enough survivors to compare: {}",
+        accepted.len()
+    );
+    let output = std::process::Command::new(crate::helpers::python().python_path())
+        .arg("-c")
+        .arg(PY_ZIP_READER)
+        .args(accepted.keys())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(lines.lines().count(), accepted.len());
+    for line in lines.lines() {
+        use base64::Engine as _;
+        let seen: serde_json::Value = serde_json::from_str(line).unwrap();
+        let path = seen["path"].as_str().unwrap();
+        let names: Vec<&str> = seen["names"]
+            .as_array()
+            .unwrap_or_else(|| panic!("Python could not read what Kiln accepted: {line}"))
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        let unique: std::collections::HashSet<&&str> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "repeated member: {line}");
+        let metadata = base64::engine::general_purpose::STANDARD
+            .decode(seen["metadata"].as_str().unwrap_or_default())
+            .unwrap();
+        assert_eq!(
+            metadata, accepted[path],
+            "pip would install another METADATA than Kiln serves: {path}"
+        );
+    }
+}
