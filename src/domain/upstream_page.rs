@@ -146,15 +146,16 @@ pub fn parse_json(
     let page: JsonPage =
         serde_json::from_slice(body).map_err(|e| PageError::Json(json_fault(&e)))?;
     if !page.meta.api_version.starts_with("1.") && page.meta.api_version != "1" {
-        // Shown to clients: a short, printable prefix only, never the upstream's text.
-        let shown: String = page
-            .meta
-            .api_version
-            .chars()
-            .take(16)
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-            .collect();
-        return Err(PageError::ApiVersion(shown));
+        // Shown to clients: a version number, or nothing of the upstream's text.
+        let version = &page.meta.api_version;
+        let looks_like_one = version.len() <= 16
+            && !version.is_empty()
+            && version.chars().all(|c| c.is_ascii_digit() || c == '.');
+        return Err(PageError::ApiVersion(if looks_like_one {
+            version.clone()
+        } else {
+            "(not a version number)".to_owned()
+        }));
     }
     let entries = page.files.into_iter().map(|f| RawEntry {
         sha256: f.hashes.get("sha256").cloned(),
@@ -408,6 +409,23 @@ mod tests {
             ),
             Err(PageError::ApiVersion(v)) if v == "2.0"
         ));
+    }
+
+    #[test]
+    fn json_faults_never_quote_the_upstream() {
+        let project = demo();
+        for body in [
+            &br#"{"meta": {"api-version": "1.1"}, "files": "internal-secret-0xdeadbeef"}"#[..],
+            br#"{"meta": {"api-version": "internal-secret-0xdeadbeef"}, "files": []}"#,
+            br#"{"meta": {"api-version": "1.1"}, "files": [{"filename": {"internal-secret-0xdeadbeef": 1}}]}"#,
+        ] {
+            let said = parse_json(body, &page_url(), &project).unwrap_err().to_string();
+            assert!(!said.contains("internal"), "{said}");
+        }
+        let said = parse_json(br#"{"meta": 1}"#, &page_url(), &project)
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains("line 1, column"), "{said}");
     }
 
     #[test]
