@@ -118,7 +118,7 @@ async fn without_checkout(
                 .show_release(index, &release.project, &release.version)
                 .await?;
             let files: Vec<_> = status.files.into_iter().map(|f| f.file).collect();
-            let runner = runner(args).await;
+            let runner = runner(args, &files).await;
             pick_wheel(&files, runner.as_ref())
                 .with_context(|| {
                     format!("{release} has no wheel this runner installs on `{index}` or its bases")
@@ -145,11 +145,10 @@ async fn without_checkout(
     })
 }
 
-/// What this runner installs, if its interpreter (or --target) says.
-async fn runner(args: &ReportArgs) -> Option<RunnerTarget> {
-    RunnerTarget::detect(&args.hook.python, args.hook.target.clone())
-        .await
-        .ok()
+/// What this runner installs, when it matters for `files` (see
+/// [`RunnerTarget::for_files`]).
+async fn runner(args: &ReportArgs, files: &[kiln::api::ReleaseFile]) -> Option<RunnerTarget> {
+    RunnerTarget::for_files(files, &args.hook.python, args.hook.target.clone()).await
 }
 
 /// In a checkout: the wheel of this build (or `--sha256`) on the build's index.
@@ -158,7 +157,6 @@ async fn from_checkout(client: &kiln::client::Client, args: &ReportArgs) -> anyh
     let sha256 = if let Some(sha) = &args.sha256 {
         sha.clone()
     } else {
-        let runner = runner(args).await;
         let version = plan.version.to_string();
         let show = |target| {
             client.show_build_for(
@@ -170,6 +168,10 @@ async fn from_checkout(client: &kiln::client::Client, args: &ReportArgs) -> anyh
             )
         };
         let mut view = show(None).await?;
+        let runner = match &view.status {
+            BuildStateView::Ready { files } => runner(args, files).await,
+            _ => None,
+        };
         // A platform-specific release may have a build for this runner's target.
         if let (BuildStateView::Ready { files }, Some(runner)) = (&view.status, &runner)
             && pick_wheel(files, Some(runner)).is_none()

@@ -178,23 +178,15 @@ pub struct Ensured {
 pub async fn ensure(client: &Client, options: &EnsureOptions) -> Result<Ensured, HookError> {
     let mut plan = plan(options, |k| std::env::var(k).ok())?;
     if let Some(release) = &options.artifact {
-        return published(client, &mut plan, release, options.index.as_ref()).await;
+        return published(client, &mut plan, release, options).await;
     }
     eprintln!(
         "kiln: {} {} from branch `{}` build {} → index `{}`",
         plan.project.name, plan.version, plan.ctx.branch, plan.ctx.build_number, plan.index
     );
     ensure_index(client, &plan).await?;
-    let runner = match RunnerTarget::detect(&plan.build.python, options.target.clone()).await {
-        Ok(runner) => Some(runner),
-        Err(why) => {
-            eprintln!(
-                "kiln: {why}; this runner takes the release's pure wheel if there is one, else its first (pass --target to say which wheel tag it installs)"
-            );
-            None
-        }
-    };
     let (mut files, mut built_here) = obtain(client, &plan, options).await?;
+    let runner = RunnerTarget::for_files(&files, &plan.build.python, options.target.clone()).await;
     if let Some(runner) = &runner
         && pick_wheel(&files, Some(runner)).is_none()
         && pick_wheel(&files, None).is_some()
@@ -240,7 +232,7 @@ async fn published(
     client: &Client,
     plan: &mut Plan,
     release: &ReleaseRef,
-    index: Option<&IndexName>,
+    options: &EnsureOptions,
 ) -> Result<Ensured, HookError> {
     let bad =
         |what: &str, e: String| HookError::Project(format!("--artifact `{release}`: {what}: {e}"));
@@ -252,7 +244,7 @@ async fn published(
         .version
         .parse()
         .map_err(|e: pep440_rs::VersionParseError| bad("version", e.to_string()))?;
-    match index {
+    match &options.index {
         Some(index) => plan.index = index.clone(),
         None => ensure_index(client, plan).await?,
     }
@@ -269,7 +261,7 @@ async fn published(
         .map(|f| (f.index.clone(), f.file.filename.clone()))
         .collect();
     let files: Vec<ReleaseFile> = status.files.into_iter().map(|f| f.file).collect();
-    let runner = RunnerTarget::detect(&plan.build.python, None).await.ok();
+    let runner = RunnerTarget::for_files(&files, &plan.build.python, options.target.clone()).await;
     let wheel = pick_wheel(&files, runner.as_ref()).ok_or_else(|| {
         HookError::Project(format!(
             "{release} has no wheel this runner can install on `{}` or its bases{}; check the name and version with `kiln status {} --index {}`",

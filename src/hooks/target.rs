@@ -81,6 +81,34 @@ impl RunnerTarget {
         Self::from_tags(&tags).ok_or_else(|| format!("`{python}` listed no usable wheel tag"))
     }
 
+    /// What this runner installs, asked only when it matters for `files`: with
+    /// `declared` (`--target`), that; when every wheel is pure, nothing (any runner
+    /// installs them, and no Python is started); otherwise `python`'s tags. An
+    /// interpreter that cannot tell is reported, and the old rule applies (`None`).
+    pub async fn for_files(
+        files: &[ReleaseFile],
+        python: &str,
+        declared: Option<BuildTarget>,
+    ) -> Option<Self> {
+        if declared.is_none()
+            && files
+                .iter()
+                .filter(|f| !wheel_tags(&f.filename).is_empty())
+                .all(|f| crate::domain::target::is_pure(&f.filename))
+        {
+            return None;
+        }
+        match Self::detect(python, declared).await {
+            Ok(runner) => Some(runner),
+            Err(why) => {
+                eprintln!(
+                    "kiln: {why}; this runner takes the release's pure wheel if there is one, else its first (pass --target to say which wheel tag it installs)"
+                );
+                None
+            }
+        }
+    }
+
     /// How much this runner prefers the wheel (lower is better); `None` if it cannot
     /// install it.
     #[must_use]
@@ -173,6 +201,27 @@ mod tests {
         assert!(pick_wheel(&files[..1], Some(&runner)).is_none());
         let pure = [file("p-1.0-py2.py3-none-any.whl")];
         assert!(pick_wheel(&pure, Some(&runner)).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_interpreter_is_asked_only_when_a_wheel_is_not_pure() {
+        let missing = "/nonexistent/python";
+        let pure = [file("p-1.0-py3-none-any.whl"), file("p-1.0.tar.gz")];
+        assert!(
+            RunnerTarget::for_files(&pure, missing, None)
+                .await
+                .is_none()
+        );
+        let native = [file("p-1.0-cp311-cp311-linux_x86_64.whl")];
+        // Asked, and it cannot answer: the old rule (no target) applies.
+        assert!(
+            RunnerTarget::for_files(&native, missing, None)
+                .await
+                .is_none()
+        );
+        let declared = "cp311-cp311-linux_x86_64".parse().unwrap();
+        let runner = RunnerTarget::for_files(&native, missing, Some(declared)).await;
+        assert_eq!(runner.unwrap().key.as_str(), "cp311-cp311-linux_x86_64");
     }
 
     #[test]
