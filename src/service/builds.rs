@@ -52,11 +52,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest builder description.
 const MAX_BUILDER: usize = 200;
 
-/// The index's own files of `release`, by filename.
-fn release_files(release: &Release, files: Vec<FileRecord>) -> Vec<FileRecord> {
-    own_files(release.version_str(), files)
-}
-
 /// The files a build stands for: for the release's first build, every own file of the
 /// release; for a per-target build, only the files uploaded under it.
 fn build_files(
@@ -550,21 +545,20 @@ pub async fn complete(
     let index = &index;
     let key = key(release, index, target);
     let mut tx = db.begin_write().await?;
-    let held = Db::find_build_tx(&mut tx, key)
-        .await?
-        .filter(|b| b.lease_id == lease_id && b.state == BuildState::Building);
-    let Some(held) = held else {
-        let build = Db::find_build_tx(&mut tx, key).await?;
+    let build = Db::find_build_tx(&mut tx, key).await?;
+    let Some(held) = build
+        .as_ref()
+        .filter(|b| b.lease_id == lease_id && b.state == BuildState::Building)
+    else {
         return Err(lease_lost(index, release, build.as_ref()));
     };
-    // Only what was uploaded under this lease makes the build ready.
-    let files: Vec<FileRecord> = release_files(
-        release,
+    // Only what was uploaded under this lease makes a per-target build ready.
+    let files = build_files(
+        key.version,
+        target,
+        Some(held),
         Db::own_project_files_tx(&mut tx, key.index_id, key.project).await?,
-    )
-    .into_iter()
-    .filter(|f| target.is_none() || f.build_id == Some(held.id))
-    .collect();
+    );
     if files.is_empty() {
         return Err(ServiceError::Invalid(format!(
             "cannot complete the build of {release} on `{}`: no file of that release was uploaded under the lease",
