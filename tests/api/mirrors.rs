@@ -888,4 +888,12 @@ async fn a_mirror_connects_only_to_its_upstream_and_the_origins_it_allows() {
         index.index.settings.mirror.unwrap().file_origins,
         [internal]
     );
+    let (status, message) = detail(app.get("root/prod/+simple/victim/", &[]).await).await;
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the allowed origin is reached"
+    );
+    // What it answered is not a page: refused, and still not quoted.
+    assert_eq!(status, 502, "{message}");
+    assert!(!message.contains("INTERNAL-SECRET"), "{message}");
 }
