@@ -6,6 +6,9 @@
 //! cargo run --release --example bench -- --ci     # only the CI-hook figures (seconds)
 //! cargo run --release --example bench -- --mirror # only the caching-proxy figures
 //! cargo run --release --example bench -- --scale  # only the server table (no CI/mirror)
+//! cargo run --release --example bench -- --fleet  # only the busy-fleet pages (see fleet.rs)
+//! cargo run --release --example bench -- --writes # only the PostgreSQL write throughput
+//! KILN_BENCH_BIN=/path/to/kiln cargo run …      # measure another build (before/after)
 //! ```
 //!
 //! It installs devpi-server, devpi-client, twine, pip and uv into `target/bench-venv` (from
@@ -38,6 +41,8 @@
 mod backends;
 #[path = "../tests/support/dist.rs"]
 mod dist;
+#[path = "bench/fleet.rs"]
+mod fleet;
 #[path = "../tests/support/upstream.rs"]
 mod upstream;
 
@@ -62,8 +67,21 @@ fn main() -> anyhow::Result<()> {
     let ci_only = std::env::args().any(|a| a == "--ci");
     let mirror_only = std::env::args().any(|a| a == "--mirror");
     let scale_only = std::env::args().any(|a| a == "--scale");
+    let fleet_only = std::env::args().any(|a| a == "--fleet");
+    let writes_only = std::env::args().any(|a| a == "--writes");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if fleet_only || writes_only {
+        let kiln_bin = build_kiln(&root)?;
+        let work = tempfile::tempdir()?;
+        if fleet_only {
+            busy_fleet_figures(&kiln_bin, work.path(), quick, load_seconds)?;
+        }
+        if writes_only {
+            write_figures(&kiln_bin, work.path(), load_seconds);
+        }
+        return Ok(());
+    }
     let venv = ensure_venv(&root)?;
     let kiln_bin = build_kiln(&root)?;
     let work = tempfile::tempdir()?;
@@ -111,7 +129,32 @@ fn main() -> anyhow::Result<()> {
         print_ci(ci);
         print_mirror(&mirror);
     }
+    busy_fleet_figures(&kiln_bin, work.path(), quick, load_seconds)?;
+    write_figures(&kiln_bin, work.path(), load_seconds);
     Ok(())
+}
+
+/// The busy-fleet table (see `bench/fleet.rs`).
+fn busy_fleet_figures(bin: &Path, work: &Path, quick: bool, seconds: u32) -> anyhow::Result<()> {
+    let size = if quick {
+        fleet::FleetSize::QUICK
+    } else {
+        fleet::FleetSize::FULL
+    };
+    let (rows, rss) = fleet::busy_fleet(bin, work, size, &[0, 10, 50, 200], seconds)?;
+    fleet::print_fleet(&bin.display().to_string(), &rows, rss, size);
+    Ok(())
+}
+
+/// The write-throughput line (see `bench/fleet.rs`); skipped without PostgreSQL.
+fn write_figures(bin: &Path, work: &Path, seconds: u32) {
+    match fleet::write_throughput(bin, work, seconds) {
+        Ok((reports, claims)) => println!(
+            "\n### Write throughput — {}: PostgreSQL + S3, 2 replicas, 32 clients\n\n| stage reports/s | lease claims/s |\n|---|---|\n| {reports:.0} | {claims:.0} |",
+            bin.display()
+        ),
+        Err(why) => eprintln!("skipping the write throughput: {why:#}"),
+    }
 }
 
 /// Packages in the mirrored dependency tree.
@@ -790,7 +833,10 @@ fn wrk(url: &str, accept: &str, seconds: u32) -> anyhow::Result<Load> {
         ])
         .output()
         .context("running wrk (apt-get install wrk)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    parse_wrk(&String::from_utf8_lossy(&output.stdout), url)
+}
+
+fn parse_wrk(text: &str, url: &str) -> anyhow::Result<Load> {
     let field = |prefix: &str| -> Option<&str> {
         text.lines()
             .map(str::trim)
@@ -808,6 +854,19 @@ fn wrk(url: &str, accept: &str, seconds: u32) -> anyhow::Result<Load> {
         p50_ms: parse_ms(field("50%").context("no p50")?)?,
         p99_ms: parse_ms(field("99%").context("no p99")?)?,
     })
+}
+
+/// wrk with a Lua script choosing each request's path, against `base`.
+fn wrk_script(base: &str, accept: &str, script: &Path, seconds: u32) -> anyhow::Result<Load> {
+    let output = Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency", "-H"])
+        .arg(format!("Accept: {accept}"))
+        .arg("-s")
+        .arg(script)
+        .arg(base.trim_end_matches('/'))
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    parse_wrk(&String::from_utf8_lossy(&output.stdout), base)
 }
 
 fn parse_ms(text: &str) -> anyhow::Result<f64> {
@@ -1010,6 +1069,10 @@ fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn build_kiln(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Ok(bin) = std::env::var("KILN_BENCH_BIN") {
+        // Another build of Kiln (e.g. the commit before a change), for before/after rows.
+        return Ok(PathBuf::from(bin));
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_ok(
         Command::new(cargo).current_dir(root).args([

@@ -37,7 +37,7 @@ pub struct AppState {
     pub templates: Arc<minijinja::Environment<'static>>,
     /// Rendered simple pages.
     pub pages: Arc<crate::http::page_cache::PageCache>,
-    /// What reading each index takes, per write generation.
+    /// What reading each index takes, until its chain's settings change.
     pub access: Arc<crate::service::auth::AccessCache>,
     /// Mirror indexes' upstream fetches and the flights in progress.
     pub mirrors: Arc<Mirrors>,
@@ -72,10 +72,12 @@ impl AppState {
             db,
             storage,
             mirrors: Arc::new(mirrors),
-            config: Arc::new(config),
             templates: Arc::new(templates),
-            pages: Arc::default(),
+            pages: Arc::new(crate::http::page_cache::PageCache::with_capacity(
+                config.page_cache_bytes,
+            )),
             access: Arc::default(),
+            config: Arc::new(config),
         })
     }
 }

@@ -103,6 +103,11 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_MAX_UPLOAD_SIZE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_upload_size: Option<ByteSize>,
+    /// The most memory rendered simple pages may take, e.g. `64MiB`; `0` keeps none
+    /// [default: 64MiB].
+    #[arg(long, env = "KILN_PAGE_CACHE_SIZE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_cache_size: Option<ByteSize>,
     /// How long a build lease lasts without a heartbeat, e.g. `10m` or `90s` [default: 10m].
     #[arg(long, env = "KILN_BUILD_LEASE_TIMEOUT")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +298,8 @@ pub struct ServeConfig {
     pub storage_options: crate::storage::StorageOptions,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: u64,
+    /// Most bytes of rendered pages kept in memory.
+    pub page_cache_bytes: u64,
     /// Bounds on reading archives.
     pub archive_limits: ArchiveLimits,
     /// Bounds on upload requests.
@@ -325,6 +332,7 @@ impl ServeConfig {
             storage_url: default_storage_url(data_dir),
             storage_options: crate::storage::StorageOptions::default(),
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
+            page_cache_bytes: crate::http::page_cache::DEFAULT_CAPACITY_BYTES,
             archive_limits: ArchiveLimits::default(),
             upload_limits: UploadLimits::default(),
             admin_token: None,
@@ -356,6 +364,7 @@ impl ServeConfig {
         limits.idle_timeout = duration(settings.upload_idle_timeout, limits.idle_timeout);
         limits.total_timeout = duration(settings.upload_timeout, limits.total_timeout);
         config.max_upload_bytes = size(settings.max_upload_size, config.max_upload_bytes);
+        config.page_cache_bytes = size(settings.page_cache_size, config.page_cache_bytes);
         let archive = &mut config.archive_limits;
         archive.max_metadata_bytes = size(settings.max_metadata_size, archive.max_metadata_bytes);
         archive.max_unpacked_bytes = size(settings.max_unpacked_size, archive.max_unpacked_bytes);
@@ -418,6 +427,7 @@ impl fmt::Debug for ServeConfig {
             )
             .field("presign_downloads", &self.storage_options.presign_downloads)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("page_cache_bytes", &self.page_cache_bytes)
             .field("archive_limits", &self.archive_limits)
             .field("upload_limits", &self.upload_limits)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))

@@ -88,6 +88,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "the largest upload (`--max-upload-size`)",
     ),
     var(
+        "KILN_PAGE_CACHE_SIZE",
+        Role::Server,
+        "the most memory rendered pages may take (`--page-cache-size`)",
+    ),
+    var(
         "KILN_BUILD_LEASE_TIMEOUT",
         Role::Server,
         "how long a build lease lasts without a heartbeat (`--build-lease-timeout`)",

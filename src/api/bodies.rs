@@ -35,9 +35,27 @@ pub struct HealthView {
     /// The object store's kind (`file`, `s3`, `memory`), when healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// The rendered-page cache's counters, when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_cache: Option<PageCacheView>,
     /// Why not, when unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A replica's rendered-page cache, as `/+health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCacheView {
+    /// Pages served from memory since start.
+    pub hits: u64,
+    /// Pages rendered since start (absent, expired, or stale after a change).
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now (bodies plus a fixed overhead per entry).
+    pub bytes: u64,
+    /// The bound on bytes held (`--page-cache-size`).
+    pub capacity_bytes: u64,
 }
 
 /// The answer to an upload (`POST /{ns}/{name}/`).

@@ -1,5 +1,6 @@
 //! File rows: which index lists which artifact under which filename.
 
+use super::changes::Change;
 use super::{Db, DbError, WriteTx, decode, decode_flag, decode_json, decode_u64, placeholders};
 use crate::domain::{DistKind, IndexName, ProjectName, Provenance, Sha256Digest};
 
@@ -242,6 +243,7 @@ impl Db {
     /// Inserts a file row and the blob rows it points at. Call only once the blobs are
     /// durable in storage. A concurrent insert of the same filename yields `Conflict`.
     pub async fn insert_file_tx(tx: &mut WriteTx, file: &NewFile<'_>) -> Result<(), DbError> {
+        tx.changed(Change::Files(file.index_id, file.project.to_owned()));
         let blobs = std::iter::once((file.sha256, file.size)).chain(file.metadata);
         for (sha256, size) in blobs {
             sqlx::query(

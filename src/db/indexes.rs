@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::AnyConnection;
 
+use super::changes::Change;
 use super::{Db, DbError, WriteTx};
 use crate::domain::{
     DEFAULT_MIRROR_TTL_SECONDS, Index, IndexKind, IndexName, IndexSettings, MirrorSettings,
@@ -225,6 +226,7 @@ impl Db {
         base_ids: &[i64],
         now: &str,
     ) -> Result<i64, DbError> {
+        tx.changed(Change::Indexes);
         let mirror = settings.mirror.as_ref();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, description, branch, \
@@ -261,6 +263,7 @@ impl Db {
         base_ids: &[i64],
         now: &str,
     ) -> Result<(), DbError> {
+        tx.changed(Change::Index(id));
         let mirror = settings.mirror.as_ref();
         sqlx::query(
             "UPDATE indexes SET volatile = $1, promotion_only = $2, description = $3, updated_at = $4, \
@@ -318,6 +321,8 @@ impl Db {
 
     /// Deletes an index, its bases and its file rows (blobs stay).
     pub async fn delete_index_tx(tx: &mut WriteTx, id: i64) -> Result<(), DbError> {
+        tx.changed(Change::Indexes);
+        tx.changed(Change::Index(id));
         sqlx::query("DELETE FROM files WHERE index_id = $1")
             .bind(id)
             .execute(&mut **tx)

@@ -4,6 +4,7 @@
 //! `fetched_at_ms`, and does it outside [`Db::begin_write`]: it must not bump the write
 //! generation, or every TTL expiry would flush every rendered page.
 
+use super::changes::Change;
 use super::{Db, DbError, WriteTx, decode, decode_flag, decode_u64, placeholders};
 use crate::domain::{DistKind, ProjectName, Sha256Digest};
 
@@ -275,6 +276,7 @@ impl Db {
         record: &MirrorProjectRecord,
         files: &[NewMirrorFile],
     ) -> Result<(), DbError> {
+        tx.changed(Change::Files(index_id, project.to_owned()));
         sqlx::query("DELETE FROM mirror_files WHERE index_id = $1 AND project = $2")
             .bind(index_id)
             .bind(project)
@@ -394,6 +396,7 @@ impl Db {
         index_id: i64,
         project: &str,
     ) -> Result<Option<Vec<String>>, DbError> {
+        tx.changed(Change::Files(index_id, project.to_owned()));
         let known: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM mirror_projects WHERE index_id = $1 AND project = $2",
         )

@@ -15,19 +15,18 @@
 //!   [`DbError::Corrupt`] (table, column, value), never a default.
 //!
 //! Traps:
-//! - Every write transaction starts by bumping `kiln_meta.generation` ([`Db::begin_write`]).
-//!   On SQLite that takes the write lock up front, so a transaction never has to upgrade a
-//!   read snapshot (which fails with `SQLITE_BUSY` instead of waiting). On PostgreSQL the
-//!   row lock on `kiln_meta` does the same across every replica: write transactions run
-//!   one at a time, and under READ COMMITTED each statement after the bump sees every
-//!   earlier commit, so "check, then insert" inside a write transaction is as safe as on
-//!   SQLite. (Writes are small and few next to reads, so one writer at a time is cheap.)
-//! - The counter is what in-process caches compare against ([`Db::generation`]) to notice
-//!   any write. A SQLite database belongs to one `kiln serve` process, enforced by an
-//!   exclusive lock on `<database file>.lock`, so there the answer comes from memory; on
-//!   PostgreSQL another replica may have written, so it is a primary-key read that
-//!   started after the request arrived (read once and passed along, see
-//!   `service::auth::check_read`; concurrent requests share one read, see `SharedReads`).
+//! - Writers do not take turns fleet-wide. On SQLite a write transaction starts with a
+//!   write (`kiln_meta.generation`), which takes SQLite's one write lock up front, so a
+//!   transaction never has to upgrade a read snapshot (which fails with `SQLITE_BUSY`
+//!   instead of waiting); SQLite serializes writers anyway. On PostgreSQL writers run in
+//!   parallel under READ COMMITTED, and an invariant that is a check followed by a write
+//!   holds by a unique constraint, a conditional write, or [`WriteTx::lock`] on just what
+//!   it concerns (a transaction-scoped advisory lock; see `docs/architecture.md` for the
+//!   list). A transaction takes at most one such lock per scope kind, in a fixed order.
+//! - A write names what it changes ([`WriteTx::changed`]); caches and build waiters learn
+//!   of it from there, on every replica ([`changes`]). A write that forgets to name a
+//!   change leaves stale pages behind; one that names none (stage results, heartbeats,
+//!   tokens, events) leaves every page alone, by design.
 //! - On PostgreSQL a failed statement aborts its transaction, so a unique violation is
 //!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
 //!   carrying on in the same transaction.
@@ -36,6 +35,7 @@
 //!   nothing else refers to (`mirrors::purge_mirror_project_tx`).
 
 mod builds;
+pub mod changes;
 mod files;
 mod indexes;
 mod mirrors;
@@ -45,8 +45,9 @@ mod tokens;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use sha2::Digest as _;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -191,20 +192,88 @@ impl DbError {
     }
 }
 
-/// A write transaction that already holds the write lock (see the module docs). It
-/// dereferences to the connection, so queries run on `&mut **tx`.
+/// What a check-then-write invariant concerns: two transactions that take the same
+/// lock run one after the other (on PostgreSQL; SQLite runs writers one at a time anyway).
+#[derive(Debug, Clone, Copy)]
+pub enum Lock<'a> {
+    /// One project on one index: its uploads, builds, promotions into it, yanks and a
+    /// mirror's listing of it.
+    Project(i64, &'a str),
+    /// The index graph: creating, changing or deleting an index (base cycles, dependents).
+    Indexes,
+    /// One CI run's report of one stage for one artifact on one index.
+    Result(i64, &'a str, &'a str, &'a str),
+}
+
+impl Lock<'_> {
+    /// The advisory lock's 64-bit key: the first 8 bytes of SHA-256 over the scope.
+    fn key(self) -> i64 {
+        let text = match self {
+            Self::Project(index, project) => format!("project\0{index}\0{project}"),
+            Self::Indexes => "indexes".to_owned(),
+            Self::Result(index, sha, stage, run) => {
+                format!("result\0{index}\0{sha}\0{stage}\0{run}")
+            }
+        };
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+/// A write transaction (see the module docs). It dereferences to the connection, so
+/// queries run on `&mut **tx`.
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    generation: Arc<AtomicI64>,
-    changed: Arc<tokio::sync::Notify>,
+    backend: Backend,
+    changes: Vec<changes::Change>,
+    stamps: Arc<changes::Stamps>,
+    fleet: Option<Arc<changes::Fleet>>,
 }
 
 impl WriteTx {
-    /// Commits, and lets in-process caches know that something changed.
-    pub async fn commit(self) -> Result<(), DbError> {
+    /// Waits for, then holds until commit or rollback, the lock on `scope` (PostgreSQL's
+    /// `pg_advisory_xact_lock`; SQLite already holds its one write lock).
+    pub async fn lock(&mut self, scope: Lock<'_>) -> Result<(), DbError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+                .bind(scope.key())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records that this transaction changes `change` (announced once it commits).
+    pub fn changed(&mut self, change: changes::Change) {
+        if !self.changes.contains(&change) {
+            self.changes.push(change);
+        }
+    }
+
+    /// Commits, then lets caches and waiters know what changed: this process's at once,
+    /// and on PostgreSQL every other replica's, waiting (boundedly) until those that show
+    /// pages have applied it, so that the caller's acknowledgement holds on any replica.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        let announced = match (&self.fleet, self.changes.is_empty()) {
+            (Some(fleet), false) => {
+                let (n, payload) = fleet.announce(&self.changes);
+                sqlx::query("SELECT CAST(pg_notify('kiln_changes', $1) AS TEXT)")
+                    .bind(payload)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Some((Arc::clone(fleet), n))
+            }
+            _ => None,
+        };
         self.tx.commit().await?;
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
+        self.stamps.apply(&self.changes);
+        if let Some((fleet, n)) = announced
+            && self.changes.iter().any(changes::Change::touches_pages)
+        {
+            fleet.await_acks(n).await;
+        }
         Ok(())
     }
 }
@@ -228,12 +297,10 @@ impl std::ops::DerefMut for WriteTx {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    /// Bumped after every commit made through this handle.
-    generation: Arc<AtomicI64>,
-    /// Woken after every commit made through this handle (long polls wait on it).
-    changed: Arc<tokio::sync::Notify>,
-    /// Shares one PostgreSQL read of the counter among the requests waiting for it.
-    shared_reads: Arc<SharedReads>,
+    /// When each change last happened, as far as this process knows.
+    stamps: Arc<changes::Stamps>,
+    /// On PostgreSQL: hearing and telling the other replicas.
+    fleet: Option<Arc<changes::Fleet>>,
     /// Held for the life of the handle: the SQLite file's single-owner lock.
     _owner_lock: Option<Arc<std::fs::File>>,
 }
@@ -282,47 +349,45 @@ impl Db {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        let stored: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
-            .fetch_one(&pool)
-            .await?;
+        let stamps = Arc::new(changes::Stamps::default());
+        let fleet = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                Some(changes::Fleet::start(url, pool.clone(), Arc::clone(&stamps)).await)
+            }
+        };
         Ok(Self {
             pool,
             backend,
-            generation: Arc::new(AtomicI64::new(stored)),
-            changed: Arc::default(),
-            shared_reads: Arc::default(),
+            stamps,
+            fleet,
             _owner_lock: owner_lock,
         })
     }
 
-    /// Starts a write transaction, bumping the generation counter first.
+    /// Starts a write transaction (on SQLite, taking the write lock first).
     pub async fn begin_write(&self) -> Result<WriteTx, DbError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE kiln_meta SET generation = generation + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
+        if self.backend == Backend::Sqlite {
+            sqlx::query("UPDATE kiln_meta SET generation = generation + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(WriteTx {
             tx,
-            generation: Arc::clone(&self.generation),
-            changed: Arc::clone(&self.changed),
+            backend: self.backend,
+            changes: Vec::new(),
+            stamps: Arc::clone(&self.stamps),
+            fleet: self.fleet.clone(),
         })
     }
 
-    /// Wakes after the next commit through this handle. Commits by another replica do
-    /// not wake it, so a long poll also re-reads on a short timer.
+    /// When each change last happened: what caches check their entries against, and
+    /// what build waiters wait on (woken by this replica's commits and, on PostgreSQL,
+    /// by every other replica's).
     #[must_use]
-    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.changed)
-    }
-
-    /// A counter that changes whenever a write commits, on any replica. On SQLite this
-    /// process makes every write, so the answer comes from memory; on PostgreSQL it is a
-    /// primary-key read of `kiln_meta` that started after the call (see [`SharedReads`]).
-    pub async fn generation(&self) -> Result<i64, DbError> {
-        match self.backend {
-            Backend::Sqlite => Ok(self.generation.load(Ordering::SeqCst)),
-            Backend::Postgres => self.shared_reads.read(&self.pool).await,
-        }
+    pub fn stamps(&self) -> &changes::Stamps {
+        &self.stamps
     }
 
     /// Which engine this handle talks to (for `/+health` and logs, never for queries).
@@ -358,41 +423,13 @@ impl Db {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned (on PostgreSQL, after
+    /// telling the other replicas not to wait for this one).
     pub async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-/// Reads of the PostgreSQL generation counter, shared by the requests that wait for one.
-///
-/// A caller needs a value read *after* it arrived, so that every write committed before
-/// its request is seen. Reads run one at a time; a caller that finds a newer read than its
-/// arrival already finished takes that value instead of querying again. Under load that is
-/// one query per database round trip for all page requests, instead of one per request;
-/// no caller waits for more than the read in flight plus its own.
-#[derive(Debug, Default)]
-struct SharedReads {
-    /// Numbers the reads, in the order they start.
-    started: std::sync::atomic::AtomicU64,
-    /// The last finished read: its number and the value it saw.
-    last: tokio::sync::Mutex<(u64, i64)>,
-}
-
-impl SharedReads {
-    async fn read(&self, pool: &AnyPool) -> Result<i64, DbError> {
-        let arrival = self.started.load(Ordering::SeqCst);
-        let mut last = self.last.lock().await;
-        // A read numbered above `arrival` started after this call did.
-        if last.0 > arrival {
-            return Ok(last.1);
+        if let Some(fleet) = &self.fleet {
+            fleet.leave().await;
         }
-        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let value: i64 = sqlx::query_scalar("SELECT generation FROM kiln_meta WHERE id = 1")
-            .fetch_one(pool)
-            .await?;
-        *last = (number, value);
-        Ok(value)
+        self.pool.close().await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Promotion records, events, file listings copied between indexes, and yanks.
 
+use super::changes::Change;
 use super::{Db, DbError, FileRecord, NewFile, WriteTx, decode, decode_json};
 use crate::domain::{EventKind, IndexName, ProjectName, Sha256Digest};
 
@@ -279,6 +280,7 @@ impl Db {
         by: &str,
         at: &str,
     ) -> Result<(), DbError> {
+        tx.changed(Change::Files(target_index_id, file.project.to_string()));
         if let Some(existing) = Self::find_file_tx(tx, target_index_id, &file.filename).await? {
             return if existing.sha256 == file.sha256 {
                 Ok(())

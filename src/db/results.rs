@@ -160,6 +160,14 @@ impl Db {
     /// Stores a result, replacing the same run's earlier report of the same stage.
     pub async fn record_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
         let mut tx = self.begin_write().await?;
+        // Replacing the run's earlier report is a delete then an insert: one at a time.
+        tx.lock(super::Lock::Result(
+            result.index_id,
+            result.sha256,
+            result.stage,
+            result.run_id,
+        ))
+        .await?;
         sqlx::query(
             "DELETE FROM stage_results WHERE index_id = $1 AND sha256 = $2 AND stage = $3 AND run_id = $4",
         )

@@ -16,6 +16,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             database: Some(state.db.backend().name().to_owned()),
             storage: Some(state.storage.kind().to_owned()),
+            page_cache: Some(state.pages.stats()),
             reason: None,
         })
         .into_response(),
@@ -28,6 +29,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
                     version: None,
                     database: None,
                     storage: None,
+                    page_cache: None,
                     reason: Some("database unavailable".to_owned()),
                 }),
             )

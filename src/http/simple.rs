@@ -25,8 +25,10 @@ use super::extract::IndexPath;
 use super::page_cache::{Page, PageKey};
 use crate::app::AppState;
 use crate::db::ListedFile;
+use crate::db::changes::Change;
+use crate::domain::IndexKind;
 use crate::domain::{ProjectName, Sha256Digest};
-use crate::service::auth::{Caller, Readable, check_read};
+use crate::service::auth::{Caller, Readable, chain_changes, check_read};
 use crate::service::{ServiceError, indexes, resolve};
 
 const API_VERSION: &str = "1.1";
@@ -238,15 +240,17 @@ pub async fn show_project(
     Ok(page_response(format, page, &headers))
 }
 
-/// A rendered page and how long it may be reused (`None`: until the next write).
-type Rendered = (Page, Option<Duration>);
+/// A rendered page, how long it may be reused (`None`: until something it shows
+/// changes), and what it shows.
+type Rendered = (Page, Option<Duration>, Vec<Change>);
 
 /// Answers from the page cache, rendering (and remembering) on a miss.
 /// A render's `NotFound` (no such index, no such project) is remembered as a 404 page.
 ///
-/// `readable` is the caller's read check on the index, which also holds the write
-/// generation read before rendering (as [`check_read`] does): a write
-/// that lands meanwhile then leaves this entry already stale.
+/// `readable` is the caller's read check on the index, which also holds the change
+/// counter read before rendering (see [`check_read`]): a change to what the page shows
+/// that lands meanwhile leaves this entry already stale. A "no such index" page depends
+/// on the set of indexes only.
 async fn cached_page<F, Fut>(
     state: &AppState,
     readable: Readable,
@@ -257,16 +261,25 @@ where
     F: FnOnce(AppState, PageKey) -> Fut,
     Fut: Future<Output = Result<Rendered, ServiceError>>,
 {
-    let generation = readable.generation();
-    if let Some(page) = state.pages.get(&key, generation) {
+    let stamps = state.db.stamps();
+    if let Some(page) = state.pages.get(&key, stamps) {
         return Ok(page);
     }
-    let (page, fresh_for) = match render(state.clone(), key.clone()).await {
+    let (page, fresh_for, depends_on) = match render(state.clone(), key.clone()).await {
         Ok(rendered) => rendered,
-        Err(ServiceError::NotFound(message)) => (Page::Missing(message), None),
+        Err(ServiceError::NotFound(message)) => {
+            (Page::Missing(message), None, vec![Change::Indexes])
+        }
         Err(err) => return Err(err.into()),
     };
-    state.pages.put(key, generation, page.clone(), fresh_for);
+    if stamps.is_live() {
+        state.pages.put(
+            key,
+            (readable.read_at(), depends_on),
+            page.clone(),
+            fresh_for,
+        );
+    }
     Ok(page)
 }
 
@@ -278,6 +291,16 @@ async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, Servi
         .mirrors
         .project_view(&state.db, &chain, project)
         .await?;
+    let mut depends_on = chain_changes(&chain);
+    depends_on.extend(
+        chain
+            .iter()
+            .map(|i| Change::Files(i.id, project.to_string())),
+    );
+    if chain.iter().any(|i| i.settings.kind == IndexKind::Mirror) {
+        // The guard asks whether the name is published on any index.
+        depends_on.push(Change::Project(project.to_string()));
+    }
     let hidden_from: Vec<String> = view.hidden_from.iter().map(ToString::to_string).collect();
     if view.files.is_empty() {
         if let Some(err) = view.errors.first() {
@@ -298,7 +321,7 @@ async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, Servi
             "project `{project}` is not on index `{}` or its bases{hidden}",
             key.index
         ));
-        return Ok((missing, view.fresh_for));
+        return Ok((missing, view.fresh_for, depends_on));
     }
     let body = match key.format {
         Format::Json => render_project_json(project, &view.files, &hidden_from)?,
@@ -312,7 +335,7 @@ async fn render_project(state: AppState, key: PageKey) -> Result<Rendered, Servi
             .iter()
             .map(|e| format!("nothing cached, not shown: {e}")),
     );
-    Ok((found(body, notes, hidden_from), view.fresh_for))
+    Ok((found(body, notes, hidden_from), view.fresh_for, depends_on))
 }
 
 fn found(body: Vec<u8>, stale: Vec<String>, hidden_from: Vec<String>) -> Page {
@@ -424,10 +447,14 @@ pub async fn list_projects(
 /// The project list: every project the chain's stage indexes have. Mirrors are not
 /// listed (PyPI alone has over half a million names); their projects resolve by name.
 async fn render_project_list(state: AppState, key: PageKey) -> Result<Rendered, ServiceError> {
-    let chain = resolve::chain_of(&state.db, &key.index).await?;
+    let index = indexes::get_index(&state.db, &key.index).await?;
+    let chain = resolve::chain_indexes(&state.db, &index).await?;
+    let mut depends_on = chain_changes(&chain);
+    depends_on.extend(chain.iter().map(|i| Change::Projects(i.id)));
+    let ids: Vec<i64> = chain.iter().map(|i| i.id).collect();
     let projects = state
         .db
-        .projects_of(&chain)
+        .projects_of(&ids)
         .await
         .map_err(ServiceError::from)?;
     let body = match key.format {
@@ -454,7 +481,7 @@ async fn render_project_list(state: AppState, key: PageKey) -> Result<Rendered, 
                 .map_err(|e| internal(&e))?
         }
     };
-    Ok((found(body, Vec::new(), Vec::new()), None))
+    Ok((found(body, Vec::new(), Vec::new()), None, depends_on))
 }
 
 /// `GET /{ns}/{name}/+simple` and `…/+simple/{project}`: add the trailing slash pip expects.

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
 use crate::api::{CreatedToken, TokenRequest, TokenState, TokenView};
+use crate::db::changes::{Change, Stamps};
 use crate::db::{Db, NewEvent, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
 use crate::domain::{EventKind, Index, IndexName, Sha256Digest};
@@ -134,29 +135,36 @@ pub fn needs_token() -> ServiceError {
     )
 }
 
-/// What reading each index takes, by the write generation it was computed at, so a read
-/// of a cached page costs no extra query.
+/// What reading each index takes, kept until its chain's settings change, so a read of
+/// a cached page costs no query.
 #[derive(Debug, Default)]
 pub struct AccessCache {
-    rules: std::sync::Mutex<HashMap<IndexName, (i64, ChainAccess)>>,
+    rules: std::sync::Mutex<HashMap<IndexName, AccessEntry>>,
+}
+
+#[derive(Debug, Clone)]
+struct AccessEntry {
+    read_at: u64,
+    depends_on: Vec<Change>,
+    rule: ChainAccess,
 }
 
 /// Most access rules kept at once.
 const MAX_ACCESS_RULES: usize = 20_000;
 
 impl AccessCache {
-    fn get(&self, index: &IndexName, generation: i64) -> Option<ChainAccess> {
+    fn get(&self, index: &IndexName, stamps: &Stamps) -> Option<ChainAccess> {
         let rules = self
             .rules
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         rules
             .get(index)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, a)| a.clone())
+            .filter(|e| stamps.unchanged_since(e.read_at, &e.depends_on))
+            .map(|e| e.rule.clone())
     }
 
-    fn put(&self, index: IndexName, generation: i64, rule: ChainAccess) {
+    fn put(&self, index: IndexName, entry: AccessEntry) {
         let mut rules = self
             .rules
             .lock()
@@ -164,46 +172,59 @@ impl AccessCache {
         if rules.len() >= MAX_ACCESS_RULES {
             rules.clear();
         }
-        rules.insert(index, (generation, rule));
+        rules.insert(index, entry);
     }
 }
 
-/// Proof that a caller may read an index, at the write generation it was checked at:
-/// made only by [`check_read`], and what the page cache takes to serve a page.
+/// What a cached value read from `chain`'s settings depends on: each member's settings
+/// (deleting a member changes them too). Creating other indexes changes nothing here.
+#[must_use]
+pub fn chain_changes(chain: &[Index]) -> Vec<Change> {
+    chain.iter().map(|i| Change::Index(i.id)).collect()
+}
+
+/// Proof that a caller may read an index, with the change counter read before the check:
+/// made only by [`check_read`], and what the page cache takes to remember a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readable {
-    generation: i64,
+    read_at: u64,
 }
 
 impl Readable {
-    /// The write generation the check was made at.
+    /// The change counter read before the check (and before anything rendered after it).
     #[must_use]
-    pub fn generation(self) -> i64 {
-        self.generation
+    pub fn read_at(self) -> u64 {
+        self.read_at
     }
 }
 
 /// Refuses unless `caller` may read `index` and every private index it inherits from.
-/// The rule is computed once per write generation; the generation it was checked at is
-/// returned, so a page served next reuses it (on PostgreSQL reading it is a query).
+/// The rule is kept until a setting of the chain changes, so a cached page needs no query.
 pub async fn check_read(
     db: &Db,
     cache: &AccessCache,
     caller: &Caller,
     index: &IndexName,
 ) -> Result<Readable, ServiceError> {
-    let generation = db.generation().await?;
-    let access = if let Some(access) = cache.get(index, generation) {
+    let read_at = db.stamps().now();
+    let access = if let Some(access) = cache.get(index, db.stamps()) {
         access
     } else {
         let found = super::indexes::get_index(db, index).await?;
         let chain = super::resolve::chain_indexes(db, &found).await?;
-        let access = ChainAccess::of(&chain);
-        cache.put(index.clone(), generation, access.clone());
-        access
+        let rule = ChainAccess::of(&chain);
+        cache.put(
+            index.clone(),
+            AccessEntry {
+                read_at,
+                depends_on: chain_changes(&chain),
+                rule: rule.clone(),
+            },
+        );
+        rule
     };
     require_read(caller.principal(), &access)?;
-    Ok(Readable { generation })
+    Ok(Readable { read_at })
 }
 
 /// An index and its chain (the index itself, then everything it inherits), once the
@@ -228,7 +249,7 @@ fn lacks(permission: Permission, index: &IndexName, why: &str) -> ServiceError {
 }
 
 /// What reading an index takes: the index and the private indexes in its chain (itself
-/// and everything it inherits). Computed once per write generation and cached.
+/// and everything it inherits). Cached until a setting of the chain changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainAccess {
     /// The index being read.

@@ -39,16 +39,19 @@ use pep440_rs::Version;
 use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
 use crate::api::{ClaimBuild, MAX_ERROR_TAIL, tail};
-use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, LeaseHolder, WriteTx};
+use crate::db::changes::Change;
+use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, LeaseHolder, Lock, WriteTx};
 use crate::domain::release::canonical;
 use crate::domain::{BuildTarget, Index, ProjectName, Provenance};
 use crate::domain::{IndexName, Release};
 
 /// Longest accepted long poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-/// How often a long poll re-reads the database even without a local wake-up (a commit by
-/// another replica does not wake this process).
+/// How often a long poll re-reads the database while the change listener is down (then
+/// another replica's commit does not wake this process).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often it re-reads anyway while the listener is up (every change wakes it).
+const SAFETY_POLL: Duration = Duration::from_secs(5);
 /// Longest builder description.
 const MAX_BUILDER: usize = 200;
 
@@ -326,7 +329,11 @@ pub async fn claim(
             expires_at_ms: lease_expiry(ttl),
             provenance: &request.provenance,
         };
+        tx.lock(Lock::Project(key.index_id, key.project)).await?;
         let outcome = claim_tx(&mut tx, (index, release), key, &holder, request.retry).await?;
+        if matches!(outcome, Some(BuildStatus::Claimed { .. })) {
+            tx.changed(Change::Builds(key.index_id, key.project.to_owned()));
+        }
         tx.commit().await?;
         if let Some(status) = outcome {
             if let BuildStatus::Claimed { attempt, .. } = &status {
@@ -461,11 +468,11 @@ async fn wait(
     timeout: Duration,
 ) -> Result<BuildStatus, ServiceError> {
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
-    let changes = db.changes();
+    let stamps = db.stamps();
     loop {
         // Registered before the read, so a commit between the read and the sleep still
-        // wakes this poll.
-        let notified = changes.notified();
+        // wakes this poll (a commit here or, on PostgreSQL, on any other replica).
+        let notified = stamps.woken().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let status = observe(db, index, release, target).await?;
@@ -483,7 +490,13 @@ async fn wait(
         if now >= deadline {
             return Ok(status);
         }
-        let nap = POLL_INTERVAL.min(deadline - now).min(lapses_in);
+        // Woken by the change; the timer only covers a listener that is down.
+        let poll = if stamps.is_live() {
+            SAFETY_POLL
+        } else {
+            POLL_INTERVAL
+        };
+        let nap = poll.min(deadline - now).min(lapses_in);
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(nap) => {}
@@ -545,6 +558,10 @@ pub async fn complete(
     let index = &index;
     let key = key(release, index, target);
     let mut tx = db.begin_write().await?;
+    // The files uploaded under the lease are read, then the build is marked ready: no
+    // upload of the project lands in between.
+    tx.lock(Lock::Project(key.index_id, key.project)).await?;
+    tx.changed(Change::Builds(key.index_id, key.project.to_owned()));
     let build = Db::find_build_tx(&mut tx, key).await?;
     let Some(held) = build
         .as_ref()
@@ -608,6 +625,7 @@ pub async fn fail(
     let key = key(release, index, target);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
     let mut tx = db.begin_write().await?;
+    tx.changed(Change::Builds(key.index_id, key.project.to_owned()));
     if !Db::finish_build_tx(
         &mut tx,
         key,

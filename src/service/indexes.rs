@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::auth::{self, Caller, Principal};
 use super::{ServiceError, now_rfc3339, resolve};
-use crate::db::{Db, DbError, NewEvent, WriteTx};
+use crate::db::{Db, DbError, Lock, NewEvent, WriteTx};
 use crate::domain::{EventKind, Permission};
 use crate::domain::{Index, IndexKind, IndexName, IndexSettings, MirrorSettings, ProjectName};
 
@@ -246,6 +246,8 @@ pub async fn create_index_tx(
     name: &IndexName,
     settings: &IndexSettings,
 ) -> Result<i64, ServiceError> {
+    // Its bases must still exist when it is inserted.
+    tx.lock(Lock::Indexes).await?;
     if Db::find_index_tx(tx, name).await?.is_some() {
         return Err(ServiceError::Conflict(format!(
             "index `{name}` already exists"
@@ -363,6 +365,8 @@ pub async fn modify_index(
     let principal = caller.authenticated()?;
     authorize_modify(db, principal, name, patch).await?;
     let mut tx = db.begin_write().await?;
+    // New bases are checked for cycles against the graph as it is now.
+    tx.lock(Lock::Indexes).await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
@@ -464,6 +468,8 @@ pub async fn delete_index(
     let principal = caller.authenticated()?;
     authorize_delete(db, principal, name).await?;
     let mut tx = db.begin_write().await?;
+    // No index may take it as a base between the check for dependents and the delete.
+    tx.lock(Lock::Indexes).await?;
     let index = Db::find_index_tx(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;

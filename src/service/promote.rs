@@ -30,8 +30,10 @@ use super::{ServiceError, indexes, now_rfc3339};
 use crate::api::{
     PromoteRequest, PromotionOutcome, PromotionResult, PromotionView, ReleaseRef, ResultView,
 };
+use crate::db::changes::Change;
 use crate::db::{
-    BuildState, Db, DbError, EventRecord, FileRecord, NewEvent, NewPromotion, PromotionRecord,
+    BuildState, Db, DbError, EventRecord, FileRecord, Lock, NewEvent, NewPromotion,
+    PromotionRecord, WriteTx,
 };
 use crate::domain::Check;
 use crate::domain::Release;
@@ -587,6 +589,7 @@ async fn list_on_target(
 ) -> Result<(bool, Vec<(usize, PromotionRecord)>), ServiceError> {
     let now = now_rfc3339();
     let mut tx = db.begin_write().await?;
+    lock_targets(&mut tx, rule, target, candidates).await?;
     let mut raced = false;
     for (_, candidate) in candidates {
         let release = &candidate.release;
@@ -680,6 +683,48 @@ async fn list_on_target(
         records.push((*position, record));
     }
     Ok((raced, records))
+}
+
+/// Locks the target's projects of the request (in name order, so two requests never
+/// wait for each other), names them as changed, and checks "newer than the target" again
+/// on what the target lists now: a racing promotion of a newer version of the same
+/// project may have committed since the policy was evaluated.
+async fn lock_targets(
+    tx: &mut WriteTx,
+    rule: &PromotionRule,
+    target: &Index,
+    candidates: &[(usize, Candidate)],
+) -> Result<(), ServiceError> {
+    let mut projects: Vec<&ProjectName> =
+        candidates.iter().map(|(_, c)| &c.release.project).collect();
+    projects.sort();
+    projects.dedup();
+    for project in projects {
+        tx.lock(Lock::Project(target.id, project.as_str())).await?;
+        let listed = Db::own_project_files_tx(tx, target.id, project.as_str()).await?;
+        if listed.is_empty() {
+            tx.changed(Change::Projects(target.id));
+        }
+        if !rule.newer_than_target {
+            continue;
+        }
+        let newest = listed
+            .iter()
+            .filter_map(|f| Version::from_str(&f.version).ok())
+            .max();
+        for (_, candidate) in candidates
+            .iter()
+            .filter(|(_, c)| &c.release.project == project)
+        {
+            if let Some(newest) = newest.as_ref().filter(|n| **n > candidate.release.version) {
+                return Err(ServiceError::Conflict(format!(
+                    "a concurrent promotion listed `{project}` {newest} on `{}` while this one ran, so {} is no longer newer than the target; nothing was promoted",
+                    target.name, candidate.release
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After a stage result for `sha256` on `index`: promotes, under every `auto` rule whose
@@ -784,6 +829,7 @@ pub async fn set_yank(
         ));
     }
     let mut tx = db.begin_write().await?;
+    tx.changed(Change::Files(index.id, release.project.to_string()));
     Db::set_yanked_tx(&mut tx, index.id, &files, reason).await?;
     Db::insert_event_tx(
         &mut tx,

@@ -23,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::auth::{Caller, Principal};
 use super::{ServiceError, now_rfc3339};
-use crate::db::{Db, DbError, FileRecord, NewFile};
+use crate::db::changes::Change;
+use crate::db::{Db, DbError, FileRecord, Lock, NewFile};
 use crate::domain::archive::{self, ArchiveError, ArchiveLimits};
 use crate::domain::metadata::{self, MetadataError};
 use crate::domain::{DistFilename, DistKind, Index, IndexName, ProjectName, Sha256Digest};
@@ -378,14 +379,17 @@ async fn insert_row(
     lease_id: Option<&str>,
 ) -> Result<Result<FileRecord, FileRecord>, ServiceError> {
     let mut tx = db.begin_write().await?;
+    // Lookalike names and the lease check are read, then written: one project at a time.
+    tx.lock(Lock::Project(index.id, dist.project.as_str()))
+        .await?;
     if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Ok(Err(existing));
     }
-    refuse_lookalike(
-        index,
-        dist,
-        &Db::own_project_files_tx(&mut tx, index.id, dist.project.as_str()).await?,
-    )?;
+    let own = Db::own_project_files_tx(&mut tx, index.id, dist.project.as_str()).await?;
+    refuse_lookalike(index, dist, &own)?;
+    if own.is_empty() {
+        tx.changed(Change::Projects(index.id));
+    }
     let build =
         super::builds::check_upload_lease(&mut tx, index, &dist.project, &dist.version, lease_id)
             .await?;

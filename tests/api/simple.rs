@@ -355,3 +355,100 @@ fn blocking_status_line(host: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response.lines().next().unwrap_or_default().to_owned()
 }
+
+/// The page cache's counters, from `/+health`.
+async fn cache_counts(app: &TestApp) -> (u64, u64) {
+    let health: serde_json::Value = app.get("+health", &[]).await.json().await.unwrap();
+    let cache = &health["page_cache"];
+    (
+        cache["hits"].as_u64().unwrap(),
+        cache["misses"].as_u64().unwrap(),
+    )
+}
+
+/// Each page's ETag, and how many of the requests were cache hits.
+async fn etags_and_hits(app: &TestApp, pages: &[&str]) -> (Vec<String>, u64) {
+    let (hits_before, _) = cache_counts(app).await;
+    let mut etags = Vec::new();
+    for page in pages {
+        let response = app.get(page, &[("accept", JSON)]).await;
+        assert_eq!(response.status(), 200, "{page}");
+        etags.push(response.headers()["etag"].to_str().unwrap().to_owned());
+    }
+    let (hits_after, _) = cache_counts(app).await;
+    (etags, hits_after - hits_before)
+}
+
+/// A write discards exactly the pages it can change: a stage report or a new index none,
+/// an upload to a branch only that project's page on that branch (and the branch's
+/// project list if the project is new there), a yank on master that project's pages on
+/// master and on every branch inheriting it. The ETags say the same from outside.
+#[tokio::test]
+async fn a_write_discards_only_the_pages_it_changes() {
+    let app = TestApp::spawn().await;
+    app.create_index("acme/feature", &["root/master"]).await;
+    let demo = Dist::wheel("demo", "1.0");
+    for dist in [&demo, &Dist::wheel("other", "1.0")] {
+        assert_eq!(app.upload("root/master", dist).await.status(), 200);
+    }
+    let pages = [
+        "root/master/+simple/demo/",
+        "acme/feature/+simple/demo/",
+        "root/master/+simple/other/",
+        "acme/feature/+simple/other/",
+        "acme/feature/+simple/",
+    ];
+    let (first, _) = etags_and_hits(&app, &pages).await;
+
+    crate::promotions::report(
+        &app,
+        &demo.sha256(),
+        "unit",
+        "run-1",
+        kiln::domain::Outcome::Pass,
+    )
+    .await;
+    app.create_index("acme/unrelated", &["root/master"]).await;
+    let (etags, hits) = etags_and_hits(&app, &pages).await;
+    assert_eq!(
+        etags, first,
+        "a stage report and a new index change no page"
+    );
+    assert_eq!(hits, 5, "and every page is still served from memory");
+
+    let branch_other = Dist::wheel("other", "2.0");
+    assert_eq!(
+        app.upload("acme/feature", &branch_other).await.status(),
+        200
+    );
+    let (etags, hits) = etags_and_hits(&app, &pages).await;
+    assert_eq!(
+        hits, 3,
+        "only the branch's `other` page and its project list (a new own project) were rendered again"
+    );
+    assert_ne!(etags[3], first[3], "the branch's `other` page shows 2.0");
+    assert_eq!(
+        (&etags[..3], &etags[4]),
+        (&first[..3], &first[4]),
+        "the rest show what they showed"
+    );
+
+    let yanked = app
+        .client()
+        .yank(
+            &"root/master".parse().unwrap(),
+            "demo",
+            "1.0",
+            Some("broken"),
+        )
+        .await;
+    assert!(yanked.is_ok(), "{yanked:?}");
+    let (after_yank, hits) = etags_and_hits(&app, &pages).await;
+    assert_eq!(
+        hits, 3,
+        "the yank re-rendered `demo` on master and on the branch"
+    );
+    assert_ne!(after_yank[0], etags[0]);
+    assert_ne!(after_yank[1], etags[1]);
+    assert_eq!(&after_yank[2..], &etags[2..]);
+}

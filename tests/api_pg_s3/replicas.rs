@@ -445,3 +445,91 @@ async fn restarting_a_replica_mid_traffic_loses_nothing_and_leaves_no_half_rows(
         "{taken:?}"
     );
 }
+
+/// Replicas hear each other's changes without asking the database per request: a build
+/// completed through A wakes a waiter long-polling on B at once (by A's notification; a
+/// waiter's own timer would take 5 s), and a stage report through A leaves B's cached
+/// page in place (same ETag, served from memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_one_replica_wakes_when_the_build_completes_on_the_other() {
+    let (_backing, replicas) = fleet(2).await;
+    let [a, b] = replicas.as_slice() else {
+        unreachable!()
+    };
+    let index: kiln::domain::IndexName = "root/master".parse().unwrap();
+    let claim = ClaimBuild {
+        builder: "runner-on-a".into(),
+        retry: false,
+        provenance: crate::helpers::provenance("abcdef1"),
+        target: None,
+    };
+    let held = a
+        .client()
+        .claim_build(&index, "woken", "1.0", &claim)
+        .await
+        .unwrap();
+    let BuildStateView::Claimed { lease_id, .. } = held.status else {
+        panic!("{:?}", held.status)
+    };
+    let waiter = {
+        let client = b.client();
+        let index = index.clone();
+        tokio::spawn(async move {
+            client
+                .show_build(&index, "woken", "1.0", Some(Duration::from_secs(60)))
+                .await
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Dist::wheel("woken", "1.0");
+    let path = dir.path().join(&dist.filename);
+    std::fs::write(&path, &dist.bytes).unwrap();
+    a.client()
+        .upload_file(&index, &path, "woken", "1.0", Some(&lease_id))
+        .await
+        .unwrap();
+    // Give the waiter time to reach its long poll on B (if it has not, it answers at
+    // once and this proves less, but never fails).
+    let spawned = std::time::Instant::now();
+    while spawned.elapsed() < Duration::from_millis(500) && !waiter.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!waiter.is_finished(), "the build is still in progress");
+    let completed = std::time::Instant::now();
+    a.client()
+        .lease_action(
+            &index,
+            "woken",
+            "1.0",
+            "complete",
+            &kiln::api::LeaseBody {
+                lease_id,
+                error_tail: None,
+                target: None,
+            },
+        )
+        .await
+        .unwrap();
+    let seen = waiter.await.unwrap().unwrap();
+    let woke_after = completed.elapsed();
+    assert!(
+        matches!(seen.status, BuildStateView::Ready { .. }),
+        "{:?}",
+        seen.status
+    );
+    assert!(
+        woke_after < Duration::from_secs(3),
+        "B's waiter saw A's completion after {woke_after:?}: woken by its timer, not by the notification"
+    );
+
+    // B's cached page survives a stage report made through A.
+    let first = b.get("root/master/+simple/woken/", &[]).await;
+    let etag = first.headers()["etag"].clone();
+    let hits = |health: serde_json::Value| health["page_cache"]["hits"].as_u64().unwrap();
+    let before = hits(b.get("+health", &[]).await.json().await.unwrap());
+    crate::promotions::report(a, &dist.sha256(), "unit", "run-1", Outcome::Pass).await;
+    let again = b.get("root/master/+simple/woken/", &[]).await;
+    assert_eq!(again.headers()["etag"], etag);
+    let after = hits(b.get("+health", &[]).await.json().await.unwrap());
+    assert_eq!(after, before + 1, "served from B's memory");
+}

@@ -45,6 +45,7 @@ impl Mirrors {
         caller.require(Permission::Admin, name)?;
         let mirror = &mirror_index(crate::service::indexes::get_index(db, name).await?)?;
         let mut tx = db.begin_write().await?;
+        tx.lock(Lock::Project(mirror.id, project.as_str())).await?;
         let Some(orphans) =
             Db::purge_mirror_project_tx(&mut tx, mirror.id, project.as_str()).await?
         else {

@@ -44,7 +44,7 @@ use super::auth::Caller;
 use super::flight::{Flights, Streams};
 use super::{ServiceError, now_rfc3339, resolve};
 use crate::db::{
-    Db, FileRecord, ListedFile, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord,
+    Db, FileRecord, ListedFile, Lock, MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord,
     NewMirrorFile, PageStatus,
 };
 use crate::domain::upstream_page::UpstreamFile;

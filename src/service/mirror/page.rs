@@ -191,6 +191,9 @@ impl Mirrors {
                 .begin_write()
                 .await
                 .map_err(|e| local("storing the page", e))?;
+            tx.lock(Lock::Project(mirror.id, project.as_str()))
+                .await
+                .map_err(|e| local("storing the page", e))?;
             Db::store_mirror_listing_tx(&mut tx, mirror.id, project.as_str(), &record, &files)
                 .await
                 .map_err(|e| local("storing the page", e))?;
