@@ -8,6 +8,7 @@
 //! cargo run --release --example bench -- --scale  # only the server table (no CI/mirror)
 //! cargo run --release --example bench -- --fleet  # only the busy-fleet pages (see fleet.rs)
 //! cargo run --release --example bench -- --writes # only the PostgreSQL write throughput
+//! cargo run --release --example bench -- --big    # only the 100,000-project index (see big.rs)
 //! KILN_BENCH_BIN=/path/to/kiln cargo run …      # measure another build (before/after)
 //! ```
 //!
@@ -39,6 +40,8 @@
 
 #[path = "../tests/support/backends.rs"]
 mod backends;
+#[path = "bench/big.rs"]
+mod big;
 #[path = "../tests/support/dist.rs"]
 mod dist;
 #[path = "bench/fleet.rs"]
@@ -69,11 +72,15 @@ fn main() -> anyhow::Result<()> {
     let scale_only = std::env::args().any(|a| a == "--scale");
     let fleet_only = std::env::args().any(|a| a == "--fleet");
     let writes_only = std::env::args().any(|a| a == "--writes");
+    let big_only = std::env::args().any(|a| a == "--big");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if fleet_only || writes_only {
+    if fleet_only || writes_only || big_only {
         let kiln_bin = build_kiln(&root)?;
         let work = tempfile::tempdir()?;
+        if big_only {
+            big_figures(&kiln_bin, work.path(), quick, load_seconds)?;
+        }
         if fleet_only {
             busy_fleet_figures(&kiln_bin, work.path(), quick, load_seconds)?;
         }
@@ -115,6 +122,9 @@ fn main() -> anyhow::Result<()> {
     let devpi = Target::start_devpi(&venv, &work.path().join("devpi"))?;
     rows.push(measure(&devpi, &venv, &sets, load_seconds, work.path())?);
     drop(devpi);
+    let peryx = Target::start_peryx(&venv, &work.path().join("peryx"))?;
+    rows.push(measure(&peryx, &venv, &sets, load_seconds, work.path())?);
+    drop(peryx);
     if let Some(row) = nginx_reference(work.path(), &page_html, &sets.large, load_seconds)? {
         rows.push(row);
     }
@@ -131,6 +141,19 @@ fn main() -> anyhow::Result<()> {
     }
     busy_fleet_figures(&kiln_bin, work.path(), quick, load_seconds)?;
     write_figures(&kiln_bin, work.path(), load_seconds);
+    big_figures(&kiln_bin, work.path(), quick, load_seconds)?;
+    Ok(())
+}
+
+/// The 100,000-project table (see `bench/big.rs`); a tenth of it with `--quick`.
+fn big_figures(bin: &Path, work: &Path, quick: bool, seconds: u32) -> anyhow::Result<()> {
+    let projects = if quick {
+        big::PROJECTS / 10
+    } else {
+        big::PROJECTS
+    };
+    let figures = big::big_index(bin, work, projects, seconds)?;
+    big::print_big(&figures, projects);
     Ok(())
 }
 
@@ -545,6 +568,66 @@ impl Target {
         Ok(first)
     }
 
+    /// peryx (a Rust index, `pip install peryx`) with one hosted PyPI index that takes
+    /// twine uploads with a token, logging warnings only (as Kiln runs here).
+    fn start_peryx(venv: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let bin = venv.join("bin/peryx");
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("peryx.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[index]]\nname = \"hosted\"\necosystem = \"pypi\"\nhosted = true\nanonymous_read = true\n\n\
+                 [[index.access_token]]\nname = \"bench\"\nsecret = \"{PERYX_SECRET}\"\nactions = [\"read\", \"write\"]\n"
+            ),
+        )?;
+        let data = dir.join("data");
+        run_ok(
+            Command::new(&bin)
+                .arg("init")
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(&data),
+            "peryx init",
+        )?;
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}/");
+        let started = Instant::now();
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait_healthy(&format!("{base}hosted/simple/"))?;
+        let startup = started.elapsed();
+        let idle_rss_mb = rss_mb(child.id(), "VmRSS")?;
+        Ok(Self {
+            name: "peryx (hosted index)",
+            server_pids: vec![child.id()],
+            child,
+            others: Vec::new(),
+            simple: format!("{base}hosted/simple/"),
+            upload: format!("{base}hosted/"),
+            user: "__token__",
+            password: PERYX_SECRET.to_owned(),
+            startup,
+            idle_rss_mb,
+        })
+    }
+
     fn start_devpi(venv: &Path, dir: &Path) -> anyhow::Result<Self> {
         let mut target = Self::start_devpi_server(venv, dir, true)?;
         let base = target.upload.clone();
@@ -622,6 +705,9 @@ impl Target {
         })
     }
 }
+
+/// The upload token of the peryx the benchmark starts.
+const PERYX_SECRET: &str = "bench-peryx-secret-0123456789";
 
 /// The admin token of every Kiln the benchmark starts.
 const KILN_TOKEN: &str = "kiln_bench-admin-token-0123456789abcdef";
@@ -1014,22 +1100,22 @@ fn print_table(rows: &[Row], seconds: u32) {
             f(r.uv_s, 2),
         );
     }
-    if let [kiln, devpi, ..] = rows {
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
-            _ => "—".into(),
-        };
-        println!(
-            "\nKiln / devpi-server: HTML req/s {}, JSON req/s {}, uploads {}, downloads {}.",
-            ratio(kiln.html.map(|l| l.rps), devpi.html.map(|l| l.rps)),
-            ratio(kiln.json.map(|l| l.rps), devpi.json.map(|l| l.rps)),
-            ratio(kiln.uploads_per_s, devpi.uploads_per_s),
-            ratio(kiln.download_mb_s, devpi.download_mb_s),
-        );
-        if let Some(nginx) = rows.get(2) {
+    let named = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    };
+    if let Some(kiln) = named("Kiln (SQLite") {
+        for peer in ["devpi-server", "peryx", "nginx"] {
+            let Some(other) = named(peer) else { continue };
             println!(
-                "Kiln / nginx: downloads {}.",
-                ratio(kiln.download_mb_s, nginx.download_mb_s)
+                "\nKiln / {peer}: HTML req/s {}, JSON req/s {}, uploads {}, downloads {}, pip install {}, uv install {} (times: below 1× is faster).",
+                ratio(kiln.html.map(|l| l.rps), other.html.map(|l| l.rps)),
+                ratio(kiln.json.map(|l| l.rps), other.json.map(|l| l.rps)),
+                ratio(kiln.uploads_per_s, other.uploads_per_s),
+                ratio(kiln.download_mb_s, other.download_mb_s),
+                ratio(kiln.pip_s, other.pip_s),
+                ratio(kiln.uv_s, other.uv_s),
             );
         }
     }
@@ -1041,10 +1127,10 @@ fn print_table(rows: &[Row], seconds: u32) {
 
 fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join("target/bench-venv");
-    let marker = venv.join(".kiln-bench-ready");
+    let marker = venv.join(".kiln-bench-ready-2");
     if !marker.exists() {
         eprintln!(
-            "installing devpi-server, devpi-client, twine, pip and uv into {}",
+            "installing devpi-server, devpi-client, peryx, twine, pip and uv into {}",
             venv.display()
         );
         run_ok(
@@ -1057,6 +1143,7 @@ fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
                 "--quiet",
                 "devpi-server",
                 "devpi-client",
+                "peryx==2026.1010.0",
                 "twine==7.0.0",
                 "uv==0.13.9",
                 "pip==26.3",

@@ -44,7 +44,7 @@ use crate::domain::Sha256Digest;
 const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
 /// Part size for multipart writes and buffer size for local reads.
 const CHUNK: usize = 8 * 1024 * 1024;
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 1024 * 1024;
 /// Chunks a local download may be read ahead of the socket.
 const READ_AHEAD: usize = 8;
 
@@ -371,15 +371,16 @@ fn read_ahead(mut file: std::fs::File, span: Range<u64>) -> ByteStream {
         }
         let mut remaining = span.end - span.start;
         while remaining > 0 {
-            let want = usize::try_from(remaining.min(READ_BUFFER as u64)).unwrap_or(READ_BUFFER);
-            let mut buf = vec![0u8; want];
-            let item = match file.read(&mut buf) {
+            let want = remaining.min(READ_BUFFER as u64);
+            // `read_to_end` fills spare capacity without zeroing it first, and keeps
+            // reading until the chunk is whole: one large chunk per channel send.
+            let mut buf = Vec::with_capacity(READ_BUFFER);
+            let item = match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "blob is shorter than its recorded size",
                 )),
                 Ok(n) => {
-                    buf.truncate(n);
                     remaining -= n as u64;
                     Ok(Bytes::from(buf))
                 }

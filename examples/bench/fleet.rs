@@ -254,7 +254,7 @@ impl Writer {
 }
 
 /// A wrk Lua script that rotates over `paths`.
-fn rotation_script(dir: &Path, paths: &[String]) -> anyhow::Result<std::path::PathBuf> {
+pub fn rotation_script(dir: &Path, paths: &[String]) -> anyhow::Result<std::path::PathBuf> {
     let mut script = String::from("local paths = {\n");
     for path in paths {
         script.push_str("  \"");

@@ -47,13 +47,58 @@ pub enum Change {
     Projects(i64),
     /// A build's state on one index and project: wakes build waiters, changes no page.
     Builds(i64, String),
+    /// Tokens: one was created or revoked (remembered token lookups).
+    Tokens,
 }
 
 impl Change {
-    /// Whether a page may show this change (build states are only seen by waiters).
+    /// Whether another replica must have applied this before the writer answers: what
+    /// its caches may show (pages, index settings, tokens). Build states are only seen
+    /// by waiters, who re-read the database anyway.
     #[must_use]
-    pub fn touches_pages(&self) -> bool {
+    pub fn needs_acks(&self) -> bool {
         !matches!(self, Self::Builds(..))
+    }
+}
+
+/// Values read from the database, each kept with the counter read before it and the
+/// changes it depends on, and handed out while none of them happened since. Bounded by
+/// entry count; past it, it starts over.
+#[derive(Debug)]
+pub struct Remembered<K, V> {
+    entries: Mutex<HashMap<K, Kept<V>>>,
+    max: usize,
+}
+
+/// A remembered value: the counter read before it was read, and what it depends on.
+type Kept<V> = (u64, Vec<Change>, V);
+
+impl<K: std::hash::Hash + Eq, V: Clone> Remembered<K, V> {
+    /// A cache of at most `max` entries.
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            max,
+        }
+    }
+
+    /// The value kept for `key`, if nothing it depends on changed since it was read.
+    pub fn get(&self, key: &K, stamps: &Stamps) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(read_at, depends_on, _)| stamps.unchanged_since(*read_at, depends_on))
+            .map(|(_, _, value)| value.clone())
+    }
+
+    /// Keeps `value`, read after the counter read `read_at`, depending on `depends_on`.
+    pub fn put(&self, key: K, read_at: u64, depends_on: Vec<Change>, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.max {
+            entries.clear();
+        }
+        entries.insert(key, (read_at, depends_on, value));
     }
 }
 

@@ -143,10 +143,24 @@ async fn find_index(conn: &mut AnyConnection, name: &IndexName) -> Result<Option
 }
 
 impl Db {
-    /// Looks an index up by name.
+    /// Looks an index up by name (remembered until its settings change or it is deleted;
+    /// an unknown name is asked again every time).
     pub async fn find_index(&self, name: &IndexName) -> Result<Option<Index>, DbError> {
+        if let Some(index) = self.indexes.get(name, &self.stamps) {
+            return Ok(Some(index));
+        }
+        let read_at = self.stamps.now();
         let mut conn = self.pool.acquire().await?;
-        find_index(&mut conn, name).await
+        let found = find_index(&mut conn, name).await?;
+        if let Some(index) = &found {
+            self.indexes.put(
+                name.clone(),
+                read_at,
+                vec![Change::Index(index.id)],
+                index.clone(),
+            );
+        }
+        Ok(found)
     }
 
     /// Looks an index up by name inside a write transaction.
@@ -323,6 +337,16 @@ impl Db {
     pub async fn delete_index_tx(tx: &mut WriteTx, id: i64) -> Result<(), DbError> {
         tx.changed(Change::Indexes);
         tx.changed(Change::Index(id));
+        // Its projects are no longer published here: the mirror guard may answer
+        // differently for them on every other index.
+        let projects: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT project FROM files WHERE index_id = $1")
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?;
+        for project in projects {
+            tx.changed(Change::Files(id, project));
+        }
         sqlx::query("DELETE FROM files WHERE index_id = $1")
             .bind(id)
             .execute(&mut **tx)

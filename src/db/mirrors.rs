@@ -1,8 +1,8 @@
 //! Mirror caches: which project pages a mirror has fetched, and the files they list.
 //!
 //! A refresh that changed nothing (HTTP 304, or the same listing again) only moves
-//! `fetched_at_ms`, and does it outside [`Db::begin_write`]: it must not bump the write
-//! generation, or every TTL expiry would flush every rendered page.
+//! `fetched_at_ms`, and does it outside [`Db::begin_write`]: it names no change, so a
+//! TTL expiry does not discard the project's rendered pages.
 
 use super::changes::Change;
 use super::{Db, DbError, WriteTx, decode, decode_flag, decode_u64, placeholders};
@@ -322,7 +322,7 @@ impl Db {
         Ok(())
     }
 
-    /// Marks an unchanged listing as fresh again (no generation bump; see the module docs).
+    /// Marks an unchanged listing as fresh again (names no change; see the module docs).
     pub async fn touch_mirror_project(
         &self,
         index_id: i64,

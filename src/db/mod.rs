@@ -61,6 +61,9 @@ pub use promotions::{EventFilter, EventRecord, NewEvent, NewPromotion, Promotion
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
 
+/// Most indexes, and most tokens, remembered between requests.
+const MAX_REMEMBERED_ROWS: usize = 10_000;
+
 /// Which engine the database URL named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -201,8 +204,6 @@ pub enum Lock<'a> {
     Project(i64, &'a str),
     /// The index graph: creating, changing or deleting an index (base cycles, dependents).
     Indexes,
-    /// One CI run's report of one stage for one artifact on one index.
-    Result(i64, &'a str, &'a str, &'a str),
 }
 
 impl Lock<'_> {
@@ -211,9 +212,6 @@ impl Lock<'_> {
         let text = match self {
             Self::Project(index, project) => format!("project\0{index}\0{project}"),
             Self::Indexes => "indexes".to_owned(),
-            Self::Result(index, sha, stage, run) => {
-                format!("result\0{index}\0{sha}\0{stage}\0{run}")
-            }
         };
         let digest = sha2::Sha256::digest(text.as_bytes());
         let mut first = [0u8; 8];
@@ -247,15 +245,15 @@ impl WriteTx {
 
     /// Records that this transaction changes `change` (announced once it commits).
     pub fn changed(&mut self, change: changes::Change) {
-        if !self.changes.contains(&change) {
-            self.changes.push(change);
-        }
+        self.changes.push(change);
     }
 
     /// Commits, then lets caches and waiters know what changed: this process's at once,
     /// and on PostgreSQL every other replica's, waiting (boundedly) until those that show
     /// pages have applied it, so that the caller's acknowledgement holds on any replica.
     pub async fn commit(mut self) -> Result<(), DbError> {
+        let mut seen = std::collections::HashSet::new();
+        self.changes.retain(|c| seen.insert(c.clone()));
         let announced = match (&self.fleet, self.changes.is_empty()) {
             (Some(fleet), false) => {
                 let (n, payload) = fleet.announce(&self.changes);
@@ -270,7 +268,7 @@ impl WriteTx {
         self.tx.commit().await?;
         self.stamps.apply(&self.changes);
         if let Some((fleet, n)) = announced
-            && self.changes.iter().any(changes::Change::touches_pages)
+            && self.changes.iter().any(changes::Change::needs_acks)
         {
             fleet.await_acks(n).await;
         }
@@ -301,6 +299,10 @@ pub struct Db {
     stamps: Arc<changes::Stamps>,
     /// On PostgreSQL: hearing and telling the other replicas.
     fleet: Option<Arc<changes::Fleet>>,
+    /// Indexes by name, kept until their settings change.
+    indexes: Arc<changes::Remembered<crate::domain::IndexName, crate::domain::Index>>,
+    /// Tokens by the SHA-256 of their secret, kept until any token changes.
+    tokens: Arc<changes::Remembered<String, TokenRecord>>,
     /// Held for the life of the handle: the SQLite file's single-owner lock.
     _owner_lock: Option<Arc<std::fs::File>>,
 }
@@ -361,6 +363,8 @@ impl Db {
             backend,
             stamps,
             fleet,
+            indexes: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
+            tokens: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
             _owner_lock: owner_lock,
         })
     }

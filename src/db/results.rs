@@ -121,9 +121,11 @@ impl TryFrom<ResultRow> for ResultRecord {
 /// A stage result to store.
 #[derive(Debug, Clone)]
 pub struct NewResult<'a> {
-    /// The artifact's SHA-256.
     /// The index it counts for.
     pub index_id: i64,
+    /// That index's name (as the stored record reads it back).
+    pub index_name: &'a str,
+    /// The artifact's SHA-256.
     pub sha256: &'a str,
     /// The stage, e.g. `unit`.
     pub stage: &'a str,
@@ -157,17 +159,18 @@ const RESULT_COLUMNS: &str = "r.id, r.index_id, i.namespace || '/' || i.name AS 
 const RESULT_FROM: &str = "stage_results r JOIN indexes i ON i.id = r.index_id";
 
 impl Db {
-    /// Stores a result, replacing the same run's earlier report of the same stage.
+    /// Stores a result, replacing the same run's earlier report of the same stage (a
+    /// delete and an insert, so the replacement is the newest result). Two identical
+    /// reports at once meet at the unique key; the loser tries once more.
     pub async fn record_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
+        match self.replace_result(result).await {
+            Err(DbError::Conflict) => self.replace_result(result).await,
+            done => done,
+        }
+    }
+
+    async fn replace_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
         let mut tx = self.begin_write().await?;
-        // Replacing the run's earlier report is a delete then an insert: one at a time.
-        tx.lock(super::Lock::Result(
-            result.index_id,
-            result.sha256,
-            result.stage,
-            result.run_id,
-        ))
-        .await?;
         sqlx::query(
             "DELETE FROM stage_results WHERE index_id = $1 AND sha256 = $2 AND stage = $3 AND run_id = $4",
         )
@@ -181,6 +184,7 @@ impl Db {
             .junit
             .map(|counts| counts.map(Some))
             .unwrap_or_default();
+        let artifact = result.artifact.map(ToString::to_string);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at, index_id, cause, after_promotion, artifact) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
@@ -202,19 +206,34 @@ impl Db {
         .bind(result.index_id)
         .bind(result.cause)
         .bind(i64::from(result.after_promotion))
-        .bind(result.artifact.map(ToString::to_string))
+        .bind(artifact.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::from_write)?;
-        let record: ResultRow = sqlx::query_as(&format!(
-            "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE r.id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let record = ResultRecord::try_from(record)?;
         tx.commit().await?;
-        Ok(record)
+        // What was written, read back through the same decoding as a stored row.
+        ResultRecord::try_from(ResultRow {
+            id,
+            index_id: result.index_id,
+            index_name: result.index_name.to_owned(),
+            cause: result.cause.map(str::to_owned),
+            artifact,
+            after_promotion: i64::from(result.after_promotion),
+            sha256: result.sha256.to_owned(),
+            stage: result.stage.to_owned(),
+            run_id: result.run_id.to_owned(),
+            outcome: result.outcome.as_str().to_owned(),
+            exit_code: result.exit_code,
+            duration_ms: result.duration_ms,
+            environment: result.environment.to_owned(),
+            log_tail: result.log_tail.to_owned(),
+            tests: junit[0],
+            failures: junit[1],
+            errors: junit[2],
+            skipped: junit[3],
+            reported_by: result.reported_by.to_owned(),
+            reported_at: result.reported_at.to_owned(),
+        })
     }
 
     /// Every result reported for the given artifacts, oldest first.

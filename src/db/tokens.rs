@@ -1,5 +1,6 @@
 //! API tokens. Only the SHA-256 of a secret is stored; the secret itself is shown once.
 
+use super::changes::Change;
 use super::{Db, DbError, WriteTx};
 
 /// A stored token (never the secret).
@@ -46,13 +47,25 @@ pub struct NewToken<'a> {
 impl Db {
     /// The token whose secret hashes to `secret_sha256`, if any (revoked ones too: the
     /// caller decides what a revoked token means).
+    /// Remembered until any token is created or revoked (an unknown secret is asked again
+    /// every time); expiry is checked by the caller on every use.
     pub async fn find_token(&self, secret_sha256: &str) -> Result<Option<TokenRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        let key = secret_sha256.to_owned();
+        if let Some(record) = self.tokens.get(&key, &self.stamps) {
+            return Ok(Some(record));
+        }
+        let read_at = self.stamps.now();
+        let found: Option<TokenRecord> = sqlx::query_as(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_sha256 = $1"
         ))
         .bind(secret_sha256)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        if let Some(record) = &found {
+            self.tokens
+                .put(key, read_at, vec![Change::Tokens], record.clone());
+        }
+        Ok(found)
     }
 
     /// One token by id.
@@ -76,6 +89,7 @@ impl Db {
 
     /// Stores a new token by the hash of its secret; returns its id.
     pub async fn insert_token_tx(tx: &mut WriteTx, token: &NewToken<'_>) -> Result<i64, DbError> {
+        tx.changed(Change::Tokens);
         sqlx::query_scalar(
             "INSERT INTO tokens (name, secret_sha256, scopes, created_at, expires_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -94,6 +108,7 @@ impl Db {
     /// Marks a token revoked (once; a second revocation keeps the first time). Returns
     /// false when no token has that id.
     pub async fn revoke_token_tx(tx: &mut WriteTx, id: i64, now: &str) -> Result<bool, DbError> {
+        tx.changed(Change::Tokens);
         let done =
             sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                 .bind(now)

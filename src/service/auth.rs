@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ServiceError, now_rfc3339};
 use crate::api::{CreatedToken, TokenRequest, TokenState, TokenView};
-use crate::db::changes::{Change, Stamps};
+use crate::db::changes::{Change, Remembered};
 use crate::db::{Db, NewEvent, NewToken, TokenRecord, WriteTx};
 use crate::domain::scope::{self, IndexPattern, Permission, Scope};
 use crate::domain::{EventKind, Index, IndexName, Sha256Digest};
@@ -137,44 +137,17 @@ pub fn needs_token() -> ServiceError {
 
 /// What reading each index takes, kept until its chain's settings change, so a read of
 /// a cached page costs no query.
-#[derive(Debug, Default)]
-pub struct AccessCache {
-    rules: std::sync::Mutex<HashMap<IndexName, AccessEntry>>,
-}
+#[derive(Debug)]
+pub struct AccessCache(Remembered<IndexName, ChainAccess>);
 
-#[derive(Debug, Clone)]
-struct AccessEntry {
-    read_at: u64,
-    depends_on: Vec<Change>,
-    rule: ChainAccess,
+impl Default for AccessCache {
+    fn default() -> Self {
+        Self(Remembered::new(MAX_ACCESS_RULES))
+    }
 }
 
 /// Most access rules kept at once.
 const MAX_ACCESS_RULES: usize = 20_000;
-
-impl AccessCache {
-    fn get(&self, index: &IndexName, stamps: &Stamps) -> Option<ChainAccess> {
-        let rules = self
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        rules
-            .get(index)
-            .filter(|e| stamps.unchanged_since(e.read_at, &e.depends_on))
-            .map(|e| e.rule.clone())
-    }
-
-    fn put(&self, index: IndexName, entry: AccessEntry) {
-        let mut rules = self
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if rules.len() >= MAX_ACCESS_RULES {
-            rules.clear();
-        }
-        rules.insert(index, entry);
-    }
-}
 
 /// What a cached value read from `chain`'s settings depends on: each member's settings
 /// (deleting a member changes them too). Creating other indexes changes nothing here.
@@ -207,20 +180,15 @@ pub async fn check_read(
     index: &IndexName,
 ) -> Result<Readable, ServiceError> {
     let read_at = db.stamps().now();
-    let access = if let Some(access) = cache.get(index, db.stamps()) {
+    let access = if let Some(access) = cache.0.get(index, db.stamps()) {
         access
     } else {
         let found = super::indexes::get_index(db, index).await?;
         let chain = super::resolve::chain_indexes(db, &found).await?;
         let rule = ChainAccess::of(&chain);
-        cache.put(
-            index.clone(),
-            AccessEntry {
-                read_at,
-                depends_on: chain_changes(&chain),
-                rule: rule.clone(),
-            },
-        );
+        cache
+            .0
+            .put(index.clone(), read_at, chain_changes(&chain), rule.clone());
         rule
     };
     require_read(caller.principal(), &access)?;

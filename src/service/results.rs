@@ -174,6 +174,7 @@ async fn record(
     let record = db
         .record_result(&NewResult {
             index_id: index.id,
+            index_name: &index.name.to_string(),
             cause: report.cause.as_deref().map(str::trim),
             artifact: report.artifact.as_ref(),
             after_promotion,
