@@ -1270,6 +1270,34 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// Reads every page of `script` until a 2 s pass renders none (every page is in the
+/// cache), at most ten passes; five passes for a Kiln that does not count (older builds).
+fn warm(base: &str, accept: &str, script: &Path) -> anyhow::Result<()> {
+    for pass in 0..10 {
+        let before = cache_counts(base).ok();
+        wrk_script(base, accept, script, 2)?;
+        match (before, cache_counts(base).ok()) {
+            (Some((_, before)), Some((_, after))) if after == before => return Ok(()),
+            (None, _) if pass == 4 => return Ok(()),
+            _ => {}
+        }
+    }
+    eprintln!("warning: {base} still renders pages after ten warm-up passes");
+    Ok(())
+}
+
+/// The page cache's hits and misses, from Kiln's `/+health`.
+fn cache_counts(base: &str) -> anyhow::Result<(u64, u64)> {
+    let health: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}+health"), "application/json")?)?;
+    let count = |field: &str| {
+        health["page_cache"][field]
+            .as_u64()
+            .context("no page_cache in /+health")
+    };
+    Ok((count("hits")?, count("misses")?))
+}
+
 fn http_status(url: &str) -> anyhow::Result<u16> {
     Ok(http_request(url, "*/*")?.0)
 }

@@ -24,6 +24,8 @@ pub struct BigFigures {
     pub list_bytes: usize,
     pub rss_mb: f64,
     pub peak_rss_mb: f64,
+    /// Page-cache hits and misses over the measured phase.
+    pub hits_misses: (u64, u64),
 }
 
 async fn insert_rows(database: &str, projects: usize) -> anyhow::Result<()> {
@@ -108,8 +110,10 @@ pub fn big_index(
         .map(|k| format!("/root/master/+simple/p{:06}/", k * 7 % projects))
         .collect();
     let script = crate::fleet::rotation_script(work, &paths)?;
-    crate::wrk_script(&base, crate::JSON, &script, 2)?;
+    crate::warm(&base, crate::JSON, &script)?;
+    let before = crate::cache_counts(&base)?;
     let page = crate::wrk_script(&base, crate::JSON, &script, seconds)?;
+    let after = crate::cache_counts(&base)?;
     let rss_mb = crate::rss_mb(child.id(), "VmRSS")?;
     let peak_rss_mb = crate::rss_mb(child.id(), "VmHWM")?;
     let _ = child.kill();
@@ -122,6 +126,7 @@ pub fn big_index(
         list_bytes,
         rss_mb,
         peak_rss_mb,
+        hits_misses: (after.0 - before.0, after.1 - before.1),
     })
 }
 
@@ -146,7 +151,7 @@ pub fn print_big(figures: &BigFigures, projects: usize) {
         figures.peak_rss_mb
     );
     println!(
-        "\n(rows written in {:.0} s; wrk over 10,000 distinct project pages)",
-        figures.insert_s
+        "\n(rows written in {:.0} s; wrk over 10,000 distinct project pages; page cache {} hits, {} misses while measured)",
+        figures.insert_s, figures.hits_misses.0, figures.hits_misses.1
     );
 }

@@ -309,8 +309,7 @@ pub fn busy_fleet(
     let mut rows = Vec::new();
     let mut n = 0;
     for (format, accept) in [("JSON", crate::JSON), ("HTML", "text/html")] {
-        // Warm the cache over every page once.
-        crate::wrk_script(&base, accept, &script, 2)?;
+        crate::warm(&base, accept, &script)?;
         for &rate in rates {
             let stop = Arc::new(AtomicU64::new(0));
             let handle = runtime.spawn(Arc::clone(&writer).run(rate, n, Arc::clone(&stop)));
