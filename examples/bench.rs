@@ -286,7 +286,7 @@ fn ci_hooks(kiln_bin: &Path, venv: &Path, work: &Path) -> anyhow::Result<CiFigur
         project.join("pyproject.toml"),
         "[project]\nname = \"kiln-sample\"\nversion = \"1.4\"\n",
     )?;
-    let wheel = Dist::wheel("kiln-sample", "1.4.57").write_to(&project);
+    let wheel = Dist::wheel("kiln-sample", "1.4.57.dev0+feature.bench").write_to(&project);
     let ensure = || {
         let mut command = Command::new(kiln_bin);
         command
@@ -302,6 +302,8 @@ fn ci_hooks(kiln_bin: &Path, venv: &Path, work: &Path) -> anyhow::Result<CiFigur
             .current_dir(&project)
             .env("KILN_SERVER", &base)
             .env("KILN_TOKEN", &kiln.password)
+            // The project is no git checkout: name the commit, as a CI variable would.
+            .env("KILN_COMMIT", "abcdef1234567")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITLAB_CI");
         command
