@@ -402,7 +402,8 @@ fn provenance(plan: &Plan, project_dir: &Path) -> Result<Provenance, HookError> 
             .map(clip),
         attempt: ctx.attempt,
         runner: ctx.runner.clone().map(clip),
-        python: super::stage::python_version(&plan.build.python).map(clip),
+        // Asked only when this runner claims (a Python start; see `obtain`).
+        python: None,
         platform: Some(format!(
             "{}-{}",
             std::env::consts::OS,
@@ -434,7 +435,7 @@ async fn obtain(
     let project = plan.project.name.as_str();
     let version = plan.version.to_string();
     let started = Instant::now();
-    let ours = provenance(plan, &options.project_dir)?;
+    let mut ours = provenance(plan, &options.project_dir)?;
     // Most stages find the wheel built from their commit: answer them before spending a
     // Python start on checking this runner could build. Anything else goes to the claim,
     // where the server holds a version to one commit.
@@ -453,6 +454,8 @@ async fn obtain(
             false,
         ));
     }
+    ours.python = super::stage::python_version(&plan.build.python)
+        .map(|v| v.chars().take(200).collect());
     let mut claim = ClaimBuild {
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,
