@@ -68,6 +68,24 @@ fn provenance(commit: &str) -> kiln::domain::Provenance {
     }
 }
 
+/// A passing `unit` report of `sha256` on `root/master` from CI run `run_id`.
+fn passed(sha256: String, run_id: String) -> anyhow::Result<StageReport> {
+    Ok(StageReport {
+        index: "root/master".parse()?,
+        cause: None,
+        artifact: Some(kiln::domain::ArtifactCheck::Verified),
+        sha256,
+        stage: "unit".into(),
+        run_id,
+        outcome: Outcome::Pass,
+        exit_code: Some(0),
+        duration_ms: 1_000,
+        environment: std::collections::BTreeMap::new(),
+        log_tail: "ok".into(),
+        junit: None,
+    })
+}
+
 fn branch_name(n: usize) -> String {
     format!("acme/b{n:04}")
 }
@@ -173,21 +191,8 @@ impl Writer {
         match n % 10 {
             0..6 => {
                 let sha = &self.digests[n_usize * 7919 % self.digests.len()];
-                api.report_result(&StageReport {
-                    index: "root/master".parse()?,
-                    cause: None,
-                    artifact: Some(kiln::domain::ArtifactCheck::Verified),
-                    sha256: sha.clone(),
-                    stage: "unit".into(),
-                    run_id: format!("run-{n}"),
-                    outcome: Outcome::Pass,
-                    exit_code: Some(0),
-                    duration_ms: 1_000,
-                    environment: std::collections::BTreeMap::new(),
-                    log_tail: "ok".into(),
-                    junit: None,
-                })
-                .await?;
+                api.report_result(&passed(sha.clone(), format!("run-{n}"))?)
+                    .await?;
             }
             6..8 => {
                 let (index, lease_id) = &self.lease;
@@ -389,21 +394,8 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
         let reports = hammer(&bases, seconds, move |api, task, n| {
             let sha = sha.clone();
             async move {
-                api.report_result(&StageReport {
-                    index: "root/master".parse()?,
-                    cause: None,
-                    artifact: Some(kiln::domain::ArtifactCheck::Verified),
-                    sha256: sha,
-                    stage: "unit".into(),
-                    run_id: format!("run-{task}-{n}"),
-                    outcome: Outcome::Pass,
-                    exit_code: Some(0),
-                    duration_ms: 1_000,
-                    environment: std::collections::BTreeMap::new(),
-                    log_tail: "ok".into(),
-                    junit: None,
-                })
-                .await?;
+                api.report_result(&passed(sha, format!("run-{task}-{n}"))?)
+                    .await?;
                 Ok(())
             }
         })

@@ -265,8 +265,19 @@ impl Fleet {
     /// Starts listening on `url`'s database; answers once the listener is ready (or has
     /// failed once and keeps retrying in the background, with caches bypassed).
     pub async fn start(url: &str, pool: AnyPool, stamps: Arc<Stamps>) -> Arc<Self> {
-        let fleet = Arc::new(Self {
-            me: format!("{:016x}", rand::random::<u64>()),
+        let me = format!("{:016x}", rand::random::<u64>());
+        let fleet = Arc::new(Self::new(me, url, pool, stamps));
+        fleet.stamps.set_live(false);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(Arc::clone(&fleet).listen(ready_tx));
+        let _ = ready_rx.await;
+        tokio::spawn(Arc::clone(&fleet).say_hello());
+        fleet
+    }
+
+    fn new(me: String, url: &str, pool: AnyPool, stamps: Arc<Stamps>) -> Self {
+        Self {
+            me,
             url: url.to_owned(),
             pool,
             stamps,
@@ -275,13 +286,7 @@ impl Fleet {
             acked: tokio::sync::Notify::new(),
             listening: AtomicBool::new(false),
             stop: tokio::sync::watch::Sender::new(false),
-        });
-        fleet.stamps.set_live(false);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(Arc::clone(&fleet).listen(ready_tx));
-        let _ = ready_rx.await;
-        tokio::spawn(Arc::clone(&fleet).say_hello());
-        fleet
+        }
     }
 
     /// The payload announcing `changes` as this replica's next batch, and its number.
@@ -531,17 +536,7 @@ mod tests {
         let pool = sqlx::any::AnyPoolOptions::new()
             .connect_lazy("sqlite::memory:")
             .unwrap();
-        let fleet = Fleet {
-            me: "me".into(),
-            url: String::new(),
-            pool,
-            stamps,
-            sent: AtomicU64::new(0),
-            peers: Mutex::default(),
-            acked: tokio::sync::Notify::new(),
-            listening: AtomicBool::new(false),
-            stop: tokio::sync::watch::Sender::new(false),
-        };
+        let fleet = Fleet::new("me".into(), "", pool, stamps);
         let (n, small) = fleet.announce(&[Change::Index(3)]);
         assert_eq!(n, 1);
         assert!(small.contains("\"index\":3"), "{small}");

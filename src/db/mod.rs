@@ -26,7 +26,7 @@
 //! - A write names what it changes ([`WriteTx::changed`]); caches and build waiters learn
 //!   of it from there, on every replica ([`changes`]). A write that forgets to name a
 //!   change leaves stale pages behind; one that names none (stage results, heartbeats,
-//!   tokens, events) leaves every page alone, by design.
+//!   events) leaves every cache alone, by design.
 //! - On PostgreSQL a failed statement aborts its transaction, so a unique violation is
 //!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
 //!   carrying on in the same transaction.

@@ -454,8 +454,8 @@ async fn obtain(
             false,
         ));
     }
-    ours.python = super::stage::python_version(&plan.build.python)
-        .map(|v| v.chars().take(200).collect());
+    ours.python =
+        super::stage::python_version(&plan.build.python).map(|v| v.chars().take(200).collect());
     let mut claim = ClaimBuild {
         builder: builder_description(&plan.ctx),
         retry: options.retry_failed,

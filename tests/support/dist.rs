@@ -87,7 +87,8 @@ impl Dist {
         let escaped = name.replace('-', "_");
         let dist_info = format!("{escaped}-{version}.dist-info");
         let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
-        let wheel = "Wheel-Version: 1.0\nGenerator: kiln-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n";
+        let wheel =
+            "Wheel-Version: 1.0\nGenerator: kiln-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n";
         let members = vec![
             (format!("{escaped}/data.bin"), data),
             (format!("{dist_info}/METADATA"), metadata.into_bytes()),
