@@ -128,6 +128,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(row) = nginx_reference(work.path(), &page_html, &sets.large, load_seconds)? {
         rows.push(row);
     }
+    match Target::start_kiln_accel(&kiln_bin, work.path()) {
+        Ok(target) => rows.push(measure(&target, &venv, &sets, load_seconds, work.path())?),
+        Err(why) => eprintln!("skipping Kiln behind nginx with --accel-redirect: {why:#}"),
+    }
     for replicas in [1, 2] {
         match Target::start_kiln_shared(&kiln_bin, work.path(), replicas) {
             Ok(target) => rows.push(measure(&target, &venv, &sets, load_seconds, work.path())?),
@@ -501,11 +505,9 @@ impl Target {
     /// behind nginx (round robin), like a deployment behind a load balancer.
     fn start_kiln_shared(bin: &Path, work: &Path, replicas: usize) -> anyhow::Result<Self> {
         let services = backends::services().map_err(|e| anyhow::anyhow!(e))?;
-        let nginx = if replicas > 1 {
-            Some(which("nginx")?)
-        } else {
-            None
-        };
+        if replicas > 1 {
+            which("nginx")?;
+        }
         let name = format!("bench_shared_{replicas}");
         let backing = tokio::runtime::Runtime::new()?.block_on(backends::backing(services, &name));
         let mut args = vec!["--upstream".to_owned(), "off".to_owned()];
@@ -518,10 +520,10 @@ impl Target {
         } else {
             "Kiln (PostgreSQL + S3, 2 replicas behind nginx)"
         };
-        let Some(nginx) = nginx else {
+        if replicas == 1 {
             first.startup = started.elapsed();
             return Ok(first);
-        };
+        }
         let mut upstreams = vec![first.upload.clone()];
         for n in 1..replicas {
             let (child, base) = spawn_kiln(bin, &work.join(format!("{name}-{n}")), &args)?;
@@ -541,33 +543,49 @@ impl Target {
             hosts.push_str(host);
             hosts.push_str("; ");
         }
-        let root = work.join(format!("{name}-nginx"));
-        std::fs::create_dir_all(root.join("tmp"))?;
-        let port = free_port()?;
-        let conf = format!(
-            "daemon off; worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log off; client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;\n\
-               client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
-               upstream kiln {{ {hosts} keepalive 64; }}\n\
-               server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://kiln; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }} }}\n",
-            root = root.display()
-        );
-        std::fs::write(root.join("nginx.conf"), conf)?;
-        let lb = Command::new(nginx)
-            .arg("-c")
-            .arg(root.join("nginx.conf"))
-            .arg("-p")
-            .arg(&root)
-            .stderr(Stdio::inherit())
-            .spawn()?;
+        let (lb, base) = start_nginx(
+            &work.join(format!("{name}-nginx")),
+            &format!("upstream kiln {{ {hosts} keepalive 64; }}"),
+            "",
+        )?;
         first.others.push(lb);
-        let base = format!("http://127.0.0.1:{port}/");
-        wait_healthy(&format!("{base}+health"))?;
         first.startup = started.elapsed();
         first.simple = format!("{base}root/master/+simple/");
         first.upload = format!("{base}root/master/");
         Ok(first)
+    }
+
+    /// Kiln on the embedded default behind nginx, with `--accel-redirect`: Kiln answers
+    /// who may download what, nginx sends the file from the storage directory.
+    fn start_kiln_accel(bin: &Path, work: &Path) -> anyhow::Result<Self> {
+        let data = work.join("kiln-accel");
+        let started = Instant::now();
+        let mut target = Self::start_kiln_with(
+            bin,
+            &data,
+            &["--upstream", "off", "--accel-redirect", "/_kiln_storage/"],
+        )?;
+        target.name = "Kiln (SQLite + local dir) behind nginx, --accel-redirect";
+        let host = target
+            .upload
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let (lb, base) = start_nginx(
+            &work.join("kiln-accel-nginx"),
+            &format!("upstream kiln {{ server {host}; keepalive 64; }}"),
+            &format!(
+                "location /_kiln_storage/ {{ internal; alias {}/; }}",
+                data.join("storage").display()
+            ),
+        )?;
+        target.others.push(lb);
+        target.startup = started.elapsed();
+        target.simple = format!("{base}root/master/+simple/");
+        target.upload = format!("{base}root/master/");
+        Ok(target)
     }
 
     /// peryx (a Rust index, `pip install peryx`) with one hosted PyPI index that takes
@@ -715,6 +733,39 @@ const PERYX_SECRET: &str = "bench-peryx-secret-0123456789";
 const KILN_TOKEN: &str = "kiln_bench-admin-token-0123456789abcdef";
 
 /// Starts `kiln serve` on a free port and waits until it is healthy; returns its base URL.
+/// nginx in front of the upstream block `upstream` (named `kiln`), with `locations` beside
+/// the proxying `location /`; returns the process and its base URL once Kiln answers
+/// through it.
+fn start_nginx(root: &Path, upstream: &str, locations: &str) -> anyhow::Result<(Child, String)> {
+    let nginx = which("nginx")?;
+    std::fs::create_dir_all(root.join("tmp"))?;
+    let port = free_port()?;
+    let conf = format!(
+        "daemon off; worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; sendfile on; tcp_nopush on; client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;\n\
+           client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
+           {upstream}\n\
+           server {{ listen 127.0.0.1:{port}; {locations} location / {{ proxy_pass http://kiln; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }} }}\n",
+        root = root.display()
+    );
+    std::fs::write(root.join("nginx.conf"), conf)?;
+    let mut lb = Command::new(nginx)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .arg("-p")
+        .arg(root)
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}/");
+    if let Err(e) = wait_healthy(&format!("{base}+health")) {
+        let _ = lb.kill();
+        let _ = lb.wait();
+        return Err(e);
+    }
+    Ok((lb, base))
+}
+
 fn spawn_kiln(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}/");

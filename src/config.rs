@@ -99,6 +99,12 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_PRESIGN_DOWNLOADS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presign_downloads: Option<HumanDuration>,
+    /// Behind nginx: answer downloads of local files with `X-Accel-Redirect: PREFIX<key>`
+    /// and let nginx send them (an `internal` location mapping PREFIX to the storage
+    /// directory; `file://` only), e.g. `/_kiln_storage/` [default: off].
+    #[arg(long, env = "KILN_ACCEL_REDIRECT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel_redirect: Option<String>,
     /// Largest accepted upload, e.g. `1GiB` or `500MB` [default: 1GiB].
     #[arg(long, env = "KILN_MAX_UPLOAD_SIZE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +383,7 @@ impl ServeConfig {
             .map(|o| (o.key, o.value))
             .collect();
         config.storage_options.presign_downloads = settings.presign_downloads.map(|d| d.0);
+        config.storage_options.accel_redirect = settings.accel_redirect;
         config.upload_limits.max_form_fields = settings
             .max_form_fields
             .unwrap_or(config.upload_limits.max_form_fields);
@@ -426,6 +433,7 @@ impl fmt::Debug for ServeConfig {
                     .collect::<Vec<_>>(),
             )
             .field("presign_downloads", &self.storage_options.presign_downloads)
+            .field("accel_redirect", &self.storage_options.accel_redirect)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("page_cache_bytes", &self.page_cache_bytes)
             .field("archive_limits", &self.archive_limits)

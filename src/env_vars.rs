@@ -88,6 +88,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "the largest upload (`--max-upload-size`)",
     ),
     var(
+        "KILN_ACCEL_REDIRECT",
+        Role::Server,
+        "downloads sent by nginx via `X-Accel-Redirect` (`--accel-redirect`)",
+    ),
+    var(
         "KILN_PAGE_CACHE_SIZE",
         Role::Server,
         "the most memory rendered pages may take (`--page-cache-size`)",

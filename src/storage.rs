@@ -62,6 +62,14 @@ pub enum StorageError {
     /// An option given for a store that is not S3.
     #[error("{0} applies to `s3://` storage only")]
     NeedsS3(&'static str),
+    /// An option given for a store that is not a local directory.
+    #[error("{0} applies to `file://` storage only (the proxy reads the files from disk)")]
+    NeedsFile(&'static str),
+    /// An `--accel-redirect` prefix that is not a path.
+    #[error(
+        "--accel-redirect `{0}` must be a path that starts and ends with `/`, e.g. `/_kiln_storage/` (an `internal` location of the proxy)"
+    )]
+    BadAccelPrefix(String),
     /// A `--storage-option` this backend does not know.
     #[error(
         "unknown storage option `{0}` for an S3 store (see object_store's AmazonS3ConfigKey, e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`)"
@@ -86,6 +94,9 @@ pub struct StorageOptions {
     pub settings: Vec<(String, String)>,
     /// Answer downloads with a redirect to a presigned URL valid this long (S3 only).
     pub presign_downloads: Option<std::time::Duration>,
+    /// Answer local downloads with `X-Accel-Redirect: <prefix><blob key>`, for a front
+    /// proxy (nginx) that maps the prefix to the storage directory (`file://` only).
+    pub accel_redirect: Option<String>,
 }
 
 /// An S3 store's signer and the key prefix its blobs live under.
@@ -104,6 +115,8 @@ pub struct Storage {
     local_root: Option<PathBuf>,
     /// Set for an S3 store with presigned downloads turned on.
     presigner: Option<Arc<Presigner>>,
+    /// Set for a local store whose downloads a front proxy sends (`--accel-redirect`).
+    accel_prefix: Option<Arc<str>>,
     /// `file`, `s3` or `memory`, as `/+health` reports it.
     kind: &'static str,
 }
@@ -127,11 +140,26 @@ impl Storage {
                 return Err(StorageError::NeedsS3("--storage-option"));
             }
         }
+        let accel_prefix = match &options.accel_redirect {
+            None => None,
+            Some(_) if parsed.scheme() != "file" => {
+                return Err(StorageError::NeedsFile("--accel-redirect"));
+            }
+            Some(prefix)
+                if prefix.starts_with('/')
+                    && prefix.ends_with('/')
+                    && prefix.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Some(Arc::from(prefix.as_str()))
+            }
+            Some(other) => return Err(StorageError::BadAccelPrefix(other.clone())),
+        };
         match parsed.scheme() {
             "memory" => Ok(Self {
                 store: Arc::new(InMemory::new()),
                 local_root: None,
                 presigner: None,
+                accel_prefix: None,
                 kind: "memory",
             }),
             "file" => {
@@ -143,6 +171,7 @@ impl Storage {
                     store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
                     local_root: Some(root),
                     presigner: None,
+                    accel_prefix,
                     kind: "file",
                 })
             }
@@ -186,6 +215,7 @@ impl Storage {
             store,
             local_root: None,
             presigner,
+            accel_prefix: None,
             kind: "s3",
         })
     }
@@ -233,6 +263,15 @@ impl Storage {
     pub fn blob_key(digest: &Sha256Digest) -> Path {
         let hex = digest.as_str();
         Path::from(format!("blobs/sha256/{}/{}/{hex}", &hex[0..2], &hex[2..4]))
+    }
+
+    /// With `--accel-redirect`: the path a front proxy serves the blob from (its prefix,
+    /// then the blob's key under the storage directory).
+    #[must_use]
+    pub fn accel_redirect(&self, digest: &Sha256Digest) -> Option<String> {
+        self.accel_prefix
+            .as_ref()
+            .map(|prefix| format!("{prefix}{}", Self::blob_key(digest)))
     }
 
     /// True if the blob is stored.
@@ -472,6 +511,39 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn accel_redirect_needs_a_local_store_and_a_path_prefix() {
+        let accel = |prefix: &str| StorageOptions {
+            accel_redirect: Some(prefix.to_owned()),
+            ..StorageOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let local = url::Url::from_directory_path(dir.path()).unwrap();
+        let digest = Sha256Digest::of(b"x");
+        let store = Storage::open(local.as_str(), &accel("/_kiln_storage/")).unwrap();
+        assert_eq!(
+            store.accel_redirect(&digest).unwrap(),
+            format!(
+                "/_kiln_storage/blobs/sha256/{}/{}/{digest}",
+                &digest.as_str()[..2],
+                &digest.as_str()[2..4]
+            )
+        );
+        let plain = Storage::open(local.as_str(), &StorageOptions::default()).unwrap();
+        assert_eq!(plain.accel_redirect(&digest), None);
+        for bad in ["_kiln_storage/", "/_kiln_storage", "/with space/", ""] {
+            let err = Storage::open(local.as_str(), &accel(bad)).unwrap_err();
+            assert!(
+                matches!(err, StorageError::BadAccelPrefix(_)),
+                "{bad}: {err}"
+            );
+        }
+        for elsewhere in ["memory://", "s3://bucket/prefix"] {
+            let err = Storage::open(elsewhere, &accel("/_kiln_storage/")).unwrap_err();
+            assert!(err.to_string().contains("`file://` storage only"), "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn s3_options_are_checked_and_presigning_is_s3_only() {
         let options = |settings: &[(&str, &str)], presign| StorageOptions {
@@ -480,6 +552,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             presign_downloads: presign,
+            ..StorageOptions::default()
         };
         let err = Storage::open("s3://bucket/kiln", &options(&[("aws_endpoitn", "x")], None))
             .unwrap_err();

@@ -452,3 +452,159 @@ async fn a_write_discards_only_the_pages_it_changes() {
     assert_ne!(after_yank[1], etags[1]);
     assert_eq!(&after_yank[2..], &etags[2..]);
 }
+
+/// An nginx in front of `app` whose internal location `/_kiln_storage/` maps to the
+/// server's storage directory; `None` (said on stderr) when nginx is not installed and
+/// the backends are not required (`.ci/run` installs it and requires them).
+fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, String)> {
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        let required =
+            std::env::var("KILN_TEST_REQUIRE_BACKENDS").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "nginx is not installed (apt-get install nginx-light; .ci/run does)"
+        );
+        eprintln!("SKIPPED the nginx part: nginx is not installed (apt-get install nginx-light)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let storage = app.data_dir.path().join("storage");
+    let upstream = app.base.trim_start_matches("http://");
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let conf = format!(
+        "daemon off; worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;\n\
+         user root root;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; sendfile on;\n\
+           client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
+           server {{ listen 127.0.0.1:{port};\n\
+             location /_kiln_storage/ {{ internal; alias {storage}/; }}\n\
+             location / {{ proxy_pass http://{upstream}; proxy_set_header Host $http_host; }} }} }}\n",
+        root = dir.display(),
+        storage = storage.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = std::process::Command::new(nginx)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Some((KillOnDrop(child), format!("http://127.0.0.1:{port}")))
+}
+
+/// A child process stopped when the test ends, whether it passed or panicked.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// With `--accel-redirect`, Kiln still decides who may download what, and answers with
+/// the blob's path and no bytes; nginx in front sends the file itself (with `sendfile`),
+/// ranges included, and never serves the storage path to a client directly.
+#[tokio::test]
+async fn behind_nginx_kiln_authorizes_and_nginx_sends_the_file() {
+    if crate::helpers::shared_backends() {
+        // On S3 there is no file for nginx to send: the flag is refused, saying why.
+        let refused = kiln::storage::Storage::open(
+            "s3://bucket/prefix",
+            &kiln::storage::StorageOptions {
+                accel_redirect: Some("/_kiln_storage/".into()),
+                ..kiln::storage::StorageOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("`file://` storage only"),
+            "{refused}"
+        );
+        return;
+    }
+    let app = TestApp::spawn_with(|config| {
+        config.storage_options.accel_redirect = Some("/_kiln_storage/".into());
+    })
+    .await;
+    let public = Dist::wheel_with_data("bulky", "1.0", vec![7; 300_000]);
+    assert_eq!(app.upload("root/master", &public).await.status(), 200);
+    let secret_settings = kiln::domain::IndexSettings {
+        private: true,
+        ..kiln::domain::IndexSettings::default()
+    };
+    app.client()
+        .create_index(&"acme/secret".parse().unwrap(), &secret_settings)
+        .await
+        .unwrap();
+    let private = Dist::wheel("hidden", "1.0");
+    assert_eq!(app.upload("acme/secret", &private).await.status(), 200);
+    let path =
+        |index: &str, dist: &Dist| format!("/{index}/+f/{}/{}", dist.sha256(), dist.filename);
+
+    // Kiln alone: the blob's path under the prefix, and no bytes.
+    let sha = public.sha256();
+    let direct = app.get(&path("root/master", &public)[1..], &[]).await;
+    assert_eq!(direct.status(), 200);
+    let key = format!("blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]);
+    assert_eq!(
+        direct.headers()["x-accel-redirect"].to_str().unwrap(),
+        format!("/_kiln_storage/{key}")
+    );
+    assert!(direct.bytes().await.unwrap().is_empty());
+    assert!(app.data_dir.path().join("storage").join(&key).is_file());
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_nginx, front)) = nginx_in_front(&app, dir.path()) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http.get(format!("{front}/+health")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "nginx did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let whole = http
+        .get(format!("{front}{}", path("root/master", &public)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert!(whole.headers().get("x-accel-redirect").is_none());
+    assert_eq!(
+        whole.bytes().await.unwrap().as_ref(),
+        public.bytes.as_slice()
+    );
+    let part = http
+        .get(format!("{front}{}", path("root/master", &public)))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &public.bytes[10..20]);
+    // Kiln still says no: a private index's file needs a token, through nginx too.
+    let refused = http
+        .get(format!("{front}{}", path("acme/secret", &private)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    // And the storage location is not reachable from outside.
+    let around = http
+        .get(format!("{front}/_kiln_storage/{key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(around.status(), 404);
+}

@@ -15,6 +15,7 @@ async fn s3_storage(presign: Option<std::time::Duration>) -> (Storage, backends:
     let options = StorageOptions {
         settings: backing.storage_settings.clone(),
         presign_downloads: presign,
+        ..StorageOptions::default()
     };
     let storage = Storage::open(&backing.storage_url, &options).unwrap();
     storage.check().await.unwrap();
