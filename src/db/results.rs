@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Db, DbError, decode, decode_flag, decode_json, decode_u64, placeholders};
+use super::{Backend, Db, DbError, decode, decode_flag, decode_json, decode_u64, placeholders};
 use crate::domain::{ArtifactCheck, IndexName, Outcome, Sha256Digest};
 
 /// A stage result as stored, decoded.
@@ -159,58 +159,55 @@ const RESULT_COLUMNS: &str = "r.id, r.index_id, i.namespace || '/' || i.name AS 
 const RESULT_FROM: &str = "stage_results r JOIN indexes i ON i.id = r.index_id";
 
 impl Db {
-    /// Stores a result, replacing the same run's earlier report of the same stage (a
-    /// delete and an insert, so the replacement is the newest result). Two identical
-    /// reports at once meet at the unique key; the loser tries once more.
+    /// Stores a result, replacing the same run's earlier report of the same stage with a
+    /// new, higher id (so the replacement is the newest result). One statement: the
+    /// unique key finds the earlier row (an index lookup whatever the table's size or
+    /// statistics), and two identical reports at once simply apply one after the other.
     pub async fn record_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
-        match self.replace_result(result).await {
-            Err(DbError::Conflict) => self.replace_result(result).await,
-            done => done,
-        }
-    }
-
-    async fn replace_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM stage_results WHERE index_id = $1 AND sha256 = $2 AND stage = $3 AND run_id = $4",
-        )
-        .bind(result.index_id)
-        .bind(result.sha256)
-        .bind(result.stage)
-        .bind(result.run_id)
-        .execute(&mut *tx)
-        .await?;
+        // The replacement's id: the sequence on PostgreSQL; on SQLite (one writer at a
+        // time) one past the highest, read from the primary key.
+        let next_id = match self.backend {
+            Backend::Postgres => "nextval(pg_get_serial_sequence('stage_results', 'id'))",
+            Backend::Sqlite => "(SELECT MAX(id) + 1 FROM stage_results)",
+        };
         let junit = result
             .junit
             .map(|counts| counts.map(Some))
             .unwrap_or_default();
         let artifact = result.artifact.map(ToString::to_string);
-        let id: i64 = sqlx::query_scalar(
+        let sql = format!(
             "INSERT INTO stage_results (sha256, stage, run_id, outcome, exit_code, duration_ms, environment, log_tail, tests, failures, errors, skipped, reported_by, reported_at, index_id, cause, after_promotion, artifact) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-        )
-        .bind(result.sha256)
-        .bind(result.stage)
-        .bind(result.run_id)
-        .bind(result.outcome.as_str())
-        .bind(result.exit_code)
-        .bind(result.duration_ms)
-        .bind(result.environment)
-        .bind(result.log_tail)
-        .bind(junit[0])
-        .bind(junit[1])
-        .bind(junit[2])
-        .bind(junit[3])
-        .bind(result.reported_by)
-        .bind(result.reported_at)
-        .bind(result.index_id)
-        .bind(result.cause)
-        .bind(i64::from(result.after_promotion))
-        .bind(artifact.as_deref())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DbError::from_write)?;
-        tx.commit().await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+             ON CONFLICT (index_id, sha256, stage, run_id) DO UPDATE SET id = {next_id}, \
+             outcome = excluded.outcome, exit_code = excluded.exit_code, duration_ms = excluded.duration_ms, \
+             environment = excluded.environment, log_tail = excluded.log_tail, tests = excluded.tests, \
+             failures = excluded.failures, errors = excluded.errors, skipped = excluded.skipped, \
+             reported_by = excluded.reported_by, reported_at = excluded.reported_at, cause = excluded.cause, \
+             after_promotion = excluded.after_promotion, artifact = excluded.artifact \
+             RETURNING id"
+        );
+        let id: i64 = sqlx::query_scalar(&sql)
+            .bind(result.sha256)
+            .bind(result.stage)
+            .bind(result.run_id)
+            .bind(result.outcome.as_str())
+            .bind(result.exit_code)
+            .bind(result.duration_ms)
+            .bind(result.environment)
+            .bind(result.log_tail)
+            .bind(junit[0])
+            .bind(junit[1])
+            .bind(junit[2])
+            .bind(junit[3])
+            .bind(result.reported_by)
+            .bind(result.reported_at)
+            .bind(result.index_id)
+            .bind(result.cause)
+            .bind(i64::from(result.after_promotion))
+            .bind(artifact.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from_write)?;
         // What was written, read back through the same decoding as a stored row.
         ResultRecord::try_from(ResultRow {
             id,

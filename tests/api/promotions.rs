@@ -478,3 +478,47 @@ async fn prod_is_append_only() {
         dist.sha256().as_str()
     );
 }
+
+/// A CI run that reports the same stage again (a re-run of one run id) replaces its
+/// earlier result, and the replacement is the newest result of the stage, whichever run
+/// reported before it.
+#[tokio::test]
+async fn a_rerun_replaces_its_own_result_and_becomes_the_latest() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let sha = on_master(&app, "2.0.0").await;
+    let dry = || PromoteRequest {
+        dry_run: true,
+        ..request("2.0.0")
+    };
+    report(&app, &sha, "unit", "run-1", Outcome::Pass).await;
+    report(&app, &sha, "unit", "run-2", Outcome::Fail).await;
+    assert_eq!(
+        client.promote(&dry()).await.unwrap().result,
+        PromotionResult::Refused
+    );
+    // run-2 is re-run and passes: its red row is replaced, not kept beside the green one.
+    report(&app, &sha, "unit", "run-2", Outcome::Pass).await;
+    assert_eq!(
+        client.promote(&dry()).await.unwrap().result,
+        PromotionResult::WouldPromote
+    );
+    // run-1 reports again, red: the older run's report is now the newest, so it counts.
+    report(&app, &sha, "unit", "run-1", Outcome::Fail).await;
+    assert_eq!(
+        client.promote(&dry()).await.unwrap().result,
+        PromotionResult::Refused
+    );
+    let results = client.show_results(&sha).await.unwrap();
+    let runs: Vec<(&str, Outcome)> = results
+        .history
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        runs,
+        [("run-2", Outcome::Pass), ("run-1", Outcome::Fail)],
+        "one row per run, oldest first"
+    );
+    assert_eq!(results.latest["unit"].run_id, "run-1");
+}
