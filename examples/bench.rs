@@ -471,8 +471,7 @@ struct Target {
 impl Drop for Target {
     fn drop(&mut self) {
         for child in std::iter::once(&mut self.child).chain(&mut self.others) {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
         }
     }
 }
@@ -733,6 +732,25 @@ const PERYX_SECRET: &str = "bench-peryx-secret-0123456789";
 const KILN_TOKEN: &str = "kiln_bench-admin-token-0123456789abcdef";
 
 /// Starts `kiln serve` on a free port and waits until it is healthy; returns its base URL.
+/// Stops a server: SIGTERM first, so that nginx's master stops its workers (killed
+/// outright, it leaves them running, holding the port and our output pipes), then
+/// SIGKILL if it is still there after 10 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// nginx in front of the upstream block `upstream` (named `kiln`), with `locations` beside
 /// the proxying `location /`; returns the process and its base URL once Kiln answers
 /// through it.
@@ -759,8 +777,7 @@ fn start_nginx(root: &Path, upstream: &str, locations: &str) -> anyhow::Result<(
         .spawn()?;
     let base = format!("http://127.0.0.1:{port}/");
     if let Err(e) = wait_healthy(&format!("{base}+health")) {
-        let _ = lb.kill();
-        let _ = lb.wait();
+        stop(&mut lb);
         return Err(e);
     }
     Ok((lb, base))
@@ -1117,8 +1134,7 @@ fn nginx_reference(
             ..Row::default()
         })
     })();
-    let _ = child.kill();
-    let _ = child.wait();
+    stop(&mut child);
     result.map(Some)
 }
 

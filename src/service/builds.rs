@@ -331,9 +331,10 @@ pub async fn claim(
         };
         tx.lock(Lock::Project(key.index_id, key.project)).await?;
         let outcome = claim_tx(&mut tx, (index, release), key, &holder, request.retry).await?;
-        if matches!(outcome, Some(BuildStatus::Claimed { .. })) {
-            tx.changed(Change::Builds(key.index_id, key.project.to_owned()));
-        }
+        // A claim names no change: build waiters wait only while a lease is live, and a
+        // claim only starts one where none was (absent, failed, gone, or lapsed, whose
+        // waiters have already been answered), so there is nobody to wake and, on
+        // PostgreSQL, no NOTIFY to send.
         tx.commit().await?;
         if let Some(status) = outcome {
             if let BuildStatus::Claimed { attempt, .. } = &status {

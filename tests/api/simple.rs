@@ -453,7 +453,8 @@ async fn a_write_discards_only_the_pages_it_changes() {
     assert_eq!(&after_yank[2..], &etags[2..]);
 }
 
-/// An nginx in front of `app` whose internal location `/_kiln_storage/` maps to the
+/// An nginx in front of `app` (one process, `master_process off`, so that killing it
+/// leaves no worker behind holding the port and the test's output) whose internal location `/_kiln_storage/` maps to the
 /// server's storage directory; `None` (said on stderr) when nginx is not installed and
 /// the backends are not required (`.ci/run` installs it and requires them).
 fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, String)> {
@@ -479,7 +480,7 @@ fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, S
     let upstream = app.base.trim_start_matches("http://");
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let conf = format!(
-        "daemon off; worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;\n\
+        "daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log;\n\
          user root root;\n\
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; sendfile on;\n\
@@ -496,6 +497,8 @@ fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, S
         .arg(dir.join("nginx.conf"))
         .arg("-p")
         .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
