@@ -46,11 +46,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })?;
     let address = listener.local_addr()?;
     let data_dir = config.data_dir.clone();
+    let shutdown = shutdown_signal()?;
     let server = kiln::Server::open(config).await?;
     if let Some(created) = &server.bootstrapped {
         print_first_start(created, &data_dir, address)?;
     }
-    server.run(listener, shutdown_signal()).await?;
+    server.run(listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -105,24 +106,27 @@ fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed here, before the server
+/// answers its first request: installed lazily (on the future's first poll, inside the
+/// serve loop), a SIGTERM sent right after the first health check could still find the
+/// default action and kill the process without a graceful stop.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    })
 }
