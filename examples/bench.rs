@@ -533,13 +533,8 @@ impl Target {
         }
         let mut hosts = String::new();
         for upstream in &upstreams {
-            let host = upstream
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap_or_default();
             hosts.push_str("server ");
-            hosts.push_str(host);
+            hosts.push_str(host_of(upstream));
             hosts.push_str("; ");
         }
         let (lb, base) = start_nginx(
@@ -565,16 +560,12 @@ impl Target {
             &["--upstream", "off", "--accel-redirect", "/_kiln_storage/"],
         )?;
         target.name = "Kiln (SQLite + local dir) behind nginx, --accel-redirect";
-        let host = target
-            .upload
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
         let (lb, base) = start_nginx(
             &work.join("kiln-accel-nginx"),
-            &format!("upstream kiln {{ server {host}; keepalive 64; }}"),
+            &format!(
+                "upstream kiln {{ server {}; keepalive 64; }}",
+                host_of(&target.upload)
+            ),
             &format!(
                 "location /_kiln_storage/ {{ internal; alias {}/; }}",
                 data.join("storage").display()
@@ -731,7 +722,14 @@ const PERYX_SECRET: &str = "bench-peryx-secret-0123456789";
 /// The admin token of every Kiln the benchmark starts.
 const KILN_TOKEN: &str = "kiln_bench-admin-token-0123456789abcdef";
 
-/// Starts `kiln serve` on a free port and waits until it is healthy; returns its base URL.
+/// `host:port` of an `http://host:port/…` URL.
+fn host_of(url: &str) -> &str {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
 /// Stops a server: SIGTERM first, so that nginx's master stops its workers (killed
 /// outright, it leaves them running, holding the port and our output pipes), then
 /// SIGKILL if it is still there after 10 s.
@@ -783,6 +781,7 @@ fn start_nginx(root: &Path, upstream: &str, locations: &str) -> anyhow::Result<(
     Ok((lb, base))
 }
 
+/// Starts `kiln serve` on a free port and waits until it is healthy; returns its base URL.
 fn spawn_kiln(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}/");

@@ -481,7 +481,6 @@ fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, S
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let conf = format!(
         "daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log;\n\
-         user root root;\n\
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; sendfile on;\n\
            client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;\n\
@@ -603,6 +602,18 @@ async fn behind_nginx_kiln_authorizes_and_nginx_sends_the_file() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    // With a token that may read it, Kiln lets it through and nginx sends it.
+    let allowed = http
+        .get(format!("{front}{}", path("acme/secret", &private)))
+        .basic_auth("__token__", Some(crate::helpers::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.bytes().await.unwrap().as_ref(),
+        private.bytes.as_slice()
+    );
     // And the storage location is not reachable from outside.
     let around = http
         .get(format!("{front}/_kiln_storage/{key}"))
