@@ -176,9 +176,12 @@ fn busy_fleet_figures(bin: &Path, work: &Path, quick: bool, seconds: u32) -> any
 /// The write-throughput line (see `bench/fleet.rs`); skipped without PostgreSQL.
 fn write_figures(bin: &Path, work: &Path, seconds: u32) {
     match fleet::write_throughput(bin, work, seconds) {
-        Ok((reports, claims)) => println!(
-            "\n### Write throughput — {}: PostgreSQL + S3, 2 replicas, 32 clients\n\n| stage reports/s | lease claims/s |\n|---|---|\n| {reports:.0} | {claims:.0} |",
-            bin.display()
+        Ok(rates) => println!(
+            "\n### Write throughput — {}: PostgreSQL + S3, 2 replicas, 32 clients\n\n| stage reports/s | lease claims/s | ceiling: API reads from memory/s |\n|---|---|---|\n| {:.0} | {:.0} | {:.0} |",
+            bin.display(),
+            rates.reports,
+            rates.claims,
+            rates.ceiling
         ),
         Err(why) => eprintln!("skipping the write throughput: {why:#}"),
     }

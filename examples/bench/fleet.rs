@@ -374,8 +374,19 @@ pub fn print_fleet(label: &str, rows: &[FleetRow], rss: f64, size: FleetSize) {
     println!("\nPeak server RSS: {rss:.0} MB");
 }
 
-/// Write throughput of two replicas on PostgreSQL + S3: (stage reports/s, claims/s).
-pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result<(f64, f64)> {
+/// Write throughput of two replicas on PostgreSQL + S3, and the same clients' ceiling.
+pub struct WriteRates {
+    /// Stage reports of one artifact, a new CI run id each.
+    pub reports: f64,
+    /// First claims of new releases.
+    pub claims: f64,
+    /// An authenticated API read answered from the replica's memory (the index view):
+    /// what these clients, HTTP and token checks reach with no database work at all.
+    pub ceiling: f64,
+}
+
+/// Write throughput of two replicas on PostgreSQL + S3 (see [`WriteRates`]).
+pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result<WriteRates> {
     let services = crate::backends::services().map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let name = format!("bench_writes_{}", std::process::id());
@@ -423,7 +434,16 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
             Ok(())
         })
         .await?;
-        anyhow::Ok((reports, claims))
+        let ceiling = hammer(&bases, seconds, |api, _, _| async move {
+            api.get_index(&"root/master".parse()?).await?;
+            Ok(())
+        })
+        .await?;
+        anyhow::Ok(WriteRates {
+            reports,
+            claims,
+            ceiling,
+        })
     });
     for child in [&mut a, &mut b] {
         let _ = child.kill();
