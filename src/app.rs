@@ -14,7 +14,7 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::domain::Permission;
 use crate::http::{
-    builds, files, health, indexes, mirrors, promotions, results, simple, tokens, upload,
+    builds, files, health, indexes, mirrors, promotions, results, simple, tokens, ui, upload,
 };
 use crate::service::mirror::Mirrors;
 use crate::storage::Storage;
@@ -63,6 +63,7 @@ impl AppState {
             "projects.html",
             include_str!("http/templates/projects.html"),
         )?;
+        crate::http::ui::register(&mut templates)?;
         let mirrors = Mirrors::new(
             config.upstream_timeout,
             config.max_upload_bytes,
@@ -329,7 +330,7 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Read,
             "`read` on each private index in its chain",
             Upload,
-            get(indexes::show_index),
+            get(indexes::show_index_or_page),
         ),
         r(
             Method::POST,
@@ -345,7 +346,7 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Read,
             "`read` on each private index in its chain",
             Upload,
-            get(indexes::show_index),
+            get(indexes::show_index_or_page),
         ),
         r(
             Method::POST,
@@ -450,6 +451,111 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "anyone; events of indexes the caller may read or administers, token events to their scopes' admins",
             Report,
             get(promotions::list_events),
+        ),
+        // The web UI (read-only; `http::ui`). Its pages also accept the sign-in cookie.
+        r(
+            Method::GET,
+            p::HOME,
+            Filtered,
+            "anyone; shows the indexes, leases and events the caller may read",
+            Api,
+            get(ui::home),
+        ),
+        r(
+            Method::GET,
+            p::FAVICON,
+            Public,
+            "anyone",
+            Api,
+            get(ui::favicon),
+        ),
+        r(
+            Method::GET,
+            p::SIGN_IN,
+            Public,
+            "anyone",
+            Api,
+            get(ui::sign_in_form),
+        ),
+        r(
+            Method::POST,
+            p::SIGN_IN,
+            Public,
+            "anyone; sets the cookie only for a token Kiln knows",
+            Api,
+            post(ui::sign_in),
+        ),
+        r(
+            Method::POST,
+            p::SIGN_OUT,
+            Public,
+            "anyone (clears the cookie)",
+            Api,
+            post(ui::sign_out),
+        ),
+        r(
+            Method::GET,
+            p::EVENTS_PAGE,
+            Filtered,
+            "anyone; events the caller may see, as `GET /+api/v1/events`",
+            Api,
+            get(ui::events_page),
+        ),
+        r(
+            Method::GET,
+            p::FEED,
+            Filtered,
+            "anyone; events the caller may see, as `GET /+api/v1/events`",
+            Api,
+            get(ui::server_feed),
+        ),
+        r(
+            Method::GET,
+            p::BADGE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(ui::project_badge),
+        ),
+        r(
+            Method::GET,
+            p::STAGE_BADGE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(ui::stage_badge),
+        ),
+        r(
+            Method::GET,
+            p::NAMESPACE_PAGE,
+            Filtered,
+            "anyone; lists the namespace's indexes the caller may read",
+            Api,
+            get(ui::namespace),
+        ),
+        r(
+            Method::GET,
+            p::INDEX_FEED,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(ui::index_feed),
+        ),
+        r(
+            Method::GET,
+            p::PROJECT_PAGE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(ui::project_page),
+        ),
+        r(
+            Method::GET,
+            p::RELEASE_PAGE,
+            Read,
+            "`read` on each private index in its chain",
+            Api,
+            get(ui::release_page),
         ),
     ]
 }

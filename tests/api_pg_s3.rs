@@ -8,6 +8,8 @@
 
 #[path = "api/access.rs"]
 mod access;
+#[path = "api/browser.rs"]
+mod browser;
 #[path = "api/clients.rs"]
 mod clients;
 #[path = "api/helpers.rs"]
@@ -32,6 +34,8 @@ mod routes;
 mod runners;
 #[path = "api/simple.rs"]
 mod simple;
+#[path = "api/ui.rs"]
+mod ui;
 #[path = "api/uploads.rs"]
 mod uploads;
 #[path = "api/verdicts.rs"]

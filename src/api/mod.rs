@@ -38,6 +38,30 @@ pub fn tail(text: &str, max: usize) -> &str {
 pub mod paths {
     /// `GET`: liveness and backends.
     pub const HEALTH: &str = "/+health";
+    /// `GET`: the web UI's home page (indexes, build queue, latest events).
+    pub const HOME: &str = "/";
+    /// `GET`: the icon browsers ask for.
+    pub const FAVICON: &str = "/favicon.ico";
+    /// `GET` the sign-in form, `POST` a token to it (sets the UI's cookie).
+    pub const SIGN_IN: &str = "/+signin";
+    /// `POST`: forget the UI's cookie.
+    pub const SIGN_OUT: &str = "/+signout";
+    /// `GET`: the events page (`?index=`, `?kind=`, `?before=`).
+    pub const EVENTS_PAGE: &str = "/+events";
+    /// `GET`: the Atom feed of every event the caller may see.
+    pub const FEED: &str = "/+feed";
+    /// `GET`: the badge of a project's newest release on an index.
+    pub const BADGE: &str = "/+badge/{ns}/{name}/{project}";
+    /// `GET`: the badge of one stage of a project's newest release on an index.
+    pub const STAGE_BADGE: &str = "/+badge/{ns}/{name}/{project}/{stage}";
+    /// `GET`: the page of one namespace's indexes.
+    pub const NAMESPACE_PAGE: &str = "/{ns}";
+    /// `GET`: the Atom feed of one index's events.
+    pub const INDEX_FEED: &str = "/{ns}/{name}/+feed";
+    /// `GET`: a project's page on an index.
+    pub const PROJECT_PAGE: &str = "/{ns}/{name}/{project}";
+    /// `GET`: a release's page on an index.
+    pub const RELEASE_PAGE: &str = "/{ns}/{name}/{project}/{version}";
     /// `GET` list, `POST` create.
     pub const INDEXES: &str = "/+api/v1/indexes";
     /// `GET`, `PATCH`, `DELETE` one index.

@@ -166,7 +166,49 @@ pub struct LeaseHolder<'a> {
     pub provenance: &'a Provenance,
 }
 
+/// A lease in progress somewhere on the server: what the build queue shows.
+#[derive(Debug, Clone)]
+pub struct BuildInProgress {
+    /// The index it builds into.
+    pub index_id: i64,
+    /// Normalized project name.
+    pub project: crate::domain::ProjectName,
+    /// The version.
+    pub version: String,
+    /// The build.
+    pub build: BuildRecord,
+}
+
 impl Db {
+    /// Builds holding a lease (live or lapsed, not yet taken over), oldest first, at
+    /// most `limit`.
+    pub async fn builds_in_progress(&self, limit: i64) -> Result<Vec<BuildInProgress>, DbError> {
+        #[derive(sqlx::FromRow)]
+        struct QueueRow {
+            index_id: i64,
+            project: String,
+            version: String,
+            #[sqlx(flatten)]
+            build: BuildRow,
+        }
+        let rows: Vec<QueueRow> = sqlx::query_as(&format!(
+            "SELECT index_id, project, version, {BUILD_COLUMNS} FROM builds WHERE state = 'building' ORDER BY id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(BuildInProgress {
+                    index_id: row.index_id,
+                    project: super::decode("builds", "project", &row.project)?,
+                    version: row.version,
+                    build: row.build.try_into()?,
+                })
+            })
+            .collect()
+    }
+
     /// The build row of a release, if any.
     pub async fn find_build(&self, key: BuildKey<'_>) -> Result<Option<BuildRecord>, DbError> {
         let row: Option<BuildRow> = sqlx::query_as(&format!(

@@ -381,7 +381,50 @@ impl Db {
     }
 }
 
+/// What one index holds, for the home page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Files it lists itself.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// When the newest of them was uploaded or promoted there (RFC 3339).
+    pub last_upload: Option<String>,
+}
+
 impl Db {
+    /// [`IndexStats`] of every index that lists a file, by index id.
+    pub async fn index_stats(&self) -> Result<std::collections::HashMap<i64, IndexStats>, DbError> {
+        let rows: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT index_id, COUNT(*), CAST(SUM(size) AS BIGINT), MAX(uploaded_at) FROM files GROUP BY index_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, files, bytes, last_upload)| {
+                Ok((
+                    id,
+                    IndexStats {
+                        files: decode_u64("files", "count", files)?,
+                        bytes: decode_u64("files", "size", bytes.unwrap_or(0))?,
+                        last_upload,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Every file one index lists itself.
+    pub async fn own_files(&self, index_id: i64) -> Result<Vec<FileRecord>, DbError> {
+        let rows: Vec<FileRow> = sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1"
+        ))
+        .bind(index_id)
+        .fetch_all(&self.pool)
+        .await?;
+        decode_rows(rows)
+    }
+
     /// Every file of `project` one index itself lists, inside a write transaction.
     pub async fn own_project_files_tx(
         tx: &mut WriteTx,

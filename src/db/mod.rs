@@ -52,12 +52,14 @@ use sha2::Digest as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use builds::{BuildKey, BuildRecord, BuildState, LeaseHolder};
-pub use files::{FileRecord, ListedFile, NewFile, OnIndex};
+pub use builds::{BuildInProgress, BuildKey, BuildRecord, BuildState, LeaseHolder};
+pub use files::{FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };
-pub use promotions::{EventFilter, EventRecord, NewEvent, NewPromotion, PromotionRecord};
+pub use promotions::{
+    EventFilter, EventRecord, EventWindow, NewEvent, NewPromotion, PromotionRecord,
+};
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
 
@@ -580,7 +582,7 @@ mod tests {
                 .collect()
         };
         let open = db
-            .list_events(None, 0, 1, &only(&["open/b"], &[]))
+            .list_events(None, &EventWindow::default(), 1, &only(&["open/b"], &[]))
             .await
             .unwrap();
         assert_eq!(
@@ -590,12 +592,12 @@ mod tests {
         );
         // `_` in a namespace is literal, not a LIKE wildcard.
         let admin = db
-            .list_events(None, 0, 10, &only(&[], &["ac_me"]))
+            .list_events(None, &EventWindow::default(), 10, &only(&[], &["ac_me"]))
             .await
             .unwrap();
         assert_eq!(shown(admin), ["ac_me/x"]);
         assert!(
-            db.list_events(None, 0, 10, &only(&[], &[]))
+            db.list_events(None, &EventWindow::default(), 10, &only(&[], &[]))
                 .await
                 .unwrap()
                 .is_empty()
@@ -671,7 +673,10 @@ mod tests {
             everything: true,
             ..EventFilter::default()
         };
-        let events = db.list_events(None, 0, 10, &everything).await.unwrap();
+        let events = db
+            .list_events(None, &EventWindow::default(), 10, &everything)
+            .await
+            .unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, crate::domain::EventKind::Yank);
         assert_eq!(

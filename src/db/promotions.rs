@@ -181,6 +181,20 @@ pub struct EventFilter {
     pub token_events: bool,
 }
 
+/// Which events a page of the list holds: ids after `after` (and before `before`), of
+/// one kind or all, oldest or newest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventWindow {
+    /// Only ids above this (0: from the start).
+    pub after: i64,
+    /// Only ids below this.
+    pub before: Option<i64>,
+    /// Only this kind.
+    pub kind: Option<crate::domain::EventKind>,
+    /// Newest first (a page to read), instead of oldest first (a stream to follow).
+    pub newest_first: bool,
+}
+
 impl Db {
     /// The promotion of a release into a target index, if it happened.
     pub async fn find_promotion(
@@ -217,6 +231,20 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         Ok(found.is_some())
+    }
+
+    /// Every promotion of `project`, from any index to any, newest first.
+    pub async fn promotions_of_project(
+        &self,
+        project: &str,
+    ) -> Result<Vec<PromotionRecord>, DbError> {
+        let rows: Vec<PromotionRow> = sqlx::query_as(&format!(
+            "{PROMOTION_SELECT} WHERE p.project = $1 ORDER BY p.id DESC"
+        ))
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(PromotionRecord::try_from).collect()
     }
 
     /// Promotions into `target_index_id` (or all), newest first.
@@ -360,13 +388,13 @@ impl Db {
         Ok(())
     }
 
-    /// Events after `after_id` (optionally of one index), oldest first, at most `limit`,
-    /// of those `visible` lets through — filtered in the query, so a caller who may see
+    /// Events in `window` (optionally of one index), at most `limit`, of those `visible`
+    /// lets through — filtered in the query, so a caller who may see
     /// few of many events costs one round trip, not one per hidden event.
     pub async fn list_events(
         &self,
         index_name: Option<&str>,
-        after_id: i64,
+        window: &EventWindow,
         limit: i64,
         visible: &EventFilter,
     ) -> Result<Vec<EventRecord>, DbError> {
@@ -376,6 +404,14 @@ impl Db {
         let mut next = 2;
         if index_name.is_some() {
             let _ = write!(sql, " AND index_name = ${next}");
+            next += 1;
+        }
+        if window.before.is_some() {
+            let _ = write!(sql, " AND id < ${next}");
+            next += 1;
+        }
+        if window.kind.is_some() {
+            let _ = write!(sql, " AND kind = ${next}");
             next += 1;
         }
         if !visible.everything {
@@ -399,10 +435,17 @@ impl Db {
             }
             let _ = write!(sql, " AND ({})", any.join(" OR "));
         }
-        let _ = write!(sql, " ORDER BY id LIMIT ${next}");
-        let mut query = sqlx::query_as::<_, EventRow>(&sql).bind(after_id);
+        let order = if window.newest_first { "DESC" } else { "ASC" };
+        let _ = write!(sql, " ORDER BY id {order} LIMIT ${next}");
+        let mut query = sqlx::query_as::<_, EventRow>(&sql).bind(window.after);
         if let Some(index) = index_name {
             query = query.bind(index);
+        }
+        if let Some(before) = window.before {
+            query = query.bind(before);
+        }
+        if let Some(kind) = window.kind {
+            query = query.bind(kind.as_str());
         }
         if !visible.everything {
             for name in &visible.names {

@@ -39,6 +39,18 @@ impl ApiError {
         }
     }
 
+    /// The status it answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its one-line reason.
+    #[must_use]
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// 404 with a reason.
     #[must_use]
     pub fn not_found(detail: impl Into<String>) -> Self {

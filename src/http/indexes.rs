@@ -75,6 +75,31 @@ pub async fn show_index(
     Ok(Json(view).into_response())
 }
 
+/// `GET /{ns}/{name}` and `GET /{ns}/{name}/`: the index page for a browser (`Accept:
+/// text/html`), the JSON view for everyone else (see [`show_index`]).
+pub async fn show_index_or_page(
+    State(state): State<AppState>,
+    IndexPath(name): IndexPath,
+    request: axum::extract::Request,
+) -> Response {
+    use axum::extract::FromRequestParts as _;
+    let (mut parts, _) = request.into_parts();
+    if super::ui::wants_html(&parts.headers) {
+        return match super::ui::Viewer::from_request_parts(&mut parts, &state).await {
+            Ok(viewer) => super::ui::index_page(&state, &viewer, &name)
+                .await
+                .into_response(),
+            Err(refused) => refused.into_response(),
+        };
+    }
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => show_index(State(state), IndexPath(name), caller)
+            .await
+            .into_response(),
+        Err(refused) => refused.into_response(),
+    }
+}
+
 /// `PATCH /+api/v1/indexes/{ns}/{name}`
 pub async fn modify_index(
     State(state): State<AppState>,

@@ -13,4 +13,5 @@ pub mod promotions;
 pub mod results;
 pub mod simple;
 pub mod tokens;
+pub mod ui;
 pub mod upload;

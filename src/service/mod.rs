@@ -10,6 +10,7 @@ pub mod builds;
 pub mod flight;
 pub mod indexes;
 pub mod mirror;
+pub mod overview;
 pub mod promote;
 pub mod publish;
 pub mod resolve;

@@ -346,6 +346,67 @@ pub async fn promote(
     Ok(assemble(&releases, &records, &checks, result, &outcome))
 }
 
+/// What promoting `release` from `index` would do under each rule that starts there: a
+/// dry run for a caller who may read the source and the target (the web UI shows it
+/// beside the stage matrix). Writes nothing, needs no `promote` permission; a rule whose
+/// target does not exist or is not readable is left out.
+pub async fn preview(
+    ctx: Promoter<'_>,
+    caller: &Caller,
+    index: &IndexName,
+    release: &Release,
+) -> Result<Vec<PromotionOutcome>, ServiceError> {
+    let db = ctx.db;
+    let (source, _) = super::auth::readable_chain(db, caller, index).await?;
+    let mut previews = Vec::new();
+    for rule in ctx.policies.rules.iter().filter(|r| r.from == *index) {
+        let Some(target) = db.find_index(&rule.to).await? else {
+            continue;
+        };
+        let chain = super::resolve::chain_indexes(db, &target).await?;
+        if !super::auth::can_read(caller.principal(), &chain) {
+            continue;
+        }
+        let (result, checks, record) =
+            if let Some(record) = promotion_of(db, &target, release).await? {
+                (PromotionResult::AlreadyPromoted, Vec::new(), Some(record))
+            } else {
+                let mut candidates = vec![(
+                    0,
+                    candidate(db, rule, &source, &target, release.clone()).await?,
+                )];
+                let dependencies = dependency_checks(
+                    ctx,
+                    rule,
+                    &target,
+                    std::slice::from_ref(release),
+                    &candidates,
+                )
+                .await?;
+                let (_, candidate) = &mut candidates[0];
+                candidate.checks.extend(dependencies.into_iter().flatten());
+                let result = if candidate.refused() {
+                    PromotionResult::Refused
+                } else {
+                    PromotionResult::WouldPromote
+                };
+                (result, std::mem::take(&mut candidate.checks), None)
+            };
+        previews.push(PromotionOutcome {
+            result,
+            policy: rule.name.clone(),
+            from: rule.from.to_string(),
+            to: rule.to.to_string(),
+            project: release.project.to_string(),
+            version: release.version.to_string(),
+            checks,
+            promotion: record.map(PromotionView::from),
+            together: Vec::new(),
+        });
+    }
+    Ok(previews)
+}
+
 /// The answer: the first release at the top with the request's overall `result`, the
 /// others in `together`, each with its own result.
 fn assemble(
@@ -944,6 +1005,22 @@ pub async fn list_events(
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRecord>, ServiceError> {
+    let window = crate::db::EventWindow {
+        after,
+        ..crate::db::EventWindow::default()
+    };
+    events_page(db, caller, index, window, limit).await
+}
+
+/// Events of `index` (or every index) in `window`, at most `limit` (1-1000), of those
+/// the caller may see (see [`sees`]), once the caller was found to may read `index`.
+pub async fn events_page(
+    db: &Db,
+    caller: &Caller,
+    index: Option<&IndexName>,
+    mut window: crate::db::EventWindow,
+    limit: i64,
+) -> Result<Vec<EventRecord>, ServiceError> {
     if let Some(name) = index
         && !caller.allows(Permission::Admin, name)
     {
@@ -953,17 +1030,22 @@ pub async fn list_events(
     let readable = readable_names(db, caller).await?;
     let visible = event_filter(caller, &readable);
     let limit = limit.clamp(1, 1000);
-    let mut after = after;
     let mut rows = Vec::new();
     // The query already keeps only what the caller may see, but for token events whose
     // scopes are checked here; a page thinned by those is topped up (a follower that saw
     // a short page would think it had caught up), a bounded number of times.
     for _ in 0..MAX_EVENT_ROUNDS {
         let batch = db
-            .list_events(index.as_deref(), after, limit, &visible)
+            .list_events(index.as_deref(), &window, limit, &visible)
             .await?;
         let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) == limit;
-        after = batch.last().map_or(after, |e| e.id);
+        if let Some(last) = batch.last() {
+            if window.newest_first {
+                window.before = Some(last.id);
+            } else {
+                window.after = last.id;
+            }
+        }
         rows.extend(batch.into_iter().filter(|e| sees(caller, &readable, e)));
         if !full || i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit {
             break;

@@ -32,7 +32,7 @@ const MAX_RUN_ID: usize = 200;
 const MAX_CAUSE: usize = 500;
 
 /// A stored result as the API shows it.
-fn view(r: ResultRecord) -> ResultView {
+pub(super) fn view(r: ResultRecord) -> ResultView {
     let junit = r
         .junit
         .map(|[tests, failures, errors, skipped]| JunitCounts {

@@ -296,6 +296,21 @@ impl Drop for TestApp {
     }
 }
 
+/// A child process stopped when the test ends, whether it passed or panicked.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Set (to anything but `0`) when CI requires every backend and tool (`.ci/run` does).
+pub fn required() -> bool {
+    std::env::var("KILN_TEST_REQUIRE_BACKENDS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// A reqwest client that shows redirects instead of following them.
 pub fn no_redirect_client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -2,6 +2,7 @@
 //! HTTP and by the real Python clients.
 
 mod access;
+mod browser;
 mod clients;
 mod helpers;
 mod hooks;
@@ -14,5 +15,6 @@ mod promotions;
 mod routes;
 mod runners;
 mod simple;
+mod ui;
 mod uploads;
 mod verdicts;

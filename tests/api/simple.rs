@@ -457,15 +457,16 @@ async fn a_write_discards_only_the_pages_it_changes() {
 /// leaves no worker behind holding the port and the test's output) whose internal location `/_kiln_storage/` maps to the
 /// server's storage directory; `None` (said on stderr) when nginx is not installed and
 /// the backends are not required (`.ci/run` installs it and requires them).
-fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, String)> {
+fn nginx_in_front(
+    app: &TestApp,
+    dir: &std::path::Path,
+) -> Option<(crate::helpers::KillOnDrop, String)> {
     let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
     else {
-        let required =
-            std::env::var("KILN_TEST_REQUIRE_BACKENDS").is_ok_and(|v| !v.is_empty() && v != "0");
         assert!(
-            !required,
+            !crate::helpers::required(),
             "nginx is not installed (apt-get install nginx-light; .ci/run does)"
         );
         eprintln!("SKIPPED the nginx part: nginx is not installed (apt-get install nginx-light)");
@@ -501,17 +502,10 @@ fn nginx_in_front(app: &TestApp, dir: &std::path::Path) -> Option<(KillOnDrop, S
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    Some((KillOnDrop(child), format!("http://127.0.0.1:{port}")))
-}
-
-/// A child process stopped when the test ends, whether it passed or panicked.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Some((
+        crate::helpers::KillOnDrop(child),
+        format!("http://127.0.0.1:{port}"),
+    ))
 }
 
 /// With `--accel-redirect`, Kiln still decides who may download what, and answers with
