@@ -9,6 +9,7 @@
 //! cargo run --release --example bench -- --fleet  # only the busy-fleet pages (see fleet.rs)
 //! cargo run --release --example bench -- --writes # only the PostgreSQL write throughput
 //! cargo run --release --example bench -- --big    # only the 100,000-project index (see big.rs)
+//! cargo run --release --example bench -- --ui     # only the web UI's pages (see ui.rs)
 //! KILN_BENCH_BIN=/path/to/kiln cargo run …      # measure another build (before/after)
 //! ```
 //!
@@ -46,6 +47,8 @@ mod big;
 mod dist;
 #[path = "bench/fleet.rs"]
 mod fleet;
+#[path = "bench/ui.rs"]
+mod ui;
 #[path = "../tests/support/upstream.rs"]
 mod upstream;
 
@@ -73,11 +76,15 @@ fn main() -> anyhow::Result<()> {
     let fleet_only = std::env::args().any(|a| a == "--fleet");
     let writes_only = std::env::args().any(|a| a == "--writes");
     let big_only = std::env::args().any(|a| a == "--big");
+    let ui_only = std::env::args().any(|a| a == "--ui");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if fleet_only || writes_only || big_only {
+    if fleet_only || writes_only || big_only || ui_only {
         let kiln_bin = build_kiln(&root)?;
         let work = tempfile::tempdir()?;
+        if ui_only {
+            ui_figures(&kiln_bin, work.path())?;
+        }
         if big_only {
             big_figures(&kiln_bin, work.path(), quick, load_seconds)?;
         }
@@ -146,6 +153,26 @@ fn main() -> anyhow::Result<()> {
     busy_fleet_figures(&kiln_bin, work.path(), quick, load_seconds)?;
     write_figures(&kiln_bin, work.path(), load_seconds);
     big_figures(&kiln_bin, work.path(), quick, load_seconds)?;
+    ui_figures(&kiln_bin, work.path())?;
+    Ok(())
+}
+
+/// The web UI's render times (see `bench/ui.rs`).
+fn ui_figures(bin: &Path, work: &Path) -> anyhow::Result<()> {
+    let (populate_s, rows) = ui::ui_pages(bin, work)?;
+    println!(
+        "\n### Web UI — {}: {} projects × {} versions = {} releases on root/master, 2 stages each (populated in {populate_s:.0} s)\n\n| page | path | bytes | p50 ms | p99 ms |\n|---|---|---|---|---|",
+        bin.display(),
+        ui::PROJECTS,
+        ui::VERSIONS,
+        ui::PROJECTS * ui::VERSIONS
+    );
+    for row in rows {
+        println!(
+            "| {} | `{}` | {} | {:.2} | {:.2} |",
+            row.page, row.path, row.bytes, row.p50_ms, row.p99_ms
+        );
+    }
     Ok(())
 }
 

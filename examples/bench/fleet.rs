@@ -56,7 +56,7 @@ pub struct FleetRow {
     pub load: Load,
 }
 
-fn client(base: &str) -> anyhow::Result<Client> {
+pub(crate) fn client(base: &str) -> anyhow::Result<Client> {
     Client::new(base, Some(KILN_TOKEN.to_owned())).context("client")
 }
 
@@ -69,7 +69,7 @@ fn provenance(commit: &str) -> kiln::domain::Provenance {
 }
 
 /// A passing `unit` report of `sha256` on `root/master` from CI run `run_id`.
-fn passed(sha256: String, run_id: String) -> anyhow::Result<StageReport> {
+pub(crate) fn passed(sha256: String, run_id: String) -> anyhow::Result<StageReport> {
     Ok(StageReport {
         index: "root/master".parse()?,
         cause: None,
@@ -90,7 +90,7 @@ fn branch_name(n: usize) -> String {
     format!("acme/b{n:04}")
 }
 
-async fn upload(
+pub(crate) async fn upload(
     http: &reqwest::Client,
     base: &str,
     index: &str,

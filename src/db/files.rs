@@ -381,6 +381,19 @@ impl Db {
     }
 }
 
+/// A file in brief (see [`Db::own_file_briefs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBrief {
+    /// Normalized project name.
+    pub project: ProjectName,
+    /// Normalized version.
+    pub version: String,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// Yanked (PEP 592).
+    pub yanked: bool,
+}
+
 /// What one index holds, for the home page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -414,15 +427,40 @@ impl Db {
             .collect()
     }
 
-    /// Every file one index lists itself.
-    pub async fn own_files(&self, index_id: i64) -> Result<Vec<FileRecord>, DbError> {
-        let rows: Vec<FileRow> = sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE index_id = $1"
-        ))
+    /// [`IndexStats`] of one index.
+    pub async fn index_stats_of(&self, index_id: i64) -> Result<IndexStats, DbError> {
+        let (files, bytes, last_upload): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(size) AS BIGINT), MAX(uploaded_at) FROM files WHERE index_id = $1",
+        )
+        .bind(index_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(IndexStats {
+            files: decode_u64("files", "count", files)?,
+            bytes: decode_u64("files", "size", bytes.unwrap_or(0))?,
+            last_upload,
+        })
+    }
+
+    /// Every file one index lists itself, in brief: project, version, digest, yanked
+    /// (what an index page needs of each; a release list of thousands stays cheap).
+    pub async fn own_file_briefs(&self, index_id: i64) -> Result<Vec<FileBrief>, DbError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT project, version, sha256, yanked FROM files WHERE index_id = $1",
+        )
         .bind(index_id)
         .fetch_all(&self.pool)
         .await?;
-        decode_rows(rows)
+        rows.into_iter()
+            .map(|(project, version, sha256, yanked)| {
+                Ok(FileBrief {
+                    project: decode("files", "project", &project)?,
+                    version,
+                    sha256: decode("files", "sha256", &sha256)?,
+                    yanked: decode_flag("files", "yanked", yanked)?,
+                })
+            })
+            .collect()
     }
 
     /// Every file of `project` one index itself lists, inside a write transaction.

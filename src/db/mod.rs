@@ -53,7 +53,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildInProgress, BuildKey, BuildRecord, BuildState, LeaseHolder};
-pub use files::{FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
+pub use files::{FileBrief, FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };

@@ -15,7 +15,7 @@ use super::builds::{BuildStatus, now_ms};
 use super::results::{latest_of_files, view as result_view};
 use super::{ServiceError, resolve};
 use crate::api::{PromotionOutcome, PromotionView, ResultView};
-use crate::db::{BuildInProgress, Db, EventRecord, EventWindow, FileRecord, IndexStats};
+use crate::db::{BuildInProgress, Db, EventRecord, EventWindow, FileBrief, FileRecord, IndexStats};
 use crate::domain::{EventKind, Index, IndexName, Outcome, ProjectName, Release};
 
 /// How many leases the home page's build queue shows.
@@ -233,40 +233,57 @@ pub async fn index_page(
     name: &IndexName,
 ) -> Result<IndexPage, ServiceError> {
     let (index, chain) = super::auth::readable_chain(db, caller, name).await?;
-    let stats = db
-        .index_stats()
-        .await?
-        .remove(&index.id)
-        .unwrap_or_default();
-    let files = db.own_files(index.id).await?;
-    let mut by_project: BTreeMap<ProjectName, Vec<FileRecord>> = BTreeMap::new();
-    for file in files {
+    let stats = db.index_stats_of(index.id).await?;
+    let mut by_project: BTreeMap<ProjectName, Vec<FileBrief>> = BTreeMap::new();
+    for file in db.own_file_briefs(index.id).await? {
         by_project
             .entry(file.project.clone())
             .or_default()
             .push(file);
     }
-    let mut newest_files: Vec<FileRecord> = Vec::new();
-    let mut rows: Vec<(ProjectName, String, usize, std::ops::Range<usize>)> = Vec::new();
+    let mut rows: Vec<(ProjectName, String, usize, Vec<FileBrief>)> = Vec::new();
     for (project, files) in by_project {
         let versions: HashSet<&str> = files.iter().map(|f| f.version.as_str()).collect();
         let count = versions.len();
         let newest = newest_version(versions.into_iter())
             .unwrap_or_default()
             .to_owned();
-        let start = newest_files.len();
-        newest_files.extend(files.into_iter().filter(|f| f.version == newest));
-        rows.push((project, newest, count, start..newest_files.len()));
+        let newest_files = files.into_iter().filter(|f| f.version == newest).collect();
+        rows.push((project, newest, count, newest_files));
     }
-    let latest = latest_of_files(db, &newest_files).await?;
+    // The verdicts reported for this index on the newest releases' files, in one query.
+    let digests: Vec<&str> = rows
+        .iter()
+        .flat_map(|(_, _, _, files)| files.iter().map(|f| f.sha256.as_str()))
+        .collect();
+    let mut results: HashMap<String, Vec<ResultView>> = HashMap::new();
+    for result in db.results_of(&digests).await? {
+        if result.index_id == index.id {
+            results
+                .entry(result.sha256.to_string())
+                .or_default()
+                .push(result_view(result));
+        }
+    }
     let projects = rows
         .into_iter()
-        .map(|(project, newest, versions, range)| ProjectRow {
-            project,
-            newest,
-            versions,
-            verdict: Verdict::of(&latest[range.clone()]),
-            yanked: newest_files[range].iter().all(|f| f.yanked),
+        .map(|(project, newest, versions, files)| {
+            let latest: Vec<BTreeMap<String, ResultView>> = files
+                .iter()
+                .map(|f| {
+                    results
+                        .get(f.sha256.as_str())
+                        .map(|r| super::results::latest_per_stage(r))
+                        .unwrap_or_default()
+                })
+                .collect();
+            ProjectRow {
+                project,
+                newest,
+                versions,
+                verdict: Verdict::of(&latest),
+                yanked: files.iter().all(|f| f.yanked),
+            }
         })
         .collect();
     Ok(IndexPage {
