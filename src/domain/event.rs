@@ -24,11 +24,13 @@ pub enum EventKind {
     TokenCreated,
     /// A token was revoked.
     TokenRevoked,
+    /// A build failed (its builder reported the failure and its output's tail).
+    BuildFailed,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Promotion,
         Self::Refusal,
         Self::Yank,
@@ -38,6 +40,7 @@ impl EventKind {
         Self::IndexDeleted,
         Self::TokenCreated,
         Self::TokenRevoked,
+        Self::BuildFailed,
     ];
 }
 
@@ -55,6 +58,7 @@ impl EventKind {
             Self::IndexDeleted => "index-deleted",
             Self::TokenCreated => "token-created",
             Self::TokenRevoked => "token-revoked",
+            Self::BuildFailed => "build-failed",
         }
     }
 }

@@ -52,6 +52,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often it re-reads anyway while the listener is up (every change wakes it).
 const SAFETY_POLL: Duration = Duration::from_secs(5);
+/// How much of a failed build's output its event keeps (the build row keeps more).
+const FAILED_EVENT_TAIL: usize = 2048;
 /// Longest builder description.
 const MAX_BUILDER: usize = 200;
 
@@ -621,25 +623,40 @@ pub async fn fail(
     lease_id: &str,
     error_tail: &str,
 ) -> Result<BuildStatus, ServiceError> {
-    let (index, _) = leased_index(db, caller, name).await?;
+    let (index, principal) = leased_index(db, caller, name).await?;
     let index = &index;
     let key = key(release, index, target);
     let kept = tail(error_tail, MAX_ERROR_TAIL);
+    let now = now_rfc3339();
     let mut tx = db.begin_write().await?;
     tx.changed(Change::Builds(key.index_id, key.project.to_owned()));
-    if !Db::finish_build_tx(
-        &mut tx,
-        key,
-        lease_id,
-        BuildState::Failed,
-        Some(kept),
-        &now_rfc3339(),
-    )
-    .await?
-    {
+    if !Db::finish_build_tx(&mut tx, key, lease_id, BuildState::Failed, Some(kept), &now).await? {
         let build = Db::find_build_tx(&mut tx, key).await?;
         return Err(lease_lost(index, release, build.as_ref()));
     }
+    // The event, in the same transaction: the events page, the feeds and (later)
+    // webhooks show a failed build with the end of its output.
+    let build = Db::find_build_tx(&mut tx, key).await?;
+    let version = release.version.to_string();
+    Db::insert_event_tx(
+        &mut tx,
+        &crate::db::NewEvent {
+            kind: crate::domain::EventKind::BuildFailed,
+            index: Some(&index.name),
+            project: Some(key.project),
+            version: Some(&version),
+            actor: &principal.name,
+            at: &now,
+            detail: serde_json::json!({
+                "builder": build.as_ref().map(|b| b.builder.as_str()),
+                "attempt": build.as_ref().map(|b| b.attempt),
+                "commit": build.as_ref().and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
+                "target": target.map(ToString::to_string),
+                "error_tail": tail(kept, FAILED_EVENT_TAIL),
+            }),
+        },
+    )
+    .await?;
     tx.commit().await?;
     tracing::warn!(
         index.name = %index.name,

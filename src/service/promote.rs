@@ -371,10 +371,13 @@ pub async fn preview(
             if let Some(record) = promotion_of(db, &target, release).await? {
                 (PromotionResult::AlreadyPromoted, Vec::new(), Some(record))
             } else {
-                let mut candidates = vec![(
-                    0,
-                    candidate(db, rule, &source, &target, release.clone()).await?,
-                )];
+                // A release with no files of its own on the source (a failed or
+                // running build, an inherited release) has nothing to promote from here.
+                let candidate = match candidate(db, rule, &source, &target, release.clone()).await {
+                    Err(ServiceError::NotFound(_)) => continue,
+                    other => other?,
+                };
+                let mut candidates = vec![(0, candidate)];
                 let dependencies = dependency_checks(
                     ctx,
                     rule,

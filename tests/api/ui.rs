@@ -420,3 +420,56 @@ async fn badges_are_svg_with_etags_and_feeds_are_atom() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_failed_build_is_an_event_and_its_release_page_shows_the_output() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let index: kiln::domain::IndexName = "root/master".parse().unwrap();
+    let claim = kiln::api::ClaimBuild {
+        builder: "runner-7".into(),
+        retry: false,
+        provenance: crate::helpers::provenance("badc0de"),
+        target: None,
+    };
+    let claimed = client
+        .claim_build(&index, "acme-util", "2.0", &claim)
+        .await
+        .unwrap();
+    let kiln::api::BuildStateView::Claimed { lease_id, .. } = claimed.status else {
+        panic!("expected to claim: {claimed:?}")
+    };
+    let body = kiln::api::LeaseBody {
+        lease_id,
+        error_tail: Some("running setup.py\n\u{1b}[31merror: <gcc> failed\u{1b}[0m\n".into()),
+        target: None,
+    };
+    client
+        .lease_action(&index, "acme-util", "2.0", "fail", &body)
+        .await
+        .unwrap();
+
+    let (status, events) = page(&app, "+events?index=&kind=build-failed", &[HTML]).await;
+    assert_eq!(status, 200);
+    assert!(
+        events.contains("build-failed") && events.contains("error: &lt;gcc&gt; failed"),
+        "{events}"
+    );
+    let (status, release) = page(&app, "root/master/acme-util/2.0", &[HTML]).await;
+    assert_eq!(status, 200, "{release}");
+    assert!(
+        release.contains("Build failure")
+            && release.contains("<span class=\"fg1\">error: &lt;gcc&gt; failed</span>"),
+        "{release}"
+    );
+    let feed = app
+        .get("root/master/+feed", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        xml_texts(&feed, "title").contains(&"build-failed acme-util 2.0 on root/master".to_owned()),
+        "{feed}"
+    );
+}

@@ -89,6 +89,29 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
+/// `text` with every escape sequence and control character removed (for one-line
+/// summaries, which are escaped where they are shown).
+#[must_use]
+pub fn plain(text: &str) -> String {
+    let html = to_html(text);
+    let mut out = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim_end_matches('\n')
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
 /// The log as HTML lines (see the module docs); a carriage return keeps only what
 /// followed it on that line, as a terminal shows a progress bar's last state.
 #[must_use]
@@ -156,7 +179,7 @@ pub fn to_html(log: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::to_html;
+    use super::{plain, to_html};
 
     #[test]
     fn colours_become_classes_and_text_is_escaped() {
@@ -188,6 +211,11 @@ mod tests {
             to_html("x\u{1b}[38;5;196my\u{1b}[38;2;1;2;3mz\u{7}"),
             "<span class=\"line\">xyz</span>\n"
         );
+    }
+
+    #[test]
+    fn plain_text_keeps_only_the_characters() {
+        assert_eq!(plain("\u{1b}[31mE501\u{1b}[0m a <b> & c"), "E501 a <b> & c");
     }
 
     #[test]

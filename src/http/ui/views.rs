@@ -73,7 +73,7 @@ pub fn event(e: &EventRecord) -> Value {
     let tone = match e.kind {
         EventKind::Promotion => "promoted",
         EventKind::Refusal => "refused",
-        EventKind::Yank => "fail",
+        EventKind::Yank | EventKind::BuildFailed => "fail",
         _ => "muted",
     };
     json!({
@@ -111,6 +111,20 @@ pub fn event_summary(e: &EventRecord) -> String {
             })
             .unwrap_or_default(),
         EventKind::Yank => text("reason").unwrap_or_default(),
+        EventKind::BuildFailed => {
+            let last = text("error_tail")
+                .and_then(|t| {
+                    t.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| super::ansi::plain(l).chars().take(200).collect::<String>())
+                })
+                .unwrap_or_default();
+            match text("builder") {
+                Some(builder) => format!("by {builder}: {last}"),
+                None => last,
+            }
+        }
         _ => String::new(),
     }
 }
