@@ -394,6 +394,15 @@ pub struct FileBrief {
     pub yanked: bool,
 }
 
+/// How stale the home page's [`IndexStats`] may be.
+pub const INDEX_STATS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The last reading of every index's [`IndexStats`], and when it was read.
+pub type StatsSnapshot = (
+    std::time::Instant,
+    std::sync::Arc<std::collections::HashMap<i64, IndexStats>>,
+);
+
 /// What one index holds, for the home page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -406,8 +415,30 @@ pub struct IndexStats {
 }
 
 impl Db {
-    /// [`IndexStats`] of every index that lists a file, by index id.
-    pub async fn index_stats(&self) -> Result<std::collections::HashMap<i64, IndexStats>, DbError> {
+    /// [`IndexStats`] of every index that lists a file, by index id, as read at most
+    /// [`INDEX_STATS_TTL`] ago: the query counts every file of the server, so the home
+    /// page must not run it per request.
+    pub async fn index_stats(
+        &self,
+    ) -> Result<std::sync::Arc<std::collections::HashMap<i64, IndexStats>>, DbError> {
+        let lock = || {
+            self.index_stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((read, stats)) = lock().as_ref()
+            && read.elapsed() < INDEX_STATS_TTL
+        {
+            return Ok(std::sync::Arc::clone(stats));
+        }
+        let stats = std::sync::Arc::new(self.read_index_stats().await?);
+        *lock() = Some((std::time::Instant::now(), std::sync::Arc::clone(&stats)));
+        Ok(stats)
+    }
+
+    async fn read_index_stats(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, IndexStats>, DbError> {
         let rows: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT index_id, COUNT(*), CAST(SUM(size) AS BIGINT), MAX(uploaded_at) FROM files GROUP BY index_id",
         )
@@ -427,30 +458,46 @@ impl Db {
             .collect()
     }
 
-    /// [`IndexStats`] of one index.
-    pub async fn index_stats_of(&self, index_id: i64) -> Result<IndexStats, DbError> {
-        let (files, bytes, last_upload): (i64, Option<i64>, Option<String>) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(SUM(size) AS BIGINT), MAX(uploaded_at) FROM files WHERE index_id = $1",
+    /// The projects one index lists itself, by name, after `after`, at most `limit`.
+    pub async fn own_projects_page(
+        &self,
+        index_id: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ProjectName>, DbError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT project FROM files WHERE index_id = $1 AND project > $2 ORDER BY project LIMIT $3",
         )
         .bind(index_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(IndexStats {
-            files: decode_u64("files", "count", files)?,
-            bytes: decode_u64("files", "size", bytes.unwrap_or(0))?,
-            last_upload,
-        })
-    }
-
-    /// Every file one index lists itself, in brief: project, version, digest, yanked
-    /// (what an index page needs of each; a release list of thousands stays cheap).
-    pub async fn own_file_briefs(&self, index_id: i64) -> Result<Vec<FileBrief>, DbError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT project, version, sha256, yanked FROM files WHERE index_id = $1",
-        )
-        .bind(index_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
+        names
+            .iter()
+            .map(|n| decode("files", "project", n))
+            .collect()
+    }
+
+    /// The files one index lists itself of `projects`, in brief: project, version,
+    /// digest, yanked (what an index page needs of each).
+    pub async fn own_file_briefs(
+        &self,
+        index_id: i64,
+        projects: &[ProjectName],
+    ) -> Result<Vec<FileBrief>, DbError> {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT project, version, sha256, yanked FROM files WHERE index_id = $1 AND project IN ({})",
+            placeholders(2, projects.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String, String, i64)>(&sql).bind(index_id);
+        for project in projects {
+            query = query.bind(project.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|(project, version, sha256, yanked)| {
                 Ok(FileBrief {

@@ -305,6 +305,9 @@ pub struct Db {
     indexes: Arc<changes::Remembered<crate::domain::IndexName, crate::domain::Index>>,
     /// Tokens by the SHA-256 of their secret, kept until any token changes.
     tokens: Arc<changes::Remembered<String, TokenRecord>>,
+    /// What each index holds, read at most every [`INDEX_STATS_TTL`] (a count over every
+    /// file of the server, for the home page).
+    index_stats: Arc<std::sync::Mutex<Option<files::StatsSnapshot>>>,
     /// Held for the life of the handle: the SQLite file's single-owner lock.
     _owner_lock: Option<Arc<std::fs::File>>,
 }
@@ -366,6 +369,7 @@ impl Db {
             stamps,
             fleet,
             indexes: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
+            index_stats: Arc::default(),
             tokens: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
             _owner_lock: owner_lock,
         })

@@ -86,7 +86,7 @@ pub async fn show_index_or_page(
     let (mut parts, _) = request.into_parts();
     if super::ui::wants_html(&parts.headers) {
         return match super::ui::Viewer::from_request_parts(&mut parts, &state).await {
-            Ok(viewer) => super::ui::index_page(&state, &viewer, &name)
+            Ok(viewer) => super::ui::index_page(&state, &viewer, &name, parts.uri.query())
                 .await
                 .into_response(),
             Err(refused) => refused.into_response(),

@@ -142,7 +142,7 @@ pub struct Home {
 /// The home page for `caller`.
 pub async fn home(db: &Db, caller: &Caller) -> Result<Home, ServiceError> {
     let indexes = super::auth::readable_indexes(db, caller.principal()).await?;
-    let mut stats = db.index_stats().await?;
+    let stats = db.index_stats().await?;
     let names: HashMap<i64, IndexName> = indexes.iter().map(|i| (i.id, i.name.clone())).collect();
     let now = now_ms();
     let queue = db
@@ -163,7 +163,7 @@ pub async fn home(db: &Db, caller: &Caller) -> Result<Home, ServiceError> {
         indexes: indexes
             .into_iter()
             .map(|index| IndexCard {
-                stats: stats.remove(&index.id).unwrap_or_default(),
+                stats: stats.get(&index.id).cloned().unwrap_or_default(),
                 index,
             })
             .collect(),
@@ -213,9 +213,16 @@ pub struct IndexPage {
     pub card: IndexCard,
     /// Its chain after itself (what it inherits), in order.
     pub inherits: Vec<IndexName>,
-    /// Its own projects, by name.
+    /// Its own projects, by name: one page of them.
     pub projects: Vec<ProjectRow>,
+    /// The project this page starts after (`None`: the first page).
+    pub after: Option<String>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
 }
+
+/// Projects per index page.
+pub const PROJECTS_PER_PAGE: i64 = 200;
 
 /// The newest version of `files` (by PEP 440 order; an unparsable stored version sorts
 /// first, so a real release wins).
@@ -226,16 +233,32 @@ fn newest_version<'a>(versions: impl Iterator<Item = &'a str>) -> Option<&'a str
     })
 }
 
-/// The page of index `name`, once the caller was found to may read it.
+/// The page of index `name` (its projects after `after`, [`PROJECTS_PER_PAGE`] of
+/// them), once the caller was found to may read it.
 pub async fn index_page(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
+    after: Option<&str>,
 ) -> Result<IndexPage, ServiceError> {
     let (index, chain) = super::auth::readable_chain(db, caller, name).await?;
-    let stats = db.index_stats_of(index.id).await?;
+    let stats = db
+        .index_stats()
+        .await?
+        .get(&index.id)
+        .cloned()
+        .unwrap_or_default();
+    let page = usize::try_from(PROJECTS_PER_PAGE).unwrap_or(usize::MAX);
+    let mut names = db
+        .own_projects_page(index.id, after.unwrap_or(""), PROJECTS_PER_PAGE + 1)
+        .await?;
+    let more = names.len() > page;
+    names.truncate(page);
+    let next = more
+        .then(|| names.last().map(ToString::to_string))
+        .flatten();
     let mut by_project: BTreeMap<ProjectName, Vec<FileBrief>> = BTreeMap::new();
-    for file in db.own_file_briefs(index.id).await? {
+    for file in db.own_file_briefs(index.id, &names).await? {
         by_project
             .entry(file.project.clone())
             .or_default()
@@ -290,6 +313,8 @@ pub async fn index_page(
         inherits: chain.iter().skip(1).map(|i| i.name.clone()).collect(),
         card: IndexCard { index, stats },
         projects,
+        after: after.map(ToOwned::to_owned),
+        next,
     })
 }
 

@@ -473,3 +473,39 @@ async fn a_failed_build_is_an_event_and_its_release_page_shows_the_output() {
         "{feed}"
     );
 }
+
+#[tokio::test]
+async fn an_index_page_lists_its_projects_a_page_at_a_time() {
+    use futures_util::StreamExt as _;
+    let app = TestApp::spawn().await;
+    let per_page = usize::try_from(kiln::service::overview::PROJECTS_PER_PAGE).unwrap();
+    let uploads = futures_util::stream::iter(0..=per_page)
+        .map(|n| {
+            let app = &app;
+            async move {
+                let dist = Dist::wheel(&format!("many-{n:03}"), "1.0");
+                let response = app.upload("root/master", &dist).await;
+                assert!(response.status().is_success(), "uploading {n}");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>();
+    uploads.await;
+    let (status, first) = page(&app, "root/master", &[HTML]).await;
+    assert_eq!(status, 200);
+    let last_shown = format!("many-{:03}", per_page - 1);
+    assert!(first.contains(&format!(">{last_shown}<")), "{first}");
+    assert!(!first.contains(&format!(">many-{per_page:03}<")));
+    let next = format!("/root/master?after={last_shown}");
+    assert!(
+        first.contains(&format!("href=\"{next}\"")),
+        "a next link: {first}"
+    );
+    let (status, second) = page(&app, &next[1..], &[HTML]).await;
+    assert_eq!(status, 200);
+    assert!(
+        second.contains(&format!(">many-{per_page:03}<")),
+        "{second}"
+    );
+    assert!(!second.contains(">many-000<") && !second.contains("Next projects"));
+}

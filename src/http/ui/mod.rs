@@ -334,8 +334,15 @@ pub async fn index_page(
     state: &AppState,
     viewer: &Viewer,
     name: &IndexName,
+    query: Option<&str>,
 ) -> Result<Response, UiError> {
-    let page = overview::index_page(&state.db, &viewer.caller, name)
+    // `?after=PROJECT`: the next page of projects.
+    let after: Option<String> = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v.into_owned())
+    });
+    let page = overview::index_page(&state.db, &viewer.caller, name, after.as_deref())
         .await
         .map_err(|e| viewer.fail(e))?;
     viewer.render(state, "index.html", views::index_page(&page))

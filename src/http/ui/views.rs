@@ -189,6 +189,8 @@ pub fn index_page(page: &IndexPage) -> Value {
         "index": card(&page.card),
         "inherits": page.inherits.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "projects": projects,
+        "after": page.after,
+        "next": page.next,
     })
 }
 
