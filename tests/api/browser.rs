@@ -210,7 +210,8 @@ async fn check_page(driver: &Driver, browser: &Client, name: &str) {
     browser.set_window_size(1280, 900).await.unwrap();
 }
 
-/// Follows the link whose text is `text`, and waits until the browser left `from`.
+/// Follows the link whose text is `text`, and waits until the browser left `from` and
+/// the new page finished loading.
 async fn follow(browser: &Client, text: &str) {
     let from = browser.current_url().await.unwrap();
     browser
@@ -225,6 +226,43 @@ async fn follow(browser: &Client, text: &str) {
         assert!(
             !deadline.passed(),
             "{from}: following {text:?} went nowhere"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loaded(browser).await;
+}
+
+/// Waits until the browser's document has finished loading (a navigation can commit its
+/// URL before its document is parsed).
+async fn loaded(browser: &Client) {
+    let deadline = Deadline::after(30);
+    loop {
+        let state = browser
+            .execute("return document.readyState;", vec![])
+            .await
+            .unwrap();
+        if state == "complete" {
+            return;
+        }
+        assert!(
+            !deadline.passed(),
+            "the page did not finish loading: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the page's source contains `text`, and answers it.
+async fn source_with(browser: &Client, text: &str) -> String {
+    let deadline = Deadline::after(30);
+    loop {
+        let source = browser.source().await.unwrap();
+        if source.contains(text) {
+            return source;
+        }
+        assert!(
+            !deadline.passed(),
+            "the page never showed {text:?}:\n{source}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -271,6 +309,7 @@ async fn a_person_follows_a_release_to_its_failing_log_and_signs_in() {
 
     let browser = browser(&driver).await;
     browser.goto(&app.url("")).await.unwrap();
+    loaded(&browser).await;
     check_page(&driver, &browser, "home").await;
     let home = browser.source().await.unwrap();
     assert!(!home.contains("sec/priv"), "the private index is hidden");
@@ -318,12 +357,13 @@ async fn a_person_follows_a_release_to_its_failing_log_and_signs_in() {
     assert!(release.contains(&sha256) && release.contains("c0ffee1"));
 
     browser.goto(&app.url("+events")).await.unwrap();
+    loaded(&browser).await;
     check_page(&driver, &browser, "events").await;
 
     // A private index: refused, then readable once signed in with a token.
     browser.goto(&app.url("sec/priv")).await.unwrap();
-    let refused = browser.source().await.unwrap();
-    assert!(refused.contains("401"), "{refused}");
+    source_with(&browser, "401 Unauthorized").await;
+    loaded(&browser).await;
     console(&driver, &browser).await; // the 401 itself is logged; that one is expected
     follow(&browser, "Sign in with a token").await;
     check_page(&driver, &browser, "signin").await;
@@ -355,9 +395,10 @@ async fn a_person_follows_a_release_to_its_failing_log_and_signs_in() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let private = source_with(&browser, "Signed in as").await;
+    assert!(private.contains("secret-pkg"), "{private}");
+    loaded(&browser).await;
     check_page(&driver, &browser, "private-index").await;
-    let private = browser.source().await.unwrap();
-    assert!(private.contains("secret-pkg") && private.contains("Signed in as"));
     // The cookie is HttpOnly: page scripts cannot read the token.
     let visible = browser
         .execute("return document.cookie;", vec![])
