@@ -195,23 +195,6 @@ struct HtmlFile<'a> {
     yanked_reason: Option<&'a str>,
 }
 
-/// Escapes the characters that matter inside a double-quoted attribute, leaving `/` alone
-/// (the template engine's default escapes it too, which is valid but trips naive parsers).
-fn escape_attribute(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn file_url(file: &ListedFile) -> String {
     format!("../../+f/{}/{}", file.sha256, file.filename)
 }
@@ -405,7 +388,7 @@ fn render_project_html(
         .iter()
         .map(|f| HtmlFile {
             filename: &f.filename,
-            url: minijinja::Value::from_safe_string(escape_attribute(&file_url(f))),
+            url: minijinja::Value::from_safe_string(super::ui::escape_html(&file_url(f))),
             sha256: f.sha256.as_str(),
             requires_python: f.requires_python.as_deref(),
             metadata_sha256: f.metadata_sha256.as_ref().map(Sha256Digest::as_str),

@@ -17,17 +17,21 @@ use super::{ServiceError, resolve};
 use crate::api::{PromotionOutcome, PromotionView, ResultView};
 use crate::db::{BuildInProgress, Db, EventRecord, EventWindow, FileBrief, FileRecord, IndexStats};
 use crate::domain::{EventKind, Index, IndexName, Outcome, ProjectName, Release};
+use crate::policy::Policies;
 
 /// How many leases the home page's build queue shows.
 const QUEUE_SHOWN: i64 = 200;
 /// How many events the home page shows.
 const HOME_EVENTS: i64 = 15;
 
-/// The verdict of a release or a file: the latest outcome of each stage, worst first.
+/// The verdict of a release or a file: the latest outcome of each stage, worst first,
+/// and the stages a promotion policy requires that have not reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
     /// Each stage's latest outcome (over the release's files: the worst of them).
     pub stages: BTreeMap<String, Outcome>,
+    /// Stages a promotion from the index requires that have no result yet.
+    pub missing: Vec<String>,
 }
 
 impl Verdict {
@@ -43,18 +47,36 @@ impl Verdict {
                 }
             }
         }
-        Self { stages }
+        Self {
+            stages,
+            missing: Vec::new(),
+        }
+    }
+
+    /// The same verdict, knowing which stages a promotion from its index requires: a
+    /// release whose reported stages all passed is only incomplete while one of those
+    /// has not reported (a green pill must never stand for an untested release).
+    #[must_use]
+    pub fn requiring(mut self, required: &[String]) -> Self {
+        self.missing = required
+            .iter()
+            .filter(|stage| !self.stages.contains_key(*stage))
+            .cloned()
+            .collect();
+        self
     }
 
     /// Passed, failed (or errored), or untested.
     #[must_use]
     pub fn state(&self) -> VerdictState {
-        if self.stages.is_empty() {
-            VerdictState::Untested
-        } else if self.stages.values().all(|o| *o == Outcome::Pass) {
-            VerdictState::Passed
-        } else {
+        if self.stages.values().any(|o| *o != Outcome::Pass) {
             VerdictState::Failed
+        } else if !self.missing.is_empty() {
+            VerdictState::Incomplete
+        } else if self.stages.is_empty() {
+            VerdictState::Untested
+        } else {
+            VerdictState::Passed
         }
     }
 
@@ -72,6 +94,7 @@ impl Verdict {
             (VerdictState::Passed, 1) => "1 stage passed".to_owned(),
             (VerdictState::Passed, n) => format!("{n} stages passed"),
             (VerdictState::Failed, _) => format!("{} failed", failed.join(", ")),
+            (VerdictState::Incomplete, _) => format!("{} not run yet", self.missing.join(", ")),
         }
     }
 }
@@ -91,6 +114,8 @@ pub enum VerdictState {
     Passed,
     /// A stage failed or could not run.
     Failed,
+    /// Every reported stage passed, but a required stage has not reported.
+    Incomplete,
     /// No stage reported.
     Untested,
 }
@@ -102,9 +127,24 @@ impl VerdictState {
         match self {
             Self::Passed => "passed",
             Self::Failed => "failed",
+            Self::Incomplete => "incomplete",
             Self::Untested => "untested",
         }
     }
+}
+
+/// The stages every promotion rule starting at `index` requires.
+#[must_use]
+pub fn required_stages(policies: &Policies, index: &IndexName) -> Vec<String> {
+    let mut stages: Vec<String> = policies
+        .rules
+        .iter()
+        .filter(|r| r.from == *index)
+        .flat_map(|r| r.required_stages.iter().cloned())
+        .collect();
+    stages.sort();
+    stages.dedup();
+    stages
 }
 
 /// An index with what it holds.
@@ -236,11 +276,12 @@ fn newest_version<'a>(versions: impl Iterator<Item = &'a str>) -> Option<&'a str
 /// The page of index `name` (its projects after `after`, [`PROJECTS_PER_PAGE`] of
 /// them), once the caller was found to may read it.
 pub async fn index_page(
-    db: &Db,
+    (db, policies): (&Db, &Policies),
     caller: &Caller,
     name: &IndexName,
     after: Option<&str>,
 ) -> Result<IndexPage, ServiceError> {
+    let required = required_stages(policies, name);
     let (index, chain) = super::auth::readable_chain(db, caller, name).await?;
     let stats = db
         .index_stats()
@@ -304,7 +345,7 @@ pub async fn index_page(
                 project,
                 newest,
                 versions,
-                verdict: Verdict::of(&latest),
+                verdict: Verdict::of(&latest).requiring(&required),
                 yanked: files.iter().all(|f| f.yanked),
             }
         })
@@ -351,7 +392,7 @@ pub struct ProjectPage {
 
 /// The page of `project` on index `name`, once the caller was found to may read it.
 pub async fn project_page(
-    db: &Db,
+    (db, policies): (&Db, &Policies),
     caller: &Caller,
     name: &IndexName,
     project: &ProjectName,
@@ -389,7 +430,8 @@ pub async fn project_page(
         .into_iter()
         .map(|(position, version, members)| {
             let listing = chain[position].name.clone();
-            let verdict = Verdict::of(members.iter().map(|(_, l)| l));
+            let verdict = Verdict::of(members.iter().map(|(_, l)| l))
+                .requiring(&required_stages(policies, &listing));
             let promoted_to = promotions
                 .iter()
                 .filter(|p| {
@@ -442,6 +484,8 @@ pub struct ReleasePage {
     pub promotions: Vec<PromotionView>,
     /// What each policy starting at this index would say now (a dry run).
     pub previews: Vec<PromotionOutcome>,
+    /// The release's verdict here, knowing the stages its promotion requires.
+    pub verdict: Verdict,
 }
 
 /// The page of `release` on index `name`, once the caller was found to may read it.
@@ -471,7 +515,8 @@ pub async fn release_page(
             runs.entry(view.stage.clone()).or_default().push(view);
         }
     }
-    let verdict = Verdict::of(verdicts.iter().map(|v| &v.latest));
+    let verdict = Verdict::of(verdicts.iter().map(|v| &v.latest))
+        .requiring(&required_stages(ctx.policies, name));
     let stages = runs
         .into_iter()
         .map(|(stage, mut runs)| {
@@ -504,6 +549,7 @@ pub async fn release_page(
         stages,
         promotions,
         previews,
+        verdict,
     })
 }
 
@@ -511,7 +557,7 @@ pub async fn release_page(
 /// its verdict, with each stage's latest outcome: what a badge shows. `None` when the
 /// chain lists no file of it.
 pub async fn newest_release(
-    db: &Db,
+    (db, policies): (&Db, &Policies),
     caller: &Caller,
     name: &IndexName,
     project: &ProjectName,
@@ -525,7 +571,12 @@ pub async fn newest_release(
     let newest = newest.to_owned();
     let files: Vec<FileRecord> = files.into_iter().filter(|f| f.version == newest).collect();
     let latest = latest_of_files(db, &files).await?;
-    Ok(Some((newest, Verdict::of(&latest))))
+    let listing = chain
+        .iter()
+        .find(|i| files.first().is_some_and(|f| f.index_id == i.id))
+        .map_or(name, |i| &i.name);
+    let required = required_stages(policies, listing);
+    Ok(Some((newest, Verdict::of(&latest).requiring(&required))))
 }
 
 #[cfg(test)]
@@ -569,6 +620,20 @@ mod tests {
         assert_eq!(green.state(), VerdictState::Passed);
         assert_eq!(green.summary(), "2 stages passed");
         assert_eq!(Verdict::of([]).summary(), "no stage results");
+        // A required stage that has not reported keeps a green-so-far release incomplete,
+        // and a failure still wins.
+        let required = ["unit".to_owned(), "e2e".to_owned()];
+        let waiting = Verdict::of([&wheel]).requiring(&required);
+        assert_eq!(waiting.state(), VerdictState::Incomplete);
+        assert_eq!(waiting.summary(), "e2e not run yet");
+        assert_eq!(
+            Verdict::of([&wheel, &sdist]).requiring(&required).state(),
+            VerdictState::Failed
+        );
+        assert_eq!(
+            Verdict::of([]).requiring(&required).summary(),
+            "unit, e2e not run yet"
+        );
     }
 
     #[test]

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use kiln::domain::Outcome;
 use serde_json::json;
 
 use crate::access::{call, mint};
 use crate::helpers::{ADMIN_TOKEN, Deadline, Dist, KillOnDrop, TestApp, required};
-use crate::ui::{FAILING_LOG, report};
+use crate::ui::failing_release;
 
 /// A phone's width: no page may scroll sideways at it.
 const NARROW: u32 = 390;
@@ -274,26 +273,7 @@ async fn a_person_follows_a_release_to_its_failing_log_and_signs_in() {
         return;
     };
     let app = TestApp::spawn().await;
-    let wheel = Dist::wheel("acme-util", "1.0");
-    let sha256 = app.build("root/master", "c0ffee1", &[&wheel]).await;
-    report(
-        &app,
-        "root/master",
-        &sha256,
-        "unit",
-        Outcome::Fail,
-        FAILING_LOG,
-    )
-    .await;
-    report(
-        &app,
-        "root/master",
-        &sha256,
-        "lint",
-        Outcome::Pass,
-        "\u{1b}[32mok\u{1b}[0m",
-    )
-    .await;
+    let (_, sha256) = failing_release(&app).await;
     let created = call(
         &app,
         "POST",

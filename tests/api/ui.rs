@@ -71,13 +71,13 @@ async fn page(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> (u16, Stri
     (status, response.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn a_browser_gets_pages_and_an_api_client_keeps_its_json() {
-    let app = TestApp::spawn().await;
+/// `acme-util` 1.0 built on root/master from commit `c0ffee1`, its `unit` stage failing
+/// with [`FAILING_LOG`] and its `lint` stage passing: the wheel and its sha256.
+pub async fn failing_release(app: &TestApp) -> (Dist, String) {
     let wheel = Dist::wheel("acme-util", "1.0");
     let sha256 = app.build("root/master", "c0ffee1", &[&wheel]).await;
     report(
-        &app,
+        app,
         "root/master",
         &sha256,
         "unit",
@@ -85,7 +85,15 @@ async fn a_browser_gets_pages_and_an_api_client_keeps_its_json() {
         FAILING_LOG,
     )
     .await;
-    report(&app, "root/master", &sha256, "lint", Outcome::Pass, "ok").await;
+    let ok = "\u{1b}[32mok\u{1b}[0m";
+    report(app, "root/master", &sha256, "lint", Outcome::Pass, ok).await;
+    (wheel, sha256)
+}
+
+#[tokio::test]
+async fn a_browser_gets_pages_and_an_api_client_keeps_its_json() {
+    let app = TestApp::spawn().await;
+    let (wheel, sha256) = failing_release(&app).await;
 
     let (status, home) = page(&app, "", &[HTML]).await;
     assert_eq!(status, 200, "{home}");
@@ -508,4 +516,38 @@ async fn an_index_page_lists_its_projects_a_page_at_a_time() {
         "{second}"
     );
     assert!(!second.contains(">many-000<") && !second.contains("Next projects"));
+}
+
+#[tokio::test]
+async fn a_badge_is_green_only_once_every_required_stage_passed() {
+    let app = TestApp::spawn().await;
+    // Only `lint` reported, but promotion from root/master requires `unit`: not green.
+    let half = app
+        .build(
+            "root/master",
+            "c0ffee1",
+            &[&Dist::wheel("half-tested", "1.0")],
+        )
+        .await;
+    report(&app, "root/master", &half, "lint", Outcome::Pass, "ok").await;
+    let incomplete = app
+        .get("+badge/root/master/half-tested", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        xml_texts(&incomplete, "title"),
+        ["half-tested: 1.0 incomplete"]
+    );
+    let (_, index) = page(&app, "root/master", &[HTML]).await;
+    assert!(index.contains("unit not run yet"), "{index}");
+    report(&app, "root/master", &half, "unit", Outcome::Pass, "ok").await;
+    let green = app
+        .get("+badge/root/master/half-tested", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(xml_texts(&green, "title"), ["half-tested: 1.0 passed"]);
 }

@@ -44,20 +44,10 @@ fn text_width(text: &str) -> u32 {
     text.chars().map(advance).sum::<u32>().div_ceil(10)
 }
 
+/// `text` escaped for XML, without control characters (which XML 1.0 does not allow).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let printable: String = text.chars().filter(|c| !c.is_control()).collect();
+    super::escape_html(&printable)
 }
 
 /// The badge's SVG document.

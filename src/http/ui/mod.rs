@@ -342,9 +342,14 @@ pub async fn index_page(
             .find(|(k, _)| k == "after")
             .map(|(_, v)| v.into_owned())
     });
-    let page = overview::index_page(&state.db, &viewer.caller, name, after.as_deref())
-        .await
-        .map_err(|e| viewer.fail(e))?;
+    let page = overview::index_page(
+        (&state.db, &state.config.policies),
+        &viewer.caller,
+        name,
+        after.as_deref(),
+    )
+    .await
+    .map_err(|e| viewer.fail(e))?;
     viewer.render(state, "index.html", views::index_page(&page))
 }
 
@@ -366,9 +371,14 @@ pub async fn project_page(
     let project: ProjectName = project
         .parse()
         .map_err(|e: String| viewer.fail(ServiceError::NotFound(e)))?;
-    let page = overview::project_page(&state.db, &viewer.caller, &index, &project)
-        .await
-        .map_err(|e| viewer.fail(e))?;
+    let page = overview::project_page(
+        (&state.db, &state.config.policies),
+        &viewer.caller,
+        &index,
+        &project,
+    )
+    .await
+    .map_err(|e| viewer.fail(e))?;
     viewer.render(&state, "project_page.html", views::project_page(&page))
 }
 
@@ -605,7 +615,13 @@ async fn badge_response(
     let project: ProjectName = project
         .parse()
         .map_err(|e: String| ApiError::not_found(e))?;
-    let newest = overview::newest_release(&state.db, caller, &index, &project).await?;
+    let newest = overview::newest_release(
+        (&state.db, &state.config.policies),
+        caller,
+        &index,
+        &project,
+    )
+    .await?;
     let (label, message, tone) = views::badge_text(&project, stage_name, newest.as_ref());
     let svg = badge::render(&label, &message, tone);
     let etag = format!(

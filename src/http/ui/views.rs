@@ -342,13 +342,7 @@ pub fn release_page(page: &ReleasePage, origin: &str, _ttl: Duration) -> Value {
             json!({ "stage": s.stage, "outcome": s.outcome.as_str(), "runs": runs })
         })
         .collect();
-    let verdict = Verdict {
-        stages: page
-            .stages
-            .iter()
-            .map(|s| (s.stage.clone(), s.outcome))
-            .collect(),
-    };
+    let verdict = &page.verdict;
     let yanked = page
         .files
         .iter()
@@ -401,7 +395,7 @@ pub fn badge_text(
     let tone = match verdict.state() {
         VerdictState::Passed => Tone::Pass,
         VerdictState::Failed => Tone::Fail,
-        VerdictState::Untested => Tone::Pending,
+        VerdictState::Incomplete | VerdictState::Untested => Tone::Pending,
     };
     (
         label,
