@@ -231,6 +231,16 @@ async fn a_private_index_needs_a_sign_in_kept_in_a_strict_http_only_cookie() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
+    // A form posted from another site cannot sign this browser in, even with a real token.
+    let forged = client
+        .post(app.url("+signin"))
+        .header("Origin", "https://evil.example")
+        .form(&[("token", reader.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
     // `next` only ever goes back to this server.
     let signed = client
         .post(app.url("+signin"))

@@ -509,12 +509,43 @@ pub struct SignInForm {
     next: String,
 }
 
+/// True unless the request carries an `Origin` that is not this server (a form posted
+/// from another site; browsers send `Origin` with every form `POST`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    // The host the browser reached: `Host`, or what a proxy in front passed on.
+    let hosts: Vec<&str> = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|h| h.to_str().ok()))
+        .collect();
+    origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .is_some_and(|(_, authority)| hosts.contains(&authority))
+}
+
+fn cross_site() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "signing in or out from another site is refused: use this server's own sign-in page",
+    )
+}
+
 /// `POST /+signin`: checks the token, then keeps it in the cookie and returns to `next`.
+/// A form posted from another site is refused (it would sign the browser in as someone
+/// else's token).
 pub async fn sign_in(
     State(state): State<AppState>,
+    headers: HeaderMap,
     viewer: Viewer,
     axum::Form(form): axum::Form<SignInForm>,
 ) -> Result<Response, UiError> {
+    if !same_origin(&headers) {
+        return Err(viewer.fail(cross_site()));
+    }
     let token = form.token.trim();
     let next = local_path(&form.next);
     let valid = !token.is_empty()
@@ -549,8 +580,11 @@ pub async fn sign_in(
     Ok(response)
 }
 
-/// `POST /+signout`
-pub async fn sign_out() -> Response {
+/// `POST /+signout` (from this server's pages only).
+pub async fn sign_out(headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return UiError::new(cross_site(), "/").into_response();
+    }
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -672,6 +706,26 @@ mod tests {
             "javascript:1",
         ] {
             assert_eq!(local_path(hostile), "/", "{hostile}");
+        }
+    }
+
+    #[test]
+    fn only_this_server_may_post_the_sign_in_form() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("kiln.example:8080"));
+        assert!(same_origin(&headers), "no Origin: curl, old browsers");
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://kiln.example:8080"),
+        );
+        assert!(same_origin(&headers));
+        for other in [
+            "https://evil.example",
+            "null",
+            "https://kiln.example:8080.evil",
+        ] {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(other).unwrap());
+            assert!(!same_origin(&headers), "{other}");
         }
     }
 
