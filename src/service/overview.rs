@@ -12,7 +12,7 @@ use pep440_rs::Version;
 
 use super::auth::Caller;
 use super::builds::{BuildStatus, now_ms};
-use super::results::{latest_of_files, view as result_view};
+use super::results::latest_of_files;
 use super::{ServiceError, resolve};
 use crate::api::{PromotionOutcome, PromotionView, ResultView};
 use crate::db::{BuildInProgress, Db, EventRecord, EventWindow, FileBrief, FileRecord, IndexStats};
@@ -316,30 +316,18 @@ pub async fn index_page(
         rows.push((project, newest, count, newest_files));
     }
     // The verdicts reported for this index on the newest releases' files, in one query.
-    let digests: Vec<&str> = rows
+    let keys: Vec<(i64, &crate::domain::Sha256Digest)> = rows
         .iter()
-        .flat_map(|(_, _, _, files)| files.iter().map(|f| f.sha256.as_str()))
+        .flat_map(|(_, _, _, files)| files.iter().map(|f| (index.id, &f.sha256)))
         .collect();
-    let mut results: HashMap<String, Vec<ResultView>> = HashMap::new();
-    for result in db.results_of(&digests).await? {
-        if result.index_id == index.id {
-            results
-                .entry(result.sha256.to_string())
-                .or_default()
-                .push(result_view(result));
-        }
-    }
+    let mut histories = super::results::results_on(db, &keys).await?.into_iter();
     let projects = rows
         .into_iter()
         .map(|(project, newest, versions, files)| {
-            let latest: Vec<BTreeMap<String, ResultView>> = files
-                .iter()
-                .map(|f| {
-                    results
-                        .get(f.sha256.as_str())
-                        .map(|r| super::results::latest_per_stage(r))
-                        .unwrap_or_default()
-                })
+            let latest: Vec<BTreeMap<String, ResultView>> = histories
+                .by_ref()
+                .take(files.len())
+                .map(|history| super::results::latest_per_stage(&history))
                 .collect();
             ProjectRow {
                 project,
@@ -471,7 +459,7 @@ pub struct StageRuns {
 #[derive(Debug, Clone)]
 pub struct ReleasePage {
     /// The index it is shown from.
-    pub index: Index,
+    pub index: IndexName,
     /// The release.
     pub release: Release,
     /// Its build into that index.
@@ -497,23 +485,19 @@ pub async fn release_page(
 ) -> Result<ReleasePage, ServiceError> {
     let db = ctx.db;
     let (build, verdicts) = super::results::release_status(db, caller, name, release).await?;
-    let (index, _) = super::auth::readable_chain(db, caller, name).await?;
     if verdicts.is_empty() && build == BuildStatus::Absent {
         return Err(ServiceError::NotFound(format!(
             "{release} has no files and no build on `{name}` or the indexes it inherits"
         )));
     }
-    let digests: Vec<&str> = verdicts.iter().map(|v| v.file.sha256.as_str()).collect();
+    // Each file's history holds only the results reported for the index that lists it.
+    let mut all: Vec<&ResultView> = verdicts.iter().flat_map(|v| &v.history).collect();
+    all.sort_by(|a, b| a.reported_at.cmp(&b.reported_at));
     let mut runs: BTreeMap<String, Vec<ResultView>> = BTreeMap::new();
-    for result in db.results_of(&digests).await? {
-        // Only the verdicts reported for the index that lists each file count there.
-        if verdicts
-            .iter()
-            .any(|v| v.file.index_id == result.index_id && v.file.sha256 == result.sha256)
-        {
-            let view = result_view(result);
-            runs.entry(view.stage.clone()).or_default().push(view);
-        }
+    for view in all {
+        runs.entry(view.stage.clone())
+            .or_default()
+            .push(view.clone());
     }
     let verdict = Verdict::of(verdicts.iter().map(|v| &v.latest))
         .requiring(&required_stages(ctx.policies, name));
@@ -542,7 +526,7 @@ pub async fn release_page(
         .collect();
     let previews = super::promote::preview(ctx, caller, name, release).await?;
     Ok(ReleasePage {
-        index,
+        index: name.clone(),
         release: release.clone(),
         build,
         files: verdicts.into_iter().map(|v| (v.index, v.file)).collect(),

@@ -271,34 +271,10 @@ pub async fn promote(
     }
     let target = indexes::get_index(db, &rule.to).await?;
     indexes::refuse_mirror(&target, "promotions")?;
-    let outcome =
-        |release: &Release, result, checks, promotion: Option<PromotionRecord>| PromotionOutcome {
-            result,
-            policy: rule.name.clone(),
-            from: rule.from.to_string(),
-            to: rule.to.to_string(),
-            project: release.project.to_string(),
-            version: release.version.to_string(),
-            checks,
-            promotion: promotion.map(PromotionView::from),
-            together: Vec::new(),
-        };
-    // Each release: already promoted (answered as such), or a candidate to evaluate.
-    let mut done: Vec<(usize, PromotionRecord)> = Vec::new();
-    let mut candidates: Vec<(usize, Candidate)> = Vec::new();
-    for (position, release) in releases.iter().enumerate() {
-        match promotion_of(db, &target, release).await? {
-            Some(record) => done.push((position, record)),
-            None => candidates.push((
-                position,
-                candidate(db, rule, &source, &target, release.clone()).await?,
-            )),
-        }
-    }
-    let dependencies = dependency_checks(ctx, rule, &target, &releases, &candidates).await?;
-    for ((_, candidate), checks) in candidates.iter_mut().zip(dependencies) {
-        candidate.checks.extend(checks);
-    }
+    let outcome = |release: &Release, result, checks, promotion: Option<PromotionRecord>| {
+        outcome_of(rule, release, result, checks, promotion)
+    };
+    let (done, candidates) = evaluate(ctx, rule, (&source, &target), &releases).await?;
     let refused = candidates.iter().any(|(_, c)| c.refused());
     let mut result = match (refused, request.dry_run, candidates.is_empty()) {
         (_, _, true) => PromotionResult::AlreadyPromoted,
@@ -346,6 +322,55 @@ pub async fn promote(
     Ok(assemble(&releases, &records, &checks, result, &outcome))
 }
 
+/// One release's answer under `rule`.
+fn outcome_of(
+    rule: &PromotionRule,
+    release: &Release,
+    result: PromotionResult,
+    checks: Vec<Check>,
+    promotion: Option<PromotionRecord>,
+) -> PromotionOutcome {
+    PromotionOutcome {
+        result,
+        policy: rule.name.clone(),
+        from: rule.from.to_string(),
+        to: rule.to.to_string(),
+        project: release.project.to_string(),
+        version: release.version.to_string(),
+        checks,
+        promotion: promotion.map(PromotionView::from),
+        together: Vec::new(),
+    }
+}
+
+/// Each release of a request under `rule`, by its position: already promoted to the
+/// target (its record), or a candidate with every check of the rule evaluated,
+/// dependencies included. Reads only; `promote` and `preview` both start here.
+async fn evaluate(
+    ctx: Promoter<'_>,
+    rule: &PromotionRule,
+    (source, target): (&Index, &Index),
+    releases: &[Release],
+) -> Result<(Vec<(usize, PromotionRecord)>, Vec<(usize, Candidate)>), ServiceError> {
+    let db = ctx.db;
+    let mut done: Vec<(usize, PromotionRecord)> = Vec::new();
+    let mut candidates: Vec<(usize, Candidate)> = Vec::new();
+    for (position, release) in releases.iter().enumerate() {
+        match promotion_of(db, target, release).await? {
+            Some(record) => done.push((position, record)),
+            None => candidates.push((
+                position,
+                candidate(db, rule, source, target, release.clone()).await?,
+            )),
+        }
+    }
+    let dependencies = dependency_checks(ctx, rule, target, releases, &candidates).await?;
+    for ((_, candidate), checks) in candidates.iter_mut().zip(dependencies) {
+        candidate.checks.extend(checks);
+    }
+    Ok((done, candidates))
+}
+
 /// What promoting `release` from `index` would do under each rule that starts there: a
 /// dry run for a caller who may read the source and the target (the web UI shows it
 /// beside the stage matrix). Writes nothing, needs no `promote` permission; a rule whose
@@ -367,44 +392,30 @@ pub async fn preview(
         if !super::auth::can_read(caller.principal(), &chain) {
             continue;
         }
-        let (result, checks, record) =
-            if let Some(record) = promotion_of(db, &target, release).await? {
-                (PromotionResult::AlreadyPromoted, Vec::new(), Some(record))
-            } else {
-                // A release with no files of its own on the source (a failed or
-                // running build, an inherited release) has nothing to promote from here.
-                let candidate = match candidate(db, rule, &source, &target, release.clone()).await {
-                    Err(ServiceError::NotFound(_)) => continue,
-                    other => other?,
-                };
-                let mut candidates = vec![(0, candidate)];
-                let dependencies = dependency_checks(
-                    ctx,
-                    rule,
-                    &target,
-                    std::slice::from_ref(release),
-                    &candidates,
-                )
-                .await?;
-                let (_, candidate) = &mut candidates[0];
-                candidate.checks.extend(dependencies.into_iter().flatten());
+        // A release with no files of its own on the source (a failed or running build,
+        // an inherited release) has nothing to promote from here.
+        let (mut done, mut candidates) =
+            match evaluate(ctx, rule, (&source, &target), std::slice::from_ref(release)).await {
+                Err(ServiceError::NotFound(_)) => continue,
+                other => other?,
+            };
+        previews.push(match (done.pop(), candidates.pop()) {
+            (Some((_, record)), _) => outcome_of(
+                rule,
+                release,
+                PromotionResult::AlreadyPromoted,
+                Vec::new(),
+                Some(record),
+            ),
+            (None, Some((_, candidate))) => {
                 let result = if candidate.refused() {
                     PromotionResult::Refused
                 } else {
                     PromotionResult::WouldPromote
                 };
-                (result, std::mem::take(&mut candidate.checks), None)
-            };
-        previews.push(PromotionOutcome {
-            result,
-            policy: rule.name.clone(),
-            from: rule.from.to_string(),
-            to: rule.to.to_string(),
-            project: release.project.to_string(),
-            version: release.version.to_string(),
-            checks,
-            promotion: record.map(PromotionView::from),
-            together: Vec::new(),
+                outcome_of(rule, release, result, candidate.checks, None)
+            }
+            (None, None) => continue,
         });
     }
     Ok(previews)

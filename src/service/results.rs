@@ -32,7 +32,7 @@ const MAX_RUN_ID: usize = 200;
 const MAX_CAUSE: usize = 500;
 
 /// A stored result as the API shows it.
-pub(super) fn view(r: ResultRecord) -> ResultView {
+fn view(r: ResultRecord) -> ResultView {
     let junit = r
         .junit
         .map(|[tests, failures, errors, skipped]| JunitCounts {
@@ -257,6 +257,8 @@ pub struct FileVerdicts {
     pub file: FileRecord,
     /// The latest result of each stage reported against its sha256.
     pub latest: BTreeMap<String, ResultView>,
+    /// Every result reported against it for that index, oldest first.
+    pub history: Vec<ResultView>,
 }
 
 /// The build of a release on an index and its files visible from there (own first, then
@@ -285,11 +287,11 @@ async fn release_verdicts(
         .into_iter()
         .filter(|f| release.matches(&f.version))
         .collect();
-    let latest = latest_of_files(db, &files).await?;
+    let histories = results_of_files(db, &files).await?;
     files
         .into_iter()
-        .zip(latest)
-        .map(|(file, latest)| {
+        .zip(histories)
+        .map(|(file, history)| {
             let index = chain
                 .iter()
                 .find(|i| i.id == file.index_id)
@@ -303,7 +305,8 @@ async fn release_verdicts(
             Ok(FileVerdicts {
                 index,
                 file,
-                latest,
+                latest: latest_per_stage(&history),
+                history,
             })
         })
         .collect()
@@ -315,18 +318,40 @@ pub async fn latest_of_files(
     db: &Db,
     files: &[FileRecord],
 ) -> Result<Vec<BTreeMap<String, ResultView>>, ServiceError> {
-    let digests: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
-    let results = db.results_of(&digests).await?;
-    Ok(files
+    Ok(results_of_files(db, files)
+        .await?
         .iter()
-        .map(|file| {
-            let mine: Vec<ResultView> = results
+        .map(|history| latest_per_stage(history))
+        .collect())
+}
+
+/// Every result of each file, oldest first (see [`results_on`]), in the files' order.
+async fn results_of_files(
+    db: &Db,
+    files: &[FileRecord],
+) -> Result<Vec<Vec<ResultView>>, ServiceError> {
+    let keys: Vec<(i64, &Sha256Digest)> = files.iter().map(|f| (f.index_id, &f.sha256)).collect();
+    results_on(db, &keys).await
+}
+
+/// Every result reported against each `(index id, digest)` for that index (never
+/// another index's verdicts on the same bytes), oldest first, in the keys' order: one
+/// query for them all.
+pub async fn results_on(
+    db: &Db,
+    keys: &[(i64, &Sha256Digest)],
+) -> Result<Vec<Vec<ResultView>>, ServiceError> {
+    let digests: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
+    let results = db.results_of(&digests).await?;
+    Ok(keys
+        .iter()
+        .map(|(index_id, digest)| {
+            results
                 .iter()
-                .filter(|r| r.index_id == file.index_id && r.sha256 == file.sha256)
+                .filter(|r| r.index_id == *index_id && r.sha256 == **digest)
                 .cloned()
                 .map(view)
-                .collect();
-            latest_per_stage(&mine)
+                .collect()
         })
         .collect())
 }

@@ -23,7 +23,8 @@ const NARROW: u32 = 390;
 
 /// chromedriver on a free port, and the browser profile directory it runs Chromium with.
 struct Driver {
-    process: KillOnDrop,
+    /// Held for its `Drop`: stops chromedriver when the test ends.
+    _process: KillOnDrop,
     url: String,
     profile: tempfile::TempDir,
 }
@@ -36,7 +37,6 @@ impl Drop for Driver {
             .arg("-f")
             .arg(self.profile.path())
             .status();
-        let _ = &self.process;
     }
 }
 
@@ -61,11 +61,7 @@ async fn driver() -> Option<Driver> {
         );
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let process = std::process::Command::new(chromedriver)
         .arg(format!("--port={port}"))
         .stdin(std::process::Stdio::null())
@@ -75,7 +71,7 @@ async fn driver() -> Option<Driver> {
         .expect("starting chromedriver");
     let url = format!("http://127.0.0.1:{port}");
     let driver = Driver {
-        process: KillOnDrop(process),
+        _process: KillOnDrop(process),
         url,
         profile: tempfile::tempdir().unwrap(),
     };

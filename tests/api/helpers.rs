@@ -296,6 +296,15 @@ impl Drop for TestApp {
     }
 }
 
+/// A port nothing listens on at this moment, on loopback (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A child process stopped when the test ends, whether it passed or panicked.
 pub struct KillOnDrop(pub std::process::Child);
 

@@ -38,14 +38,6 @@ async fn restart_keeps_indexes_files_and_tokens() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn kiln() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
     for var in [
@@ -72,7 +64,7 @@ impl Served {
     /// Starts `kiln serve` on `data_dir` (and, in the `api_pg_s3` suite, its database and
     /// bucket).
     async fn start(data_dir: &std::path::Path, admin_token: Option<&str>) -> Self {
-        let port = free_port();
+        let port = crate::helpers::free_port();
         let mut command = kiln();
         command
             .args([
@@ -285,7 +277,7 @@ fn cli_without_a_server_says_what_to_check() {
             "index",
             "list",
             "--server",
-            &format!("http://127.0.0.1:{}", free_port()),
+            &format!("http://127.0.0.1:{}", crate::helpers::free_port()),
         ])
         .output()
         .unwrap();
@@ -301,7 +293,7 @@ fn cli_without_a_server_says_what_to_check() {
 async fn config_file_then_env_then_flags() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("from-env");
-    let file_port = free_port();
+    let file_port = crate::helpers::free_port();
     let config = dir.path().join("kiln.toml");
     std::fs::write(
         &config,

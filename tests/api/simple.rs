@@ -472,11 +472,7 @@ fn nginx_in_front(
         eprintln!("SKIPPED the nginx part: nginx is not installed (apt-get install nginx-light)");
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let storage = app.data_dir.path().join("storage");
     let upstream = app.base.trim_start_matches("http://");
     std::fs::create_dir_all(dir.join("tmp")).unwrap();

@@ -122,7 +122,11 @@ async fn a_browser_gets_pages_and_an_api_client_keeps_its_json() {
 
     let (status, project) = page(&app, "root/master/acme-util", &[HTML]).await;
     assert_eq!(status, 200, "{project}");
-    assert!(project.contains("/root/master/acme-util/1") && project.contains("failed"));
+    assert!(
+        project.contains("/root/master/acme-util/1.0")
+            && project.contains("<span class=\"pill failed\">failed</span>"),
+        "{project}"
+    );
     assert!(
         project.contains("/+badge/root/master/acme-util"),
         "the badge snippet: {project}"
@@ -149,7 +153,8 @@ async fn a_browser_gets_pages_and_an_api_client_keeps_its_json() {
         &format!("echo '{sha256}  {}' | sha256sum -c", wheel.filename),
         // the policy's dry run: refused, because unit failed
         "root/master → root/prod",
-        "refused",
+        "<span class=\"pill refused\">refused</span>",
+        "✘ fail</span> stage `unit` green",
     ] {
         assert!(
             release.contains(expected) || unescape(&release).contains(expected),

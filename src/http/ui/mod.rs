@@ -394,7 +394,7 @@ pub async fn release_page(
     let page = overview::release_page(state.promoter(), &viewer.caller, &index, &release)
         .await
         .map_err(|e| viewer.fail(e))?;
-    let context = views::release_page(&page, &viewer.origin, state.config.build_lease_ttl);
+    let context = views::release_page(&page, &viewer.origin);
     viewer.render(&state, "release.html", context)
 }
 

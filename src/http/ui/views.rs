@@ -268,7 +268,7 @@ fn shell_quote(text: &str) -> String {
 
 /// The commands that fetch exactly these bytes and check them.
 fn reproduce(page: &ReleasePage, origin: &str) -> String {
-    let index = &page.index.name;
+    let index = &page.index;
     let pin = shell_quote(&format!(
         "{}=={}",
         page.release.project, page.release.version
@@ -300,7 +300,7 @@ fn reproduce(page: &ReleasePage, origin: &str) -> String {
 }
 
 /// A release's page.
-pub fn release_page(page: &ReleasePage, origin: &str, _ttl: Duration) -> Value {
+pub fn release_page(page: &ReleasePage, origin: &str) -> Value {
     let files: Vec<Value> = page
         .files
         .iter()
@@ -351,7 +351,7 @@ pub fn release_page(page: &ReleasePage, origin: &str, _ttl: Duration) -> Value {
         .next()
         .filter(|_| page.files.iter().all(|(_, f)| f.yanked));
     json!({
-        "index": page.index.name.to_string(),
+        "index": page.index.to_string(),
         "project": page.release.project.to_string(),
         "version": page.release.version.to_string(),
         "build": build(&page.build),
