@@ -508,7 +508,9 @@ async fn an_index_page_lists_its_projects_a_page_at_a_time() {
             async move {
                 let dist = Dist::wheel(&format!("many-{n:03}"), "1.0");
                 let response = app.upload("root/master", &dist).await;
-                assert!(response.status().is_success(), "uploading {n}");
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                assert!(status.is_success(), "uploading {n}: {status} {body}");
             }
         })
         .buffer_unordered(8)
