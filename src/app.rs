@@ -15,6 +15,7 @@ use crate::db::Db;
 use crate::domain::Permission;
 use crate::http::{
     builds, files, health, indexes, mirrors, promotions, results, simple, tokens, ui, upload,
+    webhooks,
 };
 use crate::service::mirror::Mirrors;
 use crate::storage::Storage;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub access: Arc<crate::service::auth::AccessCache>,
     /// Mirror indexes' upstream fetches and the flights in progress.
     pub mirrors: Arc<Mirrors>,
+    /// Sends webhook deliveries (and checks where they may go).
+    pub webhooks: crate::upstream::WebhookClient,
 }
 
 impl AppState {
@@ -69,9 +72,14 @@ impl AppState {
             config.max_upload_bytes,
             config.tmp_dir(),
         )?;
+        let webhooks = crate::upstream::WebhookClient::new(
+            crate::service::webhooks::DELIVERY_TIMEOUT,
+            &config.webhooks.allow_hosts,
+        )?;
         Ok(Self {
             db,
             storage,
+            webhooks,
             mirrors: Arc::new(mirrors),
             templates: Arc::new(templates),
             pages: Arc::new(crate::http::page_cache::PageCache::with_capacity(
@@ -251,6 +259,38 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "its own token, or one within its `admin` scopes",
             Api,
             delete(tokens::revoke_token),
+        ),
+        r(
+            Method::GET,
+            p::WEBHOOKS,
+            Token,
+            "any token; lists the webhooks it owns or administers",
+            Api,
+            get(webhooks::list_webhooks),
+        ),
+        r(
+            Method::POST,
+            p::WEBHOOKS,
+            Body(Admin),
+            "`admin` on its index pattern; a loopback or private destination only if the server allows that host",
+            Api,
+            post(webhooks::create_webhook),
+        ),
+        r(
+            Method::DELETE,
+            p::WEBHOOK,
+            Token,
+            "its owner, or `admin` over its pattern",
+            Api,
+            delete(webhooks::remove_webhook),
+        ),
+        r(
+            Method::GET,
+            p::WEBHOOK_DELIVERIES,
+            Token,
+            "its owner, or `admin` over its pattern",
+            Api,
+            get(webhooks::list_deliveries),
         ),
         r(
             Method::GET,

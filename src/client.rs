@@ -4,10 +4,10 @@ use serde::de::DeserializeOwned;
 
 use crate::api::paths::{self, fill};
 use crate::api::{
-    ArtifactResults, BuildView, ClaimBuild, CreateIndex, CreatedToken, EventView, IndexView,
-    LeaseBody, MirrorCacheView, ModifyIndex, PromoteRequest, PromotionOutcome, PromotionView,
-    PurgeView, RefreshView, ReleaseStatus, ResultView, StageReport, TokenRequest, TokenView,
-    YankBody, YankView,
+    ArtifactResults, BuildView, ClaimBuild, CreateIndex, CreatedToken, CreatedWebhook,
+    DeliveryView, EventView, IndexView, LeaseBody, MirrorCacheView, ModifyIndex, PromoteRequest,
+    PromotionOutcome, PromotionView, PurgeView, RefreshView, ReleaseStatus, ResultView,
+    StageReport, TokenRequest, TokenView, WebhookRequest, WebhookView, YankBody, YankView,
 };
 use crate::domain::{IndexName, IndexSettings};
 
@@ -204,6 +204,38 @@ impl Client {
     pub async fn revoke_token(&self, id: i64) -> Result<TokenView, ClientError> {
         let url = self.url(&fill(paths::TOKEN, &[("id", &id.to_string())]));
         self.expect(self.http.delete(&url), &url).await
+    }
+
+    /// Makes a webhook subscription (the answer holds its secret, shown once).
+    pub async fn create_webhook(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<CreatedWebhook, ClientError> {
+        let url = self.url(paths::WEBHOOKS);
+        self.expect(self.http.post(&url).json(request), &url).await
+    }
+
+    /// The webhook subscriptions this token may manage.
+    pub async fn list_webhooks(&self) -> Result<Vec<WebhookView>, ClientError> {
+        let url = self.url(paths::WEBHOOKS);
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Removes a webhook subscription and its delivery log.
+    pub async fn remove_webhook(&self, id: i64) -> Result<WebhookView, ClientError> {
+        let url = self.url(&fill(paths::WEBHOOK, &[("id", &id.to_string())]));
+        self.expect(self.http.delete(&url), &url).await
+    }
+
+    /// A webhook subscription's newest `limit` deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryView>, ClientError> {
+        let url = self.url(&fill(paths::WEBHOOK_DELIVERIES, &[("id", &id.to_string())]));
+        self.expect(self.http.get(&url).query(&[("limit", limit)]), &url)
+            .await
     }
 
     fn build_url(&self, index: &IndexName, project: &str, version: &str, action: &str) -> String {

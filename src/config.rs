@@ -158,6 +158,26 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_MAX_UNPACKED_SIZE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unpacked_size: Option<ByteSize>,
+    /// A host webhooks may be delivered to although it is loopback, private or
+    /// link-local (e.g. `hooks.internal` or `10.0.0.5`), repeatable or comma-separated
+    /// [default: none; public addresses only].
+    #[arg(
+        long = "webhook-allow-host",
+        env = "KILN_WEBHOOK_ALLOW_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_allow_hosts: Vec<String>,
+    /// How long a failed webhook delivery waits before its first retry, doubling for
+    /// each one after (at most an hour apart), e.g. `10s` [default: 10s].
+    #[arg(long, env = "KILN_WEBHOOK_RETRY")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_retry: Option<HumanDuration>,
+    /// How many times a webhook delivery is tried before it is given up [default: 12].
+    #[arg(long, env = "KILN_WEBHOOK_ATTEMPTS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_attempts: Option<u32>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -323,6 +343,29 @@ pub struct ServeConfig {
     /// How long a mirror waits for an upstream page, and for each chunk of a file, before
     /// it serves what it has cached (or answers 502).
     pub upstream_timeout: Duration,
+    /// Where and how webhooks are delivered.
+    pub webhooks: WebhookConfig,
+}
+
+/// Where and how webhooks are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Non-public hosts deliveries may go to.
+    pub allow_hosts: Vec<String>,
+    /// The wait before the first retry (doubling after).
+    pub first_retry: Duration,
+    /// Attempts before a delivery is given up.
+    pub attempts: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            first_retry: Duration::from_secs(10),
+            attempts: 12,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -347,6 +390,7 @@ impl ServeConfig {
             policies: Policies::builtin(),
             upstream: Some(DEFAULT_UPSTREAM.to_owned()),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            webhooks: WebhookConfig::default(),
         }
     }
 
@@ -405,6 +449,15 @@ impl ServeConfig {
                 )
             };
         }
+        config.webhooks.allow_hosts = settings.webhook_allow_hosts;
+        config.webhooks.first_retry = duration(settings.webhook_retry, config.webhooks.first_retry);
+        if let Some(attempts) = settings.webhook_attempts {
+            anyhow::ensure!(
+                attempts >= 1,
+                "--webhook-attempts must be at least 1 (the first try)"
+            );
+            config.webhooks.attempts = attempts;
+        }
         config.admin_token = admin_token.filter(|t| !t.is_empty());
         Ok(config)
     }
@@ -443,6 +496,7 @@ impl fmt::Debug for ServeConfig {
             .field("build_lease_ttl", &self.build_lease_ttl)
             .field("upstream", &self.upstream)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("webhooks", &self.webhooks)
             .field(
                 "policies",
                 &self

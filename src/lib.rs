@@ -93,6 +93,16 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        // Every replica sends webhook deliveries from the shared queue.
+        let (stop_deliveries, stopping) = tokio::sync::watch::channel(false);
+        let deliverer = tokio::spawn(
+            crate::service::webhooks::Deliverer::new(
+                db.clone(),
+                self.state.webhooks.clone(),
+                self.state.config.webhooks.clone(),
+            )
+            .run(stopping),
+        );
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");
         let app = tower::util::MapRequestLayer::new(app::decode_plus).layer(router(self.state));
@@ -110,6 +120,10 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+        let _ = stop_deliveries.send(true);
+        if let Err(e) = deliverer.await {
+            tracing::warn!(error = %e, "the webhook sender ended abnormally");
+        }
         db.close().await;
         tracing::info!("kiln stopped");
         Ok(())

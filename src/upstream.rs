@@ -401,6 +401,114 @@ impl Upstream {
     }
 }
 
+/// Sends webhook deliveries under the mirrors' address rules: no loopback, private or
+/// link-local destination (an IP literal checked before sending, every DNS answer at
+/// connect time) unless the server's admin allowed that host (`--webhook-allow-host`);
+/// no redirect followed (a receiver that moved must be re-subscribed); a total deadline.
+#[derive(Debug, Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    allowed: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl WebhookClient {
+    /// A client that gives up on a delivery after `timeout`, trusting `allowed_hosts`.
+    pub fn new(timeout: Duration, allowed_hosts: &[String]) -> Result<Self, reqwest::Error> {
+        let resolver = GuardedResolver::default();
+        for host in allowed_hosts {
+            resolver.trust(host);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION"), " (webhook)"))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(resolver))
+            .build()?;
+        Ok(Self {
+            http,
+            allowed: std::sync::Arc::new(
+                allowed_hosts
+                    .iter()
+                    .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+                    .collect(),
+            ),
+        })
+    }
+
+    /// Refuses a destination a delivery may not go to, saying why: not http(s), with
+    /// credentials, or a non-public address the admin did not allow. A name is checked
+    /// here when it resolves (so a mistake is caught when subscribing) and again on
+    /// every delivery.
+    pub async fn check_destination(&self, url: &str) -> Result<url::Url, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("`{url}`: a webhook URL must be http or https"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(format!(
+                "`{}`: a webhook URL may not carry credentials (the receiver checks the signature instead)",
+                crate::domain::redact_url(url)
+            ));
+        }
+        let Some(host) = parsed.host_str() else {
+            return Err(format!("`{url}` has no host"));
+        };
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        if self.allowed.contains(&host) {
+            return Ok(parsed);
+        }
+        let private = || {
+            format!(
+                "`{host}` is a loopback, private or link-local address; webhooks go there only when the server's admin allows the host (`kiln serve --webhook-allow-host {host}`)"
+            )
+        };
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal {
+            Some(ip) if !is_public(ip) => return Err(private()),
+            Some(_) => {}
+            None => {
+                let port = parsed.port_or_known_default().unwrap_or(443);
+                if let Ok(found) = tokio::net::lookup_host((host.as_str(), port)).await {
+                    let found: Vec<_> = found.collect();
+                    if !found.is_empty() && found.iter().all(|a| !is_public(a.ip())) {
+                        return Err(private());
+                    }
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// POSTs `body` with `headers`; the receiver's status, or why nothing was heard.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+    ) -> Result<u16, String> {
+        let parsed = self.check_destination(url).await?;
+        let mut request = self
+            .http
+            .post(parsed)
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            let UpstreamError::Unreachable { cause, .. } = unreachable(url, &e) else {
+                return e.to_string();
+            };
+            cause
+        })?;
+        Ok(response.status().as_u16())
+    }
+}
+
 fn header_text(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {
     headers
         .get(name)

@@ -40,6 +40,8 @@ mod ui;
 mod uploads;
 #[path = "api/verdicts.rs"]
 mod verdicts;
+#[path = "api/webhooks.rs"]
+mod webhooks;
 
 /// Several `kiln serve` processes on one database and bucket.
 #[path = "api_pg_s3/replicas.rs"]

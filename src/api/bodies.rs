@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Scope;
 use crate::domain::{
-    ArtifactCheck, Check, DEFAULT_MIRROR_TTL_SECONDS, EventKind, Index, IndexKind, IndexName,
-    IndexSettings, MirrorSettings, Outcome, Provenance,
+    ArtifactCheck, Check, DEFAULT_MIRROR_TTL_SECONDS, DeliveryState, EventKind, Index, IndexKind,
+    IndexName, IndexPattern, IndexSettings, MirrorSettings, Outcome, Provenance, WebhookEvent,
 };
 
 /// Whether the server can serve.
@@ -800,4 +800,102 @@ impl CreateIndex {
         };
         (self.name, settings)
     }
+}
+
+/// Body of `POST /+api/v1/webhooks`: a subscription to make.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// The indexes it hears about: `*`, `namespace/*` or `namespace/name`.
+    pub pattern: IndexPattern,
+    /// Where deliveries are sent (`http` or `https`).
+    pub url: String,
+    /// What it hears about (at least one).
+    pub events: Vec<WebhookEvent>,
+    /// The HMAC key deliveries are signed with (16 to 256 characters); absent, the
+    /// server makes one and answers it this once.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// A subscription as the API shows it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookView {
+    /// What `kiln webhook remove` takes.
+    pub id: i64,
+    /// The indexes it hears about.
+    pub pattern: IndexPattern,
+    /// Where deliveries go.
+    pub url: String,
+    /// What it hears about.
+    pub events: Vec<WebhookEvent>,
+    /// The token that made it (`label#id`); it reads the delivery log, and deliveries
+    /// stop when it is revoked or expires.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A subscription that was just made, with its secret (shown this once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedWebhook {
+    /// The stored subscription.
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// The signing secret. Kiln does not show it again.
+    pub secret: String,
+}
+
+/// One delivery in a subscription's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    /// Sent as `X-Kiln-Delivery`; a retry keeps it.
+    pub id: i64,
+    /// The subscription.
+    pub webhook: i64,
+    /// What it reports.
+    pub event: WebhookEvent,
+    /// The index it concerns.
+    pub index: String,
+    /// Pending (due or waiting to retry), delivered or failed (given up).
+    pub state: DeliveryState,
+    /// How many times it was sent.
+    pub attempts: u32,
+    /// The receiver's last HTTP status, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the event happened (RFC 3339).
+    pub created_at: String,
+    /// When it was delivered or given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// While pending: when the next attempt is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+}
+
+/// The body of every webhook delivery (`Content-Type: application/json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    /// What happened (also in `X-Kiln-Event`).
+    pub event: WebhookEvent,
+    /// The index it happened on.
+    pub index: String,
+    /// The normalized project name.
+    pub project: String,
+    /// The version.
+    pub version: String,
+    /// The token (or `auto (<rule>)`) that acted.
+    pub actor: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What the event carries: for `stage-result` the artifact (`sha256`, `filename`),
+    /// `stage`, `outcome`, `run_id`, `commit`; for `build-ready` the `files` and
+    /// `commit`; for `build-failed` the `builder`, `attempt`, `commit` and `error_tail`;
+    /// for `promotion` the `policy`, `from` and `files`; for `promotion-refused` the
+    /// `policy` and the `failed` checks; for `yank` `yanked`, `reason` and `files`.
+    pub detail: serde_json::Value,
 }

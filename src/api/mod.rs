@@ -16,6 +16,14 @@ pub const MIRROR_STALE_HEADER: &str = "x-kiln-mirror-stale";
 /// On a simple page: mirrors the dependency-confusion guard kept out of it.
 pub const MIRROR_HIDDEN_HEADER: &str = "x-kiln-mirror-hidden";
 
+/// On a webhook delivery: what happened (the payload's `event`).
+pub const WEBHOOK_EVENT_HEADER: &str = "x-kiln-event";
+/// On a webhook delivery: its id, the same on every retry (a receiver dedupes on it).
+pub const WEBHOOK_DELIVERY_HEADER: &str = "x-kiln-delivery";
+/// On a webhook delivery: `t=<unix seconds>,sha256=<hex>`, the HMAC-SHA256 of
+/// `"{t}.{body}"` keyed by the subscription's secret (see [`crate::domain::webhook`]).
+pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-kiln-signature";
+
 /// Longest output tail a stage result keeps (the server cuts longer ones).
 pub const MAX_LOG_TAIL: usize = 64 * 1024;
 /// Longest output tail a failed build keeps.
@@ -70,6 +78,12 @@ pub mod paths {
     pub const TOKENS: &str = "/+api/v1/tokens";
     /// `DELETE`: revoke.
     pub const TOKEN: &str = "/+api/v1/tokens/{id}";
+    /// `GET` list, `POST` create a webhook subscription.
+    pub const WEBHOOKS: &str = "/+api/v1/webhooks";
+    /// `DELETE`: remove a webhook subscription (and its delivery log).
+    pub const WEBHOOK: &str = "/+api/v1/webhooks/{id}";
+    /// `GET`: a webhook subscription's newest deliveries.
+    pub const WEBHOOK_DELIVERIES: &str = "/+api/v1/webhooks/{id}/deliveries";
     /// `POST` claim, `GET` status (`?wait=SECS` long-polls).
     pub const BUILD: &str = "/+api/v1/builds/{ns}/{name}/{project}/{version}";
     /// `POST`: extend a lease.

@@ -14,6 +14,7 @@ mod serve;
 mod stage;
 mod status;
 mod token;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         action: token::TokenCommand,
+    },
+    /// Subscribe URLs to signed notifications: builds, stage results, promotions, yanks.
+    Webhook {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: webhook::WebhookCommand,
     },
     /// See what a mirror index has cached; refresh or purge one project.
     Mirror {
@@ -110,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index { client, action } => index::run(&client.client()?, action).await,
         Command::Mirror { client, action } => mirror::run(&client.client()?, action).await,
         Command::Token { client, action } => token::run(&client.client()?, action).await,
+        Command::Webhook { client, action } => webhook::run(&client.client()?, action).await,
         Command::Ensure(args) => ensure::run(args).await,
         Command::Stage(args) => stage::run(args).await,
         Command::Report(args) => report::run(args).await,

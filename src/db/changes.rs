@@ -49,6 +49,10 @@ pub enum Change {
     Builds(i64, String),
     /// Tokens: one was created or revoked (remembered token lookups).
     Tokens,
+    /// Webhook subscriptions: one was added or removed (the remembered list).
+    Webhooks,
+    /// Webhook deliveries were queued: wakes every replica's sender, changes no page.
+    Deliveries,
 }
 
 impl Change {
@@ -57,7 +61,7 @@ impl Change {
     /// by waiters, who re-read the database anyway.
     #[must_use]
     pub fn needs_acks(&self) -> bool {
-        !matches!(self, Self::Builds(..))
+        !matches!(self, Self::Builds(..) | Self::Deliveries)
     }
 }
 

@@ -42,6 +42,7 @@ mod mirrors;
 mod promotions;
 mod results;
 mod tokens;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub use promotions::{
 };
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
+pub use webhooks::{Attempted, ClaimedDelivery, DeliveryRecord, NewWebhook, WebhookRecord};
 
 /// Most indexes, and most tokens, remembered between requests.
 const MAX_REMEMBERED_ROWS: usize = 10_000;
@@ -305,6 +307,8 @@ pub struct Db {
     indexes: Arc<changes::Remembered<crate::domain::IndexName, crate::domain::Index>>,
     /// Tokens by the SHA-256 of their secret, kept until any token changes.
     tokens: Arc<changes::Remembered<String, TokenRecord>>,
+    /// Every webhook subscription, kept until one is added or removed.
+    webhooks: Arc<changes::Remembered<(), Arc<Vec<WebhookRecord>>>>,
     /// What each index holds, read at most every [`INDEX_STATS_TTL`] (a count over every
     /// file of the server, for the home page).
     index_stats: Arc<std::sync::Mutex<Option<files::StatsSnapshot>>>,
@@ -371,6 +375,7 @@ impl Db {
             indexes: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
             index_stats: Arc::default(),
             tokens: Arc::new(changes::Remembered::new(MAX_REMEMBERED_ROWS)),
+            webhooks: Arc::new(changes::Remembered::new(1)),
             _owner_lock: owner_lock,
         })
     }

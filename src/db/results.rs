@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Backend, Db, DbError, decode, decode_flag, decode_json, decode_u64, placeholders};
+use super::{
+    Backend, Db, DbError, WriteTx, decode, decode_flag, decode_json, decode_u64, placeholders,
+};
 use crate::domain::{ArtifactCheck, IndexName, Outcome, Sha256Digest};
 
 /// A stage result as stored, decoded.
@@ -163,7 +165,13 @@ impl Db {
     /// new, higher id (so the replacement is the newest result). One statement: the
     /// unique key finds the earlier row (an index lookup whatever the table's size or
     /// statistics), and two identical reports at once simply apply one after the other.
-    pub async fn record_result(&self, result: &NewResult<'_>) -> Result<ResultRecord, DbError> {
+    /// With `tx`, inside that write transaction (with what else it writes: webhook
+    /// deliveries); without, on its own.
+    pub async fn record_result(
+        &self,
+        result: &NewResult<'_>,
+        tx: Option<&mut WriteTx>,
+    ) -> Result<ResultRecord, DbError> {
         // The replacement's id: the sequence on PostgreSQL; on SQLite (one writer at a
         // time) one past the highest, read from the primary key.
         let next_id = match self.backend {
@@ -186,7 +194,7 @@ impl Db {
              after_promotion = excluded.after_promotion, artifact = excluded.artifact \
              RETURNING id"
         );
-        let id: i64 = sqlx::query_scalar(&sql)
+        let query = sqlx::query_scalar(&sql)
             .bind(result.sha256)
             .bind(result.stage)
             .bind(result.run_id)
@@ -204,10 +212,12 @@ impl Db {
             .bind(result.index_id)
             .bind(result.cause)
             .bind(i64::from(result.after_promotion))
-            .bind(artifact.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(DbError::from_write)?;
+            .bind(artifact.as_deref());
+        let id: i64 = match tx {
+            Some(tx) => query.fetch_one(&mut **tx).await,
+            None => query.fetch_one(&self.pool).await,
+        }
+        .map_err(DbError::from_write)?;
         // What was written, read back through the same decoding as a stored row.
         ResultRecord::try_from(ResultRow {
             id,

@@ -23,6 +23,7 @@ pub mod scope;
 pub mod stage;
 pub mod target;
 pub mod upstream_page;
+pub mod webhook;
 pub mod zipwalk;
 
 pub use archive::{ArchiveError, ArchiveLimits};
@@ -38,6 +39,7 @@ pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
 pub use stage::{ArtifactCheck, Check, Outcome, check_stage_name};
 pub use target::BuildTarget;
+pub use webhook::{DeliveryState, WebhookEvent};
 
 /// Hides a password in a database URL before it is shown.
 #[must_use]

@@ -111,6 +111,49 @@ impl fmt::Display for IndexPattern {
     }
 }
 
+/// Reads `*`, `namespace/*` or `namespace/name`; the error says what was wrong.
+fn parse_pattern(pattern: &str) -> Result<IndexPattern, String> {
+    match pattern.split_once('/') {
+        _ if pattern == "*" => Ok(IndexPattern::Any),
+        Some((ns, "*")) => {
+            // Validate the namespace with the index-name grammar.
+            IndexName::from_parts(ns, "x").map_err(|e| e.to_string())?;
+            Ok(IndexPattern::Namespace(ns.to_owned()))
+        }
+        Some(_) => pattern
+            .parse()
+            .map(IndexPattern::Exact)
+            .map_err(|e: super::IndexNameError| e.to_string()),
+        None => Err("no `/`".into()),
+    }
+}
+
+impl FromStr for IndexPattern {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_pattern(text).map_err(|reason| {
+            format!(
+                "index pattern `{}` must be `*`, `namespace/*` or `namespace/name` ({reason})",
+                text.chars().take(120).collect::<String>().escape_debug()
+            )
+        })
+    }
+}
+
+impl Serialize for IndexPattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a string is not a scope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
@@ -191,31 +234,10 @@ impl FromStr for Scope {
             .into_iter()
             .find(|p| p.as_str() == permission)
             .ok_or_else(|| ScopeError::Permission(shown()))?;
-        let pattern = match pattern.split_once('/') {
-            _ if pattern == "*" => IndexPattern::Any,
-            Some((ns, "*")) => {
-                // Validate the namespace with the index-name grammar.
-                IndexName::from_parts(ns, "x").map_err(|e| ScopeError::Pattern {
-                    scope: shown(),
-                    reason: e.to_string(),
-                })?;
-                IndexPattern::Namespace(ns.to_owned())
-            }
-            Some(_) => {
-                IndexPattern::Exact(pattern.parse().map_err(|e: super::IndexNameError| {
-                    ScopeError::Pattern {
-                        scope: shown(),
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
-            None => {
-                return Err(ScopeError::Pattern {
-                    scope: shown(),
-                    reason: "no `/`".into(),
-                });
-            }
-        };
+        let pattern = parse_pattern(pattern).map_err(|reason| ScopeError::Pattern {
+            scope: shown(),
+            reason,
+        })?;
         Ok(Self {
             permission,
             pattern,

@@ -15,3 +15,4 @@ pub mod simple;
 pub mod tokens;
 pub mod ui;
 pub mod upload;
+pub mod webhooks;

@@ -329,6 +329,22 @@ fn has_passed(time: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(time).map_or(true, |t| t <= chrono::Utc::now())
 }
 
+/// Why token `id` no longer acts (revoked, expired or gone); `None` while it works. A
+/// webhook's deliveries stop with its owner's token.
+pub async fn why_inactive(db: &Db, id: i64) -> Result<Option<String>, ServiceError> {
+    let Some(record) = db.token_by_id(id).await? else {
+        return Ok(Some(format!("its owner token {id} no longer exists")));
+    };
+    Ok(match view(&record)?.state {
+        TokenState::Active => None,
+        TokenState::Revoked => Some(format!(
+            "its owner token `{}#{id}` was revoked",
+            record.name
+        )),
+        TokenState::Expired => Some(format!("its owner token `{}#{id}` expired", record.name)),
+    })
+}
+
 fn view(record: &TokenRecord) -> Result<TokenView, ServiceError> {
     let state = if record.revoked_at.is_some() {
         TokenState::Revoked

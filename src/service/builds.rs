@@ -43,7 +43,7 @@ use crate::db::changes::Change;
 use crate::db::{BuildKey, BuildRecord, BuildState, Db, FileRecord, LeaseHolder, Lock, WriteTx};
 use crate::domain::release::canonical;
 use crate::domain::{BuildTarget, Index, ProjectName, Provenance};
-use crate::domain::{IndexName, Release};
+use crate::domain::{IndexName, Release, WebhookEvent};
 
 /// Longest accepted long poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -557,7 +557,7 @@ pub async fn complete(
     (release, target): (&Release, Option<&BuildTarget>),
     lease_id: &str,
 ) -> Result<BuildStatus, ServiceError> {
-    let (index, _) = leased_index(db, caller, name).await?;
+    let (index, principal) = leased_index(db, caller, name).await?;
     let index = &index;
     let key = key(release, index, target);
     let mut tx = db.begin_write().await?;
@@ -599,6 +599,27 @@ pub async fn complete(
         return Err(lease_lost(index, release, build.as_ref()));
     }
     let build = Db::find_build_tx(&mut tx, key).await?;
+    let now = now_rfc3339();
+    super::webhooks::notify_tx(
+        db,
+        &mut tx,
+        super::webhooks::Notice {
+            event: WebhookEvent::BuildReady,
+            index: &index.name,
+            project: key.project,
+            version: &release.version.to_string(),
+            actor: &principal.name,
+            at: &now,
+            detail: serde_json::json!({
+                "builder": build.as_ref().map(|b| b.builder.as_str()),
+                "attempt": build.as_ref().map(|b| b.attempt),
+                "commit": build.as_ref().and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
+                "target": target.map(ToString::to_string),
+                "files": files.iter().map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256 })).collect::<Vec<_>>(),
+            }),
+        },
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         index.name = %index.name,
@@ -638,7 +659,8 @@ pub async fn fail(
     // webhooks show a failed build with the end of its output.
     let build = Db::find_build_tx(&mut tx, key).await?;
     let version = release.version.to_string();
-    Db::insert_event_tx(
+    super::webhooks::record_event_tx(
+        db,
         &mut tx,
         &crate::db::NewEvent {
             kind: crate::domain::EventKind::BuildFailed,
@@ -655,6 +677,8 @@ pub async fn fail(
                 "error_tail": tail(kept, FAILED_EVENT_TAIL),
             }),
         },
+        WebhookEvent::BuildFailed,
+        serde_json::json!({}),
     )
     .await?;
     tx.commit().await?;

@@ -15,6 +15,7 @@ pub mod promote;
 pub mod publish;
 pub mod resolve;
 pub mod results;
+pub mod webhooks;
 
 use crate::db::DbError;
 use crate::storage::StorageError;

@@ -40,7 +40,7 @@ use crate::domain::Release;
 use crate::domain::metadata::parse_core_metadata;
 use crate::domain::requirement::{Dependency, runtime_dependencies};
 use crate::domain::scope::{IndexPattern, Permission, Scope};
-use crate::domain::{DistKind, EventKind, Index, IndexName, ProjectName};
+use crate::domain::{DistKind, EventKind, Index, IndexName, ProjectName, WebhookEvent};
 use crate::policy::{CandidateFile, Policies, PromotionRule, StageVerdict};
 use crate::storage::Storage;
 
@@ -625,7 +625,8 @@ async fn record_refusals(
             .filter(|(_, other)| other.release.project != candidate.release.project)
             .map(|(_, other)| other.release.to_string())
             .collect();
-        Db::insert_event_tx(
+        super::webhooks::record_event_tx(
+            db,
             &mut tx,
             &NewEvent {
                 kind: EventKind::Refusal,
@@ -636,6 +637,10 @@ async fn record_refusals(
                 at: &now,
                 detail: serde_json::json!({ "policy": rule.name, "failed": failing, "together": partners }),
             },
+            WebhookEvent::PromotionRefused,
+            serde_json::json!({
+                "files": candidate.files.iter().map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256, "provenance": f.provenance })).collect::<Vec<_>>(),
+            }),
         )
         .await?;
         tracing::info!(
@@ -714,7 +719,8 @@ async fn list_on_target(
             raced = true;
             break;
         }
-        Db::insert_event_tx(
+        super::webhooks::record_event_tx(
+            db,
             &mut tx,
             &NewEvent {
                 kind: EventKind::Promotion,
@@ -725,6 +731,8 @@ async fn list_on_target(
                 at: &now,
                 detail: serde_json::json!({ "policy": rule.name, "from": source.name, "files": files_json }),
             },
+            WebhookEvent::Promotion,
+            serde_json::json!({}),
         )
         .await?;
     }
@@ -906,7 +914,8 @@ pub async fn set_yank(
     let mut tx = db.begin_write().await?;
     tx.changed(Change::Files(index.id, release.project.to_string()));
     Db::set_yanked_tx(&mut tx, index.id, &files, reason).await?;
-    Db::insert_event_tx(
+    super::webhooks::record_event_tx(
+        db,
         &mut tx,
         &NewEvent {
             kind: if reason.is_some() {
@@ -921,6 +930,8 @@ pub async fn set_yank(
             at: &now_rfc3339(),
             detail: serde_json::json!({ "reason": reason, "files": files }),
         },
+        WebhookEvent::Yank,
+        serde_json::json!({ "yanked": reason.is_some() }),
     )
     .await?;
     tx.commit().await?;

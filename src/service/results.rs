@@ -24,7 +24,7 @@ use crate::db::{Db, FileRecord, NewResult, ResultRecord};
 use crate::domain::Outcome;
 use crate::domain::Release;
 use crate::domain::release::canonical;
-use crate::domain::{Index, IndexName, Permission, Sha256Digest};
+use crate::domain::{Index, IndexName, Permission, Sha256Digest, WebhookEvent};
 
 const MAX_ENV_KEYS: usize = 32;
 const MAX_ENV_VALUE: usize = 256;
@@ -171,33 +171,74 @@ async fn record(
         .map_err(|e| ServiceError::Internal(format!("encoding environment: {e}")))?;
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let now = now_rfc3339();
+    // A report is one statement unless a webhook hears it: then the delivery is queued in
+    // the same transaction as the result.
+    let subscribers =
+        super::webhooks::subscribers(db, WebhookEvent::StageResult, &index.name).await?;
+    let mut tx = if subscribers.is_empty() {
+        None
+    } else {
+        Some(db.begin_write().await?)
+    };
     let record = db
-        .record_result(&NewResult {
-            index_id: index.id,
-            index_name: &index.name.to_string(),
-            cause: report.cause.as_deref().map(str::trim),
-            artifact: report.artifact.as_ref(),
-            after_promotion,
-            sha256: digest.as_str(),
-            stage: &report.stage,
-            run_id: report.run_id.trim(),
-            outcome: report.outcome,
-            exit_code: report.exit_code,
-            duration_ms: clamp(report.duration_ms),
-            environment: &environment,
-            log_tail: tail(&report.log_tail, MAX_LOG_TAIL),
-            junit: report.junit.map(|j| {
-                [
-                    clamp(j.tests),
-                    clamp(j.failures),
-                    clamp(j.errors),
-                    clamp(j.skipped),
-                ]
-            }),
-            reported_by: &principal.name,
-            reported_at: &now,
-        })
+        .record_result(
+            &NewResult {
+                index_id: index.id,
+                index_name: &index.name.to_string(),
+                cause: report.cause.as_deref().map(str::trim),
+                artifact: report.artifact.as_ref(),
+                after_promotion,
+                sha256: digest.as_str(),
+                stage: &report.stage,
+                run_id: report.run_id.trim(),
+                outcome: report.outcome,
+                exit_code: report.exit_code,
+                duration_ms: clamp(report.duration_ms),
+                environment: &environment,
+                log_tail: tail(&report.log_tail, MAX_LOG_TAIL),
+                junit: report.junit.map(|j| {
+                    [
+                        clamp(j.tests),
+                        clamp(j.failures),
+                        clamp(j.errors),
+                        clamp(j.skipped),
+                    ]
+                }),
+                reported_by: &principal.name,
+                reported_at: &now,
+            },
+            tx.as_mut(),
+        )
         .await?;
+    if let Some(mut tx) = tx {
+        super::webhooks::queue_tx(
+            &mut tx,
+            &subscribers,
+            super::webhooks::Notice {
+                event: WebhookEvent::StageResult,
+                index: &index.name,
+                project: file.project.as_str(),
+                version: &file.version,
+                actor: &principal.name,
+                at: &now,
+                detail: serde_json::json!({
+                    "sha256": digest,
+                    "filename": file.filename,
+                    "stage": report.stage,
+                    "outcome": report.outcome,
+                    "run_id": report.run_id.trim(),
+                    "cause": record.cause,
+                    "exit_code": report.exit_code,
+                    "duration_ms": report.duration_ms,
+                    "junit": report.junit,
+                    "commit": file.provenance.as_ref().map(|p| p.commit.to_string()),
+                    "build_run_url": file.provenance.as_ref().and_then(|p| p.run_url.as_deref()),
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
     tracing::info!(
         index.name = %index.name,
         file.sha256 = %digest,

@@ -143,10 +143,15 @@ impl TestApp {
     }
 
     /// Stops the server gracefully and starts a new one on the same data directory.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestApp::restart`] with the configuration adjusted as at the first start.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         self.stop().await;
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        Self::start(data_dir, |_| {}).await
+        Self::start(data_dir, adjust).await
     }
 
     /// Stops the server, waiting for in-flight requests.

@@ -18,3 +18,4 @@ mod simple;
 mod ui;
 mod uploads;
 mod verdicts;
+mod webhooks;

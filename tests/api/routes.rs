@@ -17,6 +17,9 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
         ("POST", paths::INDEXES) => json!({"name": "sec/new"}),
         ("PATCH", paths::INDEX) => json!({"description": "changed"}),
         ("POST", paths::TOKENS) => json!({"name": "t", "scopes": ["read:sec/*"]}),
+        ("POST", paths::WEBHOOKS) => json!({
+            "pattern": "sec/*", "url": "https://hooks.example.com/kiln", "events": ["promotion"]
+        }),
         ("POST", paths::BUILD) => json!({"builder": "walker", "provenance": {"commit": "abcdef1"}}),
         ("POST", paths::BUILD_HEARTBEAT | paths::BUILD_COMPLETE | paths::BUILD_FAIL) => {
             json!({"lease_id": "not-a-lease"})
@@ -107,7 +110,14 @@ async fn every_route_refuses_callers_the_access_table_refuses() {
     )
     .await;
     assert_eq!(promoted.status(), 200, "promoting into the private target");
-    for list in ["+api/v1/promotions", "+api/v1/events"] {
+    let hooked = admin(
+        "POST",
+        "+api/v1/webhooks",
+        Some(json!({"pattern": "sec/priv", "url": "https://hooks.example.com/kiln", "events": ["promotion"]})),
+    )
+    .await;
+    assert_eq!(hooked.status(), 201, "a webhook on the private index");
+    for list in ["+api/v1/promotions", "+api/v1/events", "+api/v1/webhooks"] {
         let seen = admin("GET", list, None).await.text().await.unwrap();
         assert!(
             leaks(&seen),
