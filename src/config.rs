@@ -304,8 +304,8 @@ macro_rules! text_quantity {
 }
 
 text_quantity!(HumanDuration, parse_duration, |d| format!(
-    "{}s",
-    d.0.as_secs()
+    "{}ms",
+    d.0.as_millis()
 ));
 text_quantity!(ByteSize, parse_size, |b| b.0.to_string());
 
@@ -557,24 +557,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Parses a duration such as `600`, `90s`, `10m` or `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (text, number, unit) = split_quantity(text, "duration")?;
-    let seconds = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+    let millis: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(format!(
-                "duration `{text}` has unknown unit `{other}` (use s, m, h or d)"
+                "duration `{text}` has unknown unit `{other}` (use ms, s, m, h or d)"
             ));
         }
     };
     let total = number
-        .checked_mul(seconds)
+        .checked_mul(millis)
         .ok_or_else(|| format!("duration `{text}` is too large"))?;
     if total == 0 {
         return Err(format!("duration `{text}` must be more than zero"));
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
 #[cfg(test)]
@@ -598,7 +599,8 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         insta::assert_snapshot!(parse_duration("0s").unwrap_err(), @"duration `0s` must be more than zero");
         assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86_400)));
-        insta::assert_snapshot!(parse_duration("5w").unwrap_err(), @"duration `5w` has unknown unit `w` (use s, m, h or d)");
+        insta::assert_snapshot!(parse_duration("5w").unwrap_err(), @"duration `5w` has unknown unit `w` (use ms, s, m, h or d)");
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     }
 
     #[test]

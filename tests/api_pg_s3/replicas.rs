@@ -102,6 +102,14 @@ impl Replica {
             {
                 return;
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(tokio::process::Child::try_wait)
+            {
+                panic!(
+                    "replica on port {} exited ({status}) before it was healthy; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!(
@@ -532,4 +540,96 @@ async fn a_waiter_on_one_replica_wakes_when_the_build_completes_on_the_other() {
     assert_eq!(again.headers()["etag"], etag);
     let after = hits(b.get("+health", &[]).await.json().await.unwrap());
     assert_eq!(after, before + 1, "served from B's memory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_each_webhook_event_once_and_retry_after_a_500() {
+    const REPORTS: usize = 40;
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let flags = [
+        "--webhook-allow-host",
+        "127.0.0.1",
+        "--webhook-retry",
+        "200ms",
+    ];
+    let (a, b) = tokio::join!(
+        Replica::start_with(&backing, &flags),
+        Replica::start_with(&backing, &flags)
+    );
+    // The first five answers are 500s: their retries may be taken by either replica.
+    let receiver = crate::webhooks::Receiver::start(5).await;
+    let created = a
+        .client()
+        .create_webhook(&kiln::api::WebhookRequest {
+            pattern: "root/*".parse().unwrap(),
+            url: receiver.url.clone(),
+            events: vec![kiln::domain::WebhookEvent::StageResult],
+            secret: None,
+        })
+        .await
+        .unwrap();
+    let sha256 = on_master(&a, "1.0").await;
+    // Forty reports through both replicas at once: every replica's sender sees every
+    // one queued (each wakes on the change feed), and each is sent once.
+    let reports = (0..REPORTS).map(|n| {
+        let (replica, sha256) = (if n % 2 == 0 { &a } else { &b }, sha256.clone());
+        async move {
+            report(replica, &sha256, "unit", &format!("run-{n}"), Outcome::Pass).await;
+        }
+    });
+    futures_util::future::join_all(reports).await;
+    let client = b.client();
+    let deadline = crate::helpers::Deadline::after(90);
+    let log = loop {
+        let log = client
+            .webhook_deliveries(created.webhook.id, 500)
+            .await
+            .unwrap();
+        if log.len() == REPORTS
+            && log
+                .iter()
+                .all(|d| d.state == kiln::domain::DeliveryState::Delivered)
+        {
+            break log;
+        }
+        assert!(
+            !deadline.passed(),
+            "not every delivery was delivered: {log:#?}\n--- A's log:\n{}\n--- B's log:\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let got = receiver.received();
+    let mut delivered: Vec<&str> = got
+        .iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| r.delivery.as_str())
+        .collect();
+    delivered.sort_unstable();
+    let all = delivered.len();
+    delivered.dedup();
+    assert_eq!(all, REPORTS, "each event answered 200 exactly once");
+    assert_eq!(delivered.len(), REPORTS, "no event was delivered twice");
+    assert_eq!(got.len(), REPORTS + 5, "each of the five 500s was retried");
+    // Every attempt the log counts reached the receiver, once.
+    for delivery in &log {
+        let arrived = got
+            .iter()
+            .filter(|r| r.delivery == delivery.id.to_string())
+            .count();
+        assert_eq!(
+            arrived, delivery.attempts as usize,
+            "delivery {} was tried {} times and arrived {arrived} times",
+            delivery.id, delivery.attempts
+        );
+    }
+    let runs: std::collections::BTreeSet<String> = got
+        .iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| r.body["detail"]["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(runs.len(), REPORTS, "one delivery per report");
 }
