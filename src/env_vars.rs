@@ -118,6 +118,21 @@ pub const VARIABLES: &[EnvVar] = &[
         "how long a mirror waits for its upstream (`--upstream-timeout`)",
     ),
     var(
+        "KILN_WEBHOOK_ALLOW_HOSTS",
+        Role::Server,
+        "non-public hosts webhooks may be delivered to, comma-separated (`--webhook-allow-host`)",
+    ),
+    var(
+        "KILN_WEBHOOK_RETRY",
+        Role::Server,
+        "the wait before a failed webhook delivery's first retry (`--webhook-retry`)",
+    ),
+    var(
+        "KILN_WEBHOOK_ATTEMPTS",
+        Role::Server,
+        "how many times a webhook delivery is tried (`--webhook-attempts`)",
+    ),
+    var(
         "KILN_UPLOAD_IDLE_TIMEOUT",
         Role::Server,
         "cut off an upload that pauses this long (`--upload-idle-timeout`)",
@@ -164,6 +179,11 @@ pub const VARIABLES: &[EnvVar] = &[
     ),
     var("KILN_SERVER", Role::Client, "the server's URL (`--server`)"),
     var("KILN_TOKEN", Role::Client, "the token to send (`--token`)"),
+    var(
+        "KILN_WEBHOOK_SECRET",
+        Role::Client,
+        "a webhook's signing secret (`kiln webhook add --secret`)",
+    ),
     var(
         "KILN_MIRROR_PASSWORD",
         Role::Client,
