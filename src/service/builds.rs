@@ -610,13 +610,13 @@ pub async fn complete(
             version: &release.version.to_string(),
             actor: &principal.name,
             at: &now,
-            detail: serde_json::json!({
-                "builder": build.as_ref().map(|b| b.builder.as_str()),
-                "attempt": build.as_ref().map(|b| b.attempt),
-                "commit": build.as_ref().and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
-                "target": target.map(ToString::to_string),
-                "files": files.iter().map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256 })).collect::<Vec<_>>(),
-            }),
+            detail: build_detail(
+                build.as_ref(),
+                target,
+                serde_json::json!({
+                    "files": files.iter().map(|f| serde_json::json!({ "filename": f.filename, "sha256": f.sha256 })).collect::<Vec<_>>(),
+                }),
+            ),
         },
     )
     .await?;
@@ -669,13 +669,11 @@ pub async fn fail(
             version: Some(&version),
             actor: &principal.name,
             at: &now,
-            detail: serde_json::json!({
-                "builder": build.as_ref().map(|b| b.builder.as_str()),
-                "attempt": build.as_ref().map(|b| b.attempt),
-                "commit": build.as_ref().and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
-                "target": target.map(ToString::to_string),
-                "error_tail": tail(kept, FAILED_EVENT_TAIL),
-            }),
+            detail: build_detail(
+                build.as_ref(),
+                target,
+                serde_json::json!({ "error_tail": tail(kept, FAILED_EVENT_TAIL) }),
+            ),
         },
         WebhookEvent::BuildFailed,
         serde_json::json!({}),
@@ -689,6 +687,25 @@ pub async fn fail(
         "build failed"
     );
     observe(db, index, release, target).await
+}
+
+/// What a build's event and webhook say of it: who built which attempt from which
+/// commit for which target, and `extra`.
+fn build_detail(
+    build: Option<&BuildRecord>,
+    target: Option<&BuildTarget>,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut detail = serde_json::json!({
+        "builder": build.map(|b| b.builder.as_str()),
+        "attempt": build.map(|b| b.attempt),
+        "commit": build.and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
+        "target": target.map(ToString::to_string),
+    });
+    if let (Some(into), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+    detail
 }
 
 /// Refuses an upload that would race or mix with a leased build: while a release is

@@ -159,6 +159,19 @@ pub fn signed_by(secret: &str, received: &Received) -> Result<(), String> {
     }
 }
 
+/// How many requests the receiver answered 200, and for how many distinct deliveries.
+pub fn answered_200(got: &[Received]) -> (usize, usize) {
+    let mut delivered: Vec<&str> = got
+        .iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| r.delivery.as_str())
+        .collect();
+    let answered = delivered.len();
+    delivered.sort_unstable();
+    delivered.dedup();
+    (answered, delivered.len())
+}
+
 /// The server configuration webhooks to a loopback receiver need, with quick retries.
 pub fn loopback_hooks(config: &mut kiln::config::ServeConfig) {
     config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
@@ -324,15 +337,8 @@ async fn signed_deliveries_of_every_event_are_retried_after_a_500_and_logged() {
     assert_eq!(again.len(), 2, "retried once: {again:#?}");
     assert_eq!(again[1].answered, 200);
     assert_eq!(again[0].raw, again[1].raw, "a retry sends the same bytes");
-    let mut delivered: Vec<&str> = got
-        .iter()
-        .filter(|r| r.answered == 200)
-        .map(|r| r.delivery.as_str())
-        .collect();
-    delivered.sort_unstable();
-    let before = delivered.len();
-    delivered.dedup();
-    assert_eq!(before, delivered.len(), "no delivery arrived twice");
+    let (answered, distinct) = answered_200(&got);
+    assert_eq!(answered, distinct, "no delivery arrived twice");
 
     // What each event says.
     let body = |event: &str| got.iter().find(|r| r.event == event).unwrap().body.clone();

@@ -603,16 +603,9 @@ async fn two_replicas_deliver_each_webhook_event_once_and_retry_after_a_500() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let got = receiver.received();
-    let mut delivered: Vec<&str> = got
-        .iter()
-        .filter(|r| r.answered == 200)
-        .map(|r| r.delivery.as_str())
-        .collect();
-    delivered.sort_unstable();
-    let all = delivered.len();
-    delivered.dedup();
-    assert_eq!(all, REPORTS, "each event answered 200 exactly once");
-    assert_eq!(delivered.len(), REPORTS, "no event was delivered twice");
+    let (answered, distinct) = crate::webhooks::answered_200(&got);
+    assert_eq!(answered, REPORTS, "each event answered 200 exactly once");
+    assert_eq!(distinct, REPORTS, "no event was delivered twice");
     assert_eq!(got.len(), REPORTS + 5, "each of the five 500s was retried");
     // Every attempt the log counts reached the receiver, once.
     for delivery in &log {
