@@ -285,21 +285,32 @@ impl Storage {
 
     /// Stores small bytes (already verified to hash to `digest`) durably.
     pub async fn put_bytes(&self, digest: &Sha256Digest, bytes: Bytes) -> Result<(), StorageError> {
+        let size = bytes.len() as u64;
+        if let Some(root) = &self.local_root {
+            return put_local(root, digest, size, Source::Bytes(bytes)).await;
+        }
         let key = Self::blob_key(digest);
-        let options = PutOptions {
+        let create = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
         match self
             .store
-            .put_opts(&key, PutPayload::from(bytes), options)
+            .put_opts(&key, PutPayload::from(bytes.clone()), create)
             .await
         {
-            // Content-addressed: whoever wrote it first wrote the same bytes.
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(()),
+            // Content-addressed: whoever wrote it first wrote the same bytes — if it is
+            // whole. An object of another size is replaced.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if self.holds(digest, size).await? {
+                    return Ok(());
+                }
+                self.store.put(&key, PutPayload::from(bytes)).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
-        self.sync_local(&key).await
     }
 
     /// Stores the file at `src` (already verified to hash to `digest`) durably.
@@ -309,7 +320,10 @@ impl Storage {
         src: &FsPath,
         size: u64,
     ) -> Result<(), StorageError> {
-        if self.exists(digest).await? {
+        if let Some(root) = &self.local_root {
+            return put_local(root, digest, size, Source::File(src.to_path_buf())).await;
+        }
+        if self.holds(digest, size).await? {
             return Ok(());
         }
         if size <= SINGLE_PUT_LIMIT {
@@ -330,24 +344,22 @@ impl Storage {
             writer.write(&buf[..n]);
         }
         writer.finish().await?;
-        self.sync_local(&key).await
+        Ok(())
     }
 
-    async fn sync_local(&self, key: &Path) -> Result<(), StorageError> {
-        let Some(root) = &self.local_root else {
-            return Ok(());
-        };
-        let path = root.join(key.as_ref());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&path)?.sync_all()?;
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
+    /// True when an object store already holds the blob whole. An S3 object appears only
+    /// complete, so its size is the check; one of another size (a bug, or a hand-made
+    /// object) is logged and replaced by the caller.
+    async fn holds(&self, digest: &Sha256Digest, size: u64) -> Result<bool, StorageError> {
+        match self.store.head(&Self::blob_key(digest)).await {
+            Ok(meta) if meta.size == size => Ok(true),
+            Ok(meta) => {
+                tracing::warn!(file.sha256 = %digest, stored = meta.size, expected = size, "a stored blob has the wrong size; replacing it");
+                Ok(false)
             }
-            Ok(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok(())
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes a blob (a purged mirror file nothing else refers to). A missing blob is fine.
@@ -400,6 +412,96 @@ impl Storage {
 /// [`READ_AHEAD`] chunks ahead of the socket, so disk reads and socket writes overlap.
 /// A client that stops reading leaves the thread parked on a full channel; a client that
 /// disconnects drops the receiver and the thread ends at its next send.
+/// What a local write copies into place.
+enum Source {
+    Bytes(Bytes),
+    File(PathBuf),
+}
+
+/// Marks a local blob's staging file (`<digest>.kiln-partial-<random>`, beside the blob);
+/// one left by a crash is garbage.
+pub const PARTIAL_MARK: &str = ".kiln-partial-";
+
+/// Writes a blob into the local store so that it is never visible torn: the bytes go to a
+/// staging file beside it, are synced, then renamed into place (atomic), then the
+/// directory is synced. A blob already at the key is kept only if it has the right size
+/// and hash (a crash under an earlier version could leave a partial file there, which
+/// would be served under the right sha256); otherwise it is replaced.
+async fn put_local(
+    root: &FsPath,
+    digest: &Sha256Digest,
+    size: u64,
+    source: Source,
+) -> Result<(), StorageError> {
+    let path = root.join(Storage::blob_key(digest).as_ref());
+    let digest = digest.clone();
+    tokio::task::spawn_blocking(move || write_local(&path, &digest, size, &source))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(())
+}
+
+fn write_local(
+    path: &FsPath,
+    digest: &Sha256Digest,
+    size: u64,
+    source: &Source,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == size && hash_file(path)? == *digest => return Ok(()),
+        Ok(meta) => tracing::warn!(
+            file.sha256 = %digest,
+            stored = meta.len(),
+            expected = size,
+            "a stored blob is torn (wrong size or bytes); replacing it"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a blob key has a directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let staging = dir.join(format!(
+        "{digest}{PARTIAL_MARK}{:016x}",
+        rand::random::<u64>()
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&staging)?;
+        match source {
+            Source::Bytes(bytes) => file.write_all(bytes)?,
+            Source::File(src) => {
+                std::io::copy(&mut std::fs::File::open(src)?, &mut file)?;
+            }
+        }
+        file.sync_all()?;
+        std::fs::rename(&staging, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    written
+}
+
+/// The SHA-256 of a local file, read in large chunks.
+fn hash_file(path: &FsPath) -> std::io::Result<Sha256Digest> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256Digest::from_bytes(&hasher.finalize().into()))
+}
+
 fn read_ahead(mut file: std::fs::File, span: Range<u64>) -> ByteStream {
     use std::io::{Read as _, Seek as _};
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
@@ -485,6 +587,76 @@ mod tests {
             storage.read_all(&missing).await,
             Err(StorageError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_torn_local_blob_is_replaced_and_a_whole_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let storage = Storage::from_url(url.as_str()).unwrap();
+        let data = vec![42u8; 100_000];
+        let digest = Sha256Digest::of(&data);
+        let path = dir.path().join(Storage::blob_key(&digest).as_ref());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let src = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(src.path(), &data).unwrap();
+        // What a crash can leave: a short file, or the right length of the wrong bytes.
+        for torn in [data[..4096].to_vec(), vec![0u8; data.len()]] {
+            std::fs::write(&path, &torn).unwrap();
+            storage
+                .put_file(&digest, src.path(), data.len() as u64)
+                .await
+                .unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), data, "replaced whole");
+        }
+        std::fs::write(&path, vec![1u8; 10]).unwrap();
+        storage
+            .put_bytes(&digest, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        assert_eq!(storage.read_all(&digest).await.unwrap(), data);
+        // A whole blob is left alone (same inode), and no staging file stays behind.
+        let inode = |p: &std::path::Path| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(p).unwrap().ino()
+        };
+        let before = inode(&path);
+        storage
+            .put_file(&digest, src.path(), data.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(inode(&path), before);
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [digest.to_string()], "only the blob itself");
+    }
+
+    #[tokio::test]
+    async fn an_object_of_the_wrong_size_is_replaced() {
+        let storage = Storage::from_url("memory://").unwrap();
+        let data = Bytes::from_static(b"the real wheel bytes");
+        let digest = Sha256Digest::of(&data);
+        storage
+            .store
+            .put(&Storage::blob_key(&digest), PutPayload::from_static(b"torn"))
+            .await
+            .unwrap();
+        storage.put_bytes(&digest, data.clone()).await.unwrap();
+        assert_eq!(storage.read_all(&digest).await.unwrap(), data);
+        let src = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(src.path(), &data).unwrap();
+        storage
+            .store
+            .put(&Storage::blob_key(&digest), PutPayload::from_static(b"torn"))
+            .await
+            .unwrap();
+        storage
+            .put_file(&digest, src.path(), data.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(storage.read_all(&digest).await.unwrap(), data);
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@ mod access;
 mod browser;
 #[path = "api/clients.rs"]
 mod clients;
+#[path = "api/faults.rs"]
+mod faults;
 #[path = "api/helpers.rs"]
 mod helpers;
 #[path = "api/hooks.rs"]

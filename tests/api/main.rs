@@ -4,6 +4,7 @@
 mod access;
 mod browser;
 mod clients;
+mod faults;
 mod helpers;
 mod hooks;
 mod hostile;
