@@ -52,12 +52,10 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory `{}`", config.data_dir.display()))?;
         let tmp = config.tmp_dir();
-        // Spooled bodies of uploads that were cut off by a crash are garbage.
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)
-                .with_context(|| format!("clearing `{}`", tmp.display()))?;
-        }
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating `{}`", tmp.display()))?;
+        // Spooled bodies of uploads that were cut off by a crash are garbage. The
+        // directory itself stays: it may be a mount point of its own.
+        empty_dir(&tmp).with_context(|| format!("clearing `{}`", tmp.display()))?;
         let db = Db::connect(&config.database_url).await.with_context(|| {
             format!(
                 "opening database `{}`",
@@ -127,5 +125,40 @@ impl Server {
         db.close().await;
         tracing::info!("kiln stopped");
         Ok(())
+    }
+}
+
+/// Removes everything inside `dir`, leaving the directory itself (which may be a mount
+/// point, or owned by someone else).
+fn empty_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn emptying_tmp_keeps_the_directory_itself() {
+        use std::os::unix::fs::MetadataExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir_all(tmp.join("upload-1/nested")).unwrap();
+        std::fs::write(tmp.join("spool-2"), b"cut off").unwrap();
+        std::fs::write(tmp.join("upload-1/nested/part"), b"x").unwrap();
+        let inode = std::fs::metadata(&tmp).unwrap().ino();
+        super::empty_dir(&tmp).unwrap();
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::metadata(&tmp).unwrap().ino(),
+            inode,
+            "the same directory (a mount point stays mounted)"
+        );
     }
 }
