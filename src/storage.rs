@@ -640,7 +640,10 @@ mod tests {
         let digest = Sha256Digest::of(&data);
         storage
             .store
-            .put(&Storage::blob_key(&digest), PutPayload::from_static(b"torn"))
+            .put(
+                &Storage::blob_key(&digest),
+                PutPayload::from_static(b"torn"),
+            )
             .await
             .unwrap();
         storage.put_bytes(&digest, data.clone()).await.unwrap();
@@ -649,7 +652,10 @@ mod tests {
         std::fs::write(src.path(), &data).unwrap();
         storage
             .store
-            .put(&Storage::blob_key(&digest), PutPayload::from_static(b"torn"))
+            .put(
+                &Storage::blob_key(&digest),
+                PutPayload::from_static(b"torn"),
+            )
             .await
             .unwrap();
         storage

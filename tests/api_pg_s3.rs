@@ -45,6 +45,9 @@ mod verdicts;
 #[path = "api/webhooks.rs"]
 mod webhooks;
 
+/// Backends that stop answering (a proxy that freezes).
+#[path = "api_pg_s3/outages.rs"]
+mod outages;
 /// Several `kiln serve` processes on one database and bucket.
 #[path = "api_pg_s3/replicas.rs"]
 mod replicas;
@@ -60,7 +63,7 @@ fn modules_match_the_embedded_suite() {
     let declared = |text: &str| -> Vec<String> {
         text.lines()
             .filter_map(|line| line.strip_prefix("mod ")?.strip_suffix(';'))
-            .filter(|name| !matches!(*name, "replicas" | "storage"))
+            .filter(|name| !matches!(*name, "outages" | "replicas" | "storage"))
             .map(str::to_owned)
             .collect()
     };

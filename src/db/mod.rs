@@ -65,6 +65,9 @@ pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
 pub use webhooks::{Attempted, ClaimedDelivery, DeliveryRecord, NewWebhook, WebhookRecord};
 
+/// The longest a request waits for a PostgreSQL connection before it answers 503.
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most indexes, and most tokens, remembered between requests.
 const MAX_REMEMBERED_ROWS: usize = 10_000;
 
@@ -191,6 +194,27 @@ pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
 }
 
 impl DbError {
+    /// True when the database did not answer (no connection within the pool's timeout, a
+    /// dropped or refused connection, a server shutting down or starting up): the
+    /// request may succeed if retried, and changed nothing.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Other(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // Class 08 (connection exception) and 57P0x (shutting down, starting up).
+            Self::Other(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+            _ => false,
+        }
+    }
+
     fn from_write(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
@@ -338,7 +362,12 @@ impl Db {
                 Backend::Postgres => 16,
             })
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            // A database that does not answer is a 503 within seconds (pip retries it),
+            // not a request that hangs. SQLite's waits are only contention: longer.
+            .acquire_timeout(match backend {
+                Backend::Sqlite => Duration::from_secs(30),
+                Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -18,7 +18,12 @@ use crate::service::ServiceError;
 pub struct ApiError {
     status: StatusCode,
     detail: String,
+    /// Seconds, for a 503.
+    retry_after: Option<u32>,
 }
+
+/// What a 503 asks the client to wait before retrying.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 #[derive(Serialize)]
 struct Problem<'a> {
@@ -36,6 +41,7 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -75,6 +81,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ServiceError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(error.detail = %detail, "unavailable");
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    detail: detail.clone(),
+                    retry_after: Some(RETRY_AFTER_SECONDS),
+                };
+            }
+            ServiceError::Full(detail) => {
+                tracing::error!(error.detail = %detail, "storage full");
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(error.detail = %detail, "internal error");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
@@ -137,6 +155,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

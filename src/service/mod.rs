@@ -47,6 +47,13 @@ pub enum ServiceError {
     /// A mirror's upstream failed and nothing was cached to serve instead (502).
     #[error("{0}")]
     Upstream(String),
+    /// A backend (the database, the object store) does not answer, or the server is
+    /// shutting down: nothing was changed, retry shortly (503 with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The disk or store is full: nothing was kept; retry once space is freed (507).
+    #[error("{0}")]
+    Full(String),
     /// The server failed; the detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,20 +61,49 @@ pub enum ServiceError {
 
 impl From<DbError> for ServiceError {
     fn from(err: DbError) -> Self {
+        if err.is_unavailable() {
+            return Self::Unavailable(format!(
+                "the metadata database does not answer ({err}); nothing was changed, retry shortly"
+            ));
+        }
         Self::Internal(format!("database: {err}"))
     }
 }
 
 impl From<StorageError> for ServiceError {
     fn from(err: StorageError) -> Self {
-        Self::Internal(err.to_string())
+        match err {
+            StorageError::Io(io) => io.into(),
+            StorageError::Store(store)
+                if !matches!(store, object_store::Error::NotFound { .. }) =>
+            {
+                Self::Unavailable(format!(
+                    "the object store failed ({store}); nothing was kept, retry shortly"
+                ))
+            }
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 
 impl From<std::io::Error> for ServiceError {
     fn from(err: std::io::Error) -> Self {
+        if is_full(&err) {
+            return Self::Full(format!(
+                "the server's disk is full ({err}); nothing was kept, retry once space is freed"
+            ));
+        }
         Self::Internal(format!("I/O: {err}"))
     }
+}
+
+/// True for "no space left", "file too large" and "quota exceeded".
+fn is_full(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded
+    )
 }
 
 /// The current time as RFC 3339 with microseconds, UTC — the PEP 700 `upload-time` form.

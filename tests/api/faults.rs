@@ -9,7 +9,10 @@ use crate::helpers::{Dist, TestApp};
 /// The store the app writes to, opened as a second handle (to plant what a crash leaves).
 fn store_of(app: &TestApp) -> Storage {
     let (url, settings) = match &app.backing {
-        Some(backing) => (backing.storage_url.clone(), backing.storage_settings.clone()),
+        Some(backing) => (
+            backing.storage_url.clone(),
+            backing.storage_settings.clone(),
+        ),
         None => (
             url::Url::from_directory_path(app.data_dir.path().join("storage"))
                 .unwrap()
