@@ -44,6 +44,9 @@ pub struct AppState {
     pub mirrors: Arc<Mirrors>,
     /// Sends webhook deliveries (and checks where they may go).
     pub webhooks: crate::upstream::WebhookClient,
+    /// Cancelled when the server starts shutting down: long polls answer at once and
+    /// stalled upload bodies are cut, so in-flight work ends quickly.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             db,
             storage,
             webhooks,
+            stopping: tokio_util::sync::CancellationToken::new(),
             mirrors: Arc::new(mirrors),
             templates: Arc::new(templates),
             pages: Arc::new(crate::http::page_cache::PageCache::with_capacity(

@@ -91,15 +91,15 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        let stopping = self.state.stopping.clone();
         // Every replica sends webhook deliveries from the shared queue.
-        let (stop_deliveries, stopping) = tokio::sync::watch::channel(false);
         let deliverer = tokio::spawn(
             crate::service::webhooks::Deliverer::new(
                 db.clone(),
                 self.state.webhooks.clone(),
                 self.state.config.webhooks.clone(),
             )
-            .run(stopping),
+            .run(stopping.clone()),
         );
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");
@@ -115,10 +115,17 @@ impl Server {
             listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown({
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                // Long polls answer now and stalled uploads are cut; the rest finish.
+                stopping.cancel();
+            }
+        })
         .await
         .context("serving HTTP")?;
-        let _ = stop_deliveries.send(true);
+        stopping.cancel();
         if let Err(e) = deliverer.await {
             tracing::warn!(error = %e, "the webhook sender ended abnormally");
         }

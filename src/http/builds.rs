@@ -122,6 +122,7 @@ pub async fn show_build(
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(builds::MAX_WAIT.as_secs_f64())));
     let shown = (&release, query.target.as_ref());
+    let wait = wait.map(|timeout| (timeout, &state.stopping));
     let status = builds::status(&state.db, &caller, &index_name, shown, wait).await?;
     let ttl = state.config.build_lease_ttl;
     Ok(Json(view(&index_name, shown, status, ttl)).into_response())

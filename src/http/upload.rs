@@ -36,32 +36,61 @@ enum BodyError {
     Idle(Duration),
     #[error("the upload took longer than {0:?}; cut off (`--upload-timeout`)")]
     Total(Duration),
+    #[error(
+        "the server is shutting down and this upload stopped sending; nothing was stored, retry it"
+    )]
+    ShuttingDown,
 }
+
+/// How long an upload may pause once the server is shutting down before it is cut off
+/// (an upload that keeps sending finishes).
+const SHUTDOWN_IDLE: Duration = Duration::from_secs(2);
 
 /// The request body, cut off when it pauses longer than the idle timeout or runs past
 /// the total one: a slow body cannot hold a connection and a temp file forever.
 fn timed_body(
     body: Body,
     limits: UploadLimits,
+    stopping: tokio_util::sync::CancellationToken,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BodyError>> {
     let deadline = tokio::time::Instant::now() + limits.total_timeout;
     futures_util::stream::unfold(
         (body.into_data_stream(), false),
-        move |(mut stream, failed)| async move {
-            if failed {
-                return None;
-            }
-            let now = tokio::time::Instant::now();
-            let wait = limits
-                .idle_timeout
-                .min(deadline.saturating_duration_since(now));
-            match tokio::time::timeout(wait, stream.next()).await {
-                Ok(Some(item)) => Some((item.map_err(BodyError::Read), (stream, false))),
-                Ok(None) => None,
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    Some((Err(BodyError::Total(limits.total_timeout)), (stream, true)))
+        move |(mut stream, failed)| {
+            let stopping = stopping.clone();
+            async move {
+                if failed {
+                    return None;
                 }
-                Err(_) => Some((Err(BodyError::Idle(limits.idle_timeout)), (stream, true))),
+                let now = tokio::time::Instant::now();
+                let mut wait = limits
+                    .idle_timeout
+                    .min(deadline.saturating_duration_since(now));
+                if stopping.is_cancelled() {
+                    wait = wait.min(SHUTDOWN_IDLE);
+                }
+                let next = {
+                    let read = tokio::time::timeout(wait, stream.next());
+                    tokio::pin!(read);
+                    tokio::select! {
+                        got = &mut read => got,
+                        // Shutting down while waiting: a little longer, then cut off.
+                        () = stopping.cancelled(), if !stopping.is_cancelled() => {
+                            tokio::time::timeout(SHUTDOWN_IDLE.min(wait), stream.next()).await
+                        }
+                    }
+                };
+                match next {
+                    Ok(Some(item)) => Some((item.map_err(BodyError::Read), (stream, false))),
+                    Ok(None) => None,
+                    Err(_) if stopping.is_cancelled() => {
+                        Some((Err(BodyError::ShuttingDown), (stream, true)))
+                    }
+                    Err(_) if tokio::time::Instant::now() >= deadline => {
+                        Some((Err(BodyError::Total(limits.total_timeout)), (stream, true)))
+                    }
+                    Err(_) => Some((Err(BodyError::Idle(limits.idle_timeout)), (stream, true))),
+                }
             }
         },
     )
@@ -248,6 +277,9 @@ where
 /// length it announced (400).
 fn body_read_failed(cause: Box<dyn std::error::Error + Send + Sync>) -> ServiceError {
     match cause.downcast::<BodyError>() {
+        Ok(stopped) if matches!(*stopped, BodyError::ShuttingDown) => {
+            ServiceError::Unavailable(stopped.to_string())
+        }
         Ok(timeout) if !matches!(*timeout, BodyError::Read(_)) => {
             ServiceError::Timeout(timeout.to_string())
         }
@@ -324,7 +356,7 @@ pub async fn upload_file(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let form = read_form(
-        timed_body(body, state.config.upload_limits),
+        timed_body(body, state.config.upload_limits, state.stopping.clone()),
         boundary,
         state.config.max_upload_bytes,
         state.config.upload_limits.max_form_fields,

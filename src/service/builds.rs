@@ -221,17 +221,18 @@ fn status_of(build: Option<&BuildRecord>, files: Vec<FileRecord>) -> BuildStatus
 
 /// The build state of a release (its first build, or the build for `target`), for a
 /// status page or a waiter, once the caller was found to may read the index. With
-/// `wait`, waits up to that long for a `building` release to change (see [`wait`]).
+/// `wait`, waits up to that long for a `building` release to change (see [`wait`]), or
+/// until the server starts shutting down.
 pub async fn status(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
     (release, target): (&Release, Option<&BuildTarget>),
-    wait_for: Option<Duration>,
+    wait_for: Option<(Duration, &tokio_util::sync::CancellationToken)>,
 ) -> Result<BuildStatus, ServiceError> {
     let (index, _) = super::auth::readable_chain(db, caller, name).await?;
     match wait_for {
-        Some(timeout) => wait(db, &index, (release, target), timeout).await,
+        Some((timeout, stopping)) => wait(db, &index, (release, target), timeout, stopping).await,
         None => observe(db, &index, release, target).await,
     }
 }
@@ -469,6 +470,7 @@ async fn wait(
     index: &Index,
     (release, target): (&Release, Option<&BuildTarget>),
     timeout: Duration,
+    stopping: &tokio_util::sync::CancellationToken,
 ) -> Result<BuildStatus, ServiceError> {
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
     let stamps = db.stamps();
@@ -490,7 +492,9 @@ async fn wait(
             _ => return Ok(status),
         };
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        // A server shutting down answers what it knows; the waiter polls again (another
+        // replica, or this one restarted).
+        if now >= deadline || stopping.is_cancelled() {
             return Ok(status);
         }
         // Woken by the change; the timer only covers a listener that is down.
@@ -503,6 +507,7 @@ async fn wait(
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(nap) => {}
+            () = stopping.cancelled() => {}
         }
     }
 }

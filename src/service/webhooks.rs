@@ -377,11 +377,11 @@ impl Deliverer {
         Self { db, client, config }
     }
 
-    /// Runs until `stop` turns true, then lets the deliveries in flight finish (each is
+    /// Runs until `stop` is cancelled, then lets the deliveries in flight finish (each is
     /// bounded by [`DELIVERY_TIMEOUT`]).
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let mut in_flight = tokio::task::JoinSet::new();
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             // Read before looking, so a delivery queued while looking still wakes us.
             let seen = self.db.stamps().now();
             while in_flight.len() < CONCURRENCY {
@@ -402,7 +402,7 @@ impl Deliverer {
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 () = self.queued_since(seen) => {}
                 () = tokio::time::sleep(POLL) => {}
-                _ = stop.changed() => {}
+                () = stop.cancelled() => {}
             }
         }
         let _ = tokio::time::timeout(DELIVERY_TIMEOUT + Duration::from_secs(1), async {
