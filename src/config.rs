@@ -99,6 +99,12 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_PRESIGN_DOWNLOADS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presign_downloads: Option<HumanDuration>,
+    /// How long an object-store request may take, retries included, before the request
+    /// that needed it answers 503, e.g. `10s` (S3 only; a download through Kiln must
+    /// finish within it too: use --presign-downloads for very large files) [default: 30s].
+    #[arg(long, env = "KILN_STORAGE_TIMEOUT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_timeout: Option<HumanDuration>,
     /// Behind nginx: answer downloads of local files with `X-Accel-Redirect: PREFIX<key>`
     /// and let nginx send them (an `internal` location mapping PREFIX to the storage
     /// directory; `file://` only), e.g. `/_kiln_storage/` [default: off].
@@ -427,6 +433,8 @@ impl ServeConfig {
             .map(|o| (o.key, o.value))
             .collect();
         config.storage_options.presign_downloads = settings.presign_downloads.map(|d| d.0);
+        config.storage_options.timeout =
+            duration(settings.storage_timeout, config.storage_options.timeout);
         config.storage_options.accel_redirect = settings.accel_redirect;
         config.upload_limits.max_form_fields = settings
             .max_form_fields
@@ -486,6 +494,7 @@ impl fmt::Debug for ServeConfig {
                     .collect::<Vec<_>>(),
             )
             .field("presign_downloads", &self.storage_options.presign_downloads)
+            .field("storage_timeout", &self.storage_options.timeout)
             .field("accel_redirect", &self.storage_options.accel_redirect)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("page_cache_bytes", &self.page_cache_bytes)

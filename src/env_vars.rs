@@ -118,6 +118,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "how long a mirror waits for its upstream (`--upstream-timeout`)",
     ),
     var(
+        "KILN_STORAGE_TIMEOUT",
+        Role::Server,
+        "how long an object-store request may take, retries included (`--storage-timeout`)",
+    ),
+    var(
         "KILN_WEBHOOK_ALLOW_HOSTS",
         Role::Server,
         "non-public hosts webhooks may be delivered to, comma-separated (`--webhook-allow-host`)",

@@ -33,8 +33,8 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer as _;
 use object_store::{
-    GetOptions, GetRange, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
+    ClientConfigKey, GetOptions, GetRange, GetResultPayload, ObjectStore, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
@@ -87,8 +87,12 @@ pub enum StorageError {
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// How to reach an object store, beyond its URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StorageOptions {
+    /// The longest an S3 request may take, retries included (`object_store`'s defaults are
+    /// 30 s a request and 3 minutes of retries: a frozen store held every upload and
+    /// download for 180 s).
+    pub timeout: std::time::Duration,
     /// `object_store` settings for an S3 store, e.g. `("aws_endpoint", "http://…")`; they
     /// win over the `AWS_*` environment variables.
     pub settings: Vec<(String, String)>,
@@ -97,6 +101,20 @@ pub struct StorageOptions {
     /// Answer local downloads with `X-Accel-Redirect: <prefix><blob key>`, for a front
     /// proxy (nginx) that maps the prefix to the storage directory (`file://` only).
     pub accel_redirect: Option<String>,
+}
+
+/// The default [`StorageOptions::timeout`].
+pub const DEFAULT_STORAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_STORAGE_TIMEOUT,
+            settings: Vec::new(),
+            presign_downloads: None,
+            accel_redirect: None,
+        }
+    }
 }
 
 /// An S3 store's signer and the key prefix its blobs live under.
@@ -187,7 +205,25 @@ impl Storage {
         parsed: &url::Url,
         options: &StorageOptions,
     ) -> Result<Self, StorageError> {
-        let mut builder = AmazonS3Builder::from_env().with_url(url);
+        // Bounded: a store that does not answer fails the request within the timeout
+        // (a 503 naming the store), not after object_store's 3 minutes of retries. The
+        // user's `--storage-option timeout=…` still wins for single requests.
+        let millis = options.timeout.as_millis();
+        let mut builder = AmazonS3Builder::from_env()
+            .with_url(url)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{millis}ms"),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}ms", millis.min(5_000)),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: options.timeout,
+                ..RetryConfig::default()
+            });
         for (key, value) in &options.settings {
             let key: AmazonS3ConfigKey = key
                 .to_ascii_lowercase()

@@ -148,3 +148,66 @@ async fn a_frozen_database_is_a_quick_503_with_retry_after_and_the_server_recove
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_object_store_is_a_503_naming_the_store_within_its_timeout() {
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let mut backing = backends::backing(services, &name).await;
+    let endpoint = backing
+        .storage_settings
+        .iter_mut()
+        .find(|(key, _)| key == "aws_endpoint")
+        .expect("the bucket's endpoint");
+    let mut url = url::Url::parse(&endpoint.1).unwrap();
+    let target: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    url.set_port(Some(proxy.port)).unwrap();
+    endpoint.1 = url.as_str().trim_end_matches('/').to_owned();
+    let replica = Replica::start_with(&backing, &["--storage-timeout", "3s"]).await;
+    let kept = Dist::wheel("frozen", "1.0");
+    assert_eq!(replica.upload("root/master", &kept).await.status(), 200);
+
+    proxy.freeze(true);
+    let started = Instant::now();
+    let upload = replica
+        .upload("root/master", &Dist::wheel("frozen", "2.0"))
+        .await;
+    let took = started.elapsed();
+    let status = upload.status();
+    let body = upload.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("object store"), "{body}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the upload answered after {took:?}, not within the 3 s storage timeout"
+    );
+    let started = Instant::now();
+    let download = replica
+        .get(
+            &format!("root/master/+f/{}/{}", kept.sha256(), kept.filename),
+            &[],
+        )
+        .await;
+    assert_eq!(download.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    proxy.freeze(false);
+    let deadline = Deadline::after(60);
+    loop {
+        let response = replica
+            .upload("root/master", &Dist::wheel("frozen", "2.0"))
+            .await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            !deadline.passed(),
+            "uploads did not recover: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
