@@ -202,6 +202,14 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            p::METRICS,
+            Public,
+            "anyone (per-index series of public indexes only); with `--metrics-token`, only that bearer token, which sees every index",
+            Api,
+            get(health::metrics),
+        ),
+        r(
+            Method::GET,
             p::INDEXES,
             Filtered,
             "anyone; lists the indexes the caller may read",
@@ -617,9 +625,43 @@ pub fn router(state: AppState) -> Router {
         router = router.route(spec.path, handler);
     }
     router
+        .layer(axum::middleware::from_fn(count_request))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts a request by route template, method and status, and times it (until the
+/// response head).
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = crate::metrics::metrics();
+    metrics
+        .request_seconds
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 #[cfg(test)]

@@ -164,6 +164,11 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_MAX_UNPACKED_SIZE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unpacked_size: Option<ByteSize>,
+    /// A bearer token that `GET /metrics` then requires (and that sees every index's
+    /// series) [default: none; anyone reads metrics of public indexes].
+    #[arg(long, env = "KILN_METRICS_TOKEN", hide_env_values = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
     /// A host webhooks may be delivered to although it is loopback, private or
     /// link-local (e.g. `hooks.internal` or `10.0.0.5`), repeatable or comma-separated
     /// [default: none; public addresses only].
@@ -351,6 +356,8 @@ pub struct ServeConfig {
     pub upstream_timeout: Duration,
     /// Where and how webhooks are delivered.
     pub webhooks: WebhookConfig,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 /// Where and how webhooks are delivered.
@@ -397,6 +404,7 @@ impl ServeConfig {
             upstream: Some(DEFAULT_UPSTREAM.to_owned()),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             webhooks: WebhookConfig::default(),
+            metrics_token: None,
         }
     }
 
@@ -457,6 +465,7 @@ impl ServeConfig {
                 )
             };
         }
+        config.metrics_token = settings.metrics_token.filter(|t| !t.is_empty());
         config.webhooks.allow_hosts = settings.webhook_allow_hosts;
         config.webhooks.first_retry = duration(settings.webhook_retry, config.webhooks.first_retry);
         if let Some(attempts) = settings.webhook_attempts {
@@ -506,6 +515,7 @@ impl fmt::Debug for ServeConfig {
             .field("upstream", &self.upstream)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("webhooks", &self.webhooks)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field(
                 "policies",
                 &self

@@ -118,6 +118,11 @@ pub const VARIABLES: &[EnvVar] = &[
         "how long a mirror waits for its upstream (`--upstream-timeout`)",
     ),
     var(
+        "KILN_METRICS_TOKEN",
+        Role::Server,
+        "the bearer token `GET /metrics` requires (`--metrics-token`)",
+    ),
+    var(
         "KILN_STORAGE_TIMEOUT",
         Role::Server,
         "how long an object-store request may take, retries included (`--storage-timeout`)",

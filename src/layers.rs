@@ -24,6 +24,7 @@ const MODULES: &[&str] = &[
     "env_vars",
     "hooks",
     "http",
+    "metrics",
     "policy",
     "service",
     "storage",
@@ -38,6 +39,13 @@ const LAYERS: &[Layer] = &[
         forbidden: &[],
         allowed_only: Some(&["domain"]),
         why: "domain holds pure types and imports nothing above it",
+    },
+    Layer {
+        name: "metrics",
+        files: &["src/metrics.rs"],
+        forbidden: &[],
+        allowed_only: Some(&["metrics"]),
+        why: "metrics are counters every layer may bump; they import nothing of Kiln",
     },
     Layer {
         name: "api",
@@ -83,7 +91,9 @@ const LAYERS: &[Layer] = &[
         name: "cli",
         // `kiln serve` is the server itself: it opens the database and storage.
         files: &["src/cli/"],
-        forbidden: &["app", "db", "http", "service", "storage", "upstream"],
+        forbidden: &[
+            "app", "db", "http", "metrics", "service", "storage", "upstream",
+        ],
         allowed_only: None,
         why: "the CLI reaches the server only through the API contract (src/cli/serve.rs, the server's own start, is exempt)",
     },

@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod http;
 #[cfg(test)]
 mod layers;
+pub mod metrics;
 pub mod policy;
 pub mod service;
 pub mod storage;

@@ -287,6 +287,22 @@ impl Upstream {
         project: &ProjectName,
         etag: Option<&str>,
     ) -> Result<PageFetch, UpstreamError> {
+        let fetched = self.fetch_page_once(mirror, project, etag).await;
+        count_upstream(match &fetched {
+            Ok(PageFetch::Page { .. }) => "ok",
+            Ok(PageFetch::NotModified) => "not-modified",
+            Ok(PageFetch::NotFound) => "not-found",
+            Err(_) => "error",
+        });
+        fetched
+    }
+
+    async fn fetch_page_once(
+        &self,
+        mirror: &MirrorSettings,
+        project: &ProjectName,
+        etag: Option<&str>,
+    ) -> Result<PageFetch, UpstreamError> {
         let page_url = format!("{}{project}/", mirror.url);
         let parsed = url::Url::parse(&page_url).map_err(|e| UpstreamError::Garbage {
             url: page_url.clone(),
@@ -362,13 +378,16 @@ impl Upstream {
         })?;
         let response = self
             .send(mirror, parsed, |url| self.http.get(url.clone()))
-            .await?;
+            .await
+            .inspect_err(|_| count_upstream("error"))?;
         if !response.status().is_success() {
+            count_upstream("error");
             return Err(UpstreamError::Status {
                 url: url.to_owned(),
                 status: response.status().as_u16(),
             });
         }
+        count_upstream("ok");
         Ok(response)
     }
 
@@ -507,6 +526,10 @@ impl WebhookClient {
         })?;
         Ok(response.status().as_u16())
     }
+}
+
+fn count_upstream(outcome: &str) {
+    crate::metrics::Metrics::count(&crate::metrics::metrics().upstream_requests, outcome);
 }
 
 fn header_text(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {

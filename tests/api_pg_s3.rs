@@ -24,6 +24,8 @@ mod hostile;
 mod indexes;
 #[path = "api/lifecycle.rs"]
 mod lifecycle;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/mirrors.rs"]
 mod mirrors;
 #[path = "api/policies.rs"]

@@ -46,6 +46,8 @@ pub fn tail(text: &str, max: usize) -> &str {
 pub mod paths {
     /// `GET`: liveness and backends.
     pub const HEALTH: &str = "/+health";
+    /// `GET`: Prometheus metrics.
+    pub const METRICS: &str = "/metrics";
     /// `GET`: the web UI's home page (indexes, build queue, latest events).
     pub const HOME: &str = "/";
     /// `GET`: the icon browsers ask for.

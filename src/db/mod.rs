@@ -461,6 +461,21 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// How many builds are in each state (for `/metrics`).
+    pub async fn builds_by_state(&self) -> Result<Vec<(String, i64)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT state, CAST(COUNT(*) AS BIGINT) FROM builds GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Connections the pool holds, and how many of them are idle.
+    #[must_use]
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// A cheap liveness probe for `/+health`.
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

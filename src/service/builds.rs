@@ -472,8 +472,15 @@ async fn wait(
     timeout: Duration,
     stopping: &tokio_util::sync::CancellationToken,
 ) -> Result<BuildStatus, ServiceError> {
-    let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout.min(MAX_WAIT);
     let stamps = db.stamps();
+    let waited = |status| {
+        crate::metrics::metrics()
+            .build_wait_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(status)
+    };
     loop {
         // Registered before the read, so a commit between the read and the sleep still
         // wakes this poll (a commit here or, on PostgreSQL, on any other replica).
@@ -485,17 +492,17 @@ async fn wait(
             BuildStatus::Building { expires_at_ms, .. } => {
                 let left = expires_at_ms - now_ms();
                 if left <= 0 {
-                    return Ok(status);
+                    return waited(status);
                 }
                 Duration::from_millis(u64::try_from(left).unwrap_or(0))
             }
-            _ => return Ok(status),
+            _ => return waited(status),
         };
         let now = tokio::time::Instant::now();
         // A server shutting down answers what it knows; the waiter polls again (another
         // replica, or this one restarted).
         if now >= deadline || stopping.is_cancelled() {
-            return Ok(status);
+            return waited(status);
         }
         // Woken by the change; the timer only covers a listener that is down.
         let poll = if stamps.is_live() {

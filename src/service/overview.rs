@@ -563,6 +563,38 @@ pub async fn newest_release(
     Ok(Some((newest, Verdict::of(&latest).requiring(&required))))
 }
 
+/// What `/metrics` reads at scrape time: builds by state, the database pool, and files and
+/// bytes per index — of every index with `all_indexes` (a scraper holding the metrics
+/// token), else of public indexes only (index names are not public otherwise).
+pub async fn sample_metrics(
+    db: &Db,
+    all_indexes: bool,
+) -> Result<crate::metrics::Sampled, ServiceError> {
+    let stats = db.index_stats().await?;
+    let indexes = db
+        .list_indexes()
+        .await?
+        .into_iter()
+        .filter(|index| all_indexes || !index.settings.private)
+        .map(|index| {
+            let kept = stats.get(&index.id);
+            let count = |n: Option<u64>| i64::try_from(n.unwrap_or(0)).unwrap_or(i64::MAX);
+            (
+                index.name.to_string(),
+                count(kept.map(|k| k.files)),
+                count(kept.map(|k| k.bytes)),
+            )
+        })
+        .collect();
+    let (size, idle) = db.pool_stats();
+    Ok(crate::metrics::Sampled {
+        builds: db.builds_by_state().await?,
+        pool: (i64::from(size), i64::try_from(idle).unwrap_or(i64::MAX)),
+        page_cache: (0, 0),
+        indexes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -653,6 +653,9 @@ async fn record_refusals(
         );
     }
     tx.commit().await?;
+    for _ in candidates {
+        crate::metrics::Metrics::count(&crate::metrics::metrics().promotions, "refused");
+    }
     Ok(())
 }
 
@@ -743,6 +746,7 @@ async fn list_on_target(
     } else {
         tx.commit().await?;
         for (_, candidate) in candidates {
+            crate::metrics::Metrics::count(&crate::metrics::metrics().promotions, "promoted");
             tracing::info!(
                 index.name = %target.name,
                 project.name = %candidate.release.project,

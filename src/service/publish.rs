@@ -300,6 +300,9 @@ pub async fn publish(
         uploaded_by = %principal.name,
         "file published"
     );
+    let metrics = crate::metrics::metrics();
+    metrics.upload_files.inc();
+    metrics.upload_bytes.inc_by(record.size);
     Ok(Published::Created(record))
 }
 

@@ -221,24 +221,16 @@ async fn record(
                 version: &file.version,
                 actor: &principal.name,
                 at: &now,
-                detail: serde_json::json!({
-                    "sha256": digest,
-                    "filename": file.filename,
-                    "stage": report.stage,
-                    "outcome": report.outcome,
-                    "run_id": report.run_id.trim(),
-                    "cause": record.cause,
-                    "exit_code": report.exit_code,
-                    "duration_ms": report.duration_ms,
-                    "junit": report.junit,
-                    "commit": file.provenance.as_ref().map(|p| p.commit.to_string()),
-                    "build_run_url": file.provenance.as_ref().and_then(|p| p.run_url.as_deref()),
-                }),
+                detail: webhook_detail(report, file, &record),
             },
         )
         .await?;
         tx.commit().await?;
     }
+    crate::metrics::Metrics::count(
+        &crate::metrics::metrics().stage_results,
+        report.outcome.as_str(),
+    );
     tracing::info!(
         index.name = %index.name,
         file.sha256 = %digest,
@@ -249,6 +241,28 @@ async fn record(
         "stage result recorded"
     );
     Ok(view(record))
+}
+
+/// What a `stage-result` webhook says: the artifact, the verdict, and the commit and CI
+/// run that built it (for a commit status).
+fn webhook_detail(
+    report: &StageReport,
+    file: &FileRecord,
+    record: &ResultRecord,
+) -> serde_json::Value {
+    serde_json::json!({
+        "sha256": record.sha256,
+        "filename": file.filename,
+        "stage": report.stage,
+        "outcome": report.outcome,
+        "run_id": report.run_id.trim(),
+        "cause": record.cause,
+        "exit_code": report.exit_code,
+        "duration_ms": report.duration_ms,
+        "junit": report.junit,
+        "commit": file.provenance.as_ref().map(|p| p.commit.to_string()),
+        "build_run_url": file.provenance.as_ref().and_then(|p| p.run_url.as_deref()),
+    })
 }
 
 /// Every result of one artifact on the indexes the caller may read, oldest first; an

@@ -436,6 +436,14 @@ impl Deliverer {
             }
             _ => 0,
         };
+        crate::metrics::Metrics::count(
+            &crate::metrics::metrics().webhook_deliveries,
+            match state {
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Pending => "retry",
+                DeliveryState::Failed => "failed",
+            },
+        );
         if state == DeliveryState::Delivered {
             tracing::info!(
                 webhook.delivery = delivery.id, webhook.event = %delivery.event,

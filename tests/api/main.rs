@@ -10,6 +10,7 @@ mod hooks;
 mod hostile;
 mod indexes;
 mod lifecycle;
+mod metrics;
 mod mirrors;
 mod policies;
 mod promotions;

@@ -306,6 +306,9 @@ impl Pump {
                 cause: format!("the download broke off after {written} bytes: {e}"),
             })?;
             written += chunk.len() as u64;
+            crate::metrics::metrics()
+                .upstream_bytes
+                .inc_by(chunk.len() as u64);
             if written > self.max_bytes {
                 return Err(self.garbage(format!(
                     "the file is over this server's {}-byte limit (--max-upload-size)",
