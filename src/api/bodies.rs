@@ -90,6 +90,20 @@ pub struct IndexView {
     /// `mirror_allow`). Shown by `GET` of one index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirror_shadowed: Vec<String>,
+    /// What it holds: shown by `GET` of one index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<IndexUsage>,
+}
+
+/// What one index holds in storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexUsage {
+    /// Files it lists itself (a mirror: files it has cached).
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The bytes of those files no other index lists: what removing it would free.
+    pub own_bytes: u64,
 }
 
 impl From<Index> for IndexView {
@@ -100,6 +114,7 @@ impl From<Index> for IndexView {
             simple_url: format!("/{name}/+simple/"),
             upload_url: format!("/{name}/"),
             mirror_shadowed: Vec::new(),
+            usage: None,
         }
     }
 }

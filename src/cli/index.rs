@@ -178,6 +178,12 @@ fn print_index(view: &IndexView, server: &Client) {
     if !settings.mirror_allow.is_empty() {
         println!("  mirror_allow:   {}", settings.mirror_allow.join(", "));
     }
+    if let Some(usage) = &view.usage {
+        println!(
+            "  holds:          {} files, {} bytes ({} bytes no other index lists)",
+            usage.files, usage.bytes, usage.own_bytes
+        );
+    }
     if !view.mirror_shadowed.is_empty() {
         println!(
             "  hidden from mirrors (private names): {}",

@@ -415,6 +415,33 @@ pub struct IndexStats {
 }
 
 impl Db {
+    /// What index `id` holds: its files (a mirror's cached ones), their bytes, and the
+    /// bytes of those no other index lists.
+    pub async fn index_usage(&self, id: i64) -> Result<(u64, u64, u64), DbError> {
+        let (files, bytes, own): (i64, i64, i64) = sqlx::query_as(
+            "WITH mine AS ( \
+                 SELECT sha256, size FROM files WHERE index_id = $1 \
+                 UNION ALL \
+                 SELECT m.sha256, b.size FROM mirror_files m JOIN blobs b ON b.sha256 = m.sha256 \
+                 WHERE m.index_id = $1) \
+             SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN \
+                     EXISTS (SELECT 1 FROM files o WHERE o.sha256 = mine.sha256 AND o.index_id <> $1) \
+                     OR EXISTS (SELECT 1 FROM mirror_files o WHERE o.sha256 = mine.sha256 AND o.index_id <> $1) \
+                 THEN 0 ELSE size END), 0) AS BIGINT) \
+             FROM mine",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |column: &'static str, n: i64| super::decode_u64("files", column, n);
+        Ok((
+            count("count", files)?,
+            count("size", bytes)?,
+            count("size", own)?,
+        ))
+    }
+
     /// [`IndexStats`] of every index that lists a file, by index id, as read at most
     /// [`INDEX_STATS_TTL`] ago: the query counts every file of the server, so the home
     /// page must not run it per request.

@@ -69,9 +69,10 @@ pub async fn show_index(
     IndexPath(name): IndexPath,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let (index, shadowed) = indexes::show_index(&state.db, &caller, &name).await?;
+    let (index, shadowed, usage) = indexes::show_index(&state.db, &caller, &name).await?;
     let mut view = IndexView::from(index);
     view.mirror_shadowed = shadowed;
+    view.usage = Some(usage);
     Ok(Json(view).into_response())
 }
 

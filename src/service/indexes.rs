@@ -211,10 +211,16 @@ pub async fn show_index(
     db: &Db,
     caller: &Caller,
     name: &IndexName,
-) -> Result<(Index, Vec<String>), ServiceError> {
+) -> Result<(Index, Vec<String>, crate::api::IndexUsage), ServiceError> {
     let (index, chain) = auth::readable_chain(db, caller, name).await?;
     let shadowed = super::mirror::Mirrors::shadowed(db, &chain).await?;
-    Ok((index, shadowed))
+    let (files, bytes, own_bytes) = db.index_usage(index.id).await?;
+    let usage = crate::api::IndexUsage {
+        files,
+        bytes,
+        own_bytes,
+    };
+    Ok((index, shadowed, usage))
 }
 
 /// Creates an index, if the caller may (see [`authorize_create`]).

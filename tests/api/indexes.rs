@@ -297,3 +297,33 @@ async fn api_refuses_bad_requests_clearly() {
     let health = app.get("+health", &[]).await;
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn an_index_shows_its_files_bytes_and_the_bytes_only_it_holds() {
+    let app = TestApp::spawn().await;
+    app.create_index("acme/feature-x", &["root/master"]).await;
+    let shared = Dist::wheel("shared", "1.0");
+    let own = Dist::wheel_with_data("own", "1.0", vec![3u8; 5000]);
+    for (index, dist) in [
+        ("root/master", &shared),
+        ("acme/feature-x", &shared),
+        ("acme/feature-x", &own),
+    ] {
+        assert_eq!(app.upload(index, dist).await.status(), 200, "{index}");
+    }
+    let view = app
+        .client()
+        .get_index(&"acme/feature-x".parse().unwrap())
+        .await
+        .unwrap();
+    let usage = view.usage.expect("one index shows what it holds");
+    assert_eq!(usage.files, 2);
+    assert_eq!(usage.bytes, (shared.bytes.len() + own.bytes.len()) as u64);
+    assert_eq!(
+        usage.own_bytes,
+        own.bytes.len() as u64,
+        "the shared wheel is also on root/master"
+    );
+    let listed = app.client().list_indexes().await.unwrap();
+    assert!(listed.iter().all(|v| v.usage.is_none()), "lists stay cheap");
+}
