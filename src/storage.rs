@@ -81,6 +81,10 @@ pub enum StorageError {
     /// Local file I/O (temp files, fsync).
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// Bytes that do not hash to the key they were to replace a stored blob under (a
+    /// caller's bug): the stored blob is left alone.
+    #[error("refusing to replace blob `{0}` with bytes of another digest")]
+    Mismatch(String),
 }
 
 /// A stream of blob bytes.
@@ -342,6 +346,10 @@ impl Storage {
                 if self.holds(digest, size).await? {
                     return Ok(());
                 }
+                // A stored blob is replaced only by bytes checked here to be its own.
+                if Sha256Digest::of(&bytes) != *digest {
+                    return Err(StorageError::Mismatch(digest.to_string()));
+                }
                 self.store.put(&key, PutPayload::from(bytes)).await?;
                 Ok(())
             }
@@ -359,8 +367,21 @@ impl Storage {
         if let Some(root) = &self.local_root {
             return put_local(root, digest, size, Source::File(src.to_path_buf())).await;
         }
-        if self.holds(digest, size).await? {
-            return Ok(());
+        match self.store.head(&Self::blob_key(digest)).await {
+            Ok(meta) if meta.size == size => return Ok(()),
+            // A stored blob is replaced only by bytes checked here to be its own.
+            Ok(_) => {
+                let src = src.to_path_buf();
+                let hashed = tokio::task::spawn_blocking(move || hash_file(&src))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                if hashed != *digest {
+                    return Err(StorageError::Mismatch(digest.to_string()));
+                }
+                tracing::warn!(file.sha256 = %digest, "a stored blob has the wrong size; replacing it");
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
         if size <= SINGLE_PUT_LIMIT {
             let bytes = tokio::fs::read(src).await?;
@@ -486,12 +507,24 @@ fn write_local(
     use std::io::Write as _;
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() == size && hash_file(path)? == *digest => return Ok(()),
-        Ok(meta) => tracing::warn!(
-            file.sha256 = %digest,
-            stored = meta.len(),
-            expected = size,
-            "a stored blob is torn (wrong size or bytes); replacing it"
-        ),
+        Ok(meta) => {
+            // A stored blob is replaced only by bytes checked here to be its own.
+            let fresh = match source {
+                Source::Bytes(bytes) => Sha256Digest::of(bytes),
+                Source::File(src) => hash_file(src)?,
+            };
+            if fresh != *digest {
+                return Err(std::io::Error::other(format!(
+                    "refusing to replace blob `{digest}` with bytes of another digest"
+                )));
+            }
+            tracing::warn!(
+                file.sha256 = %digest,
+                stored = meta.len(),
+                expected = size,
+                "a stored blob is torn (wrong size or bytes); replacing it"
+            );
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -646,6 +679,12 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), data, "replaced whole");
         }
         std::fs::write(&path, vec![1u8; 10]).unwrap();
+        // Bytes of another digest never replace it (a caller's bug), even a torn one.
+        let wrong = storage
+            .put_bytes(&digest, Bytes::from_static(b"not the bytes"))
+            .await;
+        assert!(wrong.is_err(), "{wrong:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), vec![1u8; 10]);
         storage
             .put_bytes(&digest, Bytes::from(data.clone()))
             .await

@@ -295,6 +295,18 @@ impl Db {
         hold_until_ms: i64,
     ) -> Result<Option<ClaimedDelivery>, DbError> {
         const TABLE: &str = "webhook_deliveries";
+        // Looked for first with a read: on SQLite an UPDATE takes the write lock even
+        // when it matches nothing, and idle replicas look every second.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries \
+             WHERE state = 'pending' AND next_attempt_ms <= $1 AND claimed_until_ms <= $1 LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(None);
+        }
         // The conditions are repeated outside the subquery: on PostgreSQL a replica that
         // loses the race re-checks them on the row the winner wrote, and updates nothing.
         let claimed: Option<(i64, i64, String, String, i64)> = sqlx::query_as(

@@ -384,7 +384,9 @@ impl Deliverer {
         while !stop.is_cancelled() {
             // Read before looking, so a delivery queued while looking still wakes us.
             let seen = self.db.stamps().now();
-            while in_flight.len() < CONCURRENCY {
+            // No subscription, no delivery (removing one removes its queue): no query.
+            let idle = self.db.webhooks().await.is_ok_and(|all| all.is_empty());
+            while !idle && in_flight.len() < CONCURRENCY {
                 let now = now_ms();
                 match self.db.claim_delivery(now, now + millis(HOLD)).await {
                     Ok(Some(delivery)) => {

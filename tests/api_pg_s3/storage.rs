@@ -61,17 +61,33 @@ async fn an_s3_bucket_keeps_the_storage_contract() {
         "the blob and the start-up probe, under the URL's prefix"
     );
 
-    // Create-only: a second write under the same key (which, content-addressed, can only
-    // be the same bytes) is a no-op; even different bytes would not replace the object.
-    storage
+    // A second write of the same bytes is a no-op; bytes of another digest never replace
+    // a stored blob (a caller's bug is refused and the blob left alone)...
+    storage.put_bytes(&digest, data.clone()).await.unwrap();
+    let refused = storage
         .put_bytes(&digest, Bytes::from_static(b"something else"))
-        .await
-        .unwrap();
+        .await;
+    assert!(
+        matches!(refused, Err(kiln::storage::StorageError::Mismatch(_))),
+        "{refused:?}"
+    );
     assert_eq!(
         storage.read_all(&digest).await.unwrap(),
         data,
         "never overwritten"
     );
+    // ...but a torn one (what a crash can leave: the wrong size) is replaced by its own.
+    let other = Bytes::from_static(b"another wheel");
+    let other_digest = Sha256Digest::of(&other);
+    storage
+        .put_bytes(&other_digest, other.slice(..4))
+        .await
+        .unwrap();
+    storage
+        .put_bytes(&other_digest, other.clone())
+        .await
+        .unwrap();
+    assert_eq!(storage.read_all(&other_digest).await.unwrap(), other);
 
     // Large files go up in parts.
     let big: Vec<u8> = (0..17 * 1024 * 1024)
