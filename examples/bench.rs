@@ -204,11 +204,13 @@ fn busy_fleet_figures(bin: &Path, work: &Path, quick: bool, seconds: u32) -> any
 fn write_figures(bin: &Path, work: &Path, seconds: u32) {
     match fleet::write_throughput(bin, work, seconds) {
         Ok(rates) => println!(
-            "\n### Write throughput — {}: PostgreSQL + S3, 2 replicas, 32 clients\n\n| stage reports/s | lease claims/s | ceiling: API reads from memory/s |\n|---|---|---|\n| {:.0} | {:.0} | {:.0} |",
+            "\n### Write throughput — {}: PostgreSQL + S3, 2 replicas, 32 clients\n\n| stage reports/s | lease claims/s | ceiling: API reads from memory/s | reports/s with a webhook | its deliveries/s |\n|---|---|---|---|---|\n| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             bin.display(),
             rates.reports,
             rates.claims,
-            rates.ceiling
+            rates.ceiling,
+            rates.hooked_reports,
+            rates.deliveries
         ),
         Err(why) => eprintln!("skipping the write throughput: {why:#}"),
     }

@@ -383,6 +383,38 @@ pub struct WriteRates {
     /// An authenticated API read answered from the replica's memory (the index view):
     /// what these clients, HTTP and token checks reach with no database work at all.
     pub ceiling: f64,
+    /// Stage reports while a webhook hears every one (each report's transaction also
+    /// queues a delivery).
+    pub hooked_reports: f64,
+    /// Those deliveries received per second, from the first report until the queue
+    /// drained, by a receiver on loopback.
+    pub deliveries: f64,
+}
+
+/// A webhook receiver on loopback that answers 200 and counts; answers its URL, the
+/// count, and when the last delivery arrived.
+async fn counting_receiver()
+-> anyhow::Result<(String, Arc<AtomicU64>, Arc<std::sync::Mutex<Instant>>)> {
+    let count = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let (seen, at) = (count.clone(), last.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (seen, at) = (seen.clone(), at.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                *at.lock().unwrap() = Instant::now();
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, count, last))
 }
 
 /// Write throughput of two replicas on PostgreSQL + S3 (see [`WriteRates`]).
@@ -391,7 +423,12 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
     let runtime = tokio::runtime::Runtime::new()?;
     let name = format!("bench_writes_{}", std::process::id());
     let backing = runtime.block_on(crate::backends::backing(services, &name));
-    let mut args = vec!["--upstream".to_owned(), "off".to_owned()];
+    let mut args = vec![
+        "--upstream".to_owned(),
+        "off".to_owned(),
+        "--webhook-allow-host".to_owned(),
+        "127.0.0.1".to_owned(),
+    ];
     args.extend(backing.args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut a, base_a) = spawn_kiln(bin, &work.join("writes-a"), &args)?;
@@ -439,10 +476,48 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
             Ok(())
         })
         .await?;
+        // The same reports with a webhook hearing each: what queueing costs a report,
+        // and how fast two replicas' senders deliver while reports keep coming.
+        let (url, received, last) = counting_receiver().await?;
+        client(&bases[0])?
+            .create_webhook(&kiln::api::WebhookRequest {
+                pattern: kiln::domain::IndexPattern::Namespace("root".into()),
+                url,
+                events: vec![kiln::domain::WebhookEvent::StageResult],
+                secret: None,
+            })
+            .await?;
+        let sha = dist.sha256();
+        let started = Instant::now();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
+        let hooked_reports = hammer(&bases, seconds, move |api, task, n| {
+            let (sha, counted) = (sha.clone(), counted.clone());
+            async move {
+                api.report_result(&passed(sha, format!("hooked-{task}-{n}"))?)
+                    .await?;
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .await?;
+        let queued = sent.load(Ordering::SeqCst);
+        let drained = Instant::now() + Duration::from_secs(300);
+        while received.load(Ordering::SeqCst) < queued {
+            anyhow::ensure!(
+                Instant::now() < drained,
+                "only {} of {queued} deliveries arrived in 5 minutes",
+                received.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = last.lock().unwrap().duration_since(started);
         anyhow::Ok(WriteRates {
             reports,
             claims,
             ceiling,
+            hooked_reports,
+            deliveries: queued as f64 / took.as_secs_f64(),
         })
     });
     for child in [&mut a, &mut b] {
