@@ -476,48 +476,13 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
             Ok(())
         })
         .await?;
-        // The same reports with a webhook hearing each: what queueing costs a report,
-        // and how fast two replicas' senders deliver while reports keep coming.
-        let (url, received, last) = counting_receiver().await?;
-        client(&bases[0])?
-            .create_webhook(&kiln::api::WebhookRequest {
-                pattern: kiln::domain::IndexPattern::Namespace("root".into()),
-                url,
-                events: vec![kiln::domain::WebhookEvent::StageResult],
-                secret: None,
-            })
-            .await?;
-        let sha = dist.sha256();
-        let started = Instant::now();
-        let sent = Arc::new(AtomicU64::new(0));
-        let counted = sent.clone();
-        let hooked_reports = hammer(&bases, seconds, move |api, task, n| {
-            let (sha, counted) = (sha.clone(), counted.clone());
-            async move {
-                api.report_result(&passed(sha, format!("hooked-{task}-{n}"))?)
-                    .await?;
-                counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        })
-        .await?;
-        let queued = sent.load(Ordering::SeqCst);
-        let drained = Instant::now() + Duration::from_secs(300);
-        while received.load(Ordering::SeqCst) < queued {
-            anyhow::ensure!(
-                Instant::now() < drained,
-                "only {} of {queued} deliveries arrived in 5 minutes",
-                received.load(Ordering::SeqCst)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let took = last.lock().unwrap().duration_since(started);
+        let (hooked_reports, deliveries) = hooked(&bases, seconds, dist.sha256()).await?;
         anyhow::Ok(WriteRates {
             reports,
             claims,
             ceiling,
             hooked_reports,
-            deliveries: queued as f64 / took.as_secs_f64(),
+            deliveries,
         })
     });
     for child in [&mut a, &mut b] {
@@ -525,6 +490,45 @@ pub fn write_throughput(bin: &Path, work: &Path, seconds: u32) -> anyhow::Result
         let _ = child.wait();
     }
     result
+}
+
+/// Stage reports while a webhook hears each (what queueing costs a report), and how fast
+/// two replicas' senders deliver them while reports keep coming: (reports/s, deliveries/s).
+async fn hooked(bases: &[String; 2], seconds: u32, sha: String) -> anyhow::Result<(f64, f64)> {
+    let (url, received, last) = counting_receiver().await?;
+    client(&bases[0])?
+        .create_webhook(&kiln::api::WebhookRequest {
+            pattern: kiln::domain::IndexPattern::Namespace("root".into()),
+            url,
+            events: vec![kiln::domain::WebhookEvent::StageResult],
+            secret: None,
+        })
+        .await?;
+    let started = Instant::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = sent.clone();
+    let hooked_reports = hammer(bases, seconds, move |api, task, n| {
+        let (sha, counted) = (sha.clone(), counted.clone());
+        async move {
+            api.report_result(&passed(sha, format!("hooked-{task}-{n}"))?)
+                .await?;
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await?;
+    let queued = sent.load(Ordering::SeqCst);
+    let drained = Instant::now() + Duration::from_secs(300);
+    while received.load(Ordering::SeqCst) < queued {
+        anyhow::ensure!(
+            Instant::now() < drained,
+            "only {} of {queued} deliveries arrived in 5 minutes",
+            received.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = last.lock().unwrap().duration_since(started);
+    Ok((hooked_reports, queued as f64 / took.as_secs_f64()))
 }
 
 /// Runs `op` from 32 tasks (alternating replicas) for `seconds`; answers successes/s.
