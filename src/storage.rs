@@ -713,26 +713,22 @@ mod tests {
         let storage = Storage::from_url("memory://").unwrap();
         let data = Bytes::from_static(b"the real wheel bytes");
         let digest = Sha256Digest::of(&data);
-        storage
-            .store
-            .put(
-                &Storage::blob_key(&digest),
-                PutPayload::from_static(b"torn"),
-            )
-            .await
-            .unwrap();
+        let tear = || async {
+            storage
+                .store
+                .put(
+                    &Storage::blob_key(&digest),
+                    PutPayload::from_static(b"torn"),
+                )
+                .await
+                .unwrap();
+        };
+        tear().await;
         storage.put_bytes(&digest, data.clone()).await.unwrap();
         assert_eq!(storage.read_all(&digest).await.unwrap(), data);
         let src = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(src.path(), &data).unwrap();
-        storage
-            .store
-            .put(
-                &Storage::blob_key(&digest),
-                PutPayload::from_static(b"torn"),
-            )
-            .await
-            .unwrap();
+        tear().await;
         storage
             .put_file(&digest, src.path(), data.len() as u64)
             .await

@@ -21,6 +21,19 @@ pub async fn mint(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     body["secret"].as_str().unwrap().to_owned()
 }
 
+/// Creates a private index `name` (no bases) as the admin.
+pub async fn private_index(app: &TestApp, name: &str) {
+    let created = call(
+        app,
+        "POST",
+        "+api/v1/indexes",
+        Some(ADMIN_TOKEN),
+        Some(json!({"name": name, "private": true})),
+    )
+    .await;
+    assert_eq!(created.status(), 201, "creating private index {name}");
+}
+
 /// Any API call, with an optional bearer token and JSON body.
 pub async fn call(
     app: &TestApp,
@@ -41,16 +54,8 @@ pub async fn call(
 }
 
 /// A private index `root/secret` (inheriting nothing) with `hidden 1.0` on it.
-async fn private_index(app: &TestApp) -> Dist {
-    let response = call(
-        app,
-        "POST",
-        "+api/v1/indexes",
-        Some(ADMIN_TOKEN),
-        Some(json!({"name": "root/secret", "private": true})),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
+async fn secret_index(app: &TestApp) -> Dist {
+    private_index(app, "root/secret").await;
     let hidden = Dist::wheel("hidden", "1.0");
     assert_eq!(app.upload("root/secret", &hidden).await.status(), 200);
     hidden
@@ -127,7 +132,7 @@ impl Action {
 #[tokio::test]
 async fn every_permission_is_allowed_exactly_where_its_scope_says() {
     let app = TestApp::spawn().await;
-    private_index(&app).await;
+    secret_index(&app).await;
     let demo = Dist::wheel("demo", "1.0");
     assert_eq!(app.upload("root/master", &demo).await.status(), 200);
     let sha = demo.sha256();
@@ -536,7 +541,7 @@ async fn tokens_grant_only_what_their_creator_administers() {
 #[tokio::test]
 async fn private_indexes_need_read_everywhere_they_show() {
     let app = TestApp::spawn().await;
-    let hidden = private_index(&app).await;
+    let hidden = secret_index(&app).await;
     let reader = mint(&app, "reader", &["read:root/secret"]).await;
     let stranger = mint(&app, "stranger", &["read:acme/*"]).await;
     // A public index inheriting the private one is as private as its chain.
@@ -636,7 +641,7 @@ async fn private_indexes_need_read_everywhere_they_show() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pip_and_uv_read_a_private_index_with_url_credentials_and_netrc() {
     let app = TestApp::spawn().await;
-    let hidden = private_index(&app).await;
+    let hidden = secret_index(&app).await;
     let reader = mint(&app, "reader", &["read:root/secret"]).await;
     let host = app.base.trim_start_matches("http://");
     let with_credentials = format!("http://__token__:{reader}@{host}/root/secret/+simple/");

@@ -58,19 +58,6 @@ async fn an_upload_over_a_torn_blob_replaces_it_and_downloads_serve_the_right_by
     );
 }
 
-/// `n` bytes that do not compress (a wheel of them is as large as they are).
-fn noise(n: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// `kiln serve` as a child process through `bash -c "{prefix}exec kiln serve …"` (the
 /// prefix sets limits), logging to `serve.log` in its data directory, once healthy.
 async fn spawn_served(prefix: &str, env: &[(&str, &str)]) -> (tokio::process::Child, TestApp) {
@@ -128,7 +115,11 @@ async fn a_full_disk_is_a_507_that_keeps_nothing_and_smaller_uploads_still_work(
     // server: a write that cannot be kept).
     let (child, app) = spawn_served("trap '' XFSZ; ulimit -f 4096; ", &[]).await;
 
-    let big = Dist::wheel_with_data("full", "1.0", noise(6 * 1024 * 1024));
+    let big = Dist::wheel_with_data(
+        "full",
+        "1.0",
+        crate::mirrors::incompressible(6 * 1024 * 1024),
+    );
     let response = app.upload("root/master", &big).await;
     let status = response.status();
     let reason = response.text().await.unwrap();
@@ -143,7 +134,7 @@ async fn a_full_disk_is_a_507_that_keeps_nothing_and_smaller_uploads_still_work(
         404,
         "no row"
     );
-    let small = Dist::wheel_with_data("full", "1.1", noise(100_000));
+    let small = Dist::wheel_with_data("full", "1.1", crate::mirrors::incompressible(100_000));
     assert_eq!(app.upload("root/master", &small).await.status(), 200);
     drop(child);
 }

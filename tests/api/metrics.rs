@@ -1,11 +1,9 @@
 //! `GET /metrics`: Prometheus text with request, upload, result, promotion and build
 //! figures; private indexes only for the holder of the metrics token.
 
-use kiln::domain::Outcome;
-use serde_json::json;
-
-use crate::access::call;
+use crate::access::private_index;
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp};
+use kiln::domain::Outcome;
 
 /// The value of the sample whose line starts with `series` (name and labels).
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -35,15 +33,7 @@ async fn scrape(app: &TestApp, token: Option<&str>) -> (u16, String, String) {
 #[tokio::test]
 async fn metrics_count_what_happened_and_hide_private_indexes() {
     let app = TestApp::spawn().await;
-    let created = call(
-        &app,
-        "POST",
-        "+api/v1/indexes",
-        Some(ADMIN_TOKEN),
-        Some(json!({"name": "sec/hidden", "private": true})),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
+    private_index(&app, "sec/hidden").await;
     let sha256 = app
         .build("root/master", "abc1234", &[&Dist::wheel("measured", "1.0")])
         .await;
@@ -93,15 +83,7 @@ async fn metrics_count_what_happened_and_hide_private_indexes() {
 #[tokio::test]
 async fn with_a_metrics_token_only_its_holder_reads_metrics_and_sees_every_index() {
     let app = TestApp::spawn_with(|c| c.metrics_token = Some("m3trics-s3cret-t0ken".into())).await;
-    let created = call(
-        &app,
-        "POST",
-        "+api/v1/indexes",
-        Some(ADMIN_TOKEN),
-        Some(json!({"name": "sec/hidden", "private": true})),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
+    private_index(&app, "sec/hidden").await;
     for token in [None, Some("wrong"), Some(ADMIN_TOKEN)] {
         let (status, _, text) = scrape(&app, token).await;
         assert_eq!(status, 401, "{token:?}: {text}");

@@ -49,7 +49,7 @@ async fn set_ttl(app: &TestApp, seconds: u64) {
 }
 
 /// Bytes deflate cannot shrink (a xorshift sequence), so a wheel's size is what it carries.
-fn incompressible(len: usize) -> Vec<u8> {
+pub fn incompressible(len: usize) -> Vec<u8> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     (0..len)
         .map(|_| {

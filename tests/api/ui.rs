@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use kiln::api::StageReport;
 use kiln::domain::Outcome;
-use serde_json::json;
 
 use crate::access::{call, mint};
 use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, no_redirect_client};
@@ -207,15 +206,7 @@ async fn events_are_listed_newest_first_and_filter_by_index_and_kind() {
 #[tokio::test]
 async fn a_private_index_needs_a_sign_in_kept_in_a_strict_http_only_cookie() {
     let app = TestApp::spawn().await;
-    let created = call(
-        &app,
-        "POST",
-        "+api/v1/indexes",
-        Some(ADMIN_TOKEN),
-        Some(json!({"name": "sec/priv", "private": true})),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
+    crate::access::private_index(&app, "sec/priv").await;
     let reader = mint(&app, "reader", &["read:sec/*"]).await;
 
     let (status, refused) = page(&app, "sec/priv", &[HTML]).await;
