@@ -537,6 +537,58 @@ fn decode_index_name(namespace: &str, name: &str) -> Result<crate::domain::Index
 mod tests {
     use super::*;
 
+    /// Finished webhook deliveries are forgotten after the cutoff; pending ones never.
+    #[tokio::test]
+    async fn old_finished_deliveries_are_pruned_and_pending_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let token: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (name, secret_sha256, scopes, created_at) VALUES ('o', 'x', '[]', 'now') RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let hook: i64 = sqlx::query_scalar(
+            "INSERT INTO webhooks (pattern, url, events, secret, owner_token_id, created_by, created_at) \
+             VALUES ('*', 'https://h.example/', '[\"yank\"]', 's', $1, 'o#1', 'now') RETURNING id",
+        )
+        .bind(token)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        for (state, finished) in [
+            ("delivered", Some("2026-01-01T00:00:00.000000Z")),
+            ("failed", Some("2026-01-02T00:00:00.000000Z")),
+            ("delivered", Some("2026-03-01T00:00:00.000000Z")),
+            ("pending", None),
+        ] {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (webhook_id, event, index_name, body, state, next_attempt_ms, created_at, finished_at) \
+                 VALUES ($1, 'yank', 'root/master', '{}', $2, 0, '2026-01-01T00:00:00.000000Z', $3)",
+            )
+            .bind(hook)
+            .bind(state)
+            .bind(finished)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let gone = db
+            .prune_deliveries("2026-02-01T00:00:00.000000Z")
+            .await
+            .unwrap();
+        assert_eq!(gone, 2, "the two finished before the cutoff");
+        let left: Vec<String> = db
+            .deliveries(&[hook], 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.state.to_string())
+            .collect();
+        assert_eq!(left, ["pending", "delivered"]);
+    }
+
     /// A stored value no code path writes is an error naming table, column and value,
     /// never read as some default (unparsable environments used to read as empty).
     #[tokio::test]

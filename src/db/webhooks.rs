@@ -365,6 +365,19 @@ impl Db {
         Ok(())
     }
 
+    /// Forgets deliveries that finished (delivered or given up) before `cutoff` (RFC 3339,
+    /// the form every `finished_at` is written in, so text order is time order); pending
+    /// ones are never forgotten. Answers how many went.
+    pub async fn prune_deliveries(&self, cutoff: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The newest `limit` deliveries of the given subscriptions, newest first.
     pub async fn deliveries(
         &self,

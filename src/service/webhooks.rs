@@ -55,6 +55,10 @@ const CONCURRENCY: usize = 8;
 const MAX_RETRY_GAP: Duration = Duration::from_secs(3600);
 const MAX_URL: usize = 2000;
 const SECRET_LENGTHS: std::ops::RangeInclusive<usize> = 16..=256;
+/// How long a finished delivery stays in its webhook's log.
+pub const LOG_KEPT: Duration = Duration::from_secs(30 * 86_400);
+/// How often each replica forgets finished deliveries older than [`LOG_KEPT`].
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Deliveries a log request shows by default, and at most.
 pub const DEFAULT_LOG: u32 = 50;
 const MAX_LOG: u32 = 500;
@@ -381,7 +385,13 @@ impl Deliverer {
     /// bounded by [`DELIVERY_TIMEOUT`]).
     pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let mut in_flight = tokio::task::JoinSet::new();
+        let mut pruned = tokio::time::Instant::now();
+        self.prune().await;
         while !stop.is_cancelled() {
+            if pruned.elapsed() >= PRUNE_EVERY {
+                pruned = tokio::time::Instant::now();
+                self.prune().await;
+            }
             // Read before looking, so a delivery queued while looking still wakes us.
             let seen = self.db.stamps().now();
             // No subscription, no delivery (removing one removes its queue): no query.
@@ -411,6 +421,22 @@ impl Deliverer {
             while in_flight.join_next().await.is_some() {}
         })
         .await;
+    }
+
+    /// Forgets finished deliveries older than [`LOG_KEPT`] (every replica does, hourly:
+    /// deleting what is already gone is a no-op).
+    async fn prune(&self) {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(LOG_KEPT).unwrap_or(chrono::Duration::days(30));
+        let cutoff = cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        match self.db.prune_deliveries(&cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "forgot webhook deliveries older than 30 days"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not prune the webhook delivery log"),
+        }
     }
 
     /// Resolves once a delivery was queued (here or, on PostgreSQL, on another replica)
