@@ -580,7 +580,7 @@ mod tests {
             .unwrap();
         assert_eq!(gone, 2, "the two finished before the cutoff");
         let left: Vec<String> = db
-            .deliveries(&[hook], 10)
+            .deliveries(hook, 10)
             .await
             .unwrap()
             .into_iter()

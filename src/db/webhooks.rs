@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::changes::Change;
-use super::{Db, DbError, WriteTx, decode, decode_json, placeholders};
+use super::{Db, DbError, WriteTx, decode, decode_json};
 use crate::domain::{DeliveryState, IndexName, IndexPattern, WebhookEvent};
 
 /// A subscription as stored (never its secret).
@@ -378,29 +378,21 @@ impl Db {
         Ok(done.rows_affected())
     }
 
-    /// The newest `limit` deliveries of the given subscriptions, newest first.
+    /// The newest `limit` deliveries of one subscription, newest first.
     pub async fn deliveries(
         &self,
-        webhooks: &[i64],
+        webhook: i64,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, DbError> {
-        if webhooks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id IN ({}) \
-             ORDER BY id DESC LIMIT {limit}",
-            placeholders(1, webhooks.len())
-        );
-        let mut query = sqlx::query_as::<_, DeliveryRow>(&sql);
-        for id in webhooks {
-            query = query.bind(id);
-        }
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(DeliveryRecord::try_from)
-            .collect()
+        sqlx::query_as::<_, DeliveryRow>(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
+             ORDER BY id DESC LIMIT {limit}"
+        ))
+        .bind(webhook)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(DeliveryRecord::try_from)
+        .collect()
     }
 }

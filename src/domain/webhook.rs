@@ -122,19 +122,18 @@ impl std::fmt::Display for DeliveryState {
 /// The `X-Kiln-Signature` value for `body` sent at `timestamp` (unix seconds).
 #[must_use]
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!(
-        "t={timestamp},sha256={}",
-        hex::encode(mac(secret, timestamp, body))
-    )
+    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    format!("t={timestamp},sha256={}", hex::encode(digest))
 }
 
-fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+/// The HMAC-SHA256 keyed by `secret`, fed `"{timestamp}.{body}"`.
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .expect("HMAC-SHA256 takes a key of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
 /// Why a delivery's signature was not accepted.
@@ -190,12 +189,8 @@ pub fn verify(
             tolerance_seconds,
         });
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC-SHA256 takes a key of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&digest)
+    mac(secret, timestamp, body)
+        .verify_slice(&digest)
         .map_err(|_| SignatureError::Mismatch)
 }
 

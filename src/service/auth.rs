@@ -304,13 +304,19 @@ pub async fn readable_indexes(
     Ok(all.iter().filter(|i| readable(i)).cloned().collect())
 }
 
-/// A fresh random secret.
+/// A fresh random token secret.
 #[must_use]
 pub fn generate_secret() -> String {
+    random_secret(TOKEN_PREFIX)
+}
+
+/// `prefix` and 256 random bits as 43 URL-safe base64 characters.
+#[must_use]
+pub fn random_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!(
-        "{TOKEN_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
 }
@@ -412,8 +418,9 @@ fn check_name(name: &str) -> Result<(), ServiceError> {
 /// Names the server records for itself, which no minted token may take.
 const RESERVED_TOKEN_NAMES: &[&str] = &["admin", "auto", "kiln", "server", "system", "anonymous"];
 
-/// The admin scope a caller needs to hand out `wanted`: `admin` on its pattern.
-fn admin_over(pattern: &IndexPattern) -> Scope {
+/// The admin scope a caller needs to hand out `wanted` (or to manage what concerns a
+/// pattern, e.g. a webhook): `admin` on its pattern.
+pub(super) fn admin_over(pattern: &IndexPattern) -> Scope {
     Scope {
         permission: Permission::Admin,
         pattern: pattern.clone(),

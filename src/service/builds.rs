@@ -708,16 +708,13 @@ fn build_detail(
     target: Option<&BuildTarget>,
     extra: serde_json::Value,
 ) -> serde_json::Value {
-    let mut detail = serde_json::json!({
+    let detail = serde_json::json!({
         "builder": build.map(|b| b.builder.as_str()),
         "attempt": build.map(|b| b.attempt),
         "commit": build.and_then(|b| b.source_commit.as_ref()).map(ToString::to_string),
         "target": target.map(ToString::to_string),
     });
-    if let (Some(into), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
-        into.extend(extra);
-    }
-    detail
+    super::merged(detail, extra)
 }
 
 /// Refuses an upload that would race or mix with a leased build: while a release is

@@ -97,6 +97,15 @@ impl From<std::io::Error> for ServiceError {
     }
 }
 
+/// `base` (a JSON object) with the fields of `extra` (an object) added or replaced.
+#[must_use]
+pub fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(into), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+    base
+}
+
 /// True for "no space left", "file too large" and "quota exceeded".
 fn is_full(err: &std::io::Error) -> bool {
     use std::io::ErrorKind;

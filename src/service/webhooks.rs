@@ -26,10 +26,7 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use rand::RngCore as _;
-
-use super::auth::{self, Caller, Principal};
+use super::auth::{self, Caller, Principal, admin_over};
 use super::{ServiceError, now_rfc3339};
 use crate::api::{
     CreatedWebhook, DeliveryView, WEBHOOK_DELIVERY_HEADER, WEBHOOK_EVENT_HEADER,
@@ -38,7 +35,7 @@ use crate::api::{
 use crate::config::WebhookConfig;
 use crate::db::changes::Change;
 use crate::db::{Attempted, ClaimedDelivery, Db, NewEvent, NewWebhook, WebhookRecord, WriteTx};
-use crate::domain::scope::{self, IndexPattern, Permission, Scope};
+use crate::domain::scope;
 use crate::domain::{DeliveryState, IndexName, WebhookEvent, webhook};
 use crate::upstream::WebhookClient;
 
@@ -114,7 +111,7 @@ pub async fn create(
             }
             secret.clone()
         }
-        None => generate_secret(),
+        None => auth::random_secret("whsec_"),
     };
     let now = now_rfc3339();
     let mut tx = db.begin_write().await?;
@@ -180,7 +177,7 @@ pub async fn deliveries(
     managed(db, principal, id).await?;
     let limit = limit.unwrap_or(DEFAULT_LOG).clamp(1, MAX_LOG);
     Ok(db
-        .deliveries(&[id], limit)
+        .deliveries(id, limit)
         .await?
         .into_iter()
         .map(|d| DeliveryView {
@@ -221,13 +218,6 @@ fn manages(principal: &Principal, webhook: &WebhookRecord) -> bool {
         || scope::covers(&principal.scopes, &admin_over(&webhook.pattern))
 }
 
-fn admin_over(pattern: &IndexPattern) -> Scope {
-    Scope {
-        permission: Permission::Admin,
-        pattern: pattern.clone(),
-    }
-}
-
 fn view(record: &WebhookRecord) -> WebhookView {
     WebhookView {
         id: record.id,
@@ -237,15 +227,6 @@ fn view(record: &WebhookRecord) -> WebhookView {
         created_by: record.created_by.clone(),
         created_at: record.created_at.clone(),
     }
-}
-
-fn generate_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
 }
 
 /// Something that happened to a release, as deliveries report it.
@@ -302,10 +283,7 @@ pub async fn record_event_tx(
     else {
         return Ok(());
     };
-    let mut detail = event.detail.clone();
-    if let (Some(into), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
-        into.extend(extra);
-    }
+    let detail = super::merged(event.detail.clone(), extra);
     let notice = Notice {
         event: as_webhook,
         index,
