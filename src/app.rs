@@ -14,8 +14,8 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::domain::Permission;
 use crate::http::{
-    builds, files, health, indexes, mirrors, promotions, results, simple, tokens, ui, upload,
-    webhooks,
+    builds, files, health, indexes, mirrors, promotions, results, simple, tokens, trash, ui,
+    upload, webhooks,
 };
 use crate::service::mirror::Mirrors;
 use crate::storage::Storage;
@@ -47,6 +47,19 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: long polls answer at once and
     /// stalled upload bodies are cut, so in-flight work ends quickly.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// This replica's name among the fleet (host, process, a random tag): who holds a
+    /// fleet lease.
+    pub replica: Arc<str>,
+}
+
+/// `host:pid:tag`, unique per process across a fleet.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kiln".to_owned());
+    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
 }
 
 impl AppState {
@@ -84,6 +97,7 @@ impl AppState {
             storage,
             webhooks,
             stopping: tokio_util::sync::CancellationToken::new(),
+            replica: replica_name().into(),
             mirrors: Arc::new(mirrors),
             templates: Arc::new(templates),
             pages: Arc::new(crate::http::page_cache::PageCache::with_capacity(
@@ -479,6 +493,38 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "`promote` on a promotion-only index, else `upload`",
             Report,
             post(promotions::unyank_release),
+        ),
+        r(
+            Method::POST,
+            p::RELEASE_REMOVE,
+            Index(UploadPerm),
+            "`upload` on the index (never a promotion-only one)",
+            Api,
+            post(trash::remove_release),
+        ),
+        r(
+            Method::GET,
+            p::TRASH,
+            Filtered,
+            "anyone; the trash of the indexes the caller may read",
+            Api,
+            get(trash::list_trash),
+        ),
+        r(
+            Method::POST,
+            p::TRASH_RESTORE,
+            Token,
+            "`upload` on the entry's index",
+            Api,
+            post(trash::restore_trash),
+        ),
+        r(
+            Method::POST,
+            p::GC,
+            Token,
+            "`admin` on `*`",
+            Api,
+            post(trash::collect_garbage),
         ),
         r(
             Method::POST,

@@ -8,6 +8,7 @@ use crate::api::{
     DeliveryView, EventView, IndexView, LeaseBody, MirrorCacheView, ModifyIndex, PromoteRequest,
     PromotionOutcome, PromotionView, PurgeView, RefreshView, ReleaseStatus, ResultView,
     StageReport, TokenRequest, TokenView, WebhookRequest, WebhookView, YankBody, YankView,
+    GcBody, GcReport, RemoveBody, TrashView,
 };
 use crate::domain::{IndexName, IndexSettings};
 
@@ -510,6 +511,46 @@ impl Client {
             let url = self.url(&fill(paths::RELEASE_UNYANK, &params));
             self.expect(self.http.post(&url), &url).await
         }
+    }
+
+    /// Removes a release (or one file of it) from an index into the trash.
+    pub async fn remove(
+        &self,
+        index: &IndexName,
+        project: &str,
+        version: &str,
+        file: Option<&str>,
+        reason: &str,
+    ) -> Result<TrashView, ClientError> {
+        let params = release_params(index, project, version);
+        let url = self.url(&fill(paths::RELEASE_REMOVE, &params));
+        let body = RemoveBody {
+            reason: reason.to_owned(),
+            file: file.map(ToOwned::to_owned),
+        };
+        self.expect(self.http.post(&url).json(&body), &url).await
+    }
+
+    /// Trash entries (of one index), newest first.
+    pub async fn trash(&self, index: Option<&IndexName>) -> Result<Vec<TrashView>, ClientError> {
+        let mut url = self.url(paths::TRASH);
+        if let Some(index) = index {
+            url = format!("{url}?index={index}");
+        }
+        self.expect(self.http.get(&url), &url).await
+    }
+
+    /// Puts a trash entry's files back on their index.
+    pub async fn restore(&self, id: i64) -> Result<TrashView, ClientError> {
+        let url = self.url(&fill(paths::TRASH_RESTORE, &[("id", id.to_string())]));
+        self.expect(self.http.post(&url), &url).await
+    }
+
+    /// Collects garbage now, or counts what would go (`dry_run`).
+    pub async fn gc(&self, dry_run: bool) -> Result<GcReport, ClientError> {
+        let url = self.url(paths::GC);
+        let body = GcBody { dry_run };
+        self.expect(self.http.post(&url).json(&body), &url).await
     }
 
     /// What a mirror has cached.

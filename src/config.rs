@@ -189,6 +189,21 @@ pub struct ServeSettings {
     #[arg(long, env = "KILN_WEBHOOK_ATTEMPTS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_attempts: Option<u32>,
+    /// How long a removed release or file stays in the trash, restorable, before its
+    /// files are released, e.g. `7d` [default: 7d].
+    #[arg(long, env = "KILN_TRASH_FOR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trash_for: Option<HumanDuration>,
+    /// How often this server runs garbage collection (one replica of a fleet at a time),
+    /// e.g. `1h`, or `off` [default: 1h].
+    #[arg(long, env = "KILN_GC_INTERVAL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_interval: Option<String>,
+    /// How old a stored object that no row names must be before garbage collection
+    /// deletes it; longer than `--upload-timeout` [default: 2h].
+    #[arg(long, env = "KILN_GC_GRACE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_grace: Option<HumanDuration>,
     /// Log format [default: text].
     #[arg(long, env = "KILN_LOG_FORMAT", value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,6 +373,29 @@ pub struct ServeConfig {
     pub webhooks: WebhookConfig,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<String>,
+    /// The trash and garbage collection.
+    pub gc: GcConfig,
+}
+
+/// The trash and garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcConfig {
+    /// How long a removal stays restorable.
+    pub trash_for: Duration,
+    /// How often the server collects (`None`: only `kiln gc`).
+    pub interval: Option<Duration>,
+    /// How old an object no row names must be before it is deleted.
+    pub grace: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            trash_for: Duration::from_secs(7 * 24 * 3600),
+            interval: Some(Duration::from_secs(3600)),
+            grace: Duration::from_secs(2 * 3600),
+        }
+    }
 }
 
 /// Where and how webhooks are delivered.
@@ -405,6 +443,7 @@ impl ServeConfig {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             webhooks: WebhookConfig::default(),
             metrics_token: None,
+            gc: GcConfig::default(),
         }
     }
 
@@ -475,6 +514,21 @@ impl ServeConfig {
             );
             config.webhooks.attempts = attempts;
         }
+        config.gc.trash_for = duration(settings.trash_for, config.gc.trash_for);
+        config.gc.grace = duration(settings.gc_grace, config.gc.grace);
+        if let Some(interval) = settings.gc_interval {
+            config.gc.interval = if interval == "off" {
+                None
+            } else {
+                Some(parse_duration(&interval).map_err(|e| anyhow::anyhow!("--gc-interval: {e}"))?)
+            };
+        }
+        anyhow::ensure!(
+            config.gc.grace > config.upload_limits.total_timeout,
+            "--gc-grace ({:?}) must be longer than --upload-timeout ({:?}): an upload still sending may have stored its bytes without a row naming them yet",
+            config.gc.grace,
+            config.upload_limits.total_timeout
+        );
         config.admin_token = admin_token.filter(|t| !t.is_empty());
         Ok(config)
     }

@@ -138,6 +138,21 @@ pub const VARIABLES: &[EnvVar] = &[
         "the wait before a failed webhook delivery's first retry (`--webhook-retry`)",
     ),
     var(
+        "KILN_TRASH_FOR",
+        Role::Server,
+        "how long a removed release or file stays restorable (`--trash-for`)",
+    ),
+    var(
+        "KILN_GC_INTERVAL",
+        Role::Server,
+        "how often the server collects garbage, or `off` (`--gc-interval`)",
+    ),
+    var(
+        "KILN_GC_GRACE",
+        Role::Server,
+        "how old an unnamed stored object must be before it is deleted (`--gc-grace`)",
+    ),
+    var(
         "KILN_WEBHOOK_ATTEMPTS",
         Role::Server,
         "how many times a webhook delivery is tried (`--webhook-attempts`)",

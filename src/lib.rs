@@ -102,6 +102,15 @@ impl Server {
             )
             .run(stopping.clone()),
         );
+        // Every replica offers to collect garbage on a schedule; the fleet lease lets one
+        // at a time.
+        let collector = self.state.config.gc.interval.map(|every| {
+            tokio::spawn(collect_garbage(
+                self.state.clone(),
+                every,
+                stopping.clone(),
+            ))
+        });
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");
         let app = tower::util::MapRequestLayer::new(app::decode_plus).layer(router(self.state));
@@ -130,9 +139,45 @@ impl Server {
         if let Err(e) = deliverer.await {
             tracing::warn!(error = %e, "the webhook sender ended abnormally");
         }
+        if let Some(collector) = collector
+            && let Err(e) = collector.await
+        {
+            tracing::warn!(error = %e, "the garbage collector ended abnormally");
+        }
         db.close().await;
         tracing::info!("kiln stopped");
         Ok(())
+    }
+}
+
+/// Collects garbage every `every` until `stopping` (a collection in progress finishes
+/// its current blob first: it stops at the next lease renewal at the latest).
+async fn collect_garbage(
+    state: AppState,
+    every: std::time::Duration,
+    stopping: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let run = crate::service::gc::collect(
+            &state.db,
+            &state.storage,
+            state.config.gc.grace,
+            &state.replica,
+        );
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            outcome = run => match outcome {
+                Ok(_) => {}
+                Err(crate::service::ServiceError::Conflict(why)) => {
+                    tracing::debug!(reason = %why, "another replica is collecting garbage");
+                }
+                Err(err) => tracing::warn!(error = %err, "garbage collection failed; it runs again next time"),
+            },
+        }
     }
 }
 

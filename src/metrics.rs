@@ -78,6 +78,10 @@ pub struct Metrics {
     pub upstream_bytes: Counter,
     /// Webhook delivery attempts, by outcome (`delivered`, `retry`, `failed`).
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    /// Blobs garbage collection deleted (unnamed blobs, orphans and staging leftovers).
+    pub gc_deleted: Counter,
+    /// Bytes garbage collection freed.
+    pub gc_freed_bytes: Counter,
 }
 
 impl Metrics {
@@ -143,6 +147,18 @@ impl Metrics {
             "Webhook delivery attempts, by outcome (delivered, retry, failed)",
             webhook_deliveries.clone(),
         );
+        let gc_deleted = Counter::default();
+        registry.register(
+            "gc_deleted_blobs",
+            "Blobs garbage collection deleted (nothing named them, or a crash left them)",
+            gc_deleted.clone(),
+        );
+        let gc_freed_bytes = Counter::default();
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes garbage collection freed",
+            gc_freed_bytes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -155,6 +171,8 @@ impl Metrics {
             upstream_requests,
             upstream_bytes,
             webhook_deliveries,
+            gc_deleted,
+            gc_freed_bytes,
         }
     }
 

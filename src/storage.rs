@@ -427,6 +427,47 @@ impl Storage {
         }
     }
 
+    /// Every object under `blobs/` that is a blob or a write's leftover (a local
+    /// `.kiln-partial-` staging file, or object_store's `#N`), for garbage collection.
+    /// Anything else (a hand-made file) is not listed, so never deleted.
+    pub async fn list_blobs(&self) -> Result<Vec<StoredObject>, StorageError> {
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            return Ok(tokio::task::spawn_blocking(move || walk_local(&root))
+                .await
+                .map_err(std::io::Error::other)??);
+        }
+        let mut listed = self.store.list(Some(&Path::from("blobs/sha256")));
+        let mut objects = Vec::new();
+        while let Some(meta) = listed.try_next().await? {
+            let key = meta.location.to_string();
+            let name = meta.location.filename().unwrap_or_default();
+            if let Some(digest) = classify(name) {
+                objects.push(StoredObject {
+                    digest,
+                    key,
+                    size: meta.size,
+                    modified: std::time::SystemTime::from(meta.last_modified),
+                });
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Deletes an object [`Storage::list_blobs`] listed. A missing one is fine.
+    pub async fn delete_object(&self, object: &StoredObject) -> Result<(), StorageError> {
+        if let Some(root) = &self.local_root {
+            return match tokio::fs::remove_file(root.join(&object.key)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
+        match self.store.delete(&Path::from(object.key.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a whole (small) blob, e.g. a METADATA file.
     pub async fn read_all(&self, digest: &Sha256Digest) -> Result<Bytes, StorageError> {
         let key = Self::blob_key(digest);
@@ -469,6 +510,73 @@ impl Storage {
 /// [`READ_AHEAD`] chunks ahead of the socket, so disk reads and socket writes overlap.
 /// A client that stops reading leaves the thread parked on a full channel; a client that
 /// disconnects drops the receiver and the thread ends at its next send.
+/// An object under `blobs/`, as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The blob's digest, or `None` for a write's leftover.
+    pub digest: Option<Sha256Digest>,
+    /// Its key under the store's root.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
+/// What a file name under `blobs/` is: `Some(Some(digest))` for a blob, `Some(None)` for a
+/// write's leftover (`<digest>.kiln-partial-…` or `<digest>#N`), `None` for anything else.
+#[allow(clippy::option_option)]
+fn classify(name: &str) -> Option<Option<Sha256Digest>> {
+    if let Ok(digest) = name.parse::<Sha256Digest>() {
+        return Some(Some(digest));
+    }
+    let (stem, rest) = name
+        .split_once(PARTIAL_MARK)
+        .or_else(|| name.split_once('#'))?;
+    let numbered = name.contains('#') && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    (stem.parse::<Sha256Digest>().is_ok() && (numbered || name.contains(PARTIAL_MARK)))
+        .then_some(None)
+}
+
+/// The blobs and leftovers under a local store's `blobs/sha256/xx/yy/`.
+fn walk_local(root: &FsPath) -> std::io::Result<Vec<StoredObject>> {
+    fn entries(dir: &FsPath) -> std::io::Result<Vec<std::fs::DirEntry>> {
+        match std::fs::read_dir(dir) {
+            Ok(read) => read.collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+    let mut objects = Vec::new();
+    for first in entries(&root.join("blobs/sha256"))? {
+        for second in entries(&first.path())? {
+            for file in entries(&second.path())? {
+                let meta = file.metadata()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = file.file_name();
+                let Some(digest) = name.to_str().and_then(classify) else {
+                    continue;
+                };
+                let path = file.path();
+                let key = path
+                    .strip_prefix(root)
+                    .map_err(std::io::Error::other)?
+                    .to_string_lossy()
+                    .into_owned();
+                objects.push(StoredObject {
+                    digest,
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+    }
+    Ok(objects)
+}
+
 /// What a local write copies into place.
 enum Source {
     Bytes(Bytes),

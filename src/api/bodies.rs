@@ -603,6 +603,79 @@ pub struct YankView {
     pub yanked: bool,
 }
 
+/// Body of a removal (`kiln remove`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBody {
+    /// Why (shown in the trash and the events).
+    pub reason: String,
+    /// One file of the release; every file when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A trash entry: a removed release or file, restorable until it expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrashView {
+    /// Its id (`kiln trash restore ID`).
+    pub id: i64,
+    /// The index it was removed from.
+    pub index: String,
+    /// The project.
+    pub project: String,
+    /// The release's version.
+    pub version: String,
+    /// The one file removed, or absent for the whole release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The files it holds.
+    pub files: Vec<String>,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Why.
+    pub reason: String,
+    /// The token that removed it.
+    pub removed_by: String,
+    /// When (RFC 3339).
+    pub removed_at: String,
+    /// When it is released for good unless restored (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Body of `POST /+api/v1/gc`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcBody {
+    /// Only count what would go.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a garbage collection did (or would do).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Only counted, nothing deleted.
+    pub dry_run: bool,
+    /// Trash entries released for good.
+    pub released: Vec<TrashView>,
+    /// Blobs nothing named any more.
+    pub blobs: u64,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Stored objects no row named, older than the grace period.
+    pub orphans: u64,
+    /// Their bytes.
+    pub orphan_bytes: u64,
+    /// Staging files of writes a crash cut short, older than the grace period.
+    pub leftovers: u64,
+    /// Their bytes.
+    pub leftover_bytes: u64,
+    /// Every byte freed (or that would be).
+    pub freed_bytes: u64,
+    /// How long it took, seconds.
+    pub seconds: f64,
+}
+
 /// An event as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventView {

@@ -42,6 +42,24 @@ pub fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
+/// `1.2 MB` for a byte count.
+#[must_use]
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Route templates, in axum's `{param}` syntax. `{ns}/{name}` is an index name.
 pub mod paths {
     /// `GET`: liveness and backends.
@@ -104,6 +122,14 @@ pub mod paths {
     pub const RELEASE_YANK: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}/yank";
     /// `POST`: un-yank a release.
     pub const RELEASE_UNYANK: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}/unyank";
+    /// `POST`: remove a release (or one file of it) into the trash.
+    pub const RELEASE_REMOVE: &str = "/+api/v1/releases/{ns}/{name}/{project}/{version}/remove";
+    /// `GET`: trash entries (`?index=`, `?limit=`).
+    pub const TRASH: &str = "/+api/v1/trash";
+    /// `POST`: put a trash entry's files back.
+    pub const TRASH_RESTORE: &str = "/+api/v1/trash/{id}/restore";
+    /// `POST`: collect garbage now (or a dry run).
+    pub const GC: &str = "/+api/v1/gc";
     /// `POST` promote, `GET` the audit trail.
     pub const PROMOTIONS: &str = "/+api/v1/promotions";
     /// `GET`: promotions, refusals, yanks.

@@ -14,6 +14,7 @@ mod serve;
 mod stage;
 mod status;
 mod token;
+mod trash;
 mod webhook;
 
 use std::process::ExitCode;
@@ -87,6 +88,17 @@ enum Command {
     Unyank(promotions::YankArgs),
     /// Promotions, refusals and yanks, oldest first.
     Events(promotions::EventsArgs),
+    /// Remove a release (or one file) from a non-production index, into the trash.
+    Remove(trash::RemoveArgs),
+    /// See removed releases and files, and restore them.
+    Trash {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: trash::TrashCommand,
+    },
+    /// Release expired trash and delete the bytes nothing lists (`--dry-run` to see first).
+    Gc(trash::GcArgs),
     /// Validate promotion policy files.
     Policy {
         #[command(subcommand)]
@@ -129,5 +141,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Yank(args) => promotions::run_yank(args, true).await,
         Command::Unyank(args) => promotions::run_yank(args, false).await,
         Command::Events(args) => promotions::run_events(args).await,
+        Command::Remove(args) => trash::run_remove(args).await,
+        Command::Trash { client, action } => trash::run_trash(&client.client()?, action).await,
+        Command::Gc(args) => trash::run_gc(args).await,
     }
 }

@@ -248,7 +248,7 @@ impl Db {
         for (sha256, size) in blobs {
             sqlx::query(
                 "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (sha256) DO NOTHING",
+                 ON CONFLICT (sha256) DO UPDATE SET collected_at_ms = NULL",
             )
             .bind(sha256)
             .bind(size)
@@ -336,17 +336,13 @@ impl Db {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
-    /// True when any file row, stage or mirrored, names `sha256` as its bytes or its
-    /// METADATA: the blob is in use and must stay.
+    /// True when any file row (of a stage index, a mirror or the trash) names `sha256` as
+    /// its bytes or its METADATA: the blob is in use and must stay.
     pub async fn blob_listed(&self, sha256: &str) -> Result<bool, DbError> {
-        let listed: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM files WHERE sha256 = $1 OR metadata_sha256 = $1 \
-             UNION ALL SELECT 1 FROM mirror_files WHERE sha256 = $1 OR metadata_sha256 = $1 \
-             LIMIT 1",
-        )
-        .bind(sha256)
-        .fetch_optional(&self.pool)
-        .await?;
+        let listed: Option<i64> = sqlx::query_scalar(&format!("SELECT 1 WHERE {}", super::gc::NAMED))
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(listed.is_some())
     }
 
@@ -422,7 +418,7 @@ impl Db {
             "WITH mine AS ( \
                  SELECT sha256, size FROM files WHERE index_id = $1 \
                  UNION ALL \
-                 SELECT m.sha256, b.size FROM mirror_files m JOIN blobs b ON b.sha256 = m.sha256 \
+                 SELECT m.sha256, b.size FROM mirror_files m JOIN blobs b ON b.sha256 = m.sha256 AND b.collected_at_ms IS NULL \
                  WHERE m.index_id = $1) \
              SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT), \
                  CAST(COALESCE(SUM(CASE WHEN \
@@ -567,9 +563,9 @@ impl Db {
             .collect()
     }
 
-    /// True if a blob with this digest is stored (results may only name known artifacts).
+    /// True if a blob with this digest is stored (its bytes not collected).
     pub async fn blob_exists(&self, sha256: &str) -> Result<bool, DbError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1")
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 AND collected_at_ms IS NULL")
             .bind(sha256)
             .fetch_optional(&self.pool)
             .await?;

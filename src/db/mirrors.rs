@@ -232,7 +232,7 @@ impl Db {
         project: &str,
     ) -> Result<Vec<MirrorFileRecord>, DbError> {
         let rows: Vec<MirrorFileRow> = sqlx::query_as(&format!(
-            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 AND b.collected_at_ms IS NULL \
              WHERE m.index_id = $1 AND m.project = $2 ORDER BY m.filename"
         ))
         .bind(index_id)
@@ -252,7 +252,7 @@ impl Db {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+            "SELECT {MIRROR_FILE_COLUMNS} FROM mirror_files m LEFT JOIN blobs b ON b.sha256 = m.sha256 AND b.collected_at_ms IS NULL \
              WHERE m.sha256 = $1 AND m.index_id IN ({})",
             placeholders(2, index_ids.len())
         );
@@ -343,17 +343,22 @@ impl Db {
         Ok(())
     }
 
-    /// Records that a mirrored blob is now stored (call once the bytes are durable).
+    /// Records that a mirrored blob is now stored (call once the bytes are durable), under
+    /// the blob's lock: the caller then checks the bytes are still there, since garbage
+    /// collection may have deleted them between the write and this row.
     pub async fn record_blob(&self, sha256: &str, size: i64, at: &str) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        tx.lock(super::Lock::Blob(sha256)).await?;
         sqlx::query(
             "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (sha256) DO NOTHING",
+             ON CONFLICT (sha256) DO UPDATE SET collected_at_ms = NULL",
         )
         .bind(sha256)
         .bind(size)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -365,7 +370,7 @@ impl Db {
              CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS cached_bytes \
              FROM mirror_projects p \
              LEFT JOIN mirror_files m ON m.index_id = p.index_id AND m.project = p.project \
-             LEFT JOIN blobs b ON b.sha256 = m.sha256 \
+             LEFT JOIN blobs b ON b.sha256 = m.sha256 AND b.collected_at_ms IS NULL \
              WHERE p.index_id = $1 GROUP BY p.project, p.status, p.fetched_at_ms ORDER BY p.project",
         )
         .bind(index_id)
@@ -388,9 +393,8 @@ impl Db {
     }
 
     /// Forgets mirror `index_id`'s page of `project`. Returns the digests (files and core
-    /// metadata) whose blob nothing else refers to any more: no index lists them, no other
-    /// mirror page lists them, and no stage result names them. Their blob rows are
-    /// deleted here; the caller deletes the bytes after the commit.
+    /// metadata) it listed: after the commit, the caller collects those nothing else
+    /// names (`service::gc`).
     pub async fn purge_mirror_project_tx(
         tx: &mut WriteTx,
         index_id: i64,
@@ -424,24 +428,11 @@ impl Db {
             .bind(project)
             .execute(&mut **tx)
             .await?;
-        let mut orphans = Vec::new();
-        let digests = listed
-            .into_iter()
-            .flat_map(|(sha, metadata)| std::iter::once(sha).chain(metadata));
-        for digest in digests {
-            let deleted = sqlx::query(
-                "DELETE FROM blobs WHERE sha256 = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = $1 OR metadata_sha256 = $1) \
-                 AND NOT EXISTS (SELECT 1 FROM mirror_files WHERE sha256 = $1 OR metadata_sha256 = $1) \
-                 AND NOT EXISTS (SELECT 1 FROM stage_results WHERE sha256 = $1)",
-            )
-            .bind(&digest)
-            .execute(&mut **tx)
-            .await?;
-            if deleted.rows_affected() == 1 {
-                orphans.push(digest);
-            }
-        }
-        Ok(Some(orphans))
+        Ok(Some(
+            listed
+                .into_iter()
+                .flat_map(|(sha, metadata)| std::iter::once(sha).chain(metadata))
+                .collect(),
+        ))
     }
 }

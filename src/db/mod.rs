@@ -22,7 +22,8 @@
 //!   parallel under READ COMMITTED, and an invariant that is a check followed by a write
 //!   holds by a unique constraint, a conditional write, or [`WriteTx::lock`] on just what
 //!   it concerns (a transaction-scoped advisory lock; see `docs/architecture.md` for the
-//!   list). A transaction takes at most one such lock per scope kind, in a fixed order.
+//!   list). A transaction takes at most one such lock per scope kind (blobs: a file and
+//!   its METADATA, in digest order), in a fixed order: project, then blob.
 //! - A write names what it changes ([`WriteTx::changed`]); caches and build waiters learn
 //!   of it from there, on every replica ([`changes`]). A write that forgets to name a
 //!   change leaves stale pages behind; one that names none (stage results, heartbeats,
@@ -31,17 +32,21 @@
 //!   handled by rolling back (dropping the [`WriteTx`]) and reading afresh, never by
 //!   carrying on in the same transaction.
 //! - A row that points at a blob is written only after the blob is durable (see
-//!   `service::publish`). Only purging a mirror's page deletes blob rows, and only rows
-//!   nothing else refers to (`mirrors::purge_mirror_project_tx`).
+//!   `service::publish`), under [`Lock::Blob`], and the writer checks after commit that
+//!   the bytes are still there: garbage collection (`gc`) deletes a blob nothing names
+//!   under the same lock. Purging a mirror's page deletes blob rows nothing else refers
+//!   to (`mirrors::purge_mirror_project_tx`).
 
 mod builds;
 pub mod changes;
 mod files;
+mod gc;
 mod indexes;
 mod mirrors;
 mod promotions;
 mod results;
 mod tokens;
+mod trash;
 mod webhooks;
 
 use std::str::FromStr;
@@ -54,6 +59,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildInProgress, BuildKey, BuildRecord, BuildState, LeaseHolder};
+pub use gc::Unnamed;
 pub use files::{FileBrief, FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
@@ -63,6 +69,7 @@ pub use promotions::{
 };
 pub use results::{NewResult, ResultRecord};
 pub use tokens::{NewToken, TokenRecord};
+pub use trash::{NewTrash, TrashRecord};
 pub use webhooks::{Attempted, ClaimedDelivery, DeliveryRecord, NewWebhook, WebhookRecord};
 
 /// The longest a request waits for a PostgreSQL connection before it answers 503.
@@ -232,6 +239,9 @@ pub enum Lock<'a> {
     Project(i64, &'a str),
     /// The index graph: creating, changing or deleting an index (base cycles, dependents).
     Indexes,
+    /// One blob, by digest: naming it in a row (an upload, a mirror fetch) and collecting
+    /// it (garbage collection) take turns. Taken after any project lock.
+    Blob(&'a str),
 }
 
 impl Lock<'_> {
@@ -240,6 +250,7 @@ impl Lock<'_> {
         let text = match self {
             Self::Project(index, project) => format!("project\0{index}\0{project}"),
             Self::Indexes => "indexes".to_owned(),
+            Self::Blob(digest) => format!("blob\0{digest}"),
         };
         let digest = sha2::Sha256::digest(text.as_bytes());
         let mut first = [0u8; 8];

@@ -26,11 +26,17 @@ pub enum EventKind {
     TokenRevoked,
     /// A build failed (its builder reported the failure and its output's tail).
     BuildFailed,
+    /// A release or file was removed from an index (into the trash).
+    Removed,
+    /// A trash entry was restored.
+    Restored,
+    /// A trash entry expired (or was emptied): its files are gone for good.
+    Released,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 13] = [
         Self::Promotion,
         Self::Refusal,
         Self::Yank,
@@ -41,6 +47,9 @@ impl EventKind {
         Self::TokenCreated,
         Self::TokenRevoked,
         Self::BuildFailed,
+        Self::Removed,
+        Self::Restored,
+        Self::Released,
     ];
 }
 
@@ -59,6 +68,9 @@ impl EventKind {
             Self::TokenCreated => "token-created",
             Self::TokenRevoked => "token-revoked",
             Self::BuildFailed => "build-failed",
+            Self::Removed => "removed",
+            Self::Restored => "restored",
+            Self::Released => "released",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod promotions;
 pub mod results;
 pub mod simple;
 pub mod tokens;
+pub mod trash;
 pub mod ui;
 pub mod upload;
 pub mod webhooks;

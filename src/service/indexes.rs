@@ -196,7 +196,7 @@ pub async fn get_index(db: &Db, name: &IndexName) -> Result<Index, ServiceError>
     db.find_index(name).await?.ok_or_else(|| not_found(name))
 }
 
-fn not_found(name: &IndexName) -> ServiceError {
+pub(super) fn not_found(name: &IndexName) -> ServiceError {
     ServiceError::NotFound(format!("index `{name}` does not exist"))
 }
 

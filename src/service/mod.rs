@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod builds;
 pub mod flight;
+pub mod gc;
 pub mod indexes;
 pub mod mirror;
 pub mod overview;
@@ -15,6 +16,7 @@ pub mod promote;
 pub mod publish;
 pub mod resolve;
 pub mod results;
+pub mod trash;
 pub mod webhooks;
 
 use crate::db::DbError;

@@ -388,6 +388,25 @@ async fn insert_row(
     if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Ok(Err(existing));
     }
+    if let Some((trash_id, until)) =
+        Db::trashed_file_tx(&mut tx, index.id, &dist.filename).await?
+    {
+        return Err(ServiceError::Conflict(format!(
+            "`{}` was removed from `{}` and is in its trash (entry {trash_id}, until {}): restore it with `kiln trash restore {trash_id}`, or upload under a new version",
+            dist.filename,
+            index.name,
+            chrono::DateTime::from_timestamp_millis(until)
+                .map_or_else(|| until.to_string(), |t| t.to_rfc3339())
+        )));
+    }
+    // Naming a blob and collecting it take turns (see `service::gc`).
+    let mut digests = vec![new.sha256];
+    digests.extend(new.metadata.map(|(digest, _)| digest));
+    digests.sort_unstable();
+    digests.dedup();
+    for digest in digests {
+        tx.lock(Lock::Blob(digest)).await?;
+    }
     let own = Db::own_project_files_tx(&mut tx, index.id, dist.project.as_str()).await?;
     refuse_lookalike(index, dist, &own)?;
     if own.is_empty() {

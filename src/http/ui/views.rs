@@ -13,22 +13,7 @@ use crate::service::overview::{
     Home, IndexCard, IndexPage, ProjectPage, ReleasePage, Verdict, VerdictState,
 };
 
-/// `1.2 MB` for a byte count.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    #[allow(clippy::cast_precision_loss)]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::api::human_bytes;
 
 /// `850 ms`, `12.4 s`, `3 min 5 s` for milliseconds.
 pub fn human_ms(ms: u64) -> String {
@@ -73,7 +58,7 @@ pub fn event(e: &EventRecord) -> Value {
     let tone = match e.kind {
         EventKind::Promotion => "promoted",
         EventKind::Refusal => "refused",
-        EventKind::Yank | EventKind::BuildFailed => "fail",
+        EventKind::Yank | EventKind::BuildFailed | EventKind::Removed => "fail",
         _ => "muted",
     };
     json!({
@@ -111,6 +96,19 @@ pub fn event_summary(e: &EventRecord) -> String {
             })
             .unwrap_or_default(),
         EventKind::Yank => text("reason").unwrap_or_default(),
+        EventKind::Removed | EventKind::Restored | EventKind::Released => {
+            let files = d.get("files").and_then(Value::as_array).map_or(0, Vec::len);
+            let entry = d.get("trash").and_then(Value::as_i64).unwrap_or_default();
+            let what = match e.kind {
+                EventKind::Removed => "into",
+                EventKind::Restored => "from",
+                _ => "for good:",
+            };
+            format!(
+                "{files} file(s) {what} trash entry {entry}: {}",
+                text("reason").unwrap_or_default()
+            )
+        }
         EventKind::BuildFailed => {
             let last = text("error_tail")
                 .and_then(|t| {

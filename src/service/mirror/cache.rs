@@ -55,13 +55,19 @@ impl Mirrors {
             )));
         };
         tx.commit().await?;
+        let mut deleted = 0;
         for sha in &orphans {
-            if let Ok(digest) = sha.parse::<Sha256Digest>()
-                && let Err(err) = storage.delete(&digest).await
-            {
-                tracing::warn!(sha256 = %sha, error = %err, "could not delete a purged blob; it stays as an orphan");
+            let Ok(digest) = sha.parse::<Sha256Digest>() else {
+                continue;
+            };
+            match crate::service::gc::collect_one(db, storage, &digest).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(sha256 = %sha, error = %err, "could not delete a purged blob; garbage collection will");
+                }
             }
         }
-        Ok(orphans.len())
+        Ok(deleted)
     }
 }

@@ -116,6 +116,13 @@ impl Mirrors {
                 )
                 .await
                 .map_err(|e| local("recording metadata", e))?;
+                // Garbage collection may have taken the bytes before the row named them.
+                if !storage.exists(&digest).await.map_err(|e| local("checking metadata", e))? {
+                    storage
+                        .put_bytes(&digest, bytes.clone())
+                        .await
+                        .map_err(|e| local("storing metadata", e))?;
+                }
                 Ok(bytes)
             })
             .await
@@ -360,6 +367,19 @@ impl Pump {
                 &now_rfc3339(),
             )
             .await
-            .map_err(|e| local("recording the file", e))
+            .map_err(|e| local("recording the file", e))?;
+        // Garbage collection may have taken the bytes before the row named them.
+        if !self
+            .storage
+            .exists(&self.digest)
+            .await
+            .map_err(|e| local("checking the stored file", e))?
+        {
+            self.storage
+                .put_file(&self.digest, path, size)
+                .await
+                .map_err(|e| local("storing the file", e))?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,133 @@
+//! Removal, the trash and garbage collection:
+//! `POST /+api/v1/releases/{ns}/{name}/{project}/{version}/remove`, `GET /+api/v1/trash`,
+//! `POST /+api/v1/trash/{id}/restore`, `POST /+api/v1/gc`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::ReleasePath;
+use super::indexes::ApiJson;
+use crate::api::{GcBody, GcReport, RemoveBody, TrashView};
+use crate::app::AppState;
+use crate::db::TrashRecord;
+use crate::domain::IndexName;
+use crate::service::auth::Caller;
+use crate::service::{gc, trash};
+
+/// `POST …/remove`: the trash entry the release (or file) went into.
+pub async fn remove_release(
+    State(state): State<AppState>,
+    ReleasePath(index_name, release): ReleasePath,
+    caller: Caller,
+    ApiJson(body): ApiJson<RemoveBody>,
+) -> Result<Response, ApiError> {
+    let removal = trash::Removal {
+        release: &release,
+        file: body.file.as_deref(),
+        reason: &body.reason,
+        keep_for: state.config.gc.trash_for,
+    };
+    let entry = trash::remove(&state.db, &caller, &index_name, &removal).await?;
+    Ok(Json(view(&index_name, &entry)).into_response())
+}
+
+/// Query of the trash list.
+#[derive(Debug, Deserialize)]
+pub struct TrashQuery {
+    /// Only this index's trash.
+    index: Option<IndexName>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<i64>,
+}
+
+/// `GET /+api/v1/trash`: entries of the indexes the caller may read, newest first.
+pub async fn list_trash(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<TrashQuery>,
+) -> Result<Response, ApiError> {
+    let entries = trash::list(
+        &state.db,
+        &caller,
+        query.index.as_ref(),
+        query.limit.unwrap_or(100),
+    )
+    .await?;
+    let views: Vec<TrashView> = entries.iter().map(|(name, e)| view(name, e)).collect();
+    Ok(Json(views).into_response())
+}
+
+/// `POST /+api/v1/trash/{id}/restore`: the entry whose files are back.
+pub async fn restore_trash(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "trash entry id `{}` is not a number",
+            id.escape_debug()
+        ))
+    })?;
+    let (name, entry) = trash::restore(&state.db, &caller, id).await?;
+    Ok(Json(view(&name, &entry)).into_response())
+}
+
+/// `POST /+api/v1/gc`: collects now (or counts, with `dry_run`).
+pub async fn collect_garbage(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<GcBody>,
+) -> Result<Response, ApiError> {
+    let outcome = gc::run_by_hand(
+        &state.db,
+        &state.storage,
+        &caller,
+        body.dry_run,
+        state.config.gc.grace,
+        &state.replica,
+    )
+    .await?;
+    Ok(Json(GcReport {
+        dry_run: outcome.dry_run,
+        released: outcome
+            .released
+            .iter()
+            .map(|(name, e)| view(name, e))
+            .collect(),
+        blobs: outcome.blobs,
+        blob_bytes: outcome.blob_bytes,
+        orphans: outcome.orphans,
+        orphan_bytes: outcome.orphan_bytes,
+        leftovers: outcome.leftovers,
+        leftover_bytes: outcome.leftover_bytes,
+        freed_bytes: outcome.freed_bytes(),
+        seconds: outcome.elapsed.as_secs_f64(),
+    })
+    .into_response())
+}
+
+fn view(index: &IndexName, e: &TrashRecord) -> TrashView {
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || ms.to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    };
+    TrashView {
+        id: e.id,
+        index: index.to_string(),
+        project: e.project.to_string(),
+        version: e.version.clone(),
+        file: e.filename.clone(),
+        files: e.files.clone(),
+        bytes: e.bytes,
+        reason: e.reason.clone(),
+        removed_by: e.removed_by.clone(),
+        removed_at: at(e.removed_at_ms),
+        expires_at: at(e.expires_at_ms),
+    }
+}

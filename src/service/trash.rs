@@ -1,0 +1,266 @@
+//! Removing a release or one file from an index, through the trash: the files are hidden
+//! at once (pages, downloads, promotions no longer see them) and can be restored until
+//! the entry expires; then garbage collection releases them (`service::gc`) and collects
+//! the bytes nothing else names.
+//!
+//! Rules:
+//! - Removing takes `upload` on the index; a promotion-only (production) index refuses:
+//!   it is append-only, and yanking is the way back there.
+//! - A release being built under a lease is not removed (its builder would upload into a
+//!   release that was just taken away).
+//! - While a file is in the trash, its filename cannot be uploaded again on that index: a
+//!   restore must bring back exactly the bytes that were removed. The build records stay,
+//!   so a version built from one commit is never rebuilt from another (see
+//!   `service::builds`).
+//! - Restoring takes `upload` on the index; a filename taken meanwhile refuses it.
+
+use std::time::Duration;
+
+use super::auth::{Caller, Principal};
+use super::{ServiceError, indexes, now_rfc3339};
+use crate::db::{BuildKey, BuildState, Db, DbError, Lock, NewEvent, NewTrash, TrashRecord};
+use crate::domain::{EventKind, Index, IndexName, Permission, Release};
+
+/// What to remove.
+#[derive(Debug, Clone, Copy)]
+pub struct Removal<'a> {
+    /// The release.
+    pub release: &'a Release,
+    /// One file of it, or every file.
+    pub file: Option<&'a str>,
+    /// Why (shown in the trash and the event).
+    pub reason: &'a str,
+    /// How long it stays restorable.
+    pub keep_for: Duration,
+}
+
+/// Moves a release's files (or one of them) on `name` into the trash, with an event, if
+/// the caller may. Answers the trash entry.
+pub async fn remove(
+    db: &Db,
+    caller: &Caller,
+    name: &IndexName,
+    removal: &Removal<'_>,
+) -> Result<TrashRecord, ServiceError> {
+    let principal = caller.require(Permission::Upload, name)?;
+    let index = &indexes::get_index(db, name).await?;
+    indexes::refuse_mirror(index, "removals")?;
+    if index.settings.promotion_only {
+        return Err(ServiceError::Conflict(format!(
+            "`{name}` is promotion-only: what it lists stays (production is append-only); yank the release instead (`kiln yank`)"
+        )));
+    }
+    let reason = removal.reason.trim();
+    if reason.is_empty() {
+        return Err(ServiceError::Invalid(
+            "a removal needs a reason (it is shown in the trash and the events)".into(),
+        ));
+    }
+    let release = removal.release;
+    let project = release.project.as_str();
+    let mut tx = db.begin_write().await?;
+    tx.lock(Lock::Project(index.id, project)).await?;
+    let files: Vec<String> = Db::own_project_files_tx(&mut tx, index.id, project)
+        .await?
+        .into_iter()
+        .filter(|f| release.matches(&f.version))
+        .filter(|f| removal.file.is_none_or(|name| name == f.filename))
+        .map(|f| f.filename)
+        .collect();
+    let Some(first) = files.first() else {
+        return Err(ServiceError::NotFound(match removal.file {
+            Some(file) => format!("`{name}` has no file `{file}` of {release}"),
+            None => format!("`{name}` has no files of {release}"),
+        }));
+    };
+    let version = Db::find_file_tx(&mut tx, index.id, first)
+        .await?
+        .map(|f| f.version)
+        .unwrap_or_default();
+    let key = BuildKey {
+        index_id: index.id,
+        project,
+        version: &version,
+        target: None,
+    };
+    if let Some(build) = Db::find_build_tx(&mut tx, key).await?
+        && build.state == BuildState::Building
+    {
+        return Err(ServiceError::Conflict(format!(
+            "{release} on `{name}` is being built by {} under a lease; remove it once the build has finished or failed",
+            build.builder
+        )));
+    }
+    let now = now_ms();
+    let keep_ms = i64::try_from(removal.keep_for.as_millis()).unwrap_or(i64::MAX);
+    let new = NewTrash {
+        index_id: index.id,
+        project,
+        version: &version,
+        filename: removal.file,
+        reason,
+        removed_by: &principal.name,
+        removed_at_ms: now,
+        expires_at_ms: now.saturating_add(keep_ms),
+    };
+    let id = Db::trash_files_tx(&mut tx, &new, &files).await?;
+    let entry = TrashRecord {
+        id,
+        index_id: index.id,
+        project: release.project.clone(),
+        version: version.clone(),
+        filename: removal.file.map(ToOwned::to_owned),
+        reason: reason.to_owned(),
+        removed_by: principal.name.clone(),
+        removed_at_ms: now,
+        expires_at_ms: new.expires_at_ms,
+        files: files.clone(),
+        bytes: 0,
+    };
+    trash_event(&mut tx, EventKind::Removed, index, principal, &entry).await?;
+    tx.commit().await?;
+    tracing::info!(index.name = %name, project.name = %project, release.version = %version, files = files.len(), trash.id = id, "removed into the trash");
+    db.trash_entry(id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("trash entry {id} vanished")))
+}
+
+/// Puts a trash entry's files back on their index, with an event, if the caller holds
+/// `upload` there. Answers the entry as it was, with its index.
+pub async fn restore(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+) -> Result<(IndexName, TrashRecord), ServiceError> {
+    let principal = caller.authenticated()?;
+    let not_found = || ServiceError::NotFound(format!("no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"));
+    let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
+    let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
+    if !principal.allows(Permission::Read, &index.name) {
+        return Err(not_found());
+    }
+    principal.require(Permission::Upload, &index.name)?;
+    let mut tx = db.begin_write().await?;
+    tx.lock(Lock::Project(index.id, entry.project.as_str()))
+        .await?;
+    match Db::restore_trash_tx(&mut tx, &entry).await {
+        Ok(()) => {}
+        Err(DbError::Conflict) => {
+            drop(tx);
+            return Err(ServiceError::Conflict(format!(
+                "trash entry {id} cannot be restored: `{}` lists a file of the same name again ({})",
+                index.name,
+                entry.files.join(", ")
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    trash_event(&mut tx, EventKind::Restored, &index, principal, &entry).await?;
+    tx.commit().await?;
+    Ok((index.name, entry))
+}
+
+/// The trash entries of the indexes the caller may read (or of one), newest first.
+pub async fn list(
+    db: &Db,
+    caller: &Caller,
+    index: Option<&IndexName>,
+    limit: i64,
+) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
+    let readable = super::auth::readable_indexes(db, caller.principal()).await?;
+    if let Some(name) = index
+        && !readable.iter().any(|i| &i.name == name)
+    {
+        // Unknown or unreadable: the same answer, so names do not leak.
+        return Err(indexes::not_found(name));
+    }
+    let chosen: Vec<&Index> = readable
+        .iter()
+        .filter(|i| index.is_none_or(|name| &i.name == name))
+        .collect();
+    let ids: Vec<i64> = chosen.iter().map(|i| i.id).collect();
+    let entries = db
+        .trash_entries(Some(&ids), None, limit.clamp(1, 1000))
+        .await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| {
+            let name = chosen.iter().find(|i| i.id == e.index_id)?.name.clone();
+            Some((name, e))
+        })
+        .collect())
+}
+
+/// Releases the trash entries expired by `now_ms` for good (each with an event): their
+/// file rows go, and garbage collection may then take the bytes. Answers what went.
+pub async fn release_expired(
+    db: &Db,
+    now_ms: i64,
+) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
+    let system = Principal::system("kiln gc".into(), Vec::new());
+    let mut released = Vec::new();
+    for entry in db.trash_entries(None, Some(now_ms), 10_000).await? {
+        let Some(index) = index_of(db, entry.index_id).await? else {
+            continue;
+        };
+        let mut tx = db.begin_write().await?;
+        if Db::forget_trash_tx(&mut tx, entry.id).await? {
+            trash_event(&mut tx, EventKind::Released, &index, &system, &entry).await?;
+            tx.commit().await?;
+            released.push((index.name, entry));
+        }
+    }
+    Ok(released)
+}
+
+/// The trash entries expired by `now_ms`, not released yet (what a dry run shows).
+pub async fn expired(
+    db: &Db,
+    now_ms: i64,
+) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
+    let mut expired = Vec::new();
+    for entry in db.trash_entries(None, Some(now_ms), 10_000).await? {
+        if let Some(index) = index_of(db, entry.index_id).await? {
+            expired.push((index.name, entry));
+        }
+    }
+    Ok(expired)
+}
+
+async fn index_of(db: &Db, id: i64) -> Result<Option<Index>, ServiceError> {
+    Ok(db.list_indexes().await?.into_iter().find(|i| i.id == id))
+}
+
+async fn trash_event(
+    tx: &mut crate::db::WriteTx,
+    kind: EventKind,
+    index: &Index,
+    actor: &Principal,
+    entry: &TrashRecord,
+) -> Result<(), ServiceError> {
+    Db::insert_event_tx(
+        tx,
+        &NewEvent {
+            kind,
+            index: Some(&index.name),
+            project: Some(entry.project.as_str()),
+            version: Some(&entry.version),
+            actor: &actor.name,
+            at: &now_rfc3339(),
+            detail: serde_json::json!({
+                "trash": entry.id,
+                "file": entry.filename,
+                "files": entry.files,
+                "reason": entry.reason,
+            }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Unix milliseconds now.
+#[must_use]
+pub fn now_ms() -> i64 {
+    super::builds::now_ms()
+}
