@@ -59,7 +59,11 @@ fn replica_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "kiln".to_owned());
-    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 impl AppState {

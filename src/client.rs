@@ -5,10 +5,10 @@ use serde::de::DeserializeOwned;
 use crate::api::paths::{self, fill};
 use crate::api::{
     ArtifactResults, BuildView, ClaimBuild, CreateIndex, CreatedToken, CreatedWebhook,
-    DeliveryView, EventView, IndexView, LeaseBody, MirrorCacheView, ModifyIndex, PromoteRequest,
-    PromotionOutcome, PromotionView, PurgeView, RefreshView, ReleaseStatus, ResultView,
-    StageReport, TokenRequest, TokenView, WebhookRequest, WebhookView, YankBody, YankView,
-    GcBody, GcReport, RemoveBody, TrashView,
+    DeliveryView, EventView, GcBody, GcReport, IndexView, LeaseBody, MirrorCacheView, ModifyIndex,
+    PromoteRequest, PromotionOutcome, PromotionView, PurgeView, RefreshView, ReleaseStatus,
+    RemoveBody, ResultView, StageReport, TokenRequest, TokenView, TrashView, WebhookRequest,
+    WebhookView, YankBody, YankView,
 };
 use crate::domain::{IndexName, IndexSettings};
 

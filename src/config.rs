@@ -570,6 +570,7 @@ impl fmt::Debug for ServeConfig {
             .field("upstream_timeout", &self.upstream_timeout)
             .field("webhooks", &self.webhooks)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field("gc", &self.gc)
             .field(
                 "policies",
                 &self

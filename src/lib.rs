@@ -105,11 +105,7 @@ impl Server {
         // Every replica offers to collect garbage on a schedule; the fleet lease lets one
         // at a time.
         let collector = self.state.config.gc.interval.map(|every| {
-            tokio::spawn(collect_garbage(
-                self.state.clone(),
-                every,
-                stopping.clone(),
-            ))
+            tokio::spawn(collect_garbage(self.state.clone(), every, stopping.clone()))
         });
         let address = listener.local_addr()?;
         tracing::info!(listen.address = %address, "kiln is serving");

@@ -428,7 +428,7 @@ impl Storage {
     }
 
     /// Every object under `blobs/` that is a blob or a write's leftover (a local
-    /// `.kiln-partial-` staging file, or object_store's `#N`), for garbage collection.
+    /// `.kiln-partial-` staging file, or `object_store`'s `#N`), for garbage collection.
     /// Anything else (a hand-made file) is not listed, so never deleted.
     pub async fn list_blobs(&self) -> Result<Vec<StoredObject>, StorageError> {
         if let Some(root) = &self.local_root {
@@ -533,7 +533,8 @@ fn classify(name: &str) -> Option<Option<Sha256Digest>> {
     let (stem, rest) = name
         .split_once(PARTIAL_MARK)
         .or_else(|| name.split_once('#'))?;
-    let numbered = name.contains('#') && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    let numbered =
+        name.contains('#') && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
     (stem.parse::<Sha256Digest>().is_ok() && (numbered || name.contains(PARTIAL_MARK)))
         .then_some(None)
 }

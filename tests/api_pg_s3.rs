@@ -38,6 +38,8 @@ mod routes;
 mod runners;
 #[path = "api/simple.rs"]
 mod simple;
+#[path = "api/trash.rs"]
+mod trash;
 #[path = "api/ui.rs"]
 mod ui;
 #[path = "api/uploads.rs"]

@@ -159,4 +159,3 @@ fn print_report(report: &GcReport) {
         }
     );
 }
-

@@ -339,10 +339,11 @@ impl Db {
     /// True when any file row (of a stage index, a mirror or the trash) names `sha256` as
     /// its bytes or its METADATA: the blob is in use and must stay.
     pub async fn blob_listed(&self, sha256: &str) -> Result<bool, DbError> {
-        let listed: Option<i64> = sqlx::query_scalar(&format!("SELECT 1 WHERE {}", super::gc::NAMED))
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?;
+        let listed: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT 1 WHERE {}", super::gc::NAMED))
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(listed.is_some())
     }
 
@@ -565,10 +566,11 @@ impl Db {
 
     /// True if a blob with this digest is stored (its bytes not collected).
     pub async fn blob_exists(&self, sha256: &str) -> Result<bool, DbError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 AND collected_at_ms IS NULL")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM blobs WHERE sha256 = $1 AND collected_at_ms IS NULL")
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(found.is_some())
     }
 }

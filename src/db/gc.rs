@@ -57,9 +57,7 @@ impl Db {
     }
 
     /// Every digest with a stored blob row (bytes not collected): what the store may hold.
-    pub async fn stored_blob_digests(
-        &self,
-    ) -> Result<std::collections::HashSet<String>, DbError> {
+    pub async fn stored_blob_digests(&self) -> Result<std::collections::HashSet<String>, DbError> {
         let rows: Vec<String> =
             sqlx::query_scalar("SELECT sha256 FROM blobs WHERE collected_at_ms IS NULL")
                 .fetch_all(&self.pool)
@@ -135,7 +133,9 @@ impl Db {
                 .fetch_optional(&self.pool)
                 .await?;
         // Let go of between the two reads: free now, but another taker may be faster.
-        Ok(Err(held.unwrap_or_else(|| (String::from("another replica"), now_ms))))
+        Ok(Err(held.unwrap_or_else(|| {
+            (String::from("another replica"), now_ms)
+        })))
     }
 
     /// Lets go of the fleet lease `name` if `holder` holds it.

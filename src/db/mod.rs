@@ -59,8 +59,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildInProgress, BuildKey, BuildRecord, BuildState, LeaseHolder};
-pub use gc::Unnamed;
 pub use files::{FileBrief, FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
+pub use gc::Unnamed;
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };

@@ -58,8 +58,19 @@ pub struct NewTrash<'a> {
 const MOVED_COLUMNS: &str = "id, index_id, project, version, filename, kind, sha256, size, \
      requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at, uploaded_by, build_id, provenance";
 
-type TrashRow = (i64, i64, String, String, Option<String>, String, String, i64, i64);
-const TRASH_COLUMNS: &str = "id, index_id, project, version, filename, reason, removed_by, removed_at_ms, expires_at_ms";
+type TrashRow = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+);
+const TRASH_COLUMNS: &str =
+    "id, index_id, project, version, filename, reason, removed_by, removed_at_ms, expires_at_ms";
 
 impl Db {
     /// Moves `filenames` of one index into a new trash entry; answers its id.
@@ -175,10 +186,9 @@ impl Db {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            sql.push_str(&format!(
-                " AND index_id IN ({})",
-                super::placeholders(3, ids.len())
-            ));
+            sql.push_str(" AND index_id IN (");
+            sql.push_str(&super::placeholders(3, ids.len()));
+            sql.push(')');
         }
         sql.push_str(" ORDER BY id DESC LIMIT $1");
         let mut query = sqlx::query_as::<_, TrashRow>(&sql)

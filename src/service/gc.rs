@@ -69,8 +69,7 @@ pub async fn run_by_hand(
     let principal = caller.authenticated()?;
     if !principal.is_server_admin() {
         return Err(ServiceError::Forbidden(
-            "garbage collection needs `admin` on `*`: it deletes bytes any index may share"
-                .into(),
+            "garbage collection needs `admin` on `*`: it deletes bytes any index may share".into(),
         ));
     }
     if dry_run {
@@ -156,8 +155,7 @@ impl<'a> Lease<'a> {
         let due = self
             .renewed
             .lock()
-            .map(|at| at.elapsed() > LEASE_TTL / 3)
-            .unwrap_or(true);
+            .map_or(true, |at| at.elapsed() > LEASE_TTL / 3);
         if due {
             let now = super::builds::now_ms();
             let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);

@@ -388,9 +388,7 @@ async fn insert_row(
     if let Some(existing) = Db::find_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Ok(Err(existing));
     }
-    if let Some((trash_id, until)) =
-        Db::trashed_file_tx(&mut tx, index.id, &dist.filename).await?
-    {
+    if let Some((trash_id, until)) = Db::trashed_file_tx(&mut tx, index.id, &dist.filename).await? {
         return Err(ServiceError::Conflict(format!(
             "`{}` was removed from `{}` and is in its trash (entry {trash_id}, until {}): restore it with `kiln trash restore {trash_id}`, or upload under a new version",
             dist.filename,

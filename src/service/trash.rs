@@ -133,7 +133,11 @@ pub async fn restore(
     id: i64,
 ) -> Result<(IndexName, TrashRecord), ServiceError> {
     let principal = caller.authenticated()?;
-    let not_found = || ServiceError::NotFound(format!("no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"));
+    let not_found = || {
+        ServiceError::NotFound(format!(
+            "no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"
+        ))
+    };
     let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
     let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
     if !principal.allows(Permission::Read, &index.name) {
@@ -214,10 +218,7 @@ pub async fn release_expired(
 }
 
 /// The trash entries expired by `now_ms`, not released yet (what a dry run shows).
-pub async fn expired(
-    db: &Db,
-    now_ms: i64,
-) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
+pub async fn expired(db: &Db, now_ms: i64) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
     let mut expired = Vec::new();
     for entry in db.trash_entries(None, Some(now_ms), 10_000).await? {
         if let Some(index) = index_of(db, entry.index_id).await? {

@@ -7,7 +7,7 @@ use kiln::storage::{Storage, StorageOptions};
 use crate::helpers::{Dist, TestApp};
 
 /// The store the app writes to, opened as a second handle (to plant what a crash leaves).
-fn store_of(app: &TestApp) -> Storage {
+pub fn store_of(app: &TestApp) -> Storage {
     let (url, settings) = match &app.backing {
         Some(backing) => (
             backing.storage_url.clone(),

@@ -17,6 +17,7 @@ mod promotions;
 mod routes;
 mod runners;
 mod simple;
+mod trash;
 mod ui;
 mod uploads;
 mod verdicts;

@@ -28,7 +28,10 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
             "index": "sec/priv", "sha256": sha256, "stage": "unit", "run_id": "walk", "outcome": "pass",
             "duration_ms": 1
         }),
-        ("POST", paths::RELEASE_YANK) => json!({"reason": "walking the routes"}),
+        ("POST", paths::RELEASE_YANK | paths::RELEASE_REMOVE) => {
+            json!({"reason": "walking the routes"})
+        }
+        ("POST", paths::GC) => json!({"dry_run": true}),
         ("POST", paths::PROMOTIONS) => json!({
             "project": "secret-pkg", "version": "1.0", "from": "sec/priv", "to": "sec/vault"
         }),
@@ -40,6 +43,7 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
             | paths::UPLOAD_BARE
             | paths::MIRROR_REFRESH
             | paths::RELEASE_UNYANK
+            | paths::TRASH_RESTORE
             | paths::SIGN_IN
             | paths::SIGN_OUT,
         ) => {
@@ -117,7 +121,22 @@ async fn every_route_refuses_callers_the_access_table_refuses() {
     )
     .await;
     assert_eq!(hooked.status(), 201, "a webhook on the private index");
-    for list in ["+api/v1/promotions", "+api/v1/events", "+api/v1/webhooks"] {
+    // A private release in the trash, so the trash list holds a private entry to filter.
+    let removed_wheel = crate::helpers::Dist::wheel("secret-pkg", "0.9");
+    app.build("sec/priv", "abcdef0", &[&removed_wheel]).await;
+    let removed = admin(
+        "POST",
+        "+api/v1/releases/sec/priv/secret-pkg/0.9/remove",
+        Some(json!({"reason": "the trash holds a private entry"})),
+    )
+    .await;
+    assert_eq!(removed.status(), 200, "removing a private release");
+    for list in [
+        "+api/v1/promotions",
+        "+api/v1/events",
+        "+api/v1/webhooks",
+        "+api/v1/trash",
+    ] {
         let seen = admin("GET", list, None).await.text().await.unwrap();
         assert!(
             leaks(&seen),

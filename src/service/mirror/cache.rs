@@ -60,6 +60,10 @@ impl Mirrors {
             let Ok(digest) = sha.parse::<Sha256Digest>() else {
                 continue;
             };
+            // Listed but never fetched: there are no bytes to delete.
+            if !db.blob_exists(sha).await? {
+                continue;
+            }
             match crate::service::gc::collect_one(db, storage, &digest).await {
                 Ok(true) => deleted += 1,
                 Ok(false) => {}

@@ -117,7 +117,11 @@ impl Mirrors {
                 .await
                 .map_err(|e| local("recording metadata", e))?;
                 // Garbage collection may have taken the bytes before the row named them.
-                if !storage.exists(&digest).await.map_err(|e| local("checking metadata", e))? {
+                if !storage
+                    .exists(&digest)
+                    .await
+                    .map_err(|e| local("checking metadata", e))?
+                {
                     storage
                         .put_bytes(&digest, bytes.clone())
                         .await
