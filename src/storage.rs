@@ -721,6 +721,53 @@ fn read_ahead(mut file: std::fs::File, span: Range<u64>) -> ByteStream {
 mod tests {
     use super::*;
 
+    #[test]
+    fn garbage_collection_knows_blobs_and_leftovers_and_nothing_else() {
+        let hex = "ab".repeat(32);
+        let digest: Sha256Digest = hex.parse().unwrap();
+        assert_eq!(classify(&hex), Some(Some(digest)));
+        assert_eq!(classify(&format!("{hex}{PARTIAL_MARK}00ff")), Some(None));
+        assert_eq!(classify(&format!("{hex}#12")), Some(None));
+        for other in [
+            "NOTES.txt".to_owned(),
+            format!("{hex}#"),
+            format!("{hex}#x1"),
+            format!("{}#1", &hex[..60]),
+            format!("{hex}.bak"),
+            "kiln-probe".to_owned(),
+        ] {
+            assert_eq!(classify(&other), None, "{other} is not Kiln's to delete");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_store_lists_its_blobs_and_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let storage = Storage::from_url(url.as_str()).unwrap();
+        let data = Bytes::from_static(b"listed");
+        let digest = Sha256Digest::of(&data);
+        storage.put_bytes(&digest, data).await.unwrap();
+        let key = Storage::blob_key(&digest);
+        let blob_dir = dir
+            .path()
+            .join(key.as_ref())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        std::fs::write(blob_dir.join(format!("{digest}#1")), b"half").unwrap();
+        std::fs::write(blob_dir.join("README"), b"mine").unwrap();
+        let mut listed = storage.list_blobs().await.unwrap();
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(listed[0].digest, Some(digest.clone()));
+        assert_eq!(listed[0].size, 6);
+        assert_eq!(listed[1].digest, None);
+        storage.delete_object(&listed[1]).await.unwrap();
+        assert!(!blob_dir.join(format!("{digest}#1")).exists());
+        assert!(blob_dir.join("README").exists());
+    }
+
     /// The conformance story every backend must pass.
     async fn story(storage: Storage) {
         let data = Bytes::from_static(b"hello wheel");

@@ -600,6 +600,134 @@ mod tests {
         assert_eq!(left, ["pending", "delivered"]);
     }
 
+    /// One holder at a time; the holder renews; a lapsed lease goes to the next taker.
+    #[tokio::test]
+    async fn a_fleet_lease_has_one_holder_until_it_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        assert_eq!(
+            db.take_fleet_lease("gc", "a", 1000, 2000).await.unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            db.take_fleet_lease("gc", "b", 1500, 2500).await.unwrap(),
+            Err(("a".to_owned(), 2000)),
+            "b is told who holds it and until when"
+        );
+        assert_eq!(
+            db.take_fleet_lease("gc", "a", 1900, 2900).await.unwrap(),
+            Ok(()),
+            "the holder renews"
+        );
+        assert_eq!(
+            db.take_fleet_lease("other", "b", 1900, 2900).await.unwrap(),
+            Ok(()),
+            "leases are per name"
+        );
+        assert_eq!(
+            db.take_fleet_lease("gc", "b", 2900, 3900).await.unwrap(),
+            Ok(()),
+            "lapsed"
+        );
+        db.release_fleet_lease("gc", "a").await.unwrap();
+        assert!(
+            db.take_fleet_lease("gc", "a", 3000, 4000)
+                .await
+                .unwrap()
+                .is_err(),
+            "a stale holder's release does not free another's lease"
+        );
+        db.release_fleet_lease("gc", "b").await.unwrap();
+        assert_eq!(
+            db.take_fleet_lease("gc", "a", 3000, 4000).await.unwrap(),
+            Ok(())
+        );
+    }
+
+    /// What names a blob keeps it: a file, a file's METADATA, a mirror file, unexpired
+    /// trash; a blob named only by expired trash is collectable.
+    #[tokio::test]
+    async fn unnamed_blobs_are_those_no_row_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kiln.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let digest = |c: char| c.to_string().repeat(64);
+        for c in ['a', 'b', 'c', 'd', 'e', 'f'] {
+            sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, 10, 'now')")
+                .bind(digest(c))
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        let index: i64 = sqlx::query_scalar(
+            "INSERT INTO indexes (namespace, name, kind, volatile, promotion_only, created_at, updated_at) \
+             VALUES ('root', 't', 'stage', 0, 0, 'now', 'now') RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        // a: a file's bytes; b: its METADATA
+        sqlx::query(
+            "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, metadata_sha256, uploaded_at, uploaded_by) \
+             VALUES ($1, 'p', '1', 'p-1-py3-none-any.whl', 'wheel', $2, 10, $3, 'now', 't')",
+        )
+        .bind(index)
+        .bind(digest('a'))
+        .bind(digest('b'))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        // c: a mirror file
+        sqlx::query(
+            "INSERT INTO mirror_files (index_id, project, version, filename, kind, sha256, url) \
+             VALUES ($1, 'm', '1', 'm-1.tar.gz', 'sdist', $2, 'https://x.example/m-1.tar.gz')",
+        )
+        .bind(index)
+        .bind(digest('c'))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        // d: trash that expires at 5000; e: trash that expired at 500; f: nothing
+        for (c, expires, id) in [('d', 5000, 1), ('e', 500, 2)] {
+            sqlx::query(
+                "INSERT INTO trash (id, index_id, project, version, reason, removed_by, removed_at_ms, expires_at_ms) \
+                 VALUES ($1, $2, 'q', '1', 'r', 't', 0, $3)",
+            )
+            .bind(id)
+            .bind(index)
+            .bind(expires)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO trash_files (id, trash_id, index_id, project, version, filename, kind, sha256, size, yanked, uploaded_at, uploaded_by) \
+                 VALUES ($5, $1, $2, 'q', '1', $3, 'sdist', $4, 10, 0, 'now', 't')",
+            )
+            .bind(id)
+            .bind(index)
+            .bind(format!("q-{c}.tar.gz"))
+            .bind(digest(c))
+            .bind(id + 100)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let unnamed: Vec<String> = db
+            .unnamed_blobs(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.sha256.to_string())
+            .collect();
+        assert_eq!(unnamed, [digest('e'), digest('f')]);
+        assert!(
+            db.blob_listed(&digest('e')).await.unwrap(),
+            "until released, trash names it"
+        );
+        assert!(!db.blob_listed(&digest('f')).await.unwrap());
+    }
+
     /// A stored value no code path writes is an error naming table, column and value,
     /// never read as some default (unparsable environments used to read as empty).
     #[tokio::test]
