@@ -10,6 +10,7 @@
 //! cargo run --release --example bench -- --writes # only the PostgreSQL write throughput
 //! cargo run --release --example bench -- --big    # only the 100,000-project index (see big.rs)
 //! cargo run --release --example bench -- --ui     # only the web UI's pages (see ui.rs)
+//! cargo run --release --example bench -- --gc     # only garbage collection (see gc.rs)
 //! KILN_BENCH_BIN=/path/to/kiln cargo run …      # measure another build (before/after)
 //! ```
 //!
@@ -47,6 +48,8 @@ mod big;
 mod dist;
 #[path = "bench/fleet.rs"]
 mod fleet;
+#[path = "bench/gc.rs"]
+mod gc;
 #[path = "bench/ui.rs"]
 mod ui;
 #[path = "../tests/support/upstream.rs"]
@@ -77,11 +80,15 @@ fn main() -> anyhow::Result<()> {
     let writes_only = std::env::args().any(|a| a == "--writes");
     let big_only = std::env::args().any(|a| a == "--big");
     let ui_only = std::env::args().any(|a| a == "--ui");
+    let gc_only = std::env::args().any(|a| a == "--gc");
     let load_seconds = if quick { 3 } else { 10 };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if fleet_only || writes_only || big_only || ui_only {
+    if fleet_only || writes_only || big_only || ui_only || gc_only {
         let kiln_bin = build_kiln(&root)?;
         let work = tempfile::tempdir()?;
+        if gc_only {
+            gc::print_gc(&gc::gc_figures(&kiln_bin, work.path())?);
+        }
         if ui_only {
             ui_figures(&kiln_bin, work.path())?;
         }
