@@ -524,6 +524,22 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::POST,
+            p::BRANCHES_GONE,
+            Token,
+            "`upload` on each branch index it removes",
+            Api,
+            post(trash::branches_gone),
+        ),
+        r(
+            Method::POST,
+            p::BRANCHES_KEEP,
+            Token,
+            "`upload` on each branch index it removes",
+            Api,
+            post(trash::branches_keep),
+        ),
+        r(
+            Method::POST,
             p::GC,
             Token,
             "`admin` on `*`",

@@ -4,11 +4,11 @@ use serde::de::DeserializeOwned;
 
 use crate::api::paths::{self, fill};
 use crate::api::{
-    ArtifactResults, BuildView, ClaimBuild, CreateIndex, CreatedToken, CreatedWebhook,
-    DeliveryView, EventView, GcBody, GcReport, IndexView, LeaseBody, MirrorCacheView, ModifyIndex,
-    PromoteRequest, PromotionOutcome, PromotionView, PurgeView, RefreshView, ReleaseStatus,
-    RemoveBody, ResultView, StageReport, TokenRequest, TokenView, TrashView, WebhookRequest,
-    WebhookView, YankBody, YankView,
+    ArtifactResults, BranchCleanupView, BranchesBody, BuildView, ClaimBuild, CreateIndex,
+    CreatedToken, CreatedWebhook, DeliveryView, EventView, GcBody, GcReport, IndexView, LeaseBody,
+    MirrorCacheView, ModifyIndex, PromoteRequest, PromotionOutcome, PromotionView, PurgeView,
+    RefreshView, ReleaseStatus, RemoveBody, ResultView, StageReport, TokenRequest, TokenView,
+    TrashView, WebhookRequest, WebhookView, YankBody, YankView,
 };
 use crate::domain::{IndexName, IndexSettings};
 
@@ -544,6 +544,28 @@ impl Client {
     pub async fn restore(&self, id: i64) -> Result<TrashView, ClientError> {
         let url = self.url(&fill(paths::TRASH_RESTORE, &[("id", id.to_string())]));
         self.expect(self.http.post(&url), &url).await
+    }
+
+    /// Removes the branch indexes of `namespace` whose branch is gone (`only = false`), or
+    /// of every branch not in `branches` (`only = true`).
+    pub async fn clean_branches(
+        &self,
+        namespace: &str,
+        branches: &[String],
+        only: bool,
+        dry_run: bool,
+    ) -> Result<BranchCleanupView, ClientError> {
+        let template = if only {
+            paths::BRANCHES_KEEP
+        } else {
+            paths::BRANCHES_GONE
+        };
+        let url = self.url(&fill(template, &[("ns", namespace)]));
+        let body = BranchesBody {
+            branches: branches.to_vec(),
+            dry_run,
+        };
+        self.expect(self.http.post(&url).json(&body), &url).await
     }
 
     /// Collects garbage now, or counts what would go (`dry_run`).

@@ -161,7 +161,11 @@ async fn collect_garbage(
         let run = crate::service::gc::collect(
             &state.db,
             &state.storage,
-            state.config.gc.grace,
+            crate::service::gc::GcSettings {
+                grace: state.config.gc.grace,
+                trash_for: state.config.gc.trash_for,
+                retention: &state.config.policies.retention,
+            },
             &state.replica,
         );
         tokio::select! {

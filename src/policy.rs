@@ -27,7 +27,8 @@ use pep440_rs::Version;
 use serde::Deserialize;
 
 use crate::domain::IndexName;
-use crate::domain::{ArtifactCheck, Check, Outcome, check_stage_name};
+use crate::domain::{ArtifactCheck, Check, IndexPattern, Outcome, check_stage_name};
+use std::time::Duration;
 
 /// The built-in policy, the same text as the repository's `policies/default.toml`.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
@@ -66,6 +67,42 @@ pub enum SdistRule {
 struct PolicyFile {
     #[serde(default)]
     promotion: Vec<toml::Spanned<RawRule>>,
+    #[serde(default)]
+    retention: Vec<toml::Spanned<RawRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRetention {
+    name: toml::Spanned<String>,
+    #[serde(default)]
+    indexes: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    branch_idle_for: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    keep_newest: Option<toml::Spanned<i64>>,
+    #[serde(default)]
+    keep_younger_than: Option<toml::Spanned<String>>,
+}
+
+/// One retention rule (`[[retention]]`): what garbage collection removes, through the
+/// trash. Never production (promotion-only indexes), an index another inherits, a
+/// release that was promoted, or anything a build in progress is using.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// A name shown in the trash and the events.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// The indexes it applies to (`*`, `namespace/*` or `namespace/name`).
+    pub indexes: IndexPattern,
+    /// Branch indexes (made by `kiln ensure`) with no upload, build claim or stage
+    /// report for this long are removed.
+    pub branch_idle_for: Option<Duration>,
+    /// On each matching index, per project, the newest this many releases stay.
+    pub keep_newest: Option<usize>,
+    /// ... and so does every release uploaded less than this long ago.
+    pub keep_younger_than: Option<Duration>,
 }
 
 #[expect(
@@ -148,8 +185,10 @@ pub struct PromotionRule {
 /// Every rule of every policy file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policies {
-    /// The rules, in file then declaration order.
+    /// The promotion rules, in file then declaration order.
     pub rules: Vec<PromotionRule>,
+    /// The retention rules, in file then declaration order.
+    pub retention: Vec<RetentionRule>,
 }
 
 impl Policies {
@@ -177,8 +216,9 @@ impl Policies {
         let mut all = Self::default();
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
-            all.rules
-                .extend(Self::parse(&path.display().to_string(), &text)?.rules);
+            let parsed = Self::parse(&path.display().to_string(), &text)?;
+            all.rules.extend(parsed.rules);
+            all.retention.extend(parsed.retention);
         }
         let mut names = std::collections::HashSet::new();
         for rule in &all.rules {
@@ -187,6 +227,16 @@ impl Policies {
                     file: rule.file.clone(),
                     line: 0,
                     reason: format!("promotion rule name `{}` is used twice", rule.name),
+                });
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for rule in &all.retention {
+            if !names.insert(rule.name.clone()) {
+                return Err(PolicyError {
+                    file: rule.file.clone(),
+                    line: 0,
+                    reason: format!("retention rule name `{}` is used twice", rule.name),
                 });
             }
         }
@@ -275,8 +325,79 @@ impl Policies {
                 verified_only: raw.verified_only,
             });
         }
-        Ok(Self { rules })
+        let retention = parsed
+            .retention
+            .into_iter()
+            .map(|raw| retention_rule(file, raw, &error))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { rules, retention })
     }
+}
+
+fn retention_rule(
+    file: &str,
+    spanned: toml::Spanned<RawRetention>,
+    error: &dyn Fn(Option<Range<usize>>, String) -> PolicyError,
+) -> Result<RetentionRule, PolicyError> {
+    let rule_span = spanned.span();
+    let raw = spanned.into_inner();
+    let name = raw.name.get_ref().trim().to_owned();
+    if name.is_empty() {
+        return Err(error(Some(raw.name.span()), "`name` is empty".into()));
+    }
+    let indexes = match &raw.indexes {
+        None => IndexPattern::Any,
+        Some(text) => text
+            .get_ref()
+            .parse()
+            .map_err(|e| error(Some(text.span()), format!("`indexes`: {e}")))?,
+    };
+    let duration = |field: &Option<toml::Spanned<String>>, key: &str| {
+        field
+            .as_ref()
+            .map(|text| {
+                crate::config::parse_duration(text.get_ref())
+                    .map_err(|e| error(Some(text.span()), format!("`{key}`: {e}")))
+            })
+            .transpose()
+    };
+    let branch_idle_for = duration(&raw.branch_idle_for, "branch-idle-for")?;
+    let keep_younger_than = duration(&raw.keep_younger_than, "keep-younger-than")?;
+    let keep_newest = raw
+        .keep_newest
+        .as_ref()
+        .map(|n| {
+            usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    error(
+                        Some(n.span()),
+                        "`keep-newest` must be at least 1 (remove a whole index with `branch-idle-for` or `kiln branch gone`)".into(),
+                    )
+                })
+        })
+        .transpose()?;
+    if keep_younger_than.is_some() && keep_newest.is_none() {
+        return Err(error(
+            Some(rule_span.clone()),
+            "`keep-younger-than` only keeps releases `keep-newest` would remove: set `keep-newest` too".into(),
+        ));
+    }
+    if branch_idle_for.is_none() && keep_newest.is_none() {
+        return Err(error(
+            Some(rule_span),
+            "a retention rule needs `branch-idle-for` (remove idle branch indexes) or `keep-newest` (remove old releases), or both".into(),
+        ));
+    }
+    Ok(RetentionRule {
+        name,
+        file: file.to_owned(),
+        indexes,
+        branch_idle_for,
+        keep_newest,
+        keep_younger_than,
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -716,6 +837,27 @@ mod tests {
     }
 
     #[test]
+    fn retention_rules_parse_with_their_defaults() {
+        let text = "[[retention]]\nname = \"branches\"\nindexes = \"acme/*\"\nbranch-idle-for = \"30d\"\nkeep-newest = 20\nkeep-younger-than = \"14d\"\n\n[[retention]]\nname = \"all\"\nkeep-newest = 3\n";
+        let policies = Policies::parse("r.toml", text).unwrap();
+        assert!(policies.rules.is_empty());
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            policies.retention[0],
+            RetentionRule {
+                name: "branches".into(),
+                file: "r.toml".into(),
+                indexes: "acme/*".parse().unwrap(),
+                branch_idle_for: Some(30 * day),
+                keep_newest: Some(20),
+                keep_younger_than: Some(14 * day),
+            }
+        );
+        assert_eq!(policies.retention[1].indexes, IndexPattern::Any);
+        assert_eq!(policies.retention[1].branch_idle_for, None);
+    }
+
+    #[test]
     fn policy_mistakes_name_file_line_and_reason() {
         let cases = [
             (
@@ -749,6 +891,31 @@ mod tests {
                 "`target-pythons`: `three` is not a version",
             ),
             ("[[promotion]\n", 1, ""),
+            (
+                "[[retention]]\nname = \"r\"\nkeep-newest = 0\n",
+                3,
+                "at least 1",
+            ),
+            (
+                "[[retention]]\nname = \"r\"\nbranch-idle-for = \"30 days\"\n",
+                3,
+                "`branch-idle-for`",
+            ),
+            (
+                "[[retention]]\nname = \"r\"\nindexes = \"Acme/*\"\nkeep-newest = 5\n",
+                3,
+                "`indexes`",
+            ),
+            (
+                "[[retention]]\nname = \"r\"\n",
+                1,
+                "needs `branch-idle-for`",
+            ),
+            (
+                "[[retention]]\nname = \"r\"\nkeep-younger-than = \"7d\"\n",
+                1,
+                "set `keep-newest` too",
+            ),
         ];
         for (text, line, reason) in cases {
             let err = Policies::parse("p.toml", text).unwrap_err();

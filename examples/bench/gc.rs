@@ -67,9 +67,11 @@ async fn insert_rows(database: &str) -> anyhow::Result<()> {
         query.execute(&mut *tx).await?;
     }
     for chunk in (UNNAMED..UNNAMED + LISTED).collect::<Vec<_>>().chunks(100) {
-        let values =
-            vec!["(?, ?, '1.0', ?, 'wheel', ?, 1000, '2026-01-01T00:00:00Z', 'bench')"; chunk.len()]
-                .join(", ");
+        let values = vec![
+            "(?, ?, '1.0', ?, 'wheel', ?, 1000, '2026-01-01T00:00:00Z', 'bench')";
+            chunk.len()
+        ]
+        .join(", ");
         let sql = format!(
             "INSERT INTO files (index_id, project, version, filename, kind, sha256, size, uploaded_at, uploaded_by) VALUES {values}"
         );
@@ -175,7 +177,9 @@ pub fn print_gc(f: &GcFigures) {
         "\n### Garbage collection: {} blobs to delete beside {LISTED} listed (embedded default)\n",
         UNNAMED + ORPHANS
     );
-    println!("| dry run (s) | collection (s) | blobs deleted/s | deleted | freed (MB) | peak RSS (MB) |");
+    println!(
+        "| dry run (s) | collection (s) | blobs deleted/s | deleted | freed (MB) | peak RSS (MB) |"
+    );
     println!("|---|---|---|---|---|---|");
     println!(
         "| {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} |",

@@ -5,15 +5,23 @@
 -- fetch of the same bytes stores them again and clears it.
 ALTER TABLE blobs ADD COLUMN collected_at_ms INTEGER;
 
+-- An index in the trash: hidden from every lookup until restored, or deleted for good
+-- when its trash entry is released (NULL: live).
+ALTER TABLE indexes ADD COLUMN removed_at_ms INTEGER;
+
 -- A release or one file removed from an index: hidden at once, restorable until it
 -- expires, then its files are released (and their bytes collected).
 CREATE TABLE trash (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     index_id INTEGER NOT NULL REFERENCES indexes (id) ON DELETE CASCADE,
-    project TEXT NOT NULL,
-    -- normalized PEP 440, the same spelling as files.version
-    version TEXT NOT NULL,
-    -- NULL when the whole release was removed
+    -- 'index': the index itself (hidden, not deleted, until released); 'release': every
+    -- file of one release; 'file': one file
+    kind TEXT NOT NULL CHECK (kind IN ('index', 'release', 'file')),
+    -- NULL for an index
+    project TEXT,
+    -- normalized PEP 440, the same spelling as files.version (NULL for an index)
+    version TEXT,
+    -- the one file removed (kind 'file')
     filename TEXT,
     reason TEXT NOT NULL,
     removed_by TEXT NOT NULL,

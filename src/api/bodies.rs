@@ -619,12 +619,16 @@ pub struct RemoveBody {
 pub struct TrashView {
     /// Its id (`kiln trash restore ID`).
     pub id: i64,
-    /// The index it was removed from.
+    /// The index it was removed from (or the index removed).
     pub index: String,
-    /// The project.
-    pub project: String,
-    /// The release's version.
-    pub version: String,
+    /// What it holds: `index`, `release` or `file`.
+    pub kind: crate::domain::TrashKind,
+    /// The project (absent for an index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The release's version (absent for an index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The one file removed, or absent for the whole release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -642,6 +646,49 @@ pub struct TrashView {
     pub expires_at: String,
 }
 
+/// Body of `POST /+api/v1/branches/{ns}/gone` and `…/keep`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchesBody {
+    /// Branch names, as git spells them (`feature/login`).
+    pub branches: Vec<String>,
+    /// Only say what would go.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A branch index a clean-up removed (or would).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedBranchView {
+    /// The index.
+    pub index: String,
+    /// Its branch.
+    pub branch: String,
+    /// Its trash entry (absent in a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trash: Option<i64>,
+}
+
+/// A branch index that stays although it was asked for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SkippedView {
+    /// The index.
+    pub index: String,
+    /// Why it stays.
+    pub reason: String,
+}
+
+/// What a branch clean-up did (or would do).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BranchCleanupView {
+    /// Only weighed, nothing removed.
+    pub dry_run: bool,
+    /// Removed into the trash (or that would be).
+    pub removed: Vec<RemovedBranchView>,
+    /// Asked for, but staying.
+    pub skipped: Vec<SkippedView>,
+}
+
 /// Body of `POST /+api/v1/gc`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -651,11 +698,32 @@ pub struct GcBody {
     pub dry_run: bool,
 }
 
+/// One removal a retention rule made (or would make), into the trash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionView {
+    /// The rule.
+    pub rule: String,
+    /// The index (removed whole when there is no project).
+    pub index: String,
+    /// The release's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The release's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The bytes it holds.
+    pub bytes: u64,
+    /// Why.
+    pub reason: String,
+}
+
 /// What a garbage collection did (or would do).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcReport {
     /// Only counted, nothing deleted.
     pub dry_run: bool,
+    /// What retention rules moved into the trash (or would).
+    pub retention: Vec<RetentionView>,
     /// Trash entries released for good.
     pub released: Vec<TrashView>,
     /// Blobs nothing named any more.

@@ -130,6 +130,10 @@ pub mod paths {
     pub const TRASH_RESTORE: &str = "/+api/v1/trash/{id}/restore";
     /// `POST`: collect garbage now (or a dry run).
     pub const GC: &str = "/+api/v1/gc";
+    /// `POST`: these branches are gone; their branch indexes go into the trash.
+    pub const BRANCHES_GONE: &str = "/+api/v1/branches/{ns}/gone";
+    /// `POST`: only these branches exist; every other branch index goes into the trash.
+    pub const BRANCHES_KEEP: &str = "/+api/v1/branches/{ns}/keep";
     /// `POST` promote, `GET` the audit trail.
     pub const PROMOTIONS: &str = "/+api/v1/promotions";
     /// `GET`: promotions, refusals, yanks.

@@ -99,11 +99,22 @@ enum Command {
     },
     /// Release expired trash and delete the bytes nothing lists (`--dry-run` to see first).
     Gc(trash::GcArgs),
+    /// Tell Kiln about branches: `kiln branch gone NAME…` removes their branch indexes.
+    Branch {
+        #[command(subcommand)]
+        action: BranchCommand,
+    },
     /// Validate promotion policy files.
     Policy {
         #[command(subcommand)]
         action: policy::PolicyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BranchCommand {
+    /// These branches are gone: their branch indexes go into the trash.
+    Gone(trash::BranchGoneArgs),
 }
 
 /// How client subcommands reach the server.
@@ -144,5 +155,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => trash::run_remove(args).await,
         Command::Trash { client, action } => trash::run_trash(&client.client()?, action).await,
         Command::Gc(args) => trash::run_gc(args).await,
+        Command::Branch {
+            action: BranchCommand::Gone(args),
+        } => trash::run_branch_gone(args).await,
     }
 }

@@ -31,18 +31,23 @@ impl Db {
     /// The stored blobs nothing will name once the trash expired by `now_ms` is released:
     /// what a collection at `now_ms` deletes.
     pub async fn unnamed_blobs(&self, now_ms: i64) -> Result<Vec<Unnamed>, DbError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        // A trashed index whose entry has expired names nothing: it is released first.
+        const EXPIRED: &str =
+            "SELECT t.index_id FROM trash t WHERE t.kind = 'index' AND t.expires_at_ms <= $1";
+        let live_f = format!("AND f.index_id NOT IN ({EXPIRED})");
+        let live_m = format!("AND m.index_id NOT IN ({EXPIRED})");
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
             "SELECT b.sha256, b.size FROM blobs b WHERE b.collected_at_ms IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256) \
-             AND NOT EXISTS (SELECT 1 FROM files f WHERE f.metadata_sha256 = b.sha256) \
-             AND NOT EXISTS (SELECT 1 FROM mirror_files m WHERE m.sha256 = b.sha256) \
-             AND NOT EXISTS (SELECT 1 FROM mirror_files m WHERE m.metadata_sha256 = b.sha256) \
+             AND NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256 {live_f}) \
+             AND NOT EXISTS (SELECT 1 FROM files f WHERE f.metadata_sha256 = b.sha256 {live_f}) \
+             AND NOT EXISTS (SELECT 1 FROM mirror_files m WHERE m.sha256 = b.sha256 {live_m}) \
+             AND NOT EXISTS (SELECT 1 FROM mirror_files m WHERE m.metadata_sha256 = b.sha256 {live_m}) \
              AND NOT EXISTS (SELECT 1 FROM trash_files t JOIN trash e ON e.id = t.trash_id \
                  WHERE t.sha256 = b.sha256 AND e.expires_at_ms > $1) \
              AND NOT EXISTS (SELECT 1 FROM trash_files t JOIN trash e ON e.id = t.trash_id \
                  WHERE t.metadata_sha256 = b.sha256 AND e.expires_at_ms > $1) \
-             ORDER BY b.sha256",
-        )
+             ORDER BY b.sha256"
+        ))
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
@@ -146,5 +151,88 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// One release on an index, as retention weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseAge {
+    /// The project.
+    pub project: crate::domain::ProjectName,
+    /// The version, as the files spell it.
+    pub version: String,
+    /// When its newest file was uploaded (RFC 3339).
+    pub uploaded_at: String,
+    /// Its files' bytes.
+    pub bytes: u64,
+}
+
+impl Db {
+    /// When each live index last saw activity: its creation, its newest upload, build
+    /// claim or heartbeat, and stage report (RFC 3339 texts; the caller takes the
+    /// newest).
+    pub async fn index_activity(&self) -> Result<Vec<(i64, Vec<String>)>, DbError> {
+        type Row = (i64, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT i.id, i.created_at, \
+                 (SELECT MAX(f.uploaded_at) FROM files f WHERE f.index_id = i.id), \
+                 (SELECT MAX(b.updated_at) FROM builds b WHERE b.index_id = i.id), \
+                 (SELECT MAX(r.reported_at) FROM stage_results r WHERE r.index_id = i.id) \
+                 FROM indexes i WHERE i.removed_at_ms IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created, upload, build, report)| {
+                let times = std::iter::once(created)
+                    .chain(upload)
+                    .chain(build)
+                    .chain(report)
+                    .collect();
+                (id, times)
+            })
+            .collect())
+    }
+
+    /// The releases an index lists, each with its newest upload time and its bytes.
+    pub async fn release_ages(&self, index_id: i64) -> Result<Vec<ReleaseAge>, DbError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT project, version, MAX(uploaded_at), CAST(SUM(size) AS BIGINT) FROM files \
+             WHERE index_id = $1 GROUP BY project, version",
+        )
+        .bind(index_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(project, version, uploaded_at, bytes)| {
+                Ok(ReleaseAge {
+                    project: super::decode("files", "project", &project)?,
+                    version,
+                    uploaded_at,
+                    bytes: super::decode_u64("files", "size", bytes)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The releases promoted from an index (project, canonical version), and whether any
+    /// promotion names it as source or target.
+    pub async fn promotions_touching(
+        &self,
+        index_id: i64,
+    ) -> Result<(Vec<(String, String)>, bool), DbError> {
+        let from: Vec<(String, String)> =
+            sqlx::query_as("SELECT project, version FROM promotions WHERE source_index_id = $1")
+                .bind(index_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let into: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM promotions WHERE target_index_id = $1 LIMIT 1")
+                .bind(index_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let touched = !from.is_empty() || into.is_some();
+        Ok((from, touched))
     }
 }

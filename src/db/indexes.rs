@@ -127,7 +127,7 @@ async fn bases_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<IndexName>, D
 
 async fn find_index(conn: &mut AnyConnection, name: &IndexName) -> Result<Option<Index>, DbError> {
     let row: Option<IndexRow> = sqlx::query_as(&format!(
-        "SELECT {INDEX_COLUMNS} FROM indexes WHERE namespace = $1 AND name = $2"
+        "SELECT {INDEX_COLUMNS} FROM indexes WHERE namespace = $1 AND name = $2 AND removed_at_ms IS NULL"
     ))
     .bind(name.namespace())
     .bind(name.name())
@@ -175,13 +175,31 @@ impl Db {
     pub async fn list_indexes(&self) -> Result<Vec<Index>, DbError> {
         let mut conn = self.pool.acquire().await?;
         let rows: Vec<IndexRow> = sqlx::query_as(&format!(
-            "SELECT {INDEX_COLUMNS} FROM indexes ORDER BY namespace, name"
+            "SELECT {INDEX_COLUMNS} FROM indexes WHERE removed_at_ms IS NULL ORDER BY namespace, name"
         ))
         .fetch_all(&mut *conn)
         .await?;
         let edges: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT b.index_id, i.namespace, i.name FROM index_bases b \
              JOIN indexes i ON i.id = b.base_id ORDER BY b.index_id, b.position",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        with_bases(rows, edges)
+    }
+
+    /// The indexes in the trash (hidden from every other lookup), with their bases.
+    pub async fn trashed_indexes(&self) -> Result<Vec<Index>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<IndexRow> = sqlx::query_as(&format!(
+            "SELECT {INDEX_COLUMNS} FROM indexes WHERE removed_at_ms IS NOT NULL ORDER BY namespace, name"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let edges: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT b.index_id, i.namespace, i.name FROM index_bases b \
+             JOIN indexes i ON i.id = b.base_id JOIN indexes t ON t.id = b.index_id \
+             WHERE t.removed_at_ms IS NOT NULL ORDER BY b.index_id, b.position",
         )
         .fetch_all(&mut *conn)
         .await?;
@@ -196,7 +214,9 @@ impl Db {
         }
         let mut conn = self.pool.acquire().await?;
         let list = super::placeholders(1, ids.len());
-        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE id IN ({list})");
+        let sql = format!(
+            "SELECT {INDEX_COLUMNS} FROM indexes WHERE removed_at_ms IS NULL AND id IN ({list})"
+        );
         let mut rows = sqlx::query_as::<_, IndexRow>(&sql);
         for id in ids {
             rows = rows.bind(*id);

@@ -60,7 +60,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use builds::{BuildInProgress, BuildKey, BuildRecord, BuildState, LeaseHolder};
 pub use files::{FileBrief, FileRecord, IndexStats, ListedFile, NewFile, OnIndex};
-pub use gc::Unnamed;
+pub use gc::{ReleaseAge, Unnamed};
 pub use mirrors::{
     MirrorCacheRow, MirrorFileRecord, MirrorProjectRecord, NewMirrorFile, PageStatus,
 };

@@ -4,19 +4,21 @@
 //! collection may take the bytes nothing else names).
 
 use super::{Db, DbError, WriteTx, changes::Change};
-use crate::domain::ProjectName;
+use crate::domain::{ProjectName, TrashKind};
 
 /// A trash entry with what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrashRecord {
     /// Its id (`kiln trash restore ID`).
     pub id: i64,
-    /// The index it was removed from.
+    /// The index it was removed from (or the index removed).
     pub index_id: i64,
-    /// The project.
-    pub project: ProjectName,
-    /// The release's normalized version.
-    pub version: String,
+    /// What it holds.
+    pub kind: TrashKind,
+    /// The project (none for an index).
+    pub project: Option<ProjectName>,
+    /// The release's normalized version (none for an index).
+    pub version: Option<String>,
     /// The one file removed, or `None` for the whole release.
     pub filename: Option<String>,
     /// Why, as the remover said.
@@ -58,19 +60,20 @@ pub struct NewTrash<'a> {
 const MOVED_COLUMNS: &str = "id, index_id, project, version, filename, kind, sha256, size, \
      requires_python, metadata_sha256, yanked, yanked_reason, uploaded_at, uploaded_by, build_id, provenance";
 
-type TrashRow = (
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    i64,
-);
-const TRASH_COLUMNS: &str =
-    "id, index_id, project, version, filename, reason, removed_by, removed_at_ms, expires_at_ms";
+#[derive(sqlx::FromRow)]
+struct TrashRow {
+    id: i64,
+    index_id: i64,
+    kind: String,
+    project: Option<String>,
+    version: Option<String>,
+    filename: Option<String>,
+    reason: String,
+    removed_by: String,
+    removed_at_ms: i64,
+    expires_at_ms: i64,
+}
+const TRASH_COLUMNS: &str = "id, index_id, kind, project, version, filename, reason, removed_by, removed_at_ms, expires_at_ms";
 
 impl Db {
     /// Moves `filenames` of one index into a new trash entry; answers its id.
@@ -79,9 +82,14 @@ impl Db {
         entry: &NewTrash<'_>,
         filenames: &[String],
     ) -> Result<i64, DbError> {
+        let kind = if entry.filename.is_some() {
+            TrashKind::File
+        } else {
+            TrashKind::Release
+        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO trash (index_id, project, version, filename, reason, removed_by, \
-             removed_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             removed_at_ms, expires_at_ms, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(entry.index_id)
         .bind(entry.project)
@@ -91,6 +99,7 @@ impl Db {
         .bind(entry.removed_by)
         .bind(entry.removed_at_ms)
         .bind(entry.expires_at_ms)
+        .bind(kind.as_str())
         .fetch_one(&mut **tx)
         .await?;
         for filename in filenames {
@@ -114,9 +123,20 @@ impl Db {
         Ok(id)
     }
 
-    /// Moves a trash entry's files back onto their index and forgets the entry. A file
-    /// whose name was taken meanwhile is `Conflict` (the caller rolls back).
+    /// Moves a trash entry's files back onto their index (or shows a trashed index
+    /// again) and forgets the entry. A file whose name was taken meanwhile is `Conflict`
+    /// (the caller rolls back).
     pub async fn restore_trash_tx(tx: &mut WriteTx, entry: &TrashRecord) -> Result<(), DbError> {
+        if entry.kind == TrashKind::Index {
+            sqlx::query("UPDATE indexes SET removed_at_ms = NULL WHERE id = $1")
+                .bind(entry.index_id)
+                .execute(&mut **tx)
+                .await?;
+            Self::forget_trash_tx(tx, entry.id).await?;
+            tx.changed(Change::Indexes);
+            tx.changed(Change::Index(entry.index_id));
+            return Ok(());
+        }
         sqlx::query(&format!(
             "INSERT INTO files ({MOVED_COLUMNS}) SELECT {MOVED_COLUMNS} FROM trash_files WHERE trash_id = $1"
         ))
@@ -124,9 +144,73 @@ impl Db {
         .execute(&mut **tx)
         .await?;
         Self::forget_trash_tx(tx, entry.id).await?;
-        tx.changed(Change::Files(entry.index_id, entry.project.to_string()));
+        let project = entry
+            .project
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tx.changed(Change::Files(entry.index_id, project));
         tx.changed(Change::Projects(entry.index_id));
         Ok(())
+    }
+
+    /// Hides an index (its pages, files and settings) in a new trash entry; answers its
+    /// id. Its rows stay until the entry is released.
+    pub async fn trash_index_tx(
+        tx: &mut WriteTx,
+        index_id: i64,
+        reason: &str,
+        removed_by: &str,
+        removed_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<i64, DbError> {
+        sqlx::query("UPDATE indexes SET removed_at_ms = $1 WHERE id = $2")
+            .bind(removed_at_ms)
+            .bind(index_id)
+            .execute(&mut **tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO trash (index_id, kind, reason, removed_by, removed_at_ms, expires_at_ms) \
+             VALUES ($1, 'index', $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(index_id)
+        .bind(reason)
+        .bind(removed_by)
+        .bind(removed_at_ms)
+        .bind(expires_at_ms)
+        .fetch_one(&mut **tx)
+        .await?;
+        tx.changed(Change::Indexes);
+        tx.changed(Change::Index(index_id));
+        Ok(id)
+    }
+
+    /// The trashed index named `namespace/name`, if one is: its id and trash entry.
+    pub async fn trashed_index_tx(
+        tx: &mut WriteTx,
+        name: &crate::domain::IndexName,
+    ) -> Result<Option<(i64, i64)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT i.id, t.id FROM indexes i JOIN trash t ON t.index_id = i.id AND t.kind = 'index' \
+             WHERE i.namespace = $1 AND i.name = $2 AND i.removed_at_ms IS NOT NULL",
+        )
+        .bind(name.namespace())
+        .bind(name.name())
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    /// Deletes a trashed index for good, with its rows (files, builds, results, trash).
+    pub async fn release_index_tx(tx: &mut WriteTx, index_id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM trash_files WHERE index_id = $1")
+            .bind(index_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM trash WHERE index_id = $1")
+            .bind(index_id)
+            .execute(&mut **tx)
+            .await?;
+        Self::delete_index_tx(tx, index_id).await
     }
 
     /// Deletes a trash entry and its file rows (restored, or released for good).
@@ -203,27 +287,35 @@ impl Db {
 
     async fn trash_records(&self, rows: Vec<TrashRow>) -> Result<Vec<TrashRecord>, DbError> {
         let mut records = Vec::with_capacity(rows.len());
-        for (id, index_id, project, version, filename, reason, removed_by, at, expires) in rows {
+        for row in rows {
             let files: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT filename, size FROM trash_files WHERE trash_id = $1 ORDER BY filename",
             )
-            .bind(id)
+            .bind(row.id)
             .fetch_all(&self.pool)
             .await?;
             let mut bytes = 0u64;
             for (_, size) in &files {
                 bytes += super::decode_u64("trash_files", "size", *size)?;
             }
+            if row.kind == TrashKind::Index.as_str() {
+                bytes = self.index_usage(row.index_id).await?.1;
+            }
             records.push(TrashRecord {
-                id,
-                index_id,
-                project: super::decode("trash", "project", &project)?,
-                version,
-                filename,
-                reason,
-                removed_by,
-                removed_at_ms: at,
-                expires_at_ms: expires,
+                id: row.id,
+                index_id: row.index_id,
+                kind: super::decode("trash", "kind", &row.kind)?,
+                project: row
+                    .project
+                    .as_deref()
+                    .map(|p| super::decode("trash", "project", p))
+                    .transpose()?,
+                version: row.version,
+                filename: row.filename,
+                reason: row.reason,
+                removed_by: row.removed_by,
+                removed_at_ms: row.removed_at_ms,
+                expires_at_ms: row.expires_at_ms,
                 files: files.into_iter().map(|(name, _)| name).collect(),
                 bytes,
             });

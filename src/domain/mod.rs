@@ -22,6 +22,7 @@ pub mod requirement;
 pub mod scope;
 pub mod stage;
 pub mod target;
+pub mod trash;
 pub mod upstream_page;
 pub mod webhook;
 pub mod zipwalk;
@@ -39,6 +40,7 @@ pub use release::Release;
 pub use scope::{IndexPattern, Permission, Scope};
 pub use stage::{ArtifactCheck, Check, Outcome, check_stage_name};
 pub use target::BuildTarget;
+pub use trash::TrashKind;
 pub use webhook::{DeliveryState, WebhookEvent};
 
 /// Hides a password in a database URL before it is shown.

@@ -133,6 +133,13 @@ pub async fn delete_index(
     caller: Caller,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
-    indexes::delete_index(&state.db, &caller, &name, query.force).await?;
+    indexes::delete_index(
+        &state.db,
+        &caller,
+        &name,
+        query.force,
+        state.config.gc.trash_for,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

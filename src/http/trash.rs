@@ -10,11 +10,15 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::ReleasePath;
 use super::indexes::ApiJson;
-use crate::api::{GcBody, GcReport, RemoveBody, TrashView};
+use crate::api::{
+    BranchCleanupView, BranchesBody, GcBody, GcReport, RemoveBody, RemovedBranchView,
+    RetentionView, SkippedView, TrashView,
+};
 use crate::app::AppState;
 use crate::db::TrashRecord;
 use crate::domain::IndexName;
 use crate::service::auth::Caller;
+use crate::service::retention::{Branches, clean_branches};
 use crate::service::{gc, trash};
 
 /// `POST …/remove`: the trash entry the release (or file) went into.
@@ -87,12 +91,28 @@ pub async fn collect_garbage(
         &state.storage,
         &caller,
         body.dry_run,
-        state.config.gc.grace,
+        gc::GcSettings {
+            grace: state.config.gc.grace,
+            trash_for: state.config.gc.trash_for,
+            retention: &state.config.policies.retention,
+        },
         &state.replica,
     )
     .await?;
     Ok(Json(GcReport {
         dry_run: outcome.dry_run,
+        retention: outcome
+            .retention
+            .iter()
+            .map(|p| RetentionView {
+                rule: p.rule.clone(),
+                index: p.index.name.to_string(),
+                project: p.release.as_ref().map(|(project, _)| project.to_string()),
+                version: p.release.as_ref().map(|(_, version)| version.clone()),
+                bytes: p.bytes,
+                reason: p.why.clone(),
+            })
+            .collect(),
         released: outcome
             .released
             .iter()
@@ -110,6 +130,79 @@ pub async fn collect_garbage(
     .into_response())
 }
 
+/// `POST /+api/v1/branches/{ns}/gone`: the branch indexes of these branches go.
+pub async fn branches_gone(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(namespace): Path<String>,
+    ApiJson(body): ApiJson<BranchesBody>,
+) -> Result<Response, ApiError> {
+    cleanup(
+        &state,
+        &caller,
+        &namespace,
+        Branches::Gone(&body.branches),
+        body.dry_run,
+    )
+    .await
+}
+
+/// `POST /+api/v1/branches/{ns}/keep`: every branch index of another branch goes.
+pub async fn branches_keep(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(namespace): Path<String>,
+    ApiJson(body): ApiJson<BranchesBody>,
+) -> Result<Response, ApiError> {
+    cleanup(
+        &state,
+        &caller,
+        &namespace,
+        Branches::Only(&body.branches),
+        body.dry_run,
+    )
+    .await
+}
+
+async fn cleanup(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    branches: Branches<'_>,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let done = clean_branches(
+        &state.db,
+        caller,
+        namespace,
+        branches,
+        state.config.gc.trash_for,
+        dry_run,
+    )
+    .await?;
+    Ok(Json(BranchCleanupView {
+        dry_run: done.dry_run,
+        removed: done
+            .removed
+            .iter()
+            .map(|(index, entry)| RemovedBranchView {
+                index: index.name.to_string(),
+                branch: index.settings.branch.clone().unwrap_or_default(),
+                trash: entry.as_ref().map(|e| e.id),
+            })
+            .collect(),
+        skipped: done
+            .skipped
+            .iter()
+            .map(|(index, reason)| SkippedView {
+                index: index.to_string(),
+                reason: reason.clone(),
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
 fn view(index: &IndexName, e: &TrashRecord) -> TrashView {
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms).map_or_else(
@@ -120,7 +213,8 @@ fn view(index: &IndexName, e: &TrashRecord) -> TrashView {
     TrashView {
         id: e.id,
         index: index.to_string(),
-        project: e.project.to_string(),
+        kind: e.kind,
+        project: e.project.as_ref().map(ToString::to_string),
         version: e.version.clone(),
         file: e.filename.clone(),
         files: e.files.clone(),

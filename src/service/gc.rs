@@ -26,11 +26,24 @@ const LEASE: &str = "gc";
 /// How long a collection holds the lease between renewals.
 const LEASE_TTL: Duration = Duration::from_secs(300);
 
+/// How a collection runs.
+#[derive(Debug, Clone, Copy)]
+pub struct GcSettings<'a> {
+    /// How old an object no row names must be before it is deleted.
+    pub grace: Duration,
+    /// How long what retention removes stays restorable.
+    pub trash_for: Duration,
+    /// The policies' retention rules.
+    pub retention: &'a [crate::policy::RetentionRule],
+}
+
 /// What a collection did (or, for a dry run, would do).
 #[derive(Debug, Clone, Default)]
 pub struct GcOutcome {
     /// Only counted, nothing deleted.
     pub dry_run: bool,
+    /// What retention rules removed into the trash (or would).
+    pub retention: Vec<super::retention::Planned>,
     /// Trash entries released for good.
     pub released: Vec<(IndexName, TrashRecord)>,
     /// Blobs nothing names any more, deleted.
@@ -63,7 +76,7 @@ pub async fn run_by_hand(
     storage: &Storage,
     caller: &Caller,
     dry_run: bool,
-    grace: Duration,
+    settings: GcSettings<'_>,
     holder: &str,
 ) -> Result<GcOutcome, ServiceError> {
     let principal = caller.authenticated()?;
@@ -73,9 +86,9 @@ pub async fn run_by_hand(
         ));
     }
     if dry_run {
-        return sweep(db, storage, grace, None).await;
+        return sweep(db, storage, settings, None).await;
     }
-    collect(db, storage, grace, holder).await
+    collect(db, storage, settings, holder).await
 }
 
 /// Collects under the fleet lease; `Conflict` naming the holder if another replica is
@@ -83,11 +96,11 @@ pub async fn run_by_hand(
 pub async fn collect(
     db: &Db,
     storage: &Storage,
-    grace: Duration,
+    settings: GcSettings<'_>,
     holder: &str,
 ) -> Result<GcOutcome, ServiceError> {
     let lease = Lease::take(db, holder).await?;
-    let outcome = sweep(db, storage, grace, Some(&lease)).await;
+    let outcome = sweep(db, storage, settings, Some(&lease)).await;
     if let Err(err) = db.release_fleet_lease(LEASE, holder).await {
         tracing::warn!(error = %err, "could not let go of the gc lease; it lapses by itself");
     }
@@ -98,6 +111,7 @@ pub async fn collect(
         .inc_by(outcome.blobs + outcome.orphans + outcome.leftovers);
     metrics.gc_freed_bytes.inc_by(outcome.freed_bytes());
     tracing::info!(
+        retention = outcome.retention.len(),
         released = outcome.released.len(),
         blobs = outcome.blobs,
         orphans = outcome.orphans,
@@ -180,15 +194,33 @@ impl<'a> Lease<'a> {
 async fn sweep(
     db: &Db,
     storage: &Storage,
-    grace: Duration,
+    settings: GcSettings<'_>,
     lease: Option<&Lease<'_>>,
 ) -> Result<GcOutcome, ServiceError> {
     let started = std::time::Instant::now();
-    let now = super::builds::now_ms();
     let mut outcome = GcOutcome {
         dry_run: lease.is_none(),
         ..GcOutcome::default()
     };
+    // Retention first: what it removes goes into the trash (restorable), not away.
+    let planned = super::retention::plan(db, settings.retention, chrono::Utc::now()).await?;
+    if lease.is_some() {
+        let done = super::retention::apply(db, &planned, settings.trash_for).await?;
+        outcome.retention = planned
+            .into_iter()
+            .filter(|p| {
+                done.iter().any(|(name, entry)| {
+                    name == &p.index.name
+                        && entry.version == p.release.as_ref().map(|(_, v)| v.clone())
+                        && entry.project == p.release.as_ref().map(|(pr, _)| pr.clone())
+                })
+            })
+            .collect();
+    } else {
+        outcome.retention = planned;
+    }
+    let grace = settings.grace;
+    let now = super::builds::now_ms();
     outcome.released = match lease {
         Some(_) => super::trash::release_expired(db, now).await?,
         None => super::trash::expired(db, now).await?,

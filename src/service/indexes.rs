@@ -259,6 +259,27 @@ pub async fn create_index_tx(
             "index `{name}` already exists"
         )));
     }
+    // A new index of a trashed one's name replaces it: the old one is released for good.
+    if let Some((old, entry)) = Db::trashed_index_tx(tx, name).await? {
+        Db::release_index_tx(tx, old).await?;
+        Db::insert_event_tx(
+            tx,
+            &NewEvent {
+                kind: EventKind::Released,
+                index: Some(name),
+                project: None,
+                version: None,
+                actor: "kiln",
+                at: &now_rfc3339(),
+                detail: serde_json::json!({
+                    "trash": entry,
+                    "kind": "index",
+                    "reason": "a new index took its name",
+                }),
+            },
+        )
+        .await?;
+    }
     let settings = validate_settings(name, settings)?;
     let base_ids = resolve_bases(tx, name, &settings.bases).await?;
     match Db::insert_index_tx(tx, name, &settings, &base_ids, &now_rfc3339()).await {
@@ -271,7 +292,7 @@ pub async fn create_index_tx(
 }
 
 /// True for the indexes `kiln ensure` creates: volatile stage indexes of one branch.
-fn is_branch_index(settings: &IndexSettings) -> bool {
+pub(super) fn is_branch_index(settings: &IndexSettings) -> bool {
     settings.kind == IndexKind::Stage
         && settings.volatile
         && !settings.promotion_only
@@ -470,7 +491,8 @@ pub async fn delete_index(
     caller: &Caller,
     name: &IndexName,
     force: bool,
-) -> Result<(), ServiceError> {
+    keep_for: std::time::Duration,
+) -> Result<i64, ServiceError> {
     let principal = caller.authenticated()?;
     authorize_delete(db, principal, name).await?;
     let mut tx = db.begin_write().await?;
@@ -490,17 +512,28 @@ pub async fn delete_index(
             names.join(", ")
         )));
     }
-    Db::delete_index_tx(&mut tx, index.id).await?;
+    // Into the trash: hidden at once, restorable until the entry expires.
+    let now = super::builds::now_ms();
+    let keep_ms = i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX);
+    let trash = Db::trash_index_tx(
+        &mut tx,
+        index.id,
+        "deleted",
+        &principal.name,
+        now,
+        now.saturating_add(keep_ms),
+    )
+    .await?;
     index_event(
         &mut tx,
         EventKind::IndexDeleted,
         name,
         principal,
-        serde_json::json!({ "settings": shown(&index.settings), "forced": force }),
+        serde_json::json!({ "settings": shown(&index.settings), "forced": force, "trash": trash }),
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(trash)
 }
 
 async fn resolve_bases(

@@ -16,6 +16,7 @@ pub mod promote;
 pub mod publish;
 pub mod resolve;
 pub mod results;
+pub mod retention;
 pub mod trash;
 pub mod webhooks;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::auth::{Caller, Principal};
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::db::{BuildKey, BuildState, Db, DbError, Lock, NewEvent, NewTrash, TrashRecord};
-use crate::domain::{EventKind, Index, IndexName, Permission, Release};
+use crate::domain::{EventKind, Index, IndexName, Permission, ProjectName, Release, TrashKind};
 
 /// What to remove.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,17 @@ pub async fn remove(
 ) -> Result<TrashRecord, ServiceError> {
     let principal = caller.require(Permission::Upload, name)?;
     let index = &indexes::get_index(db, name).await?;
+    remove_as(db, principal, index, removal).await
+}
+
+/// [`remove`] for a caller already authorized (or the server's retention).
+pub(super) async fn remove_as(
+    db: &Db,
+    principal: &Principal,
+    index: &Index,
+    removal: &Removal<'_>,
+) -> Result<TrashRecord, ServiceError> {
+    let name = &index.name;
     indexes::refuse_mirror(index, "removals")?;
     if index.settings.promotion_only {
         return Err(ServiceError::Conflict(format!(
@@ -107,8 +118,13 @@ pub async fn remove(
     let entry = TrashRecord {
         id,
         index_id: index.id,
-        project: release.project.clone(),
-        version: version.clone(),
+        kind: if removal.file.is_some() {
+            TrashKind::File
+        } else {
+            TrashKind::Release
+        },
+        project: Some(release.project.clone()),
+        version: Some(version.clone()),
         filename: removal.file.map(ToOwned::to_owned),
         reason: reason.to_owned(),
         removed_by: principal.name.clone(),
@@ -120,6 +136,57 @@ pub async fn remove(
     trash_event(&mut tx, EventKind::Removed, index, principal, &entry).await?;
     tx.commit().await?;
     tracing::info!(index.name = %name, project.name = %project, release.version = %version, files = files.len(), trash.id = id, "removed into the trash");
+    db.trash_entry(id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("trash entry {id} vanished")))
+}
+
+/// Moves a whole index into the trash as the server's retention (`principal`), unless
+/// another index inherits it now. Answers the entry.
+pub(super) async fn remove_index_as(
+    db: &Db,
+    principal: &Principal,
+    index: &Index,
+    reason: &str,
+    keep_for: Duration,
+) -> Result<TrashRecord, ServiceError> {
+    let mut tx = db.begin_write().await?;
+    tx.lock(Lock::Indexes).await?;
+    let dependents = Db::dependents_tx(&mut tx, index.id).await?;
+    if !dependents.is_empty() {
+        return Err(ServiceError::Conflict(format!(
+            "`{}` is a base of other indexes; it stays",
+            index.name
+        )));
+    }
+    let now = now_ms();
+    let keep_ms = i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX);
+    let id = Db::trash_index_tx(
+        &mut tx,
+        index.id,
+        reason,
+        &principal.name,
+        now,
+        now.saturating_add(keep_ms),
+    )
+    .await?;
+    let entry = TrashRecord {
+        id,
+        index_id: index.id,
+        kind: TrashKind::Index,
+        project: None,
+        version: None,
+        filename: None,
+        reason: reason.to_owned(),
+        removed_by: principal.name.clone(),
+        removed_at_ms: now,
+        expires_at_ms: now.saturating_add(keep_ms),
+        files: Vec::new(),
+        bytes: 0,
+    };
+    trash_event(&mut tx, EventKind::Removed, index, principal, &entry).await?;
+    tx.commit().await?;
+    tracing::info!(index.name = %index.name, trash.id = id, reason, "index removed into the trash");
     db.trash_entry(id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("trash entry {id} vanished")))
@@ -145,8 +212,10 @@ pub async fn restore(
     }
     principal.require(Permission::Upload, &index.name)?;
     let mut tx = db.begin_write().await?;
-    tx.lock(Lock::Project(index.id, entry.project.as_str()))
-        .await?;
+    match &entry.project {
+        Some(project) => tx.lock(Lock::Project(index.id, project.as_str())).await?,
+        None => tx.lock(Lock::Indexes).await?,
+    }
     match Db::restore_trash_tx(&mut tx, &entry).await {
         Ok(()) => {}
         Err(DbError::Conflict) => {
@@ -171,7 +240,14 @@ pub async fn list(
     index: Option<&IndexName>,
     limit: i64,
 ) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
-    let readable = super::auth::readable_indexes(db, caller.principal()).await?;
+    let mut readable = super::auth::readable_indexes(db, caller.principal()).await?;
+    // A trashed index is shown to whoever may read it by its own settings.
+    readable.extend(
+        db.trashed_indexes()
+            .await?
+            .into_iter()
+            .filter(|i| !i.settings.private || caller.allows(Permission::Read, &i.name)),
+    );
     if let Some(name) = index
         && !readable.iter().any(|i| &i.name == name)
     {
@@ -208,6 +284,19 @@ pub async fn release_expired(
             continue;
         };
         let mut tx = db.begin_write().await?;
+        if entry.kind == TrashKind::Index {
+            tx.lock(Lock::Indexes).await?;
+            // Promotion records keep naming their source and target for good: such an
+            // index stays in the trash (hidden) rather than lose its audit trail.
+            if let Err(err) = Db::release_index_tx(&mut tx, entry.index_id).await {
+                tracing::warn!(index.name = %index.name, error = %err, "a trashed index cannot be released (promotion records name it); it stays hidden in the trash");
+                continue;
+            }
+            trash_event(&mut tx, EventKind::Released, &index, &system, &entry).await?;
+            tx.commit().await?;
+            released.push((index.name, entry));
+            continue;
+        }
         if Db::forget_trash_tx(&mut tx, entry.id).await? {
             trash_event(&mut tx, EventKind::Released, &index, &system, &entry).await?;
             tx.commit().await?;
@@ -228,8 +317,12 @@ pub async fn expired(db: &Db, now_ms: i64) -> Result<Vec<(IndexName, TrashRecord
     Ok(expired)
 }
 
+/// The index with this id, live or in the trash.
 async fn index_of(db: &Db, id: i64) -> Result<Option<Index>, ServiceError> {
-    Ok(db.list_indexes().await?.into_iter().find(|i| i.id == id))
+    if let Some(live) = db.list_indexes().await?.into_iter().find(|i| i.id == id) {
+        return Ok(Some(live));
+    }
+    Ok(db.trashed_indexes().await?.into_iter().find(|i| i.id == id))
 }
 
 async fn trash_event(
@@ -244,12 +337,13 @@ async fn trash_event(
         &NewEvent {
             kind,
             index: Some(&index.name),
-            project: Some(entry.project.as_str()),
-            version: Some(&entry.version),
+            project: entry.project.as_ref().map(ProjectName::as_str),
+            version: entry.version.as_deref(),
             actor: &actor.name,
             at: &now_rfc3339(),
             detail: serde_json::json!({
                 "trash": entry.id,
+                "kind": entry.kind,
                 "file": entry.filename,
                 "files": entry.files,
                 "reason": entry.reason,

@@ -32,6 +32,9 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
             json!({"reason": "walking the routes"})
         }
         ("POST", paths::GC) => json!({"dry_run": true}),
+        ("POST", paths::BRANCHES_GONE | paths::BRANCHES_KEEP) => {
+            json!({"branches": ["main"], "dry_run": true})
+        }
         ("POST", paths::PROMOTIONS) => json!({
             "project": "secret-pkg", "version": "1.0", "from": "sec/priv", "to": "sec/vault"
         }),
