@@ -32,6 +32,8 @@ mod mirrors;
 mod policies;
 #[path = "api/promotions.rs"]
 mod promotions;
+#[path = "api/retention.rs"]
+mod retention;
 #[path = "api/routes.rs"]
 mod routes;
 #[path = "api/runners.rs"]

@@ -14,6 +14,7 @@ mod metrics;
 mod mirrors;
 mod policies;
 mod promotions;
+mod retention;
 mod routes;
 mod runners;
 mod simple;

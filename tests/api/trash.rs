@@ -318,6 +318,23 @@ async fn gc(app: &TestApp, dry_run: bool) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Downloads `dist` from `index` and checks every byte.
+async fn assert_served(app: &TestApp, index: &str, dist: &Dist, what: &str) {
+    let response = app
+        .get(
+            &format!("{index}/+f/{}/{}", dist.sha256(), dist.filename),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{what}: the download");
+    let body = response.bytes().await.unwrap();
+    assert_eq!(
+        body.as_ref(),
+        dist.bytes.as_slice(),
+        "{what}: the bytes are whole"
+    );
+}
+
 /// The `kind` of each entry of a JSON list.
 fn kinds_of(list: &Value) -> Vec<&str> {
     list.as_array()
@@ -428,20 +445,13 @@ async fn gc_frees_what_a_deleted_index_and_expired_trash_held_and_nothing_listed
     // The same bytes uploaded again are stored again, and served whole.
     app.create_index("acme/again", &["root/master"]).await;
     assert_eq!(app.upload("acme/again", &deleted).await.status(), 200);
-    let body = app
-        .get(
-            &format!("acme/again/+f/{}/{}", deleted.sha256(), deleted.filename),
-            &[],
-        )
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(
-        body.as_ref(),
-        deleted.bytes.as_slice(),
-        "collected bytes come back whole"
-    );
+    assert_served(
+        &app,
+        "acme/again",
+        &deleted,
+        "collected bytes come back whole",
+    )
+    .await;
     assert!(
         freed_counter(&app).await >= planned,
         "the freed bytes are counted (other tests of this process add theirs)"
@@ -543,17 +553,6 @@ async fn an_upload_of_the_same_bytes_racing_gc_is_never_left_without_its_bytes()
             store.exists(&digest).await.unwrap(),
             "round {round}: a listed file's bytes are stored"
         );
-        let body = app
-            .get(
-                &format!("{new}/+f/{}/{}", dist.sha256(), dist.filename),
-                &[],
-            )
-            .await;
-        assert_eq!(body.status(), 200, "round {round}: the download");
-        assert_eq!(
-            body.bytes().await.unwrap().as_ref(),
-            dist.bytes.as_slice(),
-            "round {round}: the bytes are whole"
-        );
+        assert_served(&app, &new, &dist, &format!("round {round}")).await;
     }
 }
