@@ -10,7 +10,7 @@
 //! cargo run --release --example bench -- --writes # only the PostgreSQL write throughput
 //! cargo run --release --example bench -- --big    # only the 100,000-project index (see big.rs)
 //! cargo run --release --example bench -- --ui     # only the web UI's pages (see ui.rs)
-//! cargo run --release --example bench -- --gc     # only garbage collection (see gc.rs)
+//! cargo run --release --example bench -- --gc     # only garbage collection and retention
 //! KILN_BENCH_BIN=/path/to/kiln cargo run …      # measure another build (before/after)
 //! ```
 //!
@@ -50,6 +50,8 @@ mod dist;
 mod fleet;
 #[path = "bench/gc.rs"]
 mod gc;
+#[path = "bench/retention.rs"]
+mod retention;
 #[path = "bench/ui.rs"]
 mod ui;
 #[path = "../tests/support/upstream.rs"]
@@ -88,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         let work = tempfile::tempdir()?;
         if gc_only {
             gc::print_gc(&gc::gc_figures(&kiln_bin, work.path())?);
+            retention::print_retention(&retention::retention_figures(&kiln_bin, work.path())?);
         }
         if ui_only {
             ui_figures(&kiln_bin, work.path())?;

@@ -89,7 +89,7 @@ async fn insert_rows(database: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn post_gc(base: &str, dry_run: bool) -> anyhow::Result<(f64, serde_json::Value)> {
+pub fn post_gc(base: &str, dry_run: bool) -> anyhow::Result<(f64, serde_json::Value)> {
     let started = Instant::now();
     let report = tokio::runtime::Runtime::new()?.block_on(async {
         reqwest::Client::builder()
