@@ -539,6 +539,22 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(trash::branches_keep),
         ),
         r(
+            Method::GET,
+            p::EXPORT,
+            Token,
+            "`admin` on `*`",
+            Api,
+            get(trash::export),
+        ),
+        r(
+            Method::GET,
+            p::EXPORT_BLOB,
+            Token,
+            "`admin` on `*`",
+            Api,
+            get(trash::export_blob),
+        ),
+        r(
             Method::POST,
             p::GC,
             Token,

@@ -568,6 +568,28 @@ impl Client {
         self.expect(self.http.post(&url).json(&body), &url).await
     }
 
+    /// A streamed GET of a server path with the token: the response, once it is a 2xx.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|cause| ClientError::Unreachable {
+                url: url.clone(),
+                cause,
+            })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &bytes));
+        }
+        Ok(response)
+    }
+
     /// Collects garbage now, or counts what would go (`dry_run`).
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport, ClientError> {
         let url = self.url(paths::GC);

@@ -301,8 +301,7 @@ impl Storage {
     /// The key of the blob with this digest.
     #[must_use]
     pub fn blob_key(digest: &Sha256Digest) -> Path {
-        let hex = digest.as_str();
-        Path::from(format!("blobs/sha256/{}/{}/{hex}", &hex[0..2], &hex[2..4]))
+        Path::from(crate::api::blob_key(digest.as_str()))
     }
 
     /// With `--accel-redirect`: the path a front proxy serves the blob from (its prefix,

@@ -41,7 +41,10 @@ async fn insert_rows(database: &str) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     let old = "2026-01-01T00:00:00.000000Z";
     let mut n = 0usize;
-    let mut file = async |tx: &mut sqlx::SqliteConnection, index: i64, project: &str, version: &str| {
+    let mut file = async |tx: &mut sqlx::SqliteConnection,
+                          index: i64,
+                          project: &str,
+                          version: &str| {
         n += 1;
         let digest = format!("{:x}", sha2::Sha256::digest(format!("retention-{n}")));
         sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES (?, 1000, ?)")
@@ -104,7 +107,14 @@ pub fn retention_figures(bin: &Path, work: &Path) -> anyhow::Result<RetentionFig
     std::fs::create_dir_all(&policies)?;
     std::fs::write(policies.join("retention.toml"), POLICY)?;
     let policies = policies.to_str().context("a UTF-8 temp path")?.to_owned();
-    let flags = ["--upstream", "off", "--gc-interval", "off", "--policies", &policies];
+    let flags = [
+        "--upstream",
+        "off",
+        "--gc-interval",
+        "off",
+        "--policies",
+        &policies,
+    ];
     let (mut child, _) = spawn_kiln(bin, &data, &flags)?;
     let _ = child.kill();
     let _ = child.wait();
@@ -125,9 +135,11 @@ pub fn retention_figures(bin: &Path, work: &Path) -> anyhow::Result<RetentionFig
     let _ = child.kill();
     let _ = child.wait();
     let count = |report: &serde_json::Value, whole: bool| {
-        report["retention"]
-            .as_array()
-            .map_or(0, |list| list.iter().filter(|r| r["project"].is_null() == whole).count())
+        report["retention"].as_array().map_or(0, |list| {
+            list.iter()
+                .filter(|r| r["project"].is_null() == whole)
+                .count()
+        })
     };
     let (indexes_removed, releases_removed) = (count(&done, true), count(&done, false));
     anyhow::ensure!(
@@ -153,7 +165,9 @@ pub fn print_retention(f: &RetentionFigures) {
     println!(
         "\n### Retention: {BRANCHES} idle branch indexes, {PROJECTS} projects × {RELEASES} releases on master keeping {KEEP} (embedded default)\n"
     );
-    println!("| plan, dry run (s) | pass (s) | indexes into the trash | releases into the trash | peak RSS (MB) |");
+    println!(
+        "| plan, dry run (s) | pass (s) | indexes into the trash | releases into the trash | peak RSS (MB) |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| {:.1} | {:.1} | {} | {} | {:.0} |",

@@ -60,6 +60,20 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The metadata file of an export directory (`kiln export`, `kiln import`).
+pub const EXPORT_FILE: &str = "kiln-export.jsonl";
+
+/// Where a blob lives, in the store and in an export directory:
+/// `blobs/sha256/ab/cd/<hex digest>`.
+#[must_use]
+pub fn blob_key(hex: &str) -> String {
+    let (a, b) = (
+        hex.get(0..2).unwrap_or_default(),
+        hex.get(2..4).unwrap_or_default(),
+    );
+    format!("blobs/sha256/{a}/{b}/{hex}")
+}
+
 /// Route templates, in axum's `{param}` syntax. `{ns}/{name}` is an index name.
 pub mod paths {
     /// `GET`: liveness and backends.
@@ -128,6 +142,10 @@ pub mod paths {
     pub const TRASH: &str = "/+api/v1/trash";
     /// `POST`: put a trash entry's files back.
     pub const TRASH_RESTORE: &str = "/+api/v1/trash/{id}/restore";
+    /// `GET`: every row, as JSON lines (`kiln export`).
+    pub const EXPORT: &str = "/+api/v1/export";
+    /// `GET`: one blob's bytes, for an export.
+    pub const EXPORT_BLOB: &str = "/+api/v1/export/blobs/{sha256}";
     /// `POST`: collect garbage now (or a dry run).
     pub const GC: &str = "/+api/v1/gc";
     /// `POST`: these branches are gone; their branch indexes go into the trash.

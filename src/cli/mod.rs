@@ -14,6 +14,7 @@ mod serve;
 mod stage;
 mod status;
 mod token;
+mod transfer;
 mod trash;
 mod webhook;
 
@@ -99,6 +100,10 @@ enum Command {
     },
     /// Release expired trash and delete the bytes nothing lists (`--dry-run` to see first).
     Gc(trash::GcArgs),
+    /// Copy a running server's data (rows and blobs) into a directory, for `kiln import`.
+    Export(transfer::ExportArgs),
+    /// Load a `kiln export` directory into an empty database and store (any backend).
+    Import(serve::ImportArgs),
     /// Tell Kiln about branches: `kiln branch gone NAME…` removes their branch indexes.
     Branch {
         #[command(subcommand)]
@@ -155,6 +160,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => trash::run_remove(args).await,
         Command::Trash { client, action } => trash::run_trash(&client.client()?, action).await,
         Command::Gc(args) => trash::run_gc(args).await,
+        Command::Export(args) => transfer::run_export(args).await,
+        Command::Import(args) => serve::run_import(args).await,
         Command::Branch {
             action: BranchCommand::Gone(args),
         } => trash::run_branch_gone(args).await,

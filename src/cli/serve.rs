@@ -32,6 +32,46 @@ fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     )
 }
 
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The directory `kiln export` wrote.
+    dir: PathBuf,
+    /// Where to import to: the same settings as `kiln serve` (e.g. `--database-url`,
+    /// `--storage`, `--storage-option`, or `--data-dir` for the embedded default).
+    #[command(flatten)]
+    target: ServeArgs,
+}
+
+/// `kiln import DIR`: loads an export into an empty database and store, checking every
+/// sha256 first (like `kiln serve`, it opens the backends itself).
+pub async fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let config = resolve(args.target)?;
+    kiln::telemetry::init(config.log_format);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = kiln::db::Db::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening database `{}`",
+                kiln::db::redact_url(&config.database_url)
+            )
+        })?;
+    let storage = kiln::storage::Storage::open(&config.storage_url, &config.storage_options)
+        .with_context(|| format!("opening storage `{}`", config.storage_url))?;
+    let imported = kiln::service::transfer::import(&db, &storage, &args.dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    db.close().await;
+    println!(
+        "imported {} rows and {} blobs ({}) from {}; start `kiln serve` with the same settings",
+        imported.rows,
+        imported.blobs,
+        kiln::api::human_bytes(imported.bytes),
+        args.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(args)?;
     kiln::telemetry::init(config.log_format);

@@ -46,6 +46,7 @@ mod mirrors;
 mod promotions;
 mod results;
 mod tokens;
+pub mod transfer;
 mod trash;
 mod webhooks;
 
@@ -691,8 +692,8 @@ mod tests {
         // d: trash that expires at 5000; e: trash that expired at 500; f: nothing
         for (c, expires, id) in [('d', 5000, 1), ('e', 500, 2)] {
             sqlx::query(
-                "INSERT INTO trash (id, index_id, project, version, reason, removed_by, removed_at_ms, expires_at_ms) \
-                 VALUES ($1, $2, 'q', '1', 'r', 't', 0, $3)",
+                "INSERT INTO trash (id, index_id, kind, project, version, reason, removed_by, removed_at_ms, expires_at_ms) \
+                 VALUES ($1, $2, 'release', 'q', '1', 'r', 't', 0, $3)",
             )
             .bind(id)
             .bind(index)

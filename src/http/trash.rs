@@ -203,6 +203,37 @@ async fn cleanup(
     .into_response())
 }
 
+/// `GET /+api/v1/export`: every row as JSON lines, from one snapshot.
+pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let receiver = crate::service::transfer::export_lines(&state.db, &caller)?;
+    let lines = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let line = receiver.recv().await?;
+        let item = line
+            .map(|l| bytes::Bytes::from(format!("{l}\n")))
+            .map_err(std::io::Error::other);
+        Some((item, receiver))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(lines));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/jsonl"),
+    );
+    Ok(response)
+}
+
+/// `GET /+api/v1/export/blobs/{sha256}`: one blob's bytes.
+pub async fn export_blob(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    let digest: crate::domain::Sha256Digest = sha256.parse().map_err(|e| {
+        ApiError::bad_request(format!("`{}` is not a sha256: {e}", sha256.escape_debug()))
+    })?;
+    let stream = crate::service::transfer::export_blob(&state.storage, &caller, &digest).await?;
+    Ok(Response::new(axum::body::Body::from_stream(stream)))
+}
+
 fn view(index: &IndexName, e: &TrashRecord) -> TrashView {
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms).map_or_else(

@@ -17,6 +17,7 @@ pub mod publish;
 pub mod resolve;
 pub mod results;
 pub mod retention;
+pub mod transfer;
 pub mod trash;
 pub mod webhooks;
 
