@@ -626,3 +626,79 @@ async fn two_replicas_deliver_each_webhook_event_once_and_retry_after_a_500() {
         .collect();
     assert_eq!(runs.len(), REPORTS, "one delivery per report");
 }
+
+#[tokio::test]
+async fn two_replicas_collecting_on_a_schedule_apply_retention_once() {
+    let services = backends::services_or_skip(env!("CARGO_CRATE_NAME"));
+    let name = backends::name_for(tempfile::tempdir().unwrap().path());
+    let backing = backends::backing(services, &name).await;
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("policy.toml"),
+        format!(
+            "{}\n[[retention]]\nname = \"newest-only\"\nindexes = \"root/master\"\nkeep-newest = 1\n",
+            kiln::policy::DEFAULT_POLICY
+        ),
+    )
+    .unwrap();
+    let policies = policies.path().to_str().unwrap().to_owned();
+    let flags = [
+        "--policies",
+        policies.as_str(),
+        "--gc-interval",
+        "200ms",
+        "--upload-timeout",
+        "1s",
+        "--gc-grace",
+        "2s",
+    ];
+    let (a, b) = tokio::join!(
+        Replica::start_with(&backing, &flags),
+        Replica::start_with(&backing, &flags)
+    );
+    for version in ["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"] {
+        a.build("root/master", "c0ffee1", &[&Dist::wheel("demo", version)])
+            .await;
+    }
+    // Wait on the collectors themselves: several passes, on both replicas' schedules.
+    let deadline = crate::helpers::Deadline::after(60);
+    let passes = || {
+        a.log().matches("garbage collected").count() + b.log().matches("garbage collected").count()
+    };
+    while passes() < 6 && !deadline.passed() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        passes() >= 6,
+        "the collectors ran: {}\n{}",
+        a.log(),
+        b.log()
+    );
+    let trash = a.client().trash(None).await.unwrap();
+    let mut versions: Vec<String> = trash
+        .iter()
+        .map(|e| e.version.clone().unwrap_or_default())
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        ["1.0", "1.1", "1.2", "1.3", "1.4"],
+        "every old release went into the trash exactly once"
+    );
+    let removed = a
+        .client()
+        .list_events(Some(&"root/master".parse().unwrap()), 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kiln::domain::EventKind::Removed)
+        .count();
+    assert_eq!(removed, 5, "one removal event each");
+    for replica in [&a, &b] {
+        assert!(
+            !replica.log().contains("garbage collection failed"),
+            "{}",
+            replica.log()
+        );
+    }
+}
