@@ -29,6 +29,11 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     std::fs::create_dir_all(dir)?;
+    // It holds token hashes, webhook secrets and mirror passwords: the owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let client = args.client.client()?;
     let mut response = client.get_stream(paths::EXPORT).await?;
     let partial = dir.join(format!("{EXPORT_FILE}.partial"));

@@ -437,6 +437,20 @@ pub async fn run(mut command: Command) -> Output {
         .unwrap()
 }
 
+/// `kiln ARGS…` (the built binary) against the server at `base` with `token`, with no
+/// server settings from the environment.
+pub async fn kiln_cli(base: &str, token: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .args(args)
+        .env("KILN_SERVER", base)
+        .env("KILN_TOKEN", token)
+        .env_remove("KILN_DATA_DIR")
+        .env_remove("KILN_DATABASE_URL")
+        .env_remove("KILN_STORAGE");
+    run(command).await
+}
+
 /// Formats a command's output for assertion messages.
 pub fn show(output: &Output) -> String {
     format!(

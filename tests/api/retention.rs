@@ -8,16 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::access::{call, mint};
-use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, run, show};
+use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, kiln_cli, show};
+use crate::trash::gc;
 
 /// `kiln ARGS…` against `app` with `token`.
 async fn kiln(app: &TestApp, token: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command
-        .args(args)
-        .env("KILN_SERVER", &app.base)
-        .env("KILN_TOKEN", token);
-    run(command).await
+    kiln_cli(&app.base, token, args).await
 }
 
 /// Creates a branch index as `kiln ensure` does (volatile, recording its branch).
@@ -31,21 +27,6 @@ async fn branch_index(app: &TestApp, name: &str, branch: &str) {
     )
     .await;
     assert_eq!(created.status(), 201, "creating {name}");
-}
-
-async fn gc(app: &TestApp, dry_run: bool) -> Value {
-    let response = call(
-        app,
-        "POST",
-        "+api/v1/gc",
-        Some(ADMIN_TOKEN),
-        Some(json!({ "dry_run": dry_run })),
-    )
-    .await;
-    let status = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(status, 200, "gc: {body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 /// `index` or `index project==version` for each retention removal of a report.

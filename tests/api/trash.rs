@@ -10,17 +10,12 @@ use serde_json::{Value, json};
 use crate::access::{call, mint};
 use crate::clients::{installed_hashes, pip_install};
 use crate::faults::store_of;
-use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, detail, run, show};
+use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, detail, kiln_cli, run, show};
 use crate::mirrors::incompressible;
 
 /// `kiln ARGS…` against `app` with `token`.
 async fn kiln(app: &TestApp, token: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command
-        .args(args)
-        .env("KILN_SERVER", &app.base)
-        .env("KILN_TOKEN", token);
-    run(command).await
+    kiln_cli(&app.base, token, args).await
 }
 
 /// The filenames the index's JSON page lists for `project`.
@@ -303,7 +298,8 @@ async fn collecting_app() -> TestApp {
     .await
 }
 
-async fn gc(app: &TestApp, dry_run: bool) -> Value {
+/// `POST /+api/v1/gc` as the admin; the report.
+pub async fn gc(app: &TestApp, dry_run: bool) -> Value {
     let response = call(
         app,
         "POST",

@@ -8,19 +8,12 @@ use serde_json::json;
 
 use crate::access::{call, mint};
 use crate::clients::{installed_hashes, pip_install, uv_install};
-use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, backing_for, run, show};
+use crate::helpers::upstream::{PageStyle, Upstream};
+use crate::helpers::{ADMIN_TOKEN, Dist, TestApp, backing_for, kiln_cli, run, show};
 
 /// `kiln ARGS…` against `base` with `token`.
 async fn kiln(base: &str, token: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command
-        .args(args)
-        .env("KILN_SERVER", base)
-        .env("KILN_TOKEN", token)
-        .env_remove("KILN_DATA_DIR")
-        .env_remove("KILN_DATABASE_URL")
-        .env_remove("KILN_STORAGE");
-    run(command).await
+    kiln_cli(base, token, args).await
 }
 
 /// What a user sees of the history: `kiln status` and `kiln events`.
@@ -42,13 +35,30 @@ async fn history(base: &str) -> (String, String) {
 
 #[tokio::test]
 async fn an_embedded_server_moves_to_postgres_and_s3_with_its_bytes_tokens_and_history() {
-    // The source: the embedded default, even in this suite.
+    // The source: the embedded default, even in this suite, mirroring an upstream.
+    let mirrored = Dist::wheel("mirrored-dep", "3.0");
+    let upstream = Upstream::start(PageStyle::Json, std::slice::from_ref(&mirrored)).await;
+    let upstream_url = upstream.simple_url.clone();
     let source = TestApp::spawn_with(|c| {
         c.database_url = kiln::config::default_database_url(&c.data_dir);
         c.storage_url = kiln::config::default_storage_url(&c.data_dir);
         c.storage_options.settings.clear();
+        c.upstream = Some(upstream_url);
     })
     .await;
+    let work = tempfile::tempdir().unwrap();
+    let cached = run(pip_install(
+        &source.simple("root/master"),
+        &work.path().join("cache"),
+        &work.path().join("cache.json"),
+        "mirrored-dep",
+    ))
+    .await;
+    assert!(
+        cached.status.success(),
+        "pip through the mirror: {}",
+        show(&cached)
+    );
     let wheel = Dist::wheel("acme-lib", "1.0");
     let sha = source.build("root/master", "abcdef1", &[&wheel]).await;
     let reported = call(
