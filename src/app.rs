@@ -556,6 +556,14 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::POST,
+            p::TRASH_RELEASE,
+            Token,
+            "`admin` on the entry's index",
+            Api,
+            post(trash::release_trash),
+        ),
+        r(
+            Method::POST,
             p::GC,
             Token,
             "`admin` on `*`",

@@ -590,6 +590,12 @@ impl Client {
         Ok(response)
     }
 
+    /// Releases a trash entry now, for good.
+    pub async fn release(&self, id: i64) -> Result<TrashView, ClientError> {
+        let url = self.url(&fill(paths::TRASH_RELEASE, &[("id", id.to_string())]));
+        self.expect(self.http.post(&url), &url).await
+    }
+
     /// Collects garbage now, or counts what would go (`dry_run`).
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport, ClientError> {
         let url = self.url(paths::GC);

@@ -142,6 +142,8 @@ pub mod paths {
     pub const TRASH: &str = "/+api/v1/trash";
     /// `POST`: put a trash entry's files back.
     pub const TRASH_RESTORE: &str = "/+api/v1/trash/{id}/restore";
+    /// `POST`: release a trash entry now, for good.
+    pub const TRASH_RELEASE: &str = "/+api/v1/trash/{id}/release";
     /// `GET`: every row, as JSON lines (`kiln export`).
     pub const EXPORT: &str = "/+api/v1/export";
     /// `GET`: one blob's bytes, for an export.

@@ -72,6 +72,12 @@ pub enum TrashCommand {
         /// The entry's id (`kiln trash list`).
         id: i64,
     },
+    /// Release an entry now, for good (`admin` on its index); `kiln gc` then frees the
+    /// bytes nothing else lists.
+    Release {
+        /// The entry's id (`kiln trash list`).
+        id: i64,
+    },
 }
 
 pub async fn run_trash(client: &Client, action: TrashCommand) -> anyhow::Result<ExitCode> {
@@ -93,6 +99,13 @@ pub async fn run_trash(client: &Client, action: TrashCommand) -> anyhow::Result<
             for file in &entry.files {
                 println!("restored {file} on {}", entry.index);
             }
+        }
+        TrashCommand::Release { id } => {
+            let entry = client.release(id).await?;
+            println!(
+                "released trash entry {id} ({}) for good; `kiln gc` frees the bytes nothing else lists",
+                what(&entry)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

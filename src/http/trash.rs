@@ -70,14 +70,27 @@ pub async fn restore_trash(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: i64 = id.parse().map_err(|_| {
+    let (name, entry) = trash::restore(&state.db, &caller, trash_id(&id)?).await?;
+    Ok(Json(view(&name, &entry)).into_response())
+}
+
+/// `POST /+api/v1/trash/{id}/release`: the entry, released for good.
+pub async fn release_trash(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, entry) = trash::release_now(&state.db, &caller, trash_id(&id)?).await?;
+    Ok(Json(view(&name, &entry)).into_response())
+}
+
+fn trash_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "trash entry id `{}` is not a number",
             id.escape_debug()
         ))
-    })?;
-    let (name, entry) = trash::restore(&state.db, &caller, id).await?;
-    Ok(Json(view(&name, &entry)).into_response())
+    })
 }
 
 /// `POST /+api/v1/gc`: collects now (or counts, with `dry_run`).

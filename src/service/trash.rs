@@ -207,7 +207,7 @@ pub async fn restore(
     };
     let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
     let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
-    if !principal.allows(Permission::Read, &index.name) {
+    if !may_see(principal, &index) {
         return Err(not_found());
     }
     principal.require(Permission::Upload, &index.name)?;
@@ -283,27 +283,68 @@ pub async fn release_expired(
         let Some(index) = index_of(db, entry.index_id).await? else {
             continue;
         };
-        let mut tx = db.begin_write().await?;
-        if entry.kind == TrashKind::Index {
-            tx.lock(Lock::Indexes).await?;
-            // Promotion records keep naming their source and target for good: such an
-            // index stays in the trash (hidden) rather than lose its audit trail.
-            if let Err(err) = Db::release_index_tx(&mut tx, entry.index_id).await {
-                tracing::warn!(index.name = %index.name, error = %err, "a trashed index cannot be released (promotion records name it); it stays hidden in the trash");
-                continue;
+        match release_one(db, &system, &index, &entry).await {
+            Ok(true) => released.push((index.name, entry)),
+            Ok(false) => {}
+            Err(ServiceError::Conflict(why)) => {
+                tracing::warn!(index.name = %index.name, reason = %why, "a trash entry cannot be released; it stays hidden in the trash");
             }
-            trash_event(&mut tx, EventKind::Released, &index, &system, &entry).await?;
-            tx.commit().await?;
-            released.push((index.name, entry));
-            continue;
-        }
-        if Db::forget_trash_tx(&mut tx, entry.id).await? {
-            trash_event(&mut tx, EventKind::Released, &index, &system, &entry).await?;
-            tx.commit().await?;
-            released.push((index.name, entry));
+            Err(err) => return Err(err),
         }
     }
     Ok(released)
+}
+
+/// Releases one trash entry now, before it expires, if the caller holds `admin` on its
+/// index (it cannot be undone): `kiln trash release ID`, then `kiln gc` frees the bytes.
+pub async fn release_now(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+) -> Result<(IndexName, TrashRecord), ServiceError> {
+    let principal = caller.authenticated()?;
+    let not_found = || {
+        ServiceError::NotFound(format!(
+            "no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"
+        ))
+    };
+    let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
+    let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
+    if !may_see(principal, &index) {
+        return Err(not_found());
+    }
+    principal.require(Permission::Admin, &index.name)?;
+    if !release_one(db, principal, &index, &entry).await? {
+        return Err(not_found());
+    }
+    Ok((index.name, entry))
+}
+
+/// Deletes a trash entry for good, with a `released` event: its file rows (or its
+/// index's rows) go. `Conflict` when promotion records name a trashed index (its audit
+/// trail stays, so the index stays hidden in the trash).
+async fn release_one(
+    db: &Db,
+    actor: &Principal,
+    index: &Index,
+    entry: &TrashRecord,
+) -> Result<bool, ServiceError> {
+    let mut tx = db.begin_write().await?;
+    if entry.kind == TrashKind::Index {
+        tx.lock(Lock::Indexes).await?;
+        if db.promotions_touching(index.id).await?.1 {
+            return Err(ServiceError::Conflict(format!(
+                "index `{}` cannot be released: promotion records name it, and the audit trail stays",
+                index.name
+            )));
+        }
+        Db::release_index_tx(&mut tx, entry.index_id).await?;
+    } else if !Db::forget_trash_tx(&mut tx, entry.id).await? {
+        return Ok(false);
+    }
+    trash_event(&mut tx, EventKind::Released, index, actor, entry).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// The trash entries expired by `now_ms`, not released yet (what a dry run shows).
@@ -315,6 +356,15 @@ pub async fn expired(db: &Db, now_ms: i64) -> Result<Vec<(IndexName, TrashRecord
         }
     }
     Ok(expired)
+}
+
+/// True when the caller may know of `index`'s trash: it is public, or the caller holds
+/// any permission on it (an upload-only CI token restores what it removed).
+fn may_see(principal: &Principal, index: &Index) -> bool {
+    !index.settings.private
+        || [Permission::Read, Permission::Upload, Permission::Admin]
+            .into_iter()
+            .any(|p| principal.allows(p, &index.name))
 }
 
 /// The index with this id, live or in the trash.

@@ -47,6 +47,7 @@ fn sample_body(spec: &RouteSpec, sha256: &str) -> Option<Value> {
             | paths::MIRROR_REFRESH
             | paths::RELEASE_UNYANK
             | paths::TRASH_RESTORE
+            | paths::TRASH_RELEASE
             | paths::SIGN_IN
             | paths::SIGN_OUT,
         ) => {

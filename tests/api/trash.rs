@@ -552,3 +552,48 @@ async fn an_upload_of_the_same_bytes_racing_gc_is_never_left_without_its_bytes()
         assert_served(&app, &new, &dist, &format!("round {round}")).await;
     }
 }
+
+#[tokio::test]
+async fn an_entry_released_early_is_gone_for_good_and_gc_frees_its_bytes() {
+    let app = TestApp::spawn().await;
+    let store = store_of(&app);
+    app.create_index("acme/feature-y", &["root/master"]).await;
+    let dist = Dist::wheel_with_data("early", "1.0", incompressible(100_000));
+    assert_eq!(app.upload("acme/feature-y", &dist).await.status(), 200);
+    let removed = kiln(
+        &app,
+        ADMIN_TOKEN,
+        &["remove", "early==1.0", "--index", "acme/feature-y"],
+    )
+    .await;
+    assert!(removed.status.success(), "{}", show(&removed));
+    let id = app.client().trash(None).await.unwrap()[0].id.to_string();
+    let uploader = mint(&app, "uploader", &["upload:acme/*"]).await;
+    let refused = kiln(&app, &uploader, &["trash", "release", &id]).await;
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("admin"),
+        "releasing for good needs admin: {}",
+        show(&refused)
+    );
+    let released = kiln(&app, ADMIN_TOKEN, &["trash", "release", &id]).await;
+    assert!(released.status.success(), "{}", show(&released));
+    assert!(app.client().trash(None).await.unwrap().is_empty());
+    let restore = kiln(&app, ADMIN_TOKEN, &["trash", "restore", &id]).await;
+    assert!(
+        !restore.status.success(),
+        "a released entry cannot be restored"
+    );
+    // Its bytes are no longer named: collection takes them at once (no grace needed for
+    // a blob with a row).
+    let digest: Sha256Digest = dist.sha256().parse().unwrap();
+    assert!(store.exists(&digest).await.unwrap());
+    let done = gc(&app, false).await;
+    assert!(done["blobs"].as_u64().unwrap() >= 1, "{done}");
+    assert!(!store.exists(&digest).await.unwrap(), "the bytes are freed");
+    assert!(
+        event_kinds(&app, "acme/feature-y")
+            .await
+            .contains(&"released".to_owned()),
+        "the early release is an event"
+    );
+}
