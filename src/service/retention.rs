@@ -222,6 +222,13 @@ pub async fn apply(
             Some((project, version)) => {
                 let release = Release::parse(project.as_str(), version)
                     .map_err(|e| ServiceError::Internal(format!("stored version: {e}")))?;
+                // Promoted since the plan was made: it stays.
+                if db
+                    .promoted_from(item.index.id, project.as_str(), release.version_str())
+                    .await?
+                {
+                    continue;
+                }
                 let removal = Removal {
                     release: &release,
                     file: None,
