@@ -199,18 +199,7 @@ pub async fn restore(
     caller: &Caller,
     id: i64,
 ) -> Result<(IndexName, TrashRecord), ServiceError> {
-    let principal = caller.authenticated()?;
-    let not_found = || {
-        ServiceError::NotFound(format!(
-            "no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"
-        ))
-    };
-    let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
-    let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
-    if !may_see(principal, &index) {
-        return Err(not_found());
-    }
-    principal.require(Permission::Upload, &index.name)?;
+    let (principal, index, entry) = entry_for(db, caller, id, Permission::Upload).await?;
     let mut tx = db.begin_write().await?;
     match &entry.project {
         Some(project) => tx.lock(Lock::Project(index.id, project.as_str())).await?,
@@ -302,20 +291,9 @@ pub async fn release_now(
     caller: &Caller,
     id: i64,
 ) -> Result<(IndexName, TrashRecord), ServiceError> {
-    let principal = caller.authenticated()?;
-    let not_found = || {
-        ServiceError::NotFound(format!(
-            "no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"
-        ))
-    };
-    let entry = db.trash_entry(id).await?.ok_or_else(not_found)?;
-    let index = index_of(db, entry.index_id).await?.ok_or_else(not_found)?;
-    if !may_see(principal, &index) {
-        return Err(not_found());
-    }
-    principal.require(Permission::Admin, &index.name)?;
+    let (principal, index, entry) = entry_for(db, caller, id, Permission::Admin).await?;
     if !release_one(db, principal, &index, &entry).await? {
-        return Err(not_found());
+        return Err(no_entry(id));
     }
     Ok((index.name, entry))
 }
@@ -356,6 +334,32 @@ pub async fn expired(db: &Db, now_ms: i64) -> Result<Vec<(IndexName, TrashRecord
         }
     }
     Ok(expired)
+}
+
+/// A trash entry and its index, for a caller who holds `needed` there; an entry the
+/// caller may not know of is "no trash entry", like one that does not exist.
+async fn entry_for<'c>(
+    db: &Db,
+    caller: &'c Caller,
+    id: i64,
+    needed: Permission,
+) -> Result<(&'c Principal, Index, TrashRecord), ServiceError> {
+    let principal = caller.authenticated()?;
+    let entry = db.trash_entry(id).await?.ok_or_else(|| no_entry(id))?;
+    let index = index_of(db, entry.index_id)
+        .await?
+        .ok_or_else(|| no_entry(id))?;
+    if !may_see(principal, &index) {
+        return Err(no_entry(id));
+    }
+    principal.require(needed, &index.name)?;
+    Ok((principal, index, entry))
+}
+
+fn no_entry(id: i64) -> ServiceError {
+    ServiceError::NotFound(format!(
+        "no trash entry {id} (it was restored, released, or never existed; see `kiln trash list`)"
+    ))
 }
 
 /// True when the caller may know of `index`'s trash: it is public, or the caller holds
