@@ -204,21 +204,11 @@ async fn sweep(
     };
     // Retention first: what it removes goes into the trash (restorable), not away.
     let planned = super::retention::plan(db, settings.retention, chrono::Utc::now()).await?;
-    if lease.is_some() {
-        let done = super::retention::apply(db, &planned, settings.trash_for).await?;
-        outcome.retention = planned
-            .into_iter()
-            .filter(|p| {
-                done.iter().any(|(name, entry)| {
-                    name == &p.index.name
-                        && entry.version == p.release.as_ref().map(|(_, v)| v.clone())
-                        && entry.project == p.release.as_ref().map(|(pr, _)| pr.clone())
-                })
-            })
-            .collect();
+    outcome.retention = if lease.is_some() {
+        super::retention::apply(db, planned, settings.trash_for).await?
     } else {
-        outcome.retention = planned;
-    }
+        planned
+    };
     let grace = settings.grace;
     let now = super::builds::now_ms();
     outcome.released = match lease {

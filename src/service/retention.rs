@@ -76,6 +76,8 @@ pub async fn plan(
     let mut planned = Vec::new();
     let mut whole = HashSet::new();
     let mut seen_releases = HashSet::new();
+    // Each index's promotions, read once however many rules weigh it.
+    let mut promotions: HashMap<i64, (Vec<(String, String)>, bool)> = HashMap::new();
     for rule in rules {
         for index in indexes.iter().filter(|i| rule.indexes.matches(&i.name)) {
             if index.settings.promotion_only
@@ -84,7 +86,11 @@ pub async fn plan(
             {
                 continue;
             }
-            let (promoted, named_by_promotions) = db.promotions_touching(index.id).await?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = promotions.entry(index.id) {
+                slot.insert(db.promotions_touching(index.id).await?);
+            }
+            let (promoted, named_by_promotions) = &promotions[&index.id];
+            let named_by_promotions = *named_by_promotions;
             if let Some(idle) = rule.branch_idle_for
                 && super::indexes::is_branch_index(&index.settings)
                 && !inherited.contains(&index.name)
@@ -116,7 +122,7 @@ pub async fn plan(
                     rule,
                     keep,
                     index,
-                    promoted: &promoted,
+                    promoted,
                     building: &building,
                     now,
                 };
@@ -206,14 +212,15 @@ fn is_promoted(promoted: &[(String, String)], project: &ProjectName, version: &s
     })
 }
 
-/// Carries out a plan, each removal through the trash with its rule as the actor. A
-/// removal whose grounds changed since the plan (a build started, an index became a
-/// base) is skipped with a log line; the next pass weighs it again.
+/// Carries out a plan, each removal through the trash with its rule as the actor, and
+/// answers the removals made. A removal whose grounds changed since the plan (a build
+/// started, an index became a base, the release was promoted) is skipped with a log
+/// line; the next pass weighs it again.
 pub async fn apply(
     db: &Db,
-    planned: &[Planned],
+    planned: Vec<Planned>,
     keep_for: Duration,
-) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
+) -> Result<Vec<Planned>, ServiceError> {
     let mut removed = Vec::new();
     for item in planned {
         let actor = Principal::system(format!("kiln retention ({})", item.rule), Vec::new());
@@ -239,7 +246,7 @@ pub async fn apply(
             }
         };
         match done {
-            Ok(entry) => removed.push((item.index.name.clone(), entry)),
+            Ok(_) => removed.push(item),
             Err(err @ (ServiceError::Conflict(_) | ServiceError::NotFound(_))) => {
                 tracing::info!(index.name = %item.index.name, reason = %err, "retention skipped a removal; the next pass weighs it again");
             }

@@ -231,12 +231,11 @@ pub async fn list(
 ) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
     let mut readable = super::auth::readable_indexes(db, caller.principal()).await?;
     // A trashed index is shown to whoever may read it by its own settings.
-    readable.extend(
-        db.trashed_indexes()
-            .await?
-            .into_iter()
-            .filter(|i| !i.settings.private || caller.allows(Permission::Read, &i.name)),
-    );
+    readable.extend(db.trashed_indexes().await?.into_iter().filter(|i| {
+        caller
+            .principal()
+            .map_or(!i.settings.private, |p| may_see(p, i))
+    }));
     if let Some(name) = index
         && !readable.iter().any(|i| &i.name == name)
     {
@@ -268,8 +267,9 @@ pub async fn release_expired(
 ) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
     let system = Principal::system("kiln gc".into(), Vec::new());
     let mut released = Vec::new();
+    let indexes = all_indexes(db).await?;
     for entry in db.trash_entries(None, Some(now_ms), 10_000).await? {
-        let Some(index) = index_of(db, entry.index_id).await? else {
+        let Some(index) = indexes.get(&entry.index_id).cloned() else {
             continue;
         };
         match release_one(db, &system, &index, &entry).await {
@@ -328,8 +328,9 @@ async fn release_one(
 /// The trash entries expired by `now_ms`, not released yet (what a dry run shows).
 pub async fn expired(db: &Db, now_ms: i64) -> Result<Vec<(IndexName, TrashRecord)>, ServiceError> {
     let mut expired = Vec::new();
+    let indexes = all_indexes(db).await?;
     for entry in db.trash_entries(None, Some(now_ms), 10_000).await? {
-        if let Some(index) = index_of(db, entry.index_id).await? {
+        if let Some(index) = indexes.get(&entry.index_id).cloned() {
             expired.push((index.name, entry));
         }
     }
@@ -373,10 +374,14 @@ fn may_see(principal: &Principal, index: &Index) -> bool {
 
 /// The index with this id, live or in the trash.
 async fn index_of(db: &Db, id: i64) -> Result<Option<Index>, ServiceError> {
-    if let Some(live) = db.list_indexes().await?.into_iter().find(|i| i.id == id) {
-        return Ok(Some(live));
-    }
-    Ok(db.trashed_indexes().await?.into_iter().find(|i| i.id == id))
+    Ok(all_indexes(db).await?.remove(&id))
+}
+
+/// Every index, live or in the trash, by id.
+async fn all_indexes(db: &Db) -> Result<std::collections::HashMap<i64, Index>, ServiceError> {
+    let live = db.list_indexes().await?;
+    let trashed = db.trashed_indexes().await?;
+    Ok(live.into_iter().chain(trashed).map(|i| (i.id, i)).collect())
 }
 
 async fn trash_event(
