@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use super::auth::{Caller, Principal};
+use super::builds::now_ms;
 use super::{ServiceError, indexes, now_rfc3339};
 use crate::db::{BuildKey, BuildState, Db, DbError, Lock, NewEvent, NewTrash, TrashRecord};
 use crate::domain::{EventKind, Index, IndexName, Permission, ProjectName, Release, TrashKind};
@@ -411,10 +412,4 @@ async fn trash_event(
     )
     .await?;
     Ok(())
-}
-
-/// Unix milliseconds now.
-#[must_use]
-pub fn now_ms() -> i64 {
-    super::builds::now_ms()
 }
